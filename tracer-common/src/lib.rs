@@ -1,0 +1,219 @@
+//! Records shared by tracer's kernel programs (`tracer-ebpf`) and its userspace (`tracer`).
+//!
+//! Every record the kernel writes to the ring buffer starts with a [`Header`], followed by
+//! the kind's fixed part and then, for kinds that carry strings, the strings back to back
+//! with their lengths in the fixed part (no NUL terminators, no padding). The layouts are
+//! `#[repr(C)]` with fixed-width fields and no implicit padding; the `const _` assertions
+//! below pin their sizes so the two sides cannot drift.
+#![no_std]
+
+/// Length of a task's `comm`, as the kernel defines `TASK_COMM_LEN`.
+pub const COMM_LEN: usize = 16;
+/// Longest exec filename a record carries (bytes); longer ones are truncated and flagged.
+pub const MAX_FILENAME: usize = 512;
+/// Longest argument block (NUL-separated argv) an exec record carries (bytes).
+pub const MAX_ARGV: usize = 512;
+/// Longest cgroup path a record carries (bytes).
+pub const MAX_CGROUP_PATH: usize = 512;
+/// Size of the per-CPU scratch buffer a record is assembled in before it is output.
+/// It holds the header, the largest fixed part and both strings.
+pub const SCRATCH_SIZE: usize = 2048;
+
+/// The kind of a record, the first field of every [`Header`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordKind {
+    /// A successful exec (`sched_process_exec`): [`ExecFixed`], filename, argv.
+    Exec = 1,
+    /// A failed execve/execveat: [`ExecFixed`] with `ret` < 0, filename.
+    ExecFailed = 2,
+    /// A process (thread group) ended: [`ExitFixed`].
+    Exit = 3,
+    /// A new process (not a thread) was forked: [`ForkFixed`].
+    Fork = 4,
+    /// A cgroup2 directory was created: [`CgroupFixed`], path.
+    CgroupMkdir = 5,
+    /// A cgroup2 directory was removed: [`CgroupFixed`], path.
+    CgroupRmdir = 6,
+    /// A task was attached to a cgroup2 cgroup: [`CgroupFixed`], path.
+    CgroupAttach = 7,
+}
+
+impl RecordKind {
+    /// The kind for a raw header value, if it is one this version knows.
+    pub const fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::Exec,
+            2 => Self::ExecFailed,
+            3 => Self::Exit,
+            4 => Self::Fork,
+            5 => Self::CgroupMkdir,
+            6 => Self::CgroupRmdir,
+            7 => Self::CgroupAttach,
+            _ => return None,
+        })
+    }
+}
+
+/// Set in [`Header::flags`] when the filename or path was longer than the record can carry.
+pub const FLAG_PATH_TRUNCATED: u32 = 1 << 0;
+/// Set in [`Header::flags`] when the argument block was longer than [`MAX_ARGV`].
+pub const FLAG_ARGV_TRUNCATED: u32 = 1 << 1;
+
+/// The start of every record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Header {
+    /// A [`RecordKind`] value.
+    pub kind: u32,
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// `bpf_ktime_get_boot_ns()`: CLOCK_BOOTTIME in nanoseconds.
+    pub ts_ns: u64,
+    /// Thread id of the task the event happened in (the kernel's `pid`).
+    pub pid: u32,
+    /// Process id (thread group id).
+    pub tgid: u32,
+    /// cgroup2 id (inode number of the cgroup directory) of the task.
+    pub cgroup_id: u64,
+    /// The task's `comm`, NUL-padded.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Fixed part of [`RecordKind::Exec`] and [`RecordKind::ExecFailed`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecFixed {
+    /// Parent's process id (`real_parent->tgid`).
+    pub ppid: u32,
+    /// Real uid of the task.
+    pub uid: u32,
+    /// 0 for a successful exec, the syscall's negative errno for a failed one.
+    pub ret: i32,
+    /// Bytes of filename that follow the fixed part.
+    pub filename_len: u16,
+    /// Bytes of NUL-separated arguments that follow the filename.
+    pub argv_len: u16,
+}
+
+/// Fixed part of [`RecordKind::Exit`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitFixed {
+    /// Parent's process id at exit.
+    pub ppid: u32,
+    /// The wait status the parent's waitpid() sees: signal in the low 7 bits, 0x80 core
+    /// dumped, exit code in bits 8..16.
+    pub status: u32,
+}
+
+/// Fixed part of [`RecordKind::Fork`]; the header describes the parent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ForkFixed {
+    /// Process id of the new process.
+    pub child_pid: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
+/// Fixed part of the cgroup records.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CgroupFixed {
+    /// cgroup2 id of the cgroup created, removed or attached to.
+    pub id: u64,
+    /// For attach: the process id of the task moved; 0 otherwise.
+    pub target_pid: u32,
+    /// Depth of the cgroup below the root (the root is 0).
+    pub level: u16,
+    /// Bytes of path (relative to the cgroup2 mount, starting with `/`) that follow.
+    pub path_len: u16,
+}
+
+pub const HEADER_SIZE: usize = size_of::<Header>();
+pub const EXEC_FIXED_SIZE: usize = size_of::<ExecFixed>();
+pub const EXIT_FIXED_SIZE: usize = size_of::<ExitFixed>();
+pub const FORK_FIXED_SIZE: usize = size_of::<ForkFixed>();
+pub const CGROUP_FIXED_SIZE: usize = size_of::<CgroupFixed>();
+
+const _: () = assert!(HEADER_SIZE == 48);
+const _: () = assert!(EXEC_FIXED_SIZE == 16);
+const _: () = assert!(EXIT_FIXED_SIZE == 8);
+const _: () = assert!(FORK_FIXED_SIZE == 8);
+const _: () = assert!(CGROUP_FIXED_SIZE == 16);
+const _: () = assert!(HEADER_SIZE + EXEC_FIXED_SIZE + MAX_FILENAME + MAX_ARGV <= SCRATCH_SIZE);
+const _: () = assert!(HEADER_SIZE + CGROUP_FIXED_SIZE + MAX_CGROUP_PATH <= SCRATCH_SIZE);
+const _: () = assert!(MAX_FILENAME.is_power_of_two() && MAX_ARGV.is_power_of_two());
+const _: () = assert!(MAX_FILENAME < u16::MAX as usize);
+const _: () = assert!(MAX_CGROUP_PATH < u16::MAX as usize);
+
+/// Index of the drop counter in the per-CPU `STATS` array: ring-buffer reserves that failed.
+pub const STAT_DROPS: u32 = 0;
+/// Index of the counter of records lost because a kernel read failed.
+pub const STAT_ERRORS: u32 = 1;
+/// Number of per-CPU counters.
+pub const STAT_COUNT: u32 = 2;
+
+/// Byte offsets the kernel programs need, read by userspace at start from the running
+/// kernel's BTF (`/sys/kernel/btf/vmlinux`) and tracefs format files, and written into the
+/// program's `CONFIG` global before load. Nothing here is hard-coded for one kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Process id whose own events are dropped in the kernel (0: none).
+    pub ignore_tgid: u32,
+    /// `SIGNAL_GROUP_EXIT` bit of `signal_struct::flags`.
+    pub signal_group_exit: u32,
+
+    // struct task_struct
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_real_parent: u32,
+    pub task_group_leader: u32,
+    pub task_signal: u32,
+    pub task_mm: u32,
+    pub task_exit_code: u32,
+    // struct signal_struct
+    pub signal_live: u32,
+    pub signal_flags: u32,
+    pub signal_group_exit_code: u32,
+    // struct mm_struct
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+
+    // tracepoint record fields (from events/*/*/format)
+    /// sched/sched_process_exec: `__data_loc char[] filename`.
+    pub tp_exec_filename: u32,
+    /// syscalls/sys_enter_execve: `filename`.
+    pub tp_execve_filename: u32,
+    /// syscalls/sys_enter_execveat: `filename`.
+    pub tp_execveat_filename: u32,
+    /// syscalls/sys_exit_execve(at): `ret`.
+    pub tp_sys_exit_ret: u32,
+    /// cgroup/cgroup_mkdir and cgroup_rmdir: `root`, `level`, `id`, `__data_loc path`.
+    pub tp_cgroup_root: u32,
+    pub tp_cgroup_level: u32,
+    pub tp_cgroup_id: u32,
+    pub tp_cgroup_path: u32,
+    /// cgroup/cgroup_attach_task: `dst_root`, `dst_level`, `dst_id`, `pid`, `__data_loc dst_path`.
+    pub tp_attach_root: u32,
+    pub tp_attach_level: u32,
+    pub tp_attach_id: u32,
+    pub tp_attach_pid: u32,
+    pub tp_attach_path: u32,
+    /// sched/sched_process_exit: `bool group_dead` where the kernel has it (6.x with the
+    /// field), [`FIELD_ABSENT`] where it does not (then `signal->live == 0` decides).
+    pub tp_exit_group_dead: u32,
+}
+
+const _: () = assert!(size_of::<Config>().is_multiple_of(8));
+
+/// A [`Config`] offset for a field this kernel does not have.
+pub const FIELD_ABSENT: u32 = u32::MAX;
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain #[repr(C)] structs of integers with no padding (sizes asserted above).
+    unsafe impl aya::Pod for super::Config {}
+}

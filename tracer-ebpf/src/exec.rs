@@ -1,0 +1,166 @@
+//! exec: successful ones from `sched/sched_process_exec` (filename from the tracepoint,
+//! argv from the new image's `mm->arg_start..arg_end`), failed ones from the execve and
+//! execveat syscall tracepoints (the filename pointer saved at entry, read at exit when the
+//! return value is an error; the old address space is still there then).
+
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_uid_gid,
+        bpf_probe_read_user_str_bytes,
+    },
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use tracer_common::{
+    EXEC_FIXED_SIZE, ExecFixed, FLAG_ARGV_TRUNCATED, FLAG_PATH_TRUNCATED, HEADER_SIZE, MAX_ARGV,
+    MAX_FILENAME, RecordKind,
+};
+
+use crate::common::{
+    EXEC_FILENAMES, cfg, copy_kernel, copy_user, count_error, header, ignored, parent_tgid, put,
+    put_header, read_field, scratch, submit,
+};
+
+/// Where the strings start in an exec record.
+const BODY: usize = HEADER_SIZE + EXEC_FIXED_SIZE;
+
+#[tracepoint]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    if try_exec(&ctx).is_err() {
+        count_error();
+    }
+    0
+}
+
+fn try_exec(ctx: &TracePointContext) -> Result<(), i32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if ignored((pid_tgid >> 32) as u32) {
+        return Ok(());
+    }
+    let c = cfg();
+    let buf = scratch().ok_or(-1)?;
+    let mut hdr = header(RecordKind::Exec, pid_tgid);
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+
+    // __data_loc: the low 16 bits are the string's offset in the record, the high 16 bits its
+    // length including the NUL.
+    let loc: u32 = unsafe { ctx.read_at(c.tp_exec_filename as usize) }?;
+    let filename_len = ((loc >> 16) as usize).saturating_sub(1);
+    if filename_len > MAX_FILENAME {
+        hdr.flags |= FLAG_PATH_TRUNCATED;
+    }
+    let src = (ctx.as_ptr() as *const u8).wrapping_add((loc & 0xffff) as usize);
+    let filename_n = copy_kernel::<MAX_FILENAME>(buf, BODY, src, filename_len);
+
+    let mut argv_n = 0;
+    let mm: *const u8 = unsafe { read_field(task, c.task_mm) }?;
+    if !mm.is_null() {
+        let start: u64 = unsafe { read_field(mm, c.mm_arg_start) }?;
+        let end: u64 = unsafe { read_field(mm, c.mm_arg_end) }?;
+        if end > start {
+            let total = (end - start) as usize;
+            if total > MAX_ARGV {
+                hdr.flags |= FLAG_ARGV_TRUNCATED;
+            }
+            argv_n = copy_user::<MAX_ARGV>(buf, BODY + filename_n, start as *const u8, total);
+        }
+    }
+
+    put(
+        buf,
+        HEADER_SIZE,
+        ExecFixed {
+            ppid: unsafe { parent_tgid(task) },
+            uid: bpf_get_current_uid_gid() as u32,
+            ret: 0,
+            filename_len: filename_n as u16,
+            argv_len: argv_n as u16,
+        },
+    );
+    put_header(buf, hdr);
+    submit(buf, BODY + filename_n + argv_n);
+    Ok(())
+}
+
+#[tracepoint]
+pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
+    save_filename(&ctx, cfg().tp_execve_filename);
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
+    save_filename(&ctx, cfg().tp_execveat_filename);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_execve(ctx: TracePointContext) -> u32 {
+    if try_exec_failed(&ctx).is_err() {
+        count_error();
+    }
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_execveat(ctx: TracePointContext) -> u32 {
+    if try_exec_failed(&ctx).is_err() {
+        count_error();
+    }
+    0
+}
+
+fn save_filename(ctx: &TracePointContext, off: u32) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if ignored((pid_tgid >> 32) as u32) {
+        return;
+    }
+    match unsafe { ctx.read_at::<u64>(off as usize) } {
+        Ok(ptr) => {
+            if EXEC_FILENAMES.insert(&pid_tgid, &ptr, 0).is_err() {
+                count_error();
+            }
+        }
+        Err(_) => count_error(),
+    }
+}
+
+fn try_exec_failed(ctx: &TracePointContext) -> Result<(), i32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(&filename) = (unsafe { EXEC_FILENAMES.get(&pid_tgid) }) else {
+        return Ok(());
+    };
+    let _ = EXEC_FILENAMES.remove(&pid_tgid);
+    let ret: i64 = unsafe { ctx.read_at(cfg().tp_sys_exit_ret as usize) }?;
+    if ret >= 0 {
+        return Ok(());
+    }
+    let buf = scratch().ok_or(-1)?;
+    let mut hdr = header(RecordKind::ExecFailed, pid_tgid);
+    let n = match unsafe {
+        bpf_probe_read_user_str_bytes(filename as *const u8, &mut buf[BODY..BODY + MAX_FILENAME])
+    } {
+        Ok(s) => s.len(),
+        Err(_) => 0,
+    };
+    // The helper stops one short of the buffer to leave room for the NUL.
+    if n >= MAX_FILENAME - 1 {
+        hdr.flags |= FLAG_PATH_TRUNCATED;
+    }
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    put(
+        buf,
+        HEADER_SIZE,
+        ExecFixed {
+            ppid: unsafe { parent_tgid(task) },
+            uid: bpf_get_current_uid_gid() as u32,
+            ret: ret as i32,
+            filename_len: n as u16,
+            argv_len: 0,
+        },
+    );
+    put_header(buf, hdr);
+    submit(buf, BODY + n);
+    Ok(())
+}

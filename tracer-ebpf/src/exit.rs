@@ -1,0 +1,62 @@
+//! exit: one record per process, when its last thread exits, with the wait status its
+//! parent's waitpid() sees.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use tracer_common::{ExitFixed, FIELD_ABSENT, Header, RecordKind};
+
+use crate::common::{cfg, count_error, header, ignored, parent_tgid, read_field, submit_fixed};
+
+#[repr(C)]
+struct ExitRecord {
+    hdr: Header,
+    fixed: ExitFixed,
+}
+
+#[tracepoint]
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    if try_exit(&ctx).is_err() {
+        count_error();
+    }
+    0
+}
+
+fn try_exit(ctx: &TracePointContext) -> Result<(), i32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if ignored((pid_tgid >> 32) as u32) {
+        return Ok(());
+    }
+    let c = cfg();
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let signal: *const u8 = unsafe { read_field(task, c.task_signal) }?;
+    // The thread group ends with this thread: the tracepoint says so on kernels that have
+    // `group_dead`; elsewhere the live-thread count has already been decremented to 0.
+    let last = if c.tp_exit_group_dead != FIELD_ABSENT {
+        unsafe { ctx.read_at::<u8>(c.tp_exit_group_dead as usize) }? != 0
+    } else {
+        unsafe { read_field::<i32>(signal, c.signal_live) }? == 0
+    };
+    if !last {
+        return Ok(());
+    }
+    // As wait_task_zombie() computes it: the group exit code when the group was taken down
+    // (exit_group from a multi-threaded process, a fatal signal), else the leader's own.
+    let flags: u32 = unsafe { read_field(signal, c.signal_flags) }?;
+    let status: u32 = if flags & c.signal_group_exit != 0 {
+        unsafe { read_field(signal, c.signal_group_exit_code) }?
+    } else {
+        let leader: *const u8 = unsafe { read_field(task, c.task_group_leader) }?;
+        unsafe { read_field(leader, c.task_exit_code) }?
+    };
+    submit_fixed(ExitRecord {
+        hdr: header(RecordKind::Exit, pid_tgid),
+        fixed: ExitFixed {
+            ppid: unsafe { parent_tgid(task) },
+            status,
+        },
+    });
+    Ok(())
+}

@@ -1,0 +1,46 @@
+//! fork: new processes only. A BTF tracepoint, because telling a new process from a new
+//! thread needs the child's task (its pid equals its tgid only for a process).
+
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid, macros::btf_tracepoint, programs::BtfTracePointContext,
+};
+use tracer_common::{ForkFixed, Header, RecordKind};
+
+use crate::common::{cfg, count_error, header, ignored, read_field, submit_fixed};
+
+#[repr(C)]
+struct ForkRecord {
+    hdr: Header,
+    fixed: ForkFixed,
+}
+
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
+    if try_fork(&ctx).is_err() {
+        count_error();
+    }
+    0
+}
+
+fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if ignored((pid_tgid >> 32) as u32) {
+        return Ok(());
+    }
+    let c = cfg();
+    // sched_process_fork(struct task_struct *parent, struct task_struct *child)
+    let child: *const u8 = ctx.arg(1);
+    let pid: u32 = unsafe { read_field(child, c.task_pid) }?;
+    let tgid: u32 = unsafe { read_field(child, c.task_tgid) }?;
+    if pid != tgid {
+        return Ok(());
+    }
+    submit_fixed(ForkRecord {
+        hdr: header(RecordKind::Fork, pid_tgid),
+        fixed: ForkFixed {
+            child_pid: pid,
+            reserved: 0,
+        },
+    });
+    Ok(())
+}

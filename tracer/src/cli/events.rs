@@ -1,0 +1,465 @@
+//! `tracer events`: the live event stream, in columns or as JSON lines.
+
+use std::io::{self, BufWriter, Write};
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    cgroup::CgroupPaths,
+    clock::{BootClock, local_time_of_day, rfc3339_utc},
+    event::{Event, EventKind},
+    probe::{Probe, ProbeOptions},
+};
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Print one JSON object per line (field names are documented in README.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Only events of this process id (repeatable); fork and attach events match their child
+    /// or moved process too.
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+    /// Only events whose comm is NAME (repeatable).
+    #[arg(long = "comm", value_name = "NAME")]
+    pub comms: Vec<String>,
+    /// Only events in cgroups whose path starts with PREFIX (e.g. /system.slice/).
+    #[arg(long, value_name = "PREFIX")]
+    pub cgroup: Option<String>,
+    /// Only these kinds (comma-separated).
+    #[arg(long = "kind", value_delimiter = ',', value_enum, value_name = "KIND")]
+    pub kinds: Vec<KindFilter>,
+    /// Only failed execs and processes that exited with a non-zero status or a signal.
+    #[arg(long)]
+    pub failed: bool,
+    /// Size of the kernel ring buffer in bytes (a power of two).
+    #[arg(long, value_name = "BYTES", default_value_t = ProbeOptions::default().ring_size)]
+    pub ring_size: u32,
+}
+
+/// Event kinds `--kind` selects; `cgroup` is all three cgroup kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KindFilter {
+    Exec,
+    ExecFailed,
+    Exit,
+    Fork,
+    Cgroup,
+    CgroupMkdir,
+    CgroupRmdir,
+    CgroupAttach,
+}
+
+impl KindFilter {
+    fn matches(self, kind: &EventKind) -> bool {
+        match self {
+            Self::Cgroup => matches!(
+                kind,
+                EventKind::CgroupMkdir { .. }
+                    | EventKind::CgroupRmdir { .. }
+                    | EventKind::CgroupAttach { .. }
+            ),
+            _ => self
+                .to_possible_value()
+                .is_some_and(|v| v.get_name() == kind.name()),
+        }
+    }
+}
+
+/// What `tracer events` shows.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub pids: Vec<u32>,
+    pub comms: Vec<String>,
+    pub cgroup_prefix: Option<String>,
+    pub kinds: Vec<KindFilter>,
+    pub failed_only: bool,
+}
+
+impl Filter {
+    pub fn from_args(args: &EventsArgs) -> Self {
+        Self {
+            pids: args.pids.clone(),
+            comms: args.comms.clone(),
+            cgroup_prefix: args.cgroup.clone(),
+            kinds: args.kinds.clone(),
+            failed_only: args.failed,
+        }
+    }
+
+    /// Whether to show `ev`, whose task's cgroup resolved to `cgroup` (None: unknown).
+    pub fn matches(&self, ev: &Event, cgroup: Option<&str>) -> bool {
+        if !self.pids.is_empty()
+            && !self
+                .pids
+                .iter()
+                .any(|&p| p == ev.tgid || p == ev.pid || p == ev.subject_pid())
+        {
+            return false;
+        }
+        if !self.comms.is_empty() && !self.comms.contains(&ev.comm) {
+            return false;
+        }
+        if let Some(prefix) = &self.cgroup_prefix {
+            let path = match &ev.kind {
+                EventKind::CgroupMkdir { cgroup }
+                | EventKind::CgroupRmdir { cgroup }
+                | EventKind::CgroupAttach { cgroup, .. } => Some(cgroup.path.as_str()),
+                _ => cgroup,
+            };
+            if !path.is_some_and(|p| p.starts_with(prefix.as_str())) {
+                return false;
+            }
+        }
+        if !self.kinds.is_empty() && !self.kinds.iter().any(|k| k.matches(&ev.kind)) {
+            return false;
+        }
+        !self.failed_only || ev.is_failure()
+    }
+}
+
+/// The column header of the text output.
+pub const TEXT_HEADER: &str = "TIME            KIND          PID     PPID    COMM             CGROUP                           DETAIL";
+
+/// One line of text output (without the newline).
+pub fn text_line(ev: &Event, clock: &BootClock, cgroup: Option<&str>) -> String {
+    let time = local_time_of_day(clock.wall(ev.ts_ns));
+    let unknown;
+    let cgroup = match cgroup {
+        Some(c) => c,
+        None => {
+            unknown = format!("cgroup:{}", ev.cgroup_id);
+            &unknown
+        }
+    };
+    let (pid, ppid, cgroup, detail): (u32, Option<u32>, &str, String) = match &ev.kind {
+        EventKind::Exec {
+            ppid,
+            filename,
+            argv,
+            filename_truncated,
+            argv_truncated,
+            ..
+        } => {
+            let mut d = filename.clone();
+            if *filename_truncated {
+                d.push('…');
+            }
+            if !argv.is_empty() {
+                d.push_str("  ");
+                d.push_str(&shell_words(argv));
+                if *argv_truncated {
+                    d.push('…');
+                }
+            }
+            (ev.tgid, Some(*ppid), cgroup, d)
+        }
+        EventKind::ExecFailed {
+            ppid,
+            errno,
+            filename,
+            ..
+        } => (ev.tgid, Some(*ppid), cgroup, format!("{errno}  {filename}")),
+        EventKind::Exit { ppid, status } => (ev.tgid, Some(*ppid), cgroup, status.to_string()),
+        EventKind::Fork { child_pid } => (*child_pid, Some(ev.tgid), cgroup, "new process".into()),
+        EventKind::CgroupMkdir { cgroup: c } => {
+            (ev.tgid, None, c.path.as_str(), format!("mkdir id={}", c.id))
+        }
+        EventKind::CgroupRmdir { cgroup: c } => {
+            (ev.tgid, None, c.path.as_str(), format!("rmdir id={}", c.id))
+        }
+        EventKind::CgroupAttach {
+            cgroup: c,
+            target_pid,
+        } => (
+            ev.tgid,
+            None,
+            c.path.as_str(),
+            format!("attach pid {target_pid} id={}", c.id),
+        ),
+    };
+    let ppid = ppid.map_or_else(|| "-".to_owned(), |p| p.to_string());
+    format!(
+        "{time:<15} {kind:<13} {pid:<7} {ppid:<7} {comm:<16} {cgroup:<32} {detail}",
+        kind = ev.kind_name(),
+        comm = ev.comm,
+    )
+}
+
+/// Arguments joined with spaces, quoted where a shell would need it.
+fn shell_words(argv: &[String]) -> String {
+    let quote = |a: &String| {
+        if !a.is_empty()
+            && a.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
+        {
+            a.clone()
+        } else {
+            format!("'{}'", a.replace('\'', r"'\''"))
+        }
+    };
+    argv.iter().map(quote).collect::<Vec<_>>().join(" ")
+}
+
+/// One JSON line: the event's fields plus its wall-clock time and resolved cgroup path.
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    time: String,
+    #[serde(flatten)]
+    event: &'a Event,
+    cgroup: Option<&'a str>,
+}
+
+/// Serializes one event as a JSON line (without the newline).
+pub fn json_line(ev: &Event, clock: &BootClock, cgroup: Option<&str>) -> String {
+    let line = JsonLine {
+        time: rfc3339_utc(clock.wall(ev.ts_ns)),
+        event: ev,
+        cgroup,
+    };
+    serde_json::to_string(&line).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+/// Runs the live stream until Ctrl-C, SIGTERM or a closed stdout.
+pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
+    let filter = Filter::from_args(&args);
+    let mut cgroups = CgroupPaths::scan_system().context("reading the cgroup2 tree")?;
+    let mut probe = Probe::load(&ProbeOptions {
+        ring_size: args.ring_size,
+        ignore_self: true,
+    })?;
+    // Cgroups made while the programs were being attached.
+    cgroups.rescan().context("reading the cgroup2 tree")?;
+    eprintln!(
+        "tracer: streaming exec, exit, fork and cgroup events (cgroup2 at {}); Ctrl-C to stop",
+        cgroups.mount().display()
+    );
+
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let clock = BootClock::new();
+    let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+    let mut counts = Counts::default();
+    let mut batch = Vec::with_capacity(256);
+    let mut closed = false;
+    if !args.json {
+        closed = writeln!(out, "{TEXT_HEADER}")
+            .and_then(|()| out.flush())
+            .is_err();
+    }
+    while !closed {
+        tokio::select! {
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+            r = probe.read(&mut batch) => r?,
+        }
+        closed = emit(
+            &mut out,
+            &mut batch,
+            &filter,
+            &mut cgroups,
+            &clock,
+            args.json,
+            &mut counts,
+        )
+        .is_err();
+    }
+    if !closed {
+        probe.drain(&mut batch);
+        let _ = emit(
+            &mut out,
+            &mut batch,
+            &filter,
+            &mut cgroups,
+            &clock,
+            args.json,
+            &mut counts,
+        );
+    }
+    let stats = probe.kernel_stats();
+    eprintln!(
+        "tracer: {} events seen, {} shown, {} dropped (ring buffer full), {} lost to kernel read errors, {} malformed",
+        counts.seen,
+        counts.shown,
+        stats.drops,
+        stats.errors,
+        probe.malformed()
+    );
+    Ok(())
+}
+
+#[derive(Default)]
+struct Counts {
+    seen: u64,
+    shown: u64,
+}
+
+/// Writes out a batch; an error means stdout is gone (e.g. `| head` exited).
+fn emit(
+    out: &mut impl Write,
+    batch: &mut Vec<Event>,
+    filter: &Filter,
+    cgroups: &mut CgroupPaths,
+    clock: &BootClock,
+    json: bool,
+    counts: &mut Counts,
+) -> io::Result<()> {
+    for ev in batch.drain(..) {
+        counts.seen += 1;
+        let cgroup = cgroups.path(ev.cgroup_id);
+        if filter.matches(&ev, cgroup) {
+            counts.shown += 1;
+            let line = if json {
+                json_line(&ev, clock, cgroup)
+            } else {
+                text_line(&ev, clock, cgroup)
+            };
+            out.write_all(line.as_bytes())?;
+            out.write_all(b"\n")?;
+        }
+        cgroups.observe(&ev);
+    }
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{CgroupRef, Errno, WaitStatus};
+
+    fn ev(kind: EventKind) -> Event {
+        Event {
+            ts_ns: 1_000_000_000,
+            pid: 100,
+            tgid: 100,
+            cgroup_id: 5,
+            comm: "mylog.sh".into(),
+            kind,
+        }
+    }
+
+    fn exec() -> Event {
+        ev(EventKind::Exec {
+            ppid: 1,
+            uid: 0,
+            filename: "/usr/local/bin/mylog.sh".into(),
+            argv: vec![
+                "/bin/sh".into(),
+                "/usr/local/bin/mylog.sh".into(),
+                "a b".into(),
+            ],
+            filename_truncated: false,
+            argv_truncated: false,
+        })
+    }
+
+    fn failed_exec() -> Event {
+        ev(EventKind::ExecFailed {
+            ppid: 1,
+            uid: 0,
+            errno: Errno(libc::EACCES),
+            filename: "/usr/local/bin/mylog.sh".into(),
+            filename_truncated: false,
+        })
+    }
+
+    fn exit(status: u32) -> Event {
+        ev(EventKind::Exit {
+            ppid: 1,
+            status: WaitStatus(status),
+        })
+    }
+
+    #[test]
+    fn text_lines_say_what_happened() {
+        let clock = BootClock::new();
+        let line = text_line(&exec(), &clock, Some("/system.slice/mylog.service"));
+        assert!(line.contains(" exec "), "{line}");
+        assert!(line.contains("/system.slice/mylog.service"), "{line}");
+        assert!(
+            line.ends_with("/usr/local/bin/mylog.sh  /bin/sh /usr/local/bin/mylog.sh 'a b'"),
+            "{line}"
+        );
+        let line = text_line(&failed_exec(), &clock, None);
+        assert!(
+            line.ends_with("EACCES (Permission denied)  /usr/local/bin/mylog.sh"),
+            "{line}"
+        );
+        assert!(line.contains("cgroup:5"), "{line}");
+        assert!(text_line(&exit(3 << 8), &clock, None).ends_with("exit 3"));
+        assert!(text_line(&exit(9), &clock, None).ends_with("killed by SIGKILL"));
+        assert!(
+            text_line(&exit(11 | 0x80), &clock, None).ends_with("killed by SIGSEGV (core dumped)")
+        );
+    }
+
+    #[test]
+    fn json_lines_carry_time_and_cgroup() {
+        let clock = BootClock::new();
+        let v: serde_json::Value =
+            serde_json::from_str(&json_line(&failed_exec(), &clock, Some("/a.slice"))).unwrap();
+        assert_eq!(v["kind"], "exec-failed");
+        assert_eq!(v["error"], "EACCES");
+        assert_eq!(v["cgroup"], "/a.slice");
+        assert_eq!(v["pid"], 100);
+        assert!(v["time"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn filters_select_what_was_asked() {
+        let all = Filter::default();
+        assert!(all.matches(&exec(), None));
+
+        let failed = Filter {
+            failed_only: true,
+            ..Filter::default()
+        };
+        assert!(!failed.matches(&exec(), None));
+        assert!(failed.matches(&failed_exec(), None));
+        assert!(!failed.matches(&exit(0), None));
+        assert!(failed.matches(&exit(1 << 8), None));
+        assert!(failed.matches(&exit(9), None));
+
+        let kinds = Filter {
+            kinds: vec![KindFilter::ExecFailed, KindFilter::Cgroup],
+            ..Filter::default()
+        };
+        assert!(!kinds.matches(&exec(), None));
+        assert!(kinds.matches(&failed_exec(), None));
+        let mkdir = ev(EventKind::CgroupMkdir {
+            cgroup: CgroupRef {
+                id: 9,
+                level: 1,
+                path: "/system.slice/x.service".into(),
+                path_truncated: false,
+            },
+        });
+        assert!(kinds.matches(&mkdir, None));
+
+        let pid = Filter {
+            pids: vec![200],
+            ..Filter::default()
+        };
+        assert!(!pid.matches(&exec(), None));
+        assert!(pid.matches(&ev(EventKind::Fork { child_pid: 200 }), None));
+
+        let cg = Filter {
+            cgroup_prefix: Some("/system.slice/".into()),
+            ..Filter::default()
+        };
+        assert!(cg.matches(&exec(), Some("/system.slice/mylog.service")));
+        assert!(!cg.matches(&exec(), Some("/user.slice")));
+        assert!(!cg.matches(&exec(), None));
+        assert!(cg.matches(&mkdir, None));
+
+        let comm = Filter {
+            comms: vec!["other".into()],
+            ..Filter::default()
+        };
+        assert!(!comm.matches(&exec(), None));
+    }
+}

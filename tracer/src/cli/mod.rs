@@ -1,0 +1,22 @@
+//! The command line: one module per subcommand.
+
+pub mod events;
+
+use clap::{Parser, Subcommand};
+
+/// eBPF process and service tracer for systemd hosts.
+#[derive(Debug, Parser)]
+#[command(name = "tracer", version, about)]
+pub struct Cli {
+    /// More log output on stderr (-v: info, -vv: debug). RUST_LOG overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Stream exec, failed exec, exit, fork and cgroup events live, as they happen.
+    Events(events::EventsArgs),
+}

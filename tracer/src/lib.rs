@@ -1,0 +1,12 @@
+//! tracer: an eBPF-backed process and service tracer for systemd hosts.
+//!
+//! The flow is one way: kernel programs → ring buffer → [`probe`] → [`decode`] → [`event`]
+//! → enrichment ([`cgroup`]) → consumers ([`cli`]). Everything after `decode` works on
+//! plain values and is tested without root by replaying records.
+
+pub mod cgroup;
+pub mod cli;
+pub mod clock;
+pub mod decode;
+pub mod event;
+pub mod probe;

@@ -1,0 +1,302 @@
+//! A minimal reader of the kernel's BTF (`/sys/kernel/btf/vmlinux`): just enough to find the
+//! byte offset of a struct member, looking through anonymous structs and unions, so the
+//! kernel programs never carry offsets compiled for one kernel.
+
+use std::collections::HashMap;
+
+/// What can go wrong reading BTF.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BtfError {
+    #[error("not BTF data (bad magic {0:#06x})")]
+    BadMagic(u16),
+    #[error("BTF data is truncated: {0}")]
+    Truncated(&'static str),
+    #[error("unknown BTF type kind {kind} (type id {id})")]
+    UnknownKind { kind: u32, id: u32 },
+    #[error("struct {0} is not in the kernel's BTF")]
+    NoStruct(String),
+    #[error("struct {strukt} has no member {member} in the kernel's BTF")]
+    NoMember { strukt: String, member: String },
+    #[error("{strukt}.{member} is a bitfield; its byte offset is not usable")]
+    Bitfield { strukt: String, member: String },
+}
+
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+const KIND_TYPEDEF: u32 = 8;
+const KIND_VOLATILE: u32 = 9;
+const KIND_CONST: u32 = 10;
+const KIND_RESTRICT: u32 = 11;
+const KIND_TYPE_TAG: u32 = 18;
+
+struct Member {
+    name_off: u32,
+    type_id: u32,
+    bit_offset: u32,
+    bitfield_size: u32,
+}
+
+struct Type {
+    name_off: u32,
+    kind: u32,
+    /// For modifiers and typedefs: the type referred to.
+    ref_type: u32,
+    /// For structs and unions.
+    members: Vec<Member>,
+}
+
+/// Parsed BTF types; member offsets are looked up by struct and member name.
+pub struct Btf {
+    types: Vec<Type>,
+    strings: Vec<u8>,
+    structs: HashMap<String, u32>,
+}
+
+fn u16_at(b: &[u8], off: usize) -> Option<u16> {
+    b.get(off..off + 2)
+        .map(|s| u16::from_le_bytes([s[0], s[1]]))
+}
+
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    b.get(off..off + 4)
+        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+impl Btf {
+    /// Parses raw BTF (little-endian, as on x86_64 and arm64).
+    pub fn parse(data: &[u8]) -> Result<Self, BtfError> {
+        let magic = u16_at(data, 0).ok_or(BtfError::Truncated("header"))?;
+        if magic != 0xeb9f {
+            return Err(BtfError::BadMagic(magic));
+        }
+        let hdr_len = u32_at(data, 4).ok_or(BtfError::Truncated("header"))? as usize;
+        let field = |i: usize| {
+            u32_at(data, 8 + 4 * i)
+                .map(|v| v as usize)
+                .ok_or(BtfError::Truncated("header"))
+        };
+        let (type_off, type_len, str_off, str_len) = (field(0)?, field(1)?, field(2)?, field(3)?);
+        let types_raw = data
+            .get(hdr_len + type_off..hdr_len + type_off + type_len)
+            .ok_or(BtfError::Truncated("type section"))?;
+        let strings = data
+            .get(hdr_len + str_off..hdr_len + str_off + str_len)
+            .ok_or(BtfError::Truncated("string section"))?
+            .to_vec();
+
+        // Type id 0 is void.
+        let mut types = vec![Type {
+            name_off: 0,
+            kind: 0,
+            ref_type: 0,
+            members: Vec::new(),
+        }];
+        let mut off = 0;
+        while off < types_raw.len() {
+            let t = |i: usize| u32_at(types_raw, off + 4 * i).ok_or(BtfError::Truncated("type"));
+            let (name_off, info, size_or_type) = (t(0)?, t(1)?, t(2)?);
+            let vlen = (info & 0xffff) as usize;
+            let kind = (info >> 24) & 0x1f;
+            let kind_flag = info >> 31 == 1;
+            off += 12;
+            let mut members = Vec::new();
+            let extra = match kind {
+                0 => 0,
+                1 => 4,                    // INT
+                2 | 7..=12 | 16 | 18 => 0, // PTR FWD TYPEDEF VOLATILE CONST RESTRICT FUNC FLOAT TYPE_TAG
+                3 => 12,                   // ARRAY
+                KIND_STRUCT | KIND_UNION => {
+                    for i in 0..vlen {
+                        let m = |j: usize| {
+                            u32_at(types_raw, off + 12 * i + 4 * j)
+                                .ok_or(BtfError::Truncated("member"))
+                        };
+                        let raw = m(2)?;
+                        let (bit_offset, bitfield_size) = if kind_flag {
+                            (raw & 0xff_ffff, raw >> 24)
+                        } else {
+                            (raw, 0)
+                        };
+                        members.push(Member {
+                            name_off: m(0)?,
+                            type_id: m(1)?,
+                            bit_offset,
+                            bitfield_size,
+                        });
+                    }
+                    12 * vlen
+                }
+                6 | 13 => 8 * vlen,   // ENUM FUNC_PROTO
+                14 | 17 => 4,         // VAR DECL_TAG
+                15 | 19 => 12 * vlen, // DATASEC ENUM64
+                _ => {
+                    return Err(BtfError::UnknownKind {
+                        kind,
+                        id: types.len() as u32,
+                    });
+                }
+            };
+            off += extra;
+            types.push(Type {
+                name_off,
+                kind,
+                ref_type: size_or_type,
+                members,
+            });
+        }
+
+        let mut btf = Btf {
+            types,
+            strings,
+            structs: HashMap::new(),
+        };
+        for (id, t) in btf.types.iter().enumerate() {
+            if t.kind == KIND_STRUCT && !t.members.is_empty() {
+                let name = btf.name(t.name_off);
+                if !name.is_empty() && !btf.structs.contains_key(name) {
+                    btf.structs.insert(name.to_owned(), id as u32);
+                }
+            }
+        }
+        Ok(btf)
+    }
+
+    fn name(&self, off: u32) -> &str {
+        let rest = self.strings.get(off as usize..).unwrap_or_default();
+        let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+        std::str::from_utf8(&rest[..end]).unwrap_or_default()
+    }
+
+    /// Follows typedefs and qualifiers to the underlying type.
+    fn resolve(&self, mut id: u32) -> Option<&Type> {
+        for _ in 0..32 {
+            let t = self.types.get(id as usize)?;
+            match t.kind {
+                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
+                    id = t.ref_type
+                }
+                _ => return Some(t),
+            }
+        }
+        None
+    }
+
+    /// Bit offset of `member` within `t`, searching anonymous struct/union members too.
+    fn find_member(&self, t: &Type, member: &str, depth: u32) -> Option<(u32, u32)> {
+        if depth > 8 {
+            return None;
+        }
+        for m in &t.members {
+            if m.name_off != 0 && self.name(m.name_off) == member {
+                return Some((m.bit_offset, m.bitfield_size));
+            }
+        }
+        for m in t.members.iter().filter(|m| m.name_off == 0) {
+            if let Some(inner) = self.resolve(m.type_id)
+                && matches!(inner.kind, KIND_STRUCT | KIND_UNION)
+                && let Some((bits, size)) = self.find_member(inner, member, depth + 1)
+            {
+                return Some((m.bit_offset + bits, size));
+            }
+        }
+        None
+    }
+
+    /// Byte offset of `strukt.member` (members of anonymous structs and unions included).
+    pub fn member_offset(&self, strukt: &str, member: &str) -> Result<u32, BtfError> {
+        let id = self
+            .structs
+            .get(strukt)
+            .ok_or_else(|| BtfError::NoStruct(strukt.to_owned()))?;
+        let t = &self.types[*id as usize];
+        let (bits, bitfield_size) =
+            self.find_member(t, member, 0)
+                .ok_or_else(|| BtfError::NoMember {
+                    strukt: strukt.to_owned(),
+                    member: member.to_owned(),
+                })?;
+        if bitfield_size != 0 || bits % 8 != 0 {
+            return Err(BtfError::Bitfield {
+                strukt: strukt.to_owned(),
+                member: member.to_owned(),
+            });
+        }
+        Ok(bits / 8)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds BTF bytes from (name, info, size_or_type, trailing words) entries.
+    fn build(types: &[(u32, u32, u32, Vec<u32>)], strings: &[u8]) -> Vec<u8> {
+        let mut ty = Vec::new();
+        for (name, info, st, extra) in types {
+            for w in [*name, *info, *st].iter().chain(extra) {
+                ty.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+        let mut out = Vec::new();
+        out.extend_from_slice(&0xeb9fu16.to_le_bytes());
+        out.push(1);
+        out.push(0);
+        out.extend_from_slice(&24u32.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&(ty.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(ty.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(strings.len() as u32).to_le_bytes());
+        out.extend_from_slice(&ty);
+        out.extend_from_slice(strings);
+        out
+    }
+
+    #[test]
+    fn finds_members_through_anonymous_unions_and_typedefs() {
+        // strings: 0 "", 1 "int", 5 "task", 10 "pid", 14 "mm", 17 "u32t"
+        let strings = b"\0int\0task\0pid\0mm\0u32t\0";
+        let int = (1, 1 << 24, 4, vec![32]); // id 1: int
+        let anon = (0, (KIND_UNION << 24) | 1, 8, vec![14, 1, 0]); // id 2: union { int mm; }
+        let td = (17, KIND_TYPEDEF << 24, 2, vec![]); // id 3: typedef of the union
+        // id 4: struct task { int pid @ 32 bits; <anon typedef> @ 128 bits }
+        let task = (5, (KIND_STRUCT << 24) | 2, 24, vec![10, 1, 32, 0, 3, 128]);
+        let btf = Btf::parse(&build(&[int, anon, td, task], strings)).unwrap();
+        assert_eq!(btf.member_offset("task", "pid"), Ok(4));
+        assert_eq!(btf.member_offset("task", "mm"), Ok(16));
+        assert!(matches!(
+            btf.member_offset("task", "nope"),
+            Err(BtfError::NoMember { .. })
+        ));
+        assert!(matches!(
+            btf.member_offset("nope", "pid"),
+            Err(BtfError::NoStruct(_))
+        ));
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert_eq!(Btf::parse(&[0, 0, 0]).err(), Some(BtfError::BadMagic(0)));
+        assert_eq!(
+            Btf::parse(&[0x9f, 0xeb]).err(),
+            Some(BtfError::Truncated("header"))
+        );
+        let mut data = build(&[(0, 1 << 24, 4, vec![32])], b"\0");
+        data.truncate(data.len() - 3);
+        assert!(Btf::parse(&data).is_err());
+    }
+
+    #[test]
+    fn reads_this_kernels_task_struct() {
+        let Ok(data) = std::fs::read("/sys/kernel/btf/vmlinux") else {
+            eprintln!("skipped: /sys/kernel/btf/vmlinux is not readable here");
+            return;
+        };
+        let btf = Btf::parse(&data).unwrap();
+        let pid = btf.member_offset("task_struct", "pid").unwrap();
+        let tgid = btf.member_offset("task_struct", "tgid").unwrap();
+        assert_eq!(tgid, pid + 4, "pid and tgid are adjacent pid_t fields");
+        let start = btf.member_offset("mm_struct", "arg_start").unwrap();
+        let end = btf.member_offset("mm_struct", "arg_end").unwrap();
+        assert_eq!(end, start + 8);
+    }
+}

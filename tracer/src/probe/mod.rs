@@ -1,0 +1,395 @@
+//! Loading the embedded kernel programs, attaching them, and reading their ring buffer.
+
+pub mod btf;
+pub mod tracefs;
+
+use std::{io, os::fd::AsRawFd, time::Instant};
+
+use aya::{
+    Ebpf, EbpfLoader, Endianness,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, ProgramError, TracePoint},
+};
+use tokio::io::{Interest, unix::AsyncFd};
+use tracer_common::{Config, FIELD_ABSENT, STAT_DROPS, STAT_ERRORS};
+
+use self::{btf::Btf, tracefs::TraceFs};
+use crate::{
+    decode::{DecodeError, decode},
+    event::Event,
+};
+
+/// The kernel programs, built by build.rs for the BPF target.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
+
+const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// `SIGNAL_GROUP_EXIT` in include/linux/sched/signal.h (unchanged since 2.6; a #define, so
+/// not in BTF).
+const SIGNAL_GROUP_EXIT: u32 = 0x4;
+
+/// Classic tracepoints: (program, category, event).
+const TRACEPOINTS: [(&str, &str, &str); 9] = [
+    ("sched_process_exec", "sched", "sched_process_exec"),
+    ("sched_process_exit", "sched", "sched_process_exit"),
+    ("sys_enter_execve", "syscalls", "sys_enter_execve"),
+    ("sys_exit_execve", "syscalls", "sys_exit_execve"),
+    ("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
+    ("sys_exit_execveat", "syscalls", "sys_exit_execveat"),
+    ("cgroup_mkdir", "cgroup", "cgroup_mkdir"),
+    ("cgroup_rmdir", "cgroup", "cgroup_rmdir"),
+    ("cgroup_attach_task", "cgroup", "cgroup_attach_task"),
+];
+
+/// Why the probe could not start or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(
+        "tracer needs root, or the capabilities CAP_BPF and CAP_PERFMON (missing: {missing}); \
+         run it with sudo"
+    )]
+    NotPermitted { missing: String },
+    #[error(
+        "kernel BTF is not available at {VMLINUX_BTF} ({0}): tracer needs a kernel built with \
+         CONFIG_DEBUG_INFO_BTF=y"
+    )]
+    MissingBtf(io::Error),
+    #[error("cannot read the kernel's BTF at {VMLINUX_BTF}: {0}")]
+    Btf(#[from] btf::BtfError),
+    #[error("{0}")]
+    TraceFs(String),
+    #[error("the {event} tracepoint has no field {field} on this kernel")]
+    MissingField { event: String, field: String },
+    #[error("ring buffer size {0} is not a power of two of at least 4096 bytes")]
+    RingSize(u32),
+    #[error("loading the eBPF programs failed: {0}")]
+    Load(#[source] aya::EbpfError),
+    #[error("loading or attaching the {program} program failed: {source}{hint}")]
+    Program {
+        program: &'static str,
+        #[source]
+        source: ProgramError,
+        hint: &'static str,
+    },
+    #[error("the eBPF object has no {0}; it does not match this build")]
+    Missing(&'static str),
+    #[error("eBPF map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("reading the ring buffer: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// How to start the probe.
+#[derive(Clone, Debug)]
+pub struct ProbeOptions {
+    /// Ring-buffer size in bytes (a power of two, at least a page).
+    pub ring_size: u32,
+    /// Drop the calling process's own events in the kernel.
+    pub ignore_self: bool,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        Self {
+            ring_size: 8 << 20,
+            ignore_self: true,
+        }
+    }
+}
+
+/// Counters kept by the kernel programs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    /// Records lost because the ring buffer was full.
+    pub drops: u64,
+    /// Records lost because a kernel read failed.
+    pub errors: u64,
+}
+
+/// The loaded and attached programs and their ring buffer.
+pub struct Probe {
+    // Owns the programs and their links: dropping it detaches everything.
+    _ebpf: Ebpf,
+    ring: AsyncFd<RingBuf<MapData>>,
+    stats: PerCpuArray<MapData, u64>,
+    /// Records that did not decode (a bug or a version mismatch; logged).
+    malformed: u64,
+}
+
+impl Probe {
+    /// Loads and attaches every program. Must be called inside a tokio runtime.
+    pub fn load(opts: &ProbeOptions) -> Result<Self, ProbeError> {
+        let started = Instant::now();
+        check_privileges()?;
+        if opts.ring_size < 4096 || !opts.ring_size.is_power_of_two() {
+            return Err(ProbeError::RingSize(opts.ring_size));
+        }
+        let vmlinux = std::fs::read(VMLINUX_BTF).map_err(ProbeError::MissingBtf)?;
+        let btf = Btf::parse(&vmlinux)?;
+        let tracefs = TraceFs::find_or_mount()?;
+        let ignore_tgid = if opts.ignore_self {
+            std::process::id()
+        } else {
+            0
+        };
+        let config = kernel_config(&btf, &tracefs, ignore_tgid)?;
+        tracing::debug!(?config, "kernel offsets");
+
+        let mut ebpf = EbpfLoader::new()
+            .override_global("CONFIG", &config, true)
+            .map_max_entries("EVENTS", opts.ring_size)
+            .load(EBPF_OBJECT)
+            .map_err(ProbeError::Load)?;
+
+        for (program, category, event) in TRACEPOINTS {
+            attach_tracepoint(&mut ebpf, program, category, event)
+                .map_err(|source| program_error(program, source))?;
+        }
+        let kernel_btf = aya::Btf::parse(&vmlinux, Endianness::default())
+            .map_err(|e| ProbeError::TraceFs(format!("parsing kernel BTF for tp_btf: {e}")))?;
+        attach_btf_tracepoint(&mut ebpf, "sched_process_fork", &kernel_btf)
+            .map_err(|source| program_error("sched_process_fork", source))?;
+
+        let ring = ebpf
+            .take_map("EVENTS")
+            .ok_or(ProbeError::Missing("EVENTS map"))?;
+        let ring = RingBuf::try_from(ring).map_err(|source| ProbeError::Map {
+            name: "EVENTS",
+            source,
+        })?;
+        // SAFETY: the ring buffer's fd stays open for as long as the AsyncFd owns it.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .map_err(|e| ProbeError::Io(e.into()))?;
+        let stats = ebpf
+            .take_map("STATS")
+            .ok_or(ProbeError::Missing("STATS map"))?;
+        let stats = PerCpuArray::try_from(stats).map_err(|source| ProbeError::Map {
+            name: "STATS",
+            source,
+        })?;
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            ring_fd = ring.get_ref().as_raw_fd(),
+            "programs attached"
+        );
+        Ok(Self {
+            _ebpf: ebpf,
+            ring,
+            stats,
+            malformed: 0,
+        })
+    }
+
+    /// Waits until records are available, then decodes all of them into `out`.
+    pub async fn read(&mut self, out: &mut Vec<Event>) -> Result<(), ProbeError> {
+        let mut guard = self.ring.readable_mut().await?;
+        guard.clear_ready();
+        drain(guard.get_inner_mut(), &mut self.malformed, out);
+        Ok(())
+    }
+
+    /// Decodes whatever records are available now, without waiting.
+    pub fn drain(&mut self, out: &mut Vec<Event>) {
+        drain(self.ring.get_mut(), &mut self.malformed, out);
+    }
+
+    /// The kernel's counters, summed over CPUs.
+    pub fn kernel_stats(&self) -> KernelStats {
+        let sum = |i: u32| {
+            self.stats
+                .get(&i, 0)
+                .map(|per_cpu| per_cpu.iter().sum())
+                .unwrap_or(0)
+        };
+        KernelStats {
+            drops: sum(STAT_DROPS),
+            errors: sum(STAT_ERRORS),
+        }
+    }
+
+    /// Records that did not decode.
+    pub fn malformed(&self) -> u64 {
+        self.malformed
+    }
+}
+
+fn drain(ring: &mut RingBuf<MapData>, malformed: &mut u64, out: &mut Vec<Event>) {
+    while let Some(item) = ring.next() {
+        match decode(&item) {
+            Ok(ev) => out.push(ev),
+            Err(e) => record_malformed(malformed, &e),
+        }
+    }
+}
+
+fn record_malformed(malformed: &mut u64, e: &DecodeError) {
+    *malformed += 1;
+    if malformed.is_power_of_two() {
+        tracing::warn!(
+            total = *malformed,
+            "dropped a record that did not decode: {e}"
+        );
+    }
+}
+
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    program: &str,
+    category: &str,
+    event: &str,
+) -> Result<(), ProgramError> {
+    let tp: &mut TracePoint = ebpf
+        .program_mut(program)
+        .ok_or(ProgramError::NotLoaded)?
+        .try_into()?;
+    tp.load()?;
+    tp.attach(category, event)?;
+    Ok(())
+}
+
+fn attach_btf_tracepoint(
+    ebpf: &mut Ebpf,
+    program: &str,
+    kernel_btf: &aya::Btf,
+) -> Result<(), ProgramError> {
+    let tp: &mut BtfTracePoint = ebpf
+        .program_mut(program)
+        .ok_or(ProgramError::NotLoaded)?
+        .try_into()?;
+    tp.load(program, kernel_btf)?;
+    tp.attach()?;
+    Ok(())
+}
+
+fn program_error(program: &'static str, source: ProgramError) -> ProbeError {
+    let text = format!("{source:?}");
+    let hint = if text.contains("PermissionDenied") || text.contains("Operation not permitted") {
+        " (tracer needs root, or CAP_BPF and CAP_PERFMON)"
+    } else {
+        ""
+    };
+    ProbeError::Program {
+        program,
+        source,
+        hint,
+    }
+}
+
+/// The offsets the programs need on this kernel.
+fn kernel_config(btf: &Btf, tracefs: &TraceFs, ignore_tgid: u32) -> Result<Config, ProbeError> {
+    let task = |m| btf.member_offset("task_struct", m);
+    let signal = |m| btf.member_offset("signal_struct", m);
+    let mm = |m| btf.member_offset("mm_struct", m);
+    let exec = tracefs.format("sched", "sched_process_exec")?;
+    let exit = tracefs.format("sched", "sched_process_exit")?;
+    let execve = tracefs.format("syscalls", "sys_enter_execve")?;
+    let execveat = tracefs.format("syscalls", "sys_enter_execveat")?;
+    let sys_exit = tracefs.format("syscalls", "sys_exit_execve")?;
+    let sys_exitat = tracefs.format("syscalls", "sys_exit_execveat")?;
+    let mkdir = tracefs.format("cgroup", "cgroup_mkdir")?;
+    let rmdir = tracefs.format("cgroup", "cgroup_rmdir")?;
+    let attach = tracefs.format("cgroup", "cgroup_attach_task")?;
+    // The programs use one set of offsets for mkdir and rmdir, and one for both syscall exits.
+    for field in ["root", "level", "id", "path"] {
+        if mkdir.offset(field)? != rmdir.offset(field)? {
+            return Err(ProbeError::TraceFs(format!(
+                "cgroup_mkdir and cgroup_rmdir lay out {field} differently on this kernel"
+            )));
+        }
+    }
+    if sys_exit.offset("ret")? != sys_exitat.offset("ret")? {
+        return Err(ProbeError::TraceFs(
+            "sys_exit_execve and sys_exit_execveat lay out ret differently on this kernel".into(),
+        ));
+    }
+    Ok(Config {
+        ignore_tgid,
+        signal_group_exit: SIGNAL_GROUP_EXIT,
+        task_pid: task("pid")?,
+        task_tgid: task("tgid")?,
+        task_real_parent: task("real_parent")?,
+        task_group_leader: task("group_leader")?,
+        task_signal: task("signal")?,
+        task_mm: task("mm")?,
+        task_exit_code: task("exit_code")?,
+        signal_live: signal("live")?,
+        signal_flags: signal("flags")?,
+        signal_group_exit_code: signal("group_exit_code")?,
+        mm_arg_start: mm("arg_start")?,
+        mm_arg_end: mm("arg_end")?,
+        tp_exec_filename: exec.offset("filename")?,
+        tp_execve_filename: execve.offset("filename")?,
+        tp_execveat_filename: execveat.offset("filename")?,
+        tp_sys_exit_ret: sys_exit.offset("ret")?,
+        tp_cgroup_root: mkdir.offset("root")?,
+        tp_cgroup_level: mkdir.offset("level")?,
+        tp_cgroup_id: mkdir.offset("id")?,
+        tp_cgroup_path: mkdir.offset("path")?,
+        tp_attach_root: attach.offset("dst_root")?,
+        tp_attach_level: attach.offset("dst_level")?,
+        tp_attach_id: attach.offset("dst_id")?,
+        tp_attach_pid: attach.offset("pid")?,
+        tp_attach_path: attach.offset("dst_path")?,
+        tp_exit_group_dead: exit.optional("group_dead").unwrap_or(FIELD_ABSENT),
+    })
+}
+
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Fails early, with the capabilities named, when the process cannot load programs.
+fn check_privileges() -> Result<(), ProbeError> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = effective_caps(&status);
+    match missing_caps(eff) {
+        None => Ok(()),
+        Some(missing) => Err(ProbeError::NotPermitted { missing }),
+    }
+}
+
+/// CapEff from /proc/self/status (0 when absent).
+fn effective_caps(status: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0)
+}
+
+/// Which of the needed capabilities a CapEff mask lacks (CAP_SYS_ADMIN covers both).
+fn missing_caps(eff: u64) -> Option<String> {
+    let has = |cap: u32| eff & (1 << cap) != 0;
+    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+        return None;
+    }
+    let missing: Vec<&str> = [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")]
+        .into_iter()
+        .filter(|(cap, _)| !has(*cap))
+        .map(|(_, name)| name)
+        .collect();
+    Some(missing.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn privileges_from_capeff() {
+        assert_eq!(
+            effective_caps("Name:\tx\nCapEff:\t000001ffffffffff\n"),
+            0x1ff_ffff_ffff
+        );
+        assert_eq!(effective_caps("CapEff:\t0000000000000000\n"), 0);
+        assert_eq!(missing_caps(0x1ff_ffff_ffff), None);
+        assert_eq!(missing_caps(1 << CAP_SYS_ADMIN), None);
+        assert_eq!(missing_caps((1 << CAP_BPF) | (1 << CAP_PERFMON)), None);
+        assert_eq!(missing_caps(0).as_deref(), Some("CAP_BPF, CAP_PERFMON"));
+        assert_eq!(missing_caps(1 << CAP_BPF).as_deref(), Some("CAP_PERFMON"));
+    }
+}
