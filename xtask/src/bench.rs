@@ -67,7 +67,9 @@ pub fn run(bench: Bench) -> anyhow::Result<()> {
     {
         setups.push(Setup::Bpftrace);
     } else {
-        eprintln!("bench: bpftrace is not installed (scripts/setup.sh installs it); comparing without it");
+        eprintln!(
+            "bench: bpftrace is not installed (scripts/setup.sh installs it); comparing without it"
+        );
     }
     let mut samples: Vec<(Setup, Sample)> = Vec::new();
     for round in 1..=rounds {
@@ -113,7 +115,10 @@ fn print_table(n: u32, rounds: u32, setups: &[Setup], samples: &[(Setup, Sample)
         "exec storm: {n} × fork+exec+exit of /bin/true, {rounds} interleaved rounds, median exec/s"
     );
     println!();
-    println!("| setup | exec/s | vs none | slowdown | events seen (≥ {}) | lost |", 3 * u64::from(n));
+    println!(
+        "| setup | exec/s | vs none | slowdown | events seen (≥ {}) | lost |",
+        3 * u64::from(n)
+    );
     println!("|---|---:|---:|---:|---:|---:|");
     for &s in setups {
         let r = rate(s);
@@ -155,7 +160,9 @@ fn print_table(n: u32, rounds: u32, setups: &[Setup], samples: &[(Setup, Sample)
 fn storm(n: u32) -> anyhow::Result<f64> {
     let start = Instant::now();
     for _ in 0..n {
-        let status = Command::new("/bin/true").status().context("running /bin/true")?;
+        let status = Command::new("/bin/true")
+            .status()
+            .context("running /bin/true")?;
         if !status.success() {
             bail!("/bin/true failed: {status}");
         }

@@ -103,7 +103,14 @@ fn run(args: &[String]) -> anyhow::Result<()> {
 fn test() -> anyhow::Result<()> {
     setup()?;
     sh(cargo().args(["fmt", "--all", "--", "--check"]))?;
-    sh(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    sh(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     if !is_root() {
         eprintln!(
             "xtask: not root: the real-kernel tests will skip (they load eBPF programs); run as root for the whole suite"
