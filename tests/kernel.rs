@@ -361,7 +361,7 @@ fn long_argv_is_cut_and_flagged() {
     let whole = argv.len() - 1; // the last one may be cut short
     assert_eq!(argv[1..whole], args[..whole - 1]);
     let block: usize = argv.iter().map(|a| a.len() + 1).sum();
-    assert!(block >= 512 && block <= 513, "512 bytes kept, got {block}");
+    assert!((512..=513).contains(&block), "512 bytes kept, got {block}");
 }
 
 #[test]
