@@ -463,6 +463,7 @@ fn a_full_ring_buffer_counts_drops() {
     let Some(mut cap) = Capture::start_with(ProbeOptions {
         ring_size: 4096,
         ignore_self: false,
+        ..ProbeOptions::default()
     }) else {
         return;
     };

@@ -124,8 +124,13 @@ impl Filter {
 /// The column header of the text output.
 pub const TEXT_HEADER: &str = "TIME            KIND          PID     PPID    COMM             CGROUP                           DETAIL";
 
-/// One line of text output (without the newline).
-pub fn text_line(ev: &Event, clock: &BootClock, cgroup: Option<&str>) -> String {
+/// Writes one line of text output.
+pub fn write_text(
+    out: &mut impl Write,
+    ev: &Event,
+    clock: &BootClock,
+    cgroup: Option<&str>,
+) -> io::Result<()> {
     let time = local_time_of_day(clock.wall(ev.ts_ns));
     let unknown;
     let cgroup = match cgroup {
@@ -182,7 +187,8 @@ pub fn text_line(ev: &Event, clock: &BootClock, cgroup: Option<&str>) -> String 
         ),
     };
     let ppid = ppid.map_or_else(|| "-".to_owned(), |p| p.to_string());
-    format!(
+    writeln!(
+        out,
         "{time:<15} {kind:<13} {pid:<7} {ppid:<7} {comm:<16} {cgroup:<32} {detail}",
         kind = ev.kind_name(),
         comm = ev.comm,
@@ -213,14 +219,20 @@ struct JsonLine<'a> {
     cgroup: Option<&'a str>,
 }
 
-/// Serializes one event as a JSON line (without the newline).
-pub fn json_line(ev: &Event, clock: &BootClock, cgroup: Option<&str>) -> String {
+/// Writes one event as a JSON line.
+pub fn write_json(
+    out: &mut impl Write,
+    ev: &Event,
+    clock: &BootClock,
+    cgroup: Option<&str>,
+) -> io::Result<()> {
     let line = JsonLine {
         time: rfc3339_utc(clock.wall(ev.ts_ns)),
         event: ev,
         cgroup,
     };
-    serde_json::to_string(&line).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    serde_json::to_writer(&mut *out, &line)?;
+    out.write_all(b"\n")
 }
 
 /// Runs the live stream until Ctrl-C, SIGTERM or a closed stdout.
@@ -229,7 +241,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
     let mut cgroups = CgroupPaths::scan_system().context("reading the cgroup2 tree")?;
     let mut probe = Probe::load(&ProbeOptions {
         ring_size: args.ring_size,
-        ignore_self: true,
+        ..ProbeOptions::default()
     })?;
     // Cgroups made while the programs were being attached.
     cgroups.rescan().context("reading the cgroup2 tree")?;
@@ -313,13 +325,11 @@ fn emit(
         let cgroup = cgroups.path(ev.cgroup_id);
         if filter.matches(&ev, cgroup) {
             counts.shown += 1;
-            let line = if json {
-                json_line(&ev, clock, cgroup)
+            if json {
+                write_json(out, &ev, clock, cgroup)?;
             } else {
-                text_line(&ev, clock, cgroup)
-            };
-            out.write_all(line.as_bytes())?;
-            out.write_all(b"\n")?;
+                write_text(out, &ev, clock, cgroup)?;
+            }
         }
         cgroups.observe(&ev);
     }
@@ -330,6 +340,23 @@ fn emit(
 mod tests {
     use super::*;
     use crate::event::{CgroupRef, Errno, WaitStatus};
+
+    fn text_line(ev: &Event, clock: &BootClock, cgroup: Option<&str>) -> String {
+        let mut out = Vec::new();
+        write_text(&mut out, ev, clock, cgroup).unwrap();
+        String::from_utf8(out)
+            .unwrap()
+            .trim_end_matches('\n')
+            .to_owned()
+    }
+
+    fn json_line(ev: &Event, clock: &BootClock, cgroup: Option<&str>) -> String {
+        let mut out = Vec::new();
+        write_json(&mut out, ev, clock, cgroup).unwrap();
+        let line = String::from_utf8(out).unwrap();
+        assert_eq!(line.matches('\n').count(), 1, "one line: {line}");
+        line
+    }
 
     fn ev(kind: EventKind) -> Event {
         Event {

@@ -3,7 +3,11 @@
 pub mod btf;
 pub mod tracefs;
 
-use std::{io, os::fd::AsRawFd, time::Instant};
+use std::{
+    io,
+    os::fd::AsRawFd,
+    time::{Duration, Instant},
+};
 
 use aya::{
     Ebpf, EbpfLoader, Endianness,
@@ -45,8 +49,8 @@ const TRACEPOINTS: [(&str, &str, &str); 9] = [
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     #[error(
-        "tracer needs root, or the capabilities CAP_BPF and CAP_PERFMON (missing: {missing}); \
-         run it with sudo"
+        "loading eBPF programs needs root, or the capabilities CAP_BPF and CAP_PERFMON \
+         (missing: {missing}); run it with sudo"
     )]
     NotPermitted { missing: String },
     #[error(
@@ -90,6 +94,10 @@ pub struct ProbeOptions {
     pub ring_size: u32,
     /// Drop the calling process's own events in the kernel.
     pub ignore_self: bool,
+    /// After a read that returned events, wait this long before the next one, so records
+    /// accumulate and the kernel wakes the reader once per batch, not once per record.
+    /// This bounds the added latency; zero reads as soon as anything arrives.
+    pub batch_delay: Duration,
 }
 
 impl Default for ProbeOptions {
@@ -97,6 +105,7 @@ impl Default for ProbeOptions {
         Self {
             ring_size: 8 << 20,
             ignore_self: true,
+            batch_delay: Duration::from_millis(10),
         }
     }
 }
@@ -118,6 +127,9 @@ pub struct Probe {
     stats: PerCpuArray<MapData, u64>,
     /// Records that did not decode (a bug or a version mismatch; logged).
     malformed: u64,
+    batch_delay: Duration,
+    /// When the next read may start (set after a read that returned events).
+    next_read: Option<tokio::time::Instant>,
 }
 
 impl Probe {
@@ -181,14 +193,29 @@ impl Probe {
             ring,
             stats,
             malformed: 0,
+            batch_delay: opts.batch_delay,
+            next_read: None,
         })
     }
 
     /// Waits until records are available, then decodes all of them into `out`.
+    /// Cancel-safe: a read dropped while waiting loses nothing.
     pub async fn read(&mut self, out: &mut Vec<Event>) -> Result<(), ProbeError> {
-        let mut guard = self.ring.readable_mut().await?;
-        guard.clear_ready();
-        drain(guard.get_inner_mut(), &mut self.malformed, out);
+        if let Some(at) = self.next_read {
+            tokio::time::sleep_until(at).await;
+            self.next_read = None;
+        }
+        let before = out.len();
+        while out.len() == before {
+            let mut guard = self.ring.readable_mut().await?;
+            // Readiness is cleared before draining, so a record that lands after the drain
+            // makes the fd readable again.
+            guard.clear_ready();
+            drain(guard.get_inner_mut(), &mut self.malformed, out);
+        }
+        if !self.batch_delay.is_zero() {
+            self.next_read = Some(tokio::time::Instant::now() + self.batch_delay);
+        }
         Ok(())
     }
 
