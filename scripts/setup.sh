@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Installs what building and testing tracer needs on a Debian 12 host, idempotently:
-# Debian packages (LLVM 22 for bpf-linker, bpftrace for the benchmark), rust-src for the
-# nightly toolchain that builds the eBPF crate, and bpf-linker built against LLVM 22.
+# Debian packages (LLVM 22 for bpf-linker, bpftrace for the benchmark, qemu and mmdebstrap
+# for the VM tests), rust-src for the nightly toolchain that builds the eBPF crate, and
+# bpf-linker built against LLVM 22.
 # Quick when everything is already there. Needs root for apt (uses sudo when not root).
 set -euo pipefail
 
 BPF_LINKER_VERSION=0.13.0
-APT_PACKAGES=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev bpftrace)
+APT_PACKAGES=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev bpftrace
+  mmdebstrap busybox-static cpio e2fsprogs xz-utils zstd kmod)
+# From bookworm-backports: the machine's qemu-utils 10 (backports) breaks bookworm's own
+# qemu-system-x86 7.2.
+BACKPORTS_PACKAGES=(qemu-system-x86)
+BACKPORTS_LIST=/etc/apt/sources.list.d/tracer-bookworm-backports.list
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -15,10 +21,25 @@ missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-if [ ${#missing[@]} -gt 0 ]; then
-  log "installing Debian packages: ${missing[*]}"
+missing_bpo=()
+for p in "${BACKPORTS_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing_bpo+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ] || [ ${#missing_bpo[@]} -gt 0 ]; then
+  if [ ${#missing_bpo[@]} -gt 0 ] && ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    log "adding bookworm-backports to apt's sources"
+    echo 'deb http://deb.debian.org/debian bookworm-backports main' | as_root tee "$BACKPORTS_LIST" >/dev/null
+  fi
   as_root apt-get update -q
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+  if [ ${#missing_bpo[@]} -gt 0 ]; then
+    log "installing from bookworm-backports: ${missing_bpo[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      -t bookworm-backports "${missing_bpo[@]}"
+  fi
 fi
 
 if ! rustup toolchain list | grep -q '^nightly'; then
