@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's own tasks — set-up, the test suite, running, benchmarks.
 
 mod bench;
+mod vm;
 
 use std::{
     os::unix::process::CommandExt,
@@ -29,6 +30,11 @@ enum Task {
     },
     /// Set up, then the whole test suite: format, lints, unit tests, real-kernel tests.
     Test,
+    /// Real systemd in a VM: build the guest images, boot them with the tracer.
+    Vm {
+        #[command(subcommand)]
+        vm: vm::Vm,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -41,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         Task::Setup => setup(),
         Task::Run { args } => run(&args),
         Task::Test => test(),
+        Task::Vm { vm } => vm::run(vm),
         Task::Bench { bench } => bench::run(bench),
     }
 }
@@ -61,10 +68,10 @@ fn is_root() -> bool {
 /// Runs a command in the workspace root, failing on a non-zero exit.
 fn sh(cmd: &mut Command) -> anyhow::Result<()> {
     eprintln!("xtask: running {cmd:?}");
-    let status = cmd
-        .current_dir(root())
-        .status()
-        .with_context(|| format!("starting {cmd:?}"))?;
+    if cmd.get_current_dir().is_none() {
+        cmd.current_dir(root());
+    }
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
     }

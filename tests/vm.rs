@@ -1,0 +1,359 @@
+//! Host-side checks of `cargo xtask vm test`: for every scenario unit, the tracer's events
+//! (its `tracer events --json` output from the guest) against systemd's own account
+//! (`systemctl show`). xtask runs this with TRACER_VM_RESULTS pointing at target/vm and
+//! TRACER_VM_SUITES / TRACER_VM_SCENARIOS naming what ran; a scenario without results
+//! fails.
+
+use std::{
+    collections::HashMap,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use serde_json::Value;
+
+/// What `systemctl show` said about a unit.
+struct Show(HashMap<String, String>);
+
+impl Show {
+    fn load(path: &Path) -> Self {
+        let text = fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{}: {e} (did the scenario run?)", path.display()));
+        Self(
+            text.lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        )
+    }
+
+    fn get(&self, key: &str) -> &str {
+        self.0.get(key).map_or("", String::as_str)
+    }
+
+    fn num(&self, key: &str) -> u64 {
+        self.get(key).parse().unwrap_or(0)
+    }
+
+    /// `ExecStart={ path=/bin/sleep ; argv[]=... }` → `/bin/sleep`.
+    fn exec_start_path(&self) -> Option<&str> {
+        let v = self.get("ExecStart");
+        let rest = &v[v.find("path=")? + 5..];
+        rest.split_whitespace().next()
+    }
+}
+
+/// One guest's results.
+struct Guest {
+    suite: String,
+    dir: PathBuf,
+    events: Vec<Value>,
+}
+
+impl Guest {
+    fn load(root: &Path, suite: &str) -> Self {
+        let dir = root.join(suite).join("results");
+        assert!(
+            dir.join("complete").exists(),
+            "{suite}: no complete results in {}",
+            dir.display()
+        );
+        let text = fs::read_to_string(dir.join("events.jsonl"))
+            .unwrap_or_else(|e| panic!("{suite}: the tracer's output is missing: {e}"));
+        let events: Vec<Value> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("{suite}: bad JSON line {l:?}: {e}"))
+            })
+            .collect();
+        assert!(!events.is_empty(), "{suite}: the tracer recorded nothing");
+        Self {
+            suite: suite.to_owned(),
+            dir,
+            events,
+        }
+    }
+
+    fn show(&self, scenario: &str) -> Show {
+        Show::load(&self.dir.join("units").join(format!("{scenario}.show")))
+    }
+
+    /// Events whose task was in `cgroup` (or, for cgroup events, that act on it).
+    fn in_cgroup<'a>(&'a self, cgroup: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.events.iter().filter(move |e| {
+            e["cgroup"] == cgroup
+                || (kind(e).starts_with("cgroup-") && e["cgroup_target"] == cgroup)
+        })
+    }
+
+    fn of_pid(&self, pid: u64, kind_name: &str) -> Vec<&Value> {
+        self.events
+            .iter()
+            .filter(|e| e["tgid"] == pid && kind(e) == kind_name)
+            .collect()
+    }
+}
+
+fn kind(e: &Value) -> &str {
+    e["kind"].as_str().unwrap_or_default()
+}
+
+fn env_list(name: &str) -> Vec<String> {
+    std::env::var(name)
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// systemd's ExecMainCode values (CLD_* from waitid).
+const CLD_EXITED: u64 = 1;
+const CLD_KILLED: u64 = 2;
+const CLD_DUMPED: u64 = 3;
+
+/// Checks one scenario; returns what went wrong.
+fn check(g: &Guest, scenario: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut fail = |msg: String| problems.push(format!("{}/{scenario}: {msg}", g.suite));
+    let show = g.show(scenario);
+    let unit = format!("{scenario}.service");
+    let cgroup = match show.get("ControlGroup") {
+        "" => format!("/system.slice/{unit}"),
+        c => c.to_owned(),
+    };
+    let events: Vec<&Value> = g.in_cgroup(&cgroup).collect();
+    if !events.iter().any(|e| kind(e) == "cgroup-mkdir") {
+        fail(format!(
+            "the tracer saw no cgroup-mkdir of {cgroup}: did the unit start?"
+        ));
+    }
+
+    let main_pid = show.num("ExecMainPID");
+    if main_pid == 0 {
+        fail("systemd recorded no main process".into());
+        return problems;
+    }
+    let exited = show.num("ExecMainExitTimestampMonotonic") != 0;
+    let (code, status) = (show.num("ExecMainCode"), show.num("ExecMainStatus"));
+    let exits = g.of_pid(main_pid, "exit");
+    if exited {
+        // systemd reaped the main process: exactly one exit, the same status.
+        if exits.len() != 1 {
+            fail(format!(
+                "{} exit events for main pid {main_pid}, want 1",
+                exits.len()
+            ));
+        }
+        for e in &exits {
+            let ok = match code {
+                CLD_EXITED => e["exit_code"] == status,
+                CLD_KILLED => e["signal"] == status && e["core_dumped"] == false,
+                CLD_DUMPED => e["signal"] == status && e["core_dumped"] == true,
+                _ => false,
+            };
+            if !ok {
+                fail(format!(
+                    "main pid {main_pid} exit {e} does not match ExecMainCode={code} ExecMainStatus={status}"
+                ));
+            }
+            if e["cgroup"] != cgroup.as_str() {
+                fail(format!(
+                    "main pid {main_pid} exited in {} not {cgroup}",
+                    e["cgroup"]
+                ));
+            }
+        }
+    } else if !exits.is_empty() {
+        fail(format!(
+            "main pid {main_pid} is running, yet the tracer saw it exit"
+        ));
+    }
+
+    // A main process that got as far as exec'ing shows its exec in the unit's cgroup; it
+    // is ExecStart's program, except for Type=forking, where the main process is the
+    // daemon that ExecStart's program left behind. systemd's own setup failures
+    // (200-245) never get as far as the exec.
+    let setup_failed = code == CLD_EXITED && (200..=245).contains(&status);
+    if !setup_failed && let Some(path) = show.exec_start_path() {
+        let same_file = |e: &&Value| {
+            Path::new(e["filename"].as_str().unwrap_or_default()).file_name()
+                == Path::new(path).file_name()
+        };
+        let execs = g.of_pid(main_pid, "exec");
+        if execs.is_empty() {
+            fail(format!("no exec by main pid {main_pid}"));
+        }
+        let exec_start_seen = if show.get("Type") == "forking" {
+            events.iter().any(|e| kind(e) == "exec" && same_file(e))
+        } else {
+            execs.iter().any(same_file)
+        };
+        if !exec_start_seen {
+            fail(format!("no exec of ExecStart {path} in {cgroup}"));
+        }
+        for e in execs {
+            if e["cgroup"] != cgroup.as_str() {
+                fail(format!(
+                    "main pid {main_pid} exec'd in {} not {cgroup}",
+                    e["cgroup"]
+                ));
+            }
+        }
+    }
+    problems.extend(specific(g, scenario, &show, &cgroup));
+    problems
+}
+
+/// What each scenario shows beyond the common checks.
+fn specific(g: &Guest, scenario: &str, show: &Show, cgroup: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut expect = |ok: bool, msg: &str| {
+        if !ok {
+            problems.push(format!("{}/{scenario}: {msg}", g.suite));
+        }
+    };
+    let events: Vec<&Value> = g.in_cgroup(cgroup).collect();
+    let execs_of = |name: &str| -> Vec<&Value> {
+        events
+            .iter()
+            .copied()
+            .filter(|e| {
+                kind(e) == "exec" && e["filename"].as_str().unwrap_or_default().ends_with(name)
+            })
+            .collect()
+    };
+    let status = show.num("ExecMainStatus");
+    match scenario {
+        "noexec" | "missing" => {
+            expect(status == 203, "systemd reports 203/EXEC");
+        }
+        "badinterp" => {
+            expect(status == 203, "systemd reports 203/EXEC");
+            let failed = g.of_pid(show.num("ExecMainPID"), "exec-failed");
+            expect(
+                failed.iter().any(|e| {
+                    e["error"] == "ENOENT" && e["filename"] == "/usr/local/bin/badinterp.sh"
+                }),
+                "the tracer saw execve(badinterp.sh) fail with ENOENT",
+            );
+        }
+        "badcwd" => expect(status == 200, "systemd reports 200/CHDIR"),
+        "baduser" => expect(status == 217, "systemd reports 217/USER"),
+        "flaky" => {
+            // StartLimitBurst=3: three starts; systemd counts the third restart too, the
+            // one the start limit refused ("Start request repeated too quickly").
+            let restarts = show.num("NRestarts");
+            expect(restarts == 3, &format!("NRestarts=3, got {restarts}"));
+            let runs = execs_of("false");
+            expect(
+                runs.len() == 3,
+                &format!(
+                    "one exec of false per start, 3 starts: {} execs",
+                    runs.len()
+                ),
+            );
+            for r in &runs {
+                let exits = g.of_pid(r["tgid"].as_u64().unwrap_or(0), "exit");
+                expect(
+                    exits.len() == 1 && exits[0]["exit_code"] == 1,
+                    "every run of false exited 1",
+                );
+            }
+            expect(
+                show.get("Result") == "exit-code",
+                "the unit failed with exit-code",
+            );
+        }
+        "segv" => expect(status == 11, "systemd reports SIGSEGV"),
+        "killme" | "oom" => expect(status == 9, "systemd reports SIGKILL"),
+        "runonce" => {
+            expect(
+                show.get("ActiveState") == "inactive",
+                "inactive, not failed",
+            );
+            expect(show.get("Result") == "success", "Result=success");
+        }
+        "daemon" | "forking" => expect(show.get("ActiveState") == "active", "still running"),
+        "remain" => expect(
+            show.get("ActiveState") == "active" && show.get("SubState") == "exited",
+            "active (exited)",
+        ),
+        "slowpre" => {
+            let pre = execs_of("sleep").into_iter().find(|e| {
+                e["argv"]
+                    .as_array()
+                    .is_some_and(|a| a.last() == Some(&Value::from("2")))
+            });
+            match pre {
+                None => expect(false, "the tracer saw ExecStartPre's sleep 2"),
+                Some(pre) => {
+                    let pid = pre["tgid"].as_u64().unwrap_or(0);
+                    let exit = g.of_pid(pid, "exit");
+                    let took = exit.first().map(|x| {
+                        x["ts_ns"]
+                            .as_u64()
+                            .unwrap_or(0)
+                            .saturating_sub(pre["ts_ns"].as_u64().unwrap_or(0))
+                    });
+                    expect(
+                        took.is_some_and(|ns| ns >= 2_000_000_000),
+                        &format!("sleep 2 ran for at least 2 s (took {took:?} ns)"),
+                    );
+                    expect(
+                        pid != show.num("ExecMainPID"),
+                        "ExecStartPre is not the main process",
+                    );
+                }
+            }
+        }
+        "healthy" => {
+            let runs = execs_of("sleep");
+            expect(
+                runs.len() == 2,
+                &format!("two runs after the manual restart, saw {}", runs.len()),
+            );
+            if let Some(first) = runs.first() {
+                let exits = g.of_pid(first["tgid"].as_u64().unwrap_or(0), "exit");
+                expect(
+                    exits.len() == 1 && exits[0]["signal_name"] == "SIGTERM",
+                    "the first run was stopped with SIGTERM",
+                );
+            }
+            expect(show.get("ActiveState") == "active", "running again");
+        }
+        _ => {}
+    }
+    problems
+}
+
+#[test]
+fn tracer_agrees_with_systemd() {
+    let Some(root) = std::env::var_os("TRACER_VM_RESULTS").map(PathBuf::from) else {
+        eprintln!("skipped: run through `cargo xtask vm test`, which boots the VMs first");
+        return;
+    };
+    let suites = env_list("TRACER_VM_SUITES");
+    let scenarios = env_list("TRACER_VM_SCENARIOS");
+    assert!(!suites.is_empty() && !scenarios.is_empty(), "nothing ran");
+    let mut problems = Vec::new();
+    for suite in &suites {
+        let g = Guest::load(&root, suite);
+        let versions = fs::read_to_string(g.dir.join("versions.txt")).unwrap_or_default();
+        eprintln!(
+            "{suite}: {} events from the tracer; {}",
+            g.events.len(),
+            versions.replace('\n', "; ")
+        );
+        for s in &scenarios {
+            let p = check(&g, s);
+            eprintln!(
+                "{suite}/{s}: {}",
+                if p.is_empty() { "ok" } else { "FAILED" }
+            );
+            problems.extend(p);
+        }
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}

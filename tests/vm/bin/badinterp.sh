@@ -1,0 +1,2 @@
+#!/usr/bin/nonexistent-interpreter
+echo never
