@@ -108,15 +108,40 @@ fn run(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// Clippy and the tests cover the workspace's default members: tracer-ebpf only builds for
-/// the BPF target, which tracer's build.rs does.
+/// the BPF target, which tracer's build.rs does. Then the VM stage: real systemd.
 fn test() -> anyhow::Result<()> {
-    setup()?;
-    sh(cargo().args(["fmt", "--all", "--", "--check"]))?;
-    sh(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+    let mut times = Vec::new();
+    let mut stage = |name: &str, f: &mut dyn FnMut() -> anyhow::Result<()>| {
+        let t = std::time::Instant::now();
+        let r = f();
+        times.push(format!("{name} {:.1} s", t.elapsed().as_secs_f64()));
+        eprintln!("xtask: stage times so far: {}", times.join(", "));
+        r
+    };
+    stage("setup", &mut setup)?;
+    stage("fmt", &mut || {
+        sh(cargo().args(["fmt", "--all", "--", "--check"]))
+    })?;
+    stage("clippy", &mut || {
+        sh(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))
+    })?;
     if !is_root() {
         eprintln!(
             "xtask: not root: the real-kernel tests will skip (they load eBPF programs); run as root for the whole suite"
         );
     }
-    sh(cargo().args(["test"]))
+    stage("tests", &mut || sh(cargo().args(["test"])))?;
+    if is_root() {
+        stage("vm", &mut || {
+            vm::run(vm::Vm::Test {
+                suites: Vec::new(),
+                scenarios: Vec::new(),
+            })
+        })?;
+    } else if std::env::var_os("CI").is_some() {
+        bail!("the VM stage needs root (mmdebstrap --mode=root); CI must run as root");
+    } else {
+        eprintln!("xtask: not root: skipping the VM stage (cargo xtask vm test, as root)");
+    }
+    Ok(())
 }
