@@ -371,6 +371,51 @@ fn tracer_agrees_with_systemd() {
             );
             problems.extend(p);
         }
+        problems.extend(check_spawn_failures(&g, &scenarios));
     }
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+/// systemd's SPAWN_FAILED journal records name the child that failed its setup; the
+/// tracer saw that child exit with one of systemd's own statuses (200-245).
+fn check_spawn_failures(g: &Guest, scenarios: &[String]) -> Vec<String> {
+    let text = fs::read_to_string(g.dir.join("spawn-failed.json")).unwrap_or_default();
+    let records: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let mut problems = Vec::new();
+    let mut units_seen = Vec::new();
+    for r in &records {
+        let unit = r["UNIT"].as_str().unwrap_or_default();
+        let Some(scenario) = unit.strip_suffix(".service") else {
+            continue;
+        };
+        if !scenarios.iter().any(|s| s == scenario) {
+            continue;
+        }
+        units_seen.push(scenario.to_owned());
+        let pid: u64 = r["_PID"].as_str().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let exits = g.of_pid(pid, "exit");
+        let ok = exits.len() == 1
+            && exits[0]["exit_code"]
+                .as_u64()
+                .is_some_and(|c| (200..=245).contains(&c));
+        if !ok {
+            problems.push(format!(
+                "{}/{scenario}: systemd logged \"{}\" for pid {pid}; the tracer saw {exits:?}",
+                g.suite,
+                r["MESSAGE"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    for s in ["noexec", "missing", "badinterp", "badcwd", "baduser"] {
+        if scenarios.iter().any(|x| x == s) && !units_seen.iter().any(|x| x == s) {
+            problems.push(format!(
+                "{}/{s}: no SPAWN_FAILED record from systemd",
+                g.suite
+            ));
+        }
+    }
+    problems
 }

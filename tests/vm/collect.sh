@@ -48,6 +48,8 @@ cut -d' ' -f1 /proc/uptime > "$R/uptime.txt"
 systemctl stop tracer.service
 cp /run/tracer-events.jsonl "$R/events.jsonl" 2>/dev/null || echo "no tracer output" > "$R/events-missing.txt"
 journalctl -b -o json > "$R/journal.json"
+# systemd's "Failed at step X spawning Y" records (SD_MESSAGE_SPAWN_FAILED)
+journalctl -b -o json MESSAGE_ID=641257651c1b4ec9a8624d7a40a9e1e7 > "$R/spawn-failed.json"
 journalctl -b -o short-monotonic --no-pager > "$R/journal.txt"
 stamp "collected"
 echo ok > "$R/complete"
