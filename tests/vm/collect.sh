@@ -1,16 +1,19 @@
 #!/bin/sh
-# In the guest: drive the scenarios that need a running system, gather systemd's account
-# and the tracer's, and write everything as a tar to the results disk (/dev/vdb).
+# In the guest, in two phases.
+# 1. (tracer-vm-collect.service, part of the boot) wait until the scenario units have
+#    settled, drive the scenarios that need a running system (systemctl kill, restart),
+#    then schedule phase 2 on a transient timer and exit, so that boot can finish:
+#    systemd-analyze blame and critical-chain refuse to answer before it has.
+# 2. (transient unit) gather systemd's account and the tracer's, write everything as a tar
+#    to the results disk (/dev/vdb); the unit powers the VM off when it ends.
 set -u
 exec 2>&1
 lib=/usr/local/lib/tracer-vm
 R=/run/tracer-vm-results
 mkdir -p "$R/units"
 stamp() { echo "=== VMTEST $* uptime=$(cut -d' ' -f1 /proc/uptime)"; }
-stamp "collect start"
 
-# Boot has settled when no job but this unit's own is left (is-system-running --wait
-# would wait for this unit too). flaky.service's restarts are jobs as well.
+# No job left but this unit's own (flaky.service's restarts are jobs too).
 settle() {
   for i in $(seq 300); do
     [ -z "$(systemctl list-jobs --no-legend | grep -v tracer-vm-collect)" ] && return
@@ -18,17 +21,31 @@ settle() {
   done
   echo "jobs still pending after 60 s:"; systemctl list-jobs --no-pager
 }
-settle
-for i in $(seq 50); do   # flaky.service: between its restarts there is no job for 200 ms
-  [ "$(systemctl show -P ActiveState flaky.service)" = failed ] && break
+
+if [ "${1:-}" != final ]; then
+  stamp "collect start"
+  settle
+  for i in $(seq 50); do   # flaky.service: between its restarts there is no job for 200 ms
+    [ "$(systemctl show -P ActiveState flaky.service)" = failed ] && break
+    sleep 0.2
+  done
+  systemctl kill --signal=SIGKILL killme.service
+  systemctl restart healthy.service
+  settle
+  stamp "scenario actions done"
+  systemd-run --on-active=1 --timer-property=AccuracySec=10ms --unit=tracer-vm-collect-final \
+    -p SuccessAction=poweroff-force -p FailureAction=poweroff-force \
+    -p StandardOutput=tty -p StandardError=tty -p TTYPath=/dev/ttyS0 \
+    "$lib/collect.sh" final
+  exit 0
+fi
+
+stamp "final collect start"
+for i in $(seq 150); do
+  [ "$(systemctl show -P FinishTimestampMonotonic)" != 0 ] && break
   sleep 0.2
 done
 systemctl is-system-running > "$R/system-state.txt"
-systemctl kill --signal=SIGKILL killme.service
-systemctl restart healthy.service
-sleep 1
-stamp "scenario actions done"
-
 for u in $(cat "$lib/scenarios.txt"); do
   systemctl show "$u.service" -p Id,Type,ControlGroup,ExecStart,ActiveState,SubState,Result \
     -p NRestarts,MainPID,ExecMainPID,ExecMainCode,ExecMainStatus \
@@ -37,6 +54,7 @@ for u in $(cat "$lib/scenarios.txt"); do
     > "$R/units/$u.show"
 done
 systemctl show tracer.service > "$R/tracer.show"
+systemctl show > "$R/manager.show"
 systemd-analyze blame > "$R/blame.txt"
 systemd-analyze critical-chain > "$R/critical-chain.txt"
 systemd-analyze plot > "$R/plot.svg"
