@@ -477,3 +477,37 @@ fn a_full_ring_buffer_counts_drops() {
     assert!(drops >= 300, "drops counted: {drops}");
     assert!(!cap.events.is_empty(), "what fit was delivered");
 }
+
+#[test]
+fn a_signal_from_another_process_names_its_sender() {
+    let Some(mut cap) = Capture::start() else {
+        return;
+    };
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = child.id();
+    // SAFETY: kill with the pid of our own child.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGTERM));
+    cap.until("sleep's exit", has_exit(pid));
+    let me = std::process::id();
+    let signals: Vec<&Event> = cap
+        .events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Signal { target_pid, .. } if target_pid == pid))
+        .collect();
+    assert_eq!(signals.len(), 1, "{signals:?}");
+    let EventKind::Signal {
+        signal,
+        code,
+        result,
+        ..
+    } = &signals[0].kind
+    else {
+        unreachable!()
+    };
+    assert_eq!(signal.0, libc::SIGTERM);
+    assert_eq!(signals[0].tgid, me, "sent by this test");
+    assert_eq!((*code, *result), (0, 0), "SI_USER, delivered");
+    assert_eq!(cap.exits_of(pid), vec![WaitStatus(libc::SIGTERM as u32)]);
+}

@@ -37,6 +37,11 @@ pub enum RecordKind {
     CgroupRmdir = 6,
     /// A task was attached to a cgroup2 cgroup: [`CgroupFixed`], path.
     CgroupAttach = 7,
+    /// A terminating signal was sent to another process: [`SignalFixed`]; the header is
+    /// the sender.
+    Signal = 8,
+    /// The OOM killer chose a victim: [`OomFixed`]; the header is the task it ran in.
+    OomKill = 9,
 }
 
 impl RecordKind {
@@ -50,6 +55,8 @@ impl RecordKind {
             5 => Self::CgroupMkdir,
             6 => Self::CgroupRmdir,
             7 => Self::CgroupAttach,
+            8 => Self::Signal,
+            9 => Self::OomKill,
             _ => return None,
         })
     }
@@ -131,17 +138,49 @@ pub struct CgroupFixed {
     pub path_len: u16,
 }
 
+/// Fixed part of [`RecordKind::Signal`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SignalFixed {
+    /// The task the signal was sent to (a thread id, the process id for a process signal).
+    pub target_pid: u32,
+    pub sig: u32,
+    /// `si_code`: SI_USER (0) for kill(), SI_KERNEL (0x80) from the kernel, ...
+    pub code: i32,
+    /// The tracepoint's result: 0 delivered, 1 ignored, 2 already pending, ...
+    pub result: i32,
+}
+
+/// Fixed part of [`RecordKind::OomKill`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OomFixed {
+    /// Process id of the victim.
+    pub victim_pid: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
+/// Signals reported by [`RecordKind::Signal`] (bit n = signal n): those that end a
+/// process when sent to it by another — HUP, INT, QUIT, ABRT, KILL, SEGV, TERM.
+pub const REPORTED_SIGNALS: u64 =
+    (1 << 1) | (1 << 2) | (1 << 3) | (1 << 6) | (1 << 9) | (1 << 11) | (1 << 15);
+
 pub const HEADER_SIZE: usize = size_of::<Header>();
 pub const EXEC_FIXED_SIZE: usize = size_of::<ExecFixed>();
 pub const EXIT_FIXED_SIZE: usize = size_of::<ExitFixed>();
 pub const FORK_FIXED_SIZE: usize = size_of::<ForkFixed>();
 pub const CGROUP_FIXED_SIZE: usize = size_of::<CgroupFixed>();
+pub const SIGNAL_FIXED_SIZE: usize = size_of::<SignalFixed>();
+pub const OOM_FIXED_SIZE: usize = size_of::<OomFixed>();
 
 const _: () = assert!(HEADER_SIZE == 48);
 const _: () = assert!(EXEC_FIXED_SIZE == 16);
 const _: () = assert!(EXIT_FIXED_SIZE == 8);
 const _: () = assert!(FORK_FIXED_SIZE == 8);
 const _: () = assert!(CGROUP_FIXED_SIZE == 16);
+const _: () = assert!(SIGNAL_FIXED_SIZE == 16);
+const _: () = assert!(OOM_FIXED_SIZE == 8);
 const _: () = assert!(HEADER_SIZE + EXEC_FIXED_SIZE + MAX_FILENAME + MAX_ARGV <= SCRATCH_SIZE);
 const _: () = assert!(HEADER_SIZE + CGROUP_FIXED_SIZE + MAX_CGROUP_PATH <= SCRATCH_SIZE);
 const _: () = assert!(MAX_FILENAME.is_power_of_two() && MAX_ARGV.is_power_of_two());
@@ -205,6 +244,15 @@ pub struct Config {
     /// sched/sched_process_exit: `bool group_dead` where the kernel has it (6.x with the
     /// field), [`FIELD_ABSENT`] where it does not (then `signal->live == 0` decides).
     pub tp_exit_group_dead: u32,
+    /// signal/signal_generate: `sig`, `code`, `pid`, `result`.
+    pub tp_signal_sig: u32,
+    pub tp_signal_code: u32,
+    pub tp_signal_pid: u32,
+    pub tp_signal_result: u32,
+    /// oom/mark_victim: `pid`.
+    pub tp_oom_pid: u32,
+    /// Reserved, zero; keeps the size a multiple of 8.
+    pub reserved: u32,
 }
 
 const _: () = assert!(size_of::<Config>().is_multiple_of(8));

@@ -9,6 +9,7 @@ mod common;
 mod exec;
 mod exit;
 mod fork;
+mod signal;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -3,10 +3,10 @@
 
 use tracer_common::{
     CGROUP_FIXED_SIZE, EXEC_FIXED_SIZE, EXIT_FIXED_SIZE, FLAG_ARGV_TRUNCATED, FLAG_PATH_TRUNCATED,
-    FORK_FIXED_SIZE, HEADER_SIZE, RecordKind,
+    FORK_FIXED_SIZE, HEADER_SIZE, OOM_FIXED_SIZE, RecordKind, SIGNAL_FIXED_SIZE,
 };
 
-use crate::event::{CgroupRef, Errno, Event, EventKind, WaitStatus};
+use crate::event::{CgroupRef, Errno, Event, EventKind, Signal, WaitStatus};
 
 /// Why a record could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -172,6 +172,21 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
                 },
             }
         }
+        RecordKind::Signal => {
+            need(buf, "signal record", h + SIGNAL_FIXED_SIZE)?;
+            EventKind::Signal {
+                target_pid: r.u32(h),
+                signal: Signal(r.u32(h + 4) as i32),
+                code: r.u32(h + 8) as i32,
+                result: r.u32(h + 12) as i32,
+            }
+        }
+        RecordKind::OomKill => {
+            need(buf, "oom-kill record", h + OOM_FIXED_SIZE)?;
+            EventKind::OomKill {
+                victim_pid: r.u32(h),
+            }
+        }
     };
     Ok(Event {
         ts_ns: r.u64(8),
@@ -195,6 +210,8 @@ pub fn encode(ev: &Event) -> Vec<u8> {
         EventKind::CgroupMkdir { .. } => (RecordKind::CgroupMkdir, 0),
         EventKind::CgroupRmdir { .. } => (RecordKind::CgroupRmdir, 0),
         EventKind::CgroupAttach { .. } => (RecordKind::CgroupAttach, 0),
+        EventKind::Signal { .. } => (RecordKind::Signal, 0),
+        EventKind::OomKill { .. } => (RecordKind::OomKill, 0),
     };
     match &ev.kind {
         EventKind::Exec {
@@ -285,6 +302,20 @@ pub fn encode(ev: &Event) -> Vec<u8> {
         }
         EventKind::CgroupAttach { cgroup, target_pid } => {
             cgroup_fixed(&mut out, cgroup, *target_pid, &cut(cgroup.path.as_bytes()));
+        }
+        EventKind::Signal {
+            target_pid,
+            signal,
+            code,
+            result,
+        } => {
+            for v in [*target_pid, signal.0 as u32, *code as u32, *result as u32] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        EventKind::OomKill { victim_pid } => {
+            out.extend_from_slice(&victim_pid.to_le_bytes());
+            out.extend_from_slice(&0u32.to_le_bytes());
         }
     }
     out
@@ -445,6 +476,15 @@ mod tests {
             arb_cgroup().prop_map(|cgroup| EventKind::CgroupRmdir { cgroup }),
             (arb_cgroup(), any::<u32>())
                 .prop_map(|(cgroup, target_pid)| EventKind::CgroupAttach { cgroup, target_pid }),
+            (any::<u32>(), 1..64i32, any::<i32>(), any::<i32>()).prop_map(
+                |(target_pid, sig, code, result)| EventKind::Signal {
+                    target_pid,
+                    signal: Signal(sig),
+                    code,
+                    result,
+                }
+            ),
+            any::<u32>().prop_map(|victim_pid| EventKind::OomKill { victim_pid }),
         ]
     }
 

@@ -70,6 +70,40 @@ pub enum EventKind {
         cgroup: CgroupRef,
         target_pid: u32,
     },
+    /// A terminating signal was sent to another process; the event's task sent it.
+    Signal {
+        target_pid: u32,
+        #[serde(flatten)]
+        signal: Signal,
+        /// `si_code`: 0 (SI_USER) for kill(), 128 (SI_KERNEL) from the kernel.
+        code: i32,
+        /// 0 delivered, 1 ignored, 2 already pending, 3 overflow, 4 lost (tracepoint's result).
+        result: i32,
+    },
+    /// The OOM killer chose `victim_pid`; the event's task is where it ran.
+    OomKill { victim_pid: u32 },
+}
+
+/// A signal number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Signal(pub i32);
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match signal_name(self.0) {
+            Some(name) => f.write_str(name),
+            None => write!(f, "signal {}", self.0),
+        }
+    }
+}
+
+impl Serialize for Signal {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("signal", &self.0)?;
+        m.serialize_entry("signal_name", &signal_name(self.0))?;
+        m.end()
+    }
 }
 
 /// A cgroup2 cgroup as the kernel named it in the event.
@@ -100,6 +134,8 @@ impl Event {
         match self.kind {
             EventKind::Fork { child_pid } => child_pid,
             EventKind::CgroupAttach { target_pid, .. } => target_pid,
+            EventKind::Signal { target_pid, .. } => target_pid,
+            EventKind::OomKill { victim_pid } => victim_pid,
             _ => self.tgid,
         }
     }
@@ -124,6 +160,8 @@ impl EventKind {
             Self::CgroupMkdir { .. } => "cgroup-mkdir",
             Self::CgroupRmdir { .. } => "cgroup-rmdir",
             Self::CgroupAttach { .. } => "cgroup-attach",
+            Self::Signal { .. } => "signal",
+            Self::OomKill { .. } => "oom-kill",
         }
     }
 }
@@ -160,10 +198,7 @@ impl std::fmt::Display for WaitStatus {
         match (self.exit_code(), self.signal()) {
             (Some(code), _) => write!(f, "exit {code}"),
             (None, Some(sig)) => {
-                write!(f, "killed by {}", signal_name(sig).unwrap_or("signal"))?;
-                if signal_name(sig).is_none() {
-                    write!(f, " {sig}")?;
-                }
+                write!(f, "killed by {}", Signal(sig))?;
                 if self.core_dumped() {
                     write!(f, " (core dumped)")?;
                 }

@@ -51,6 +51,8 @@ pub enum KindFilter {
     CgroupMkdir,
     CgroupRmdir,
     CgroupAttach,
+    Signal,
+    OomKill,
 }
 
 impl KindFilter {
@@ -184,6 +186,20 @@ pub fn write_text(
             None,
             c.path.as_str(),
             format!("attach pid {target_pid} id={}", c.id),
+        ),
+        EventKind::Signal {
+            target_pid, signal, ..
+        } => (
+            *target_pid,
+            None,
+            cgroup,
+            format!("{signal} sent by {} ({})", ev.tgid, ev.comm),
+        ),
+        EventKind::OomKill { victim_pid } => (
+            *victim_pid,
+            None,
+            cgroup,
+            "chosen by the OOM killer".to_owned(),
         ),
     };
     let ppid = ppid.map_or_else(|| "-".to_owned(), |p| p.to_string());

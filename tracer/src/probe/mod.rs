@@ -33,7 +33,7 @@ const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 const SIGNAL_GROUP_EXIT: u32 = 0x4;
 
 /// Classic tracepoints: (program, category, event).
-const TRACEPOINTS: [(&str, &str, &str); 9] = [
+const TRACEPOINTS: [(&str, &str, &str); 11] = [
     ("sched_process_exec", "sched", "sched_process_exec"),
     ("sched_process_exit", "sched", "sched_process_exit"),
     ("sys_enter_execve", "syscalls", "sys_enter_execve"),
@@ -43,6 +43,8 @@ const TRACEPOINTS: [(&str, &str, &str); 9] = [
     ("cgroup_mkdir", "cgroup", "cgroup_mkdir"),
     ("cgroup_rmdir", "cgroup", "cgroup_rmdir"),
     ("cgroup_attach_task", "cgroup", "cgroup_attach_task"),
+    ("signal_generate", "signal", "signal_generate"),
+    ("mark_victim", "oom", "mark_victim"),
 ];
 
 /// Why the probe could not start or read.
@@ -320,6 +322,8 @@ fn kernel_config(btf: &Btf, tracefs: &TraceFs, ignore_tgid: u32) -> Result<Confi
     let mkdir = tracefs.format("cgroup", "cgroup_mkdir")?;
     let rmdir = tracefs.format("cgroup", "cgroup_rmdir")?;
     let attach = tracefs.format("cgroup", "cgroup_attach_task")?;
+    let signal_tp = tracefs.format("signal", "signal_generate")?;
+    let oom = tracefs.format("oom", "mark_victim")?;
     // The programs use one set of offsets for mkdir and rmdir, and one for both syscall exits.
     for field in ["root", "level", "id", "path"] {
         if mkdir.offset(field)? != rmdir.offset(field)? {
@@ -362,6 +366,12 @@ fn kernel_config(btf: &Btf, tracefs: &TraceFs, ignore_tgid: u32) -> Result<Confi
         tp_attach_pid: attach.offset("pid")?,
         tp_attach_path: attach.offset("dst_path")?,
         tp_exit_group_dead: exit.optional("group_dead").unwrap_or(FIELD_ABSENT),
+        tp_signal_sig: signal_tp.offset("sig")?,
+        tp_signal_code: signal_tp.offset("code")?,
+        tp_signal_pid: signal_tp.offset("pid")?,
+        tp_signal_result: signal_tp.offset("result")?,
+        tp_oom_pid: oom.offset("pid")?,
+        reserved: 0,
     })
 }
 
