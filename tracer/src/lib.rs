@@ -10,3 +10,5 @@ pub mod clock;
 pub mod decode;
 pub mod event;
 pub mod probe;
+pub mod replay;
+pub mod unit;
