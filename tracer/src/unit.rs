@@ -136,13 +136,19 @@ pub fn unescape(name: &str) -> String {
 mod tests {
     use super::*;
 
+    /// (unit, kind, user, instance, unit cgroup)
+    type Want = (
+        &'static str,
+        UnitKind,
+        Option<u32>,
+        Option<&'static str>,
+        &'static str,
+    );
+
     #[test]
     fn cgroup_paths_map_to_units() {
         // (path, unit, kind, user, instance, unit cgroup)
-        let table: &[(
-            &str,
-            Option<(&str, UnitKind, Option<u32>, Option<&str>, &str)>,
-        )] = &[
+        let table: &[(&str, Option<Want>)] = &[
             ("/", None),
             ("", None),
             (
