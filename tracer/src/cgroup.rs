@@ -127,6 +127,11 @@ impl CgroupPaths {
         self.by_id.get(&id).map(String::as_str)
     }
 
+    /// Every known cgroup: (id, path).
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &str)> {
+        self.by_id.iter().map(|(id, p)| (*id, p.as_str()))
+    }
+
     /// Number of cgroups known.
     pub fn len(&self) -> usize {
         self.by_id.len()

@@ -32,6 +32,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Events(args) => tracer::cli::events::run(args).await,
+            Command::Units(args) => tracer::cli::units::units(args).await,
+            Command::Why(args) => tracer::cli::units::why(args).await,
+            Command::Restarts(args) => tracer::cli::units::restarts(args).await,
         }
     });
     match result {

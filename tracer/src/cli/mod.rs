@@ -1,6 +1,7 @@
 //! The command line: one module per subcommand.
 
 pub mod events;
+pub mod units;
 
 use clap::{Parser, Subcommand};
 
@@ -19,4 +20,10 @@ pub struct Cli {
 pub enum Command {
     /// Stream exec, failed exec, exit, fork and cgroup events live, as they happen.
     Events(events::EventsArgs),
+    /// Each unit seen: runs, restarts, state, last exit and cause.
+    Units(units::UnitsArgs),
+    /// Why a unit failed (or did not), in plain words, with the evidence and the fix.
+    Why(units::WhyArgs),
+    /// Each run of each restarted unit (or of UNIT): when, how it started, how it ended.
+    Restarts(units::RestartsArgs),
 }

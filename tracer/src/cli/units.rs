@@ -1,0 +1,443 @@
+//! `tracer units`, `tracer why UNIT`, `tracer restarts [UNIT]`: the unit model's account,
+//! from a recording (`--events FILE`) or traced live (until Ctrl-C or `--duration`).
+
+use std::{
+    io::{self, Write},
+    path::PathBuf,
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use serde::Serialize;
+use serde_json::json;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    cgroup::CgroupPaths,
+    event::Event,
+    model::{
+        Model, ModelConfig, Run, StartKind, UnitHistory,
+        cause::{Cause, ExecEvidence},
+        facts::{Facts, LiveFacts},
+    },
+    probe::{Probe, ProbeOptions},
+    replay,
+};
+
+/// Where the events come from.
+#[derive(Debug, Args)]
+pub struct Source {
+    /// Replay a recording (the JSON lines of `tracer events --json`) instead of tracing.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+    /// Trace live for this many seconds, then report (default: until Ctrl-C).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Failed runs within --crash-loop-window seconds that make a crash loop.
+    #[arg(long, default_value_t = 3)]
+    pub crash_loop_runs: usize,
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    pub crash_loop_window: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct UnitsArgs {
+    #[command(flatten)]
+    pub source: Source,
+}
+
+#[derive(Debug, Args)]
+pub struct WhyArgs {
+    /// The unit (`mylog.service`, or `mylog`).
+    pub unit: String,
+    #[command(flatten)]
+    pub source: Source,
+}
+
+#[derive(Debug, Args)]
+pub struct RestartsArgs {
+    /// Only this unit.
+    pub unit: Option<String>,
+    #[command(flatten)]
+    pub source: Source,
+}
+
+/// Builds the model from the source.
+async fn model(src: &Source) -> anyhow::Result<Model<LiveFacts>> {
+    let mut model = Model::new(
+        LiveFacts,
+        ModelConfig {
+            crash_loop_runs: src.crash_loop_runs,
+            crash_loop_window_ns: (src.crash_loop_window * 1e9) as u64,
+            ..ModelConfig::default()
+        },
+    );
+    if let Some(path) = &src.events {
+        let (events, errors) = replay::read_file(path)
+            .with_context(|| format!("reading the recording {}", path.display()))?;
+        if !errors.is_empty() {
+            eprintln!(
+                "tracer: skipped {} malformed line(s) of {} (first: {})",
+                errors.len(),
+                path.display(),
+                errors[0]
+            );
+        }
+        for ev in &events {
+            model.apply(ev);
+        }
+        return Ok(model);
+    }
+    let cgroups = CgroupPaths::scan_system().context("reading the cgroup2 tree")?;
+    for (id, path) in cgroups.iter() {
+        model.know_cgroup(id, path);
+    }
+    let mut probe = Probe::load(&ProbeOptions::default())?;
+    eprintln!(
+        "tracer: watching units{}; Ctrl-C to report",
+        src.duration
+            .map_or(String::new(), |d| format!(" for {d} s"))
+    );
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let deadline = tokio::time::sleep(src.duration.map_or(Duration::MAX, Duration::from_secs_f64));
+    tokio::pin!(deadline);
+    let mut batch: Vec<Event> = Vec::new();
+    loop {
+        tokio::select! {
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+            _ = &mut deadline => break,
+            r = probe.read(&mut batch) => r?,
+        }
+        for ev in batch.drain(..) {
+            model.apply(&ev);
+        }
+    }
+    probe.drain(&mut batch);
+    for ev in batch.drain(..) {
+        model.apply(&ev);
+    }
+    let stats = probe.kernel_stats();
+    if stats.drops > 0 {
+        eprintln!(
+            "tracer: {} events were dropped (ring buffer full): the account may miss runs",
+            stats.drops
+        );
+    }
+    Ok(model)
+}
+
+fn secs(ns: u64) -> String {
+    format!("{:.3}s", ns as f64 / 1e9)
+}
+
+fn last_exit(h: &UnitHistory) -> String {
+    h.runs
+        .iter()
+        .rev()
+        .find_map(|r| r.outcome.as_ref())
+        .map_or_else(|| "-".to_owned(), |o| o.status.to_string())
+}
+
+fn last_cause(h: &UnitHistory) -> String {
+    h.last_failure()
+        .and_then(|r| r.outcome.as_ref())
+        .and_then(|o| o.cause.as_ref())
+        .map_or_else(|| "-".to_owned(), Cause::summary)
+}
+
+pub async fn units(args: UnitsArgs) -> anyhow::Result<()> {
+    let model = model(&args.source).await?;
+    let mut out = io::stdout().lock();
+    if args.source.json {
+        let units: Vec<_> = model
+            .units()
+            .map(|h| {
+                json!({
+                    "unit": h.unit.name,
+                    "kind": h.unit.kind,
+                    "user": h.unit.user,
+                    "runs": h.runs.len(),
+                    "restarts": h.restarts(),
+                    "state": h.state(),
+                    "crash_loop": h.crash_loop,
+                    "last_exit": h.runs.iter().rev().find_map(|r| r.outcome.as_ref()).map(|o| o.status.to_string()),
+                    "last_cause": h.last_failure().and_then(|r| r.outcome.as_ref()).and_then(|o| o.cause.clone()),
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&units)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<40} {:>4} {:>8} {:<9} {:<28} CAUSE",
+        "UNIT", "RUNS", "RESTARTS", "STATE", "LAST EXIT"
+    )?;
+    for h in model.units() {
+        let mut cause = last_cause(h);
+        if h.crash_loop {
+            cause.push_str(" [crash loop]");
+        }
+        writeln!(
+            out,
+            "{:<40} {:>4} {:>8} {:<9} {:<28} {cause}",
+            h.unit.display_name(),
+            h.runs.len(),
+            h.restarts(),
+            h.state(),
+            last_exit(h),
+        )?;
+    }
+    Ok(())
+}
+
+/// The explanation `tracer why` gives.
+#[derive(Serialize)]
+struct Why<'a> {
+    unit: &'a str,
+    state: &'static str,
+    runs: usize,
+    restarts: usize,
+    crash_loop: bool,
+    /// The sentence.
+    explanation: String,
+    hint: Option<String>,
+    evidence: Vec<String>,
+    cause: Option<&'a Cause>,
+}
+
+fn why_of<'a>(h: &'a UnitHistory) -> Why<'a> {
+    let name = h.unit.name.as_str();
+    let mut evidence = Vec::new();
+    let failed = h.last_failure();
+    let (explanation, hint, cause) = match failed.and_then(|r| r.outcome.as_ref().map(|o| (r, o))) {
+        Some((run, outcome)) => {
+            let cause = outcome.cause.as_ref();
+            evidence.push(format!(
+                "run {} started at {}: pid {} ended with {}",
+                run.number,
+                secs(run.started_ns),
+                outcome.pid,
+                describe_status(run, outcome.pid, outcome.status)
+            ));
+            if let Some(Cause::ExecFailed { evidence: how, .. }) = cause {
+                evidence.push(
+                    match how {
+                        ExecEvidence::Execve => "the kernel saw the execve fail with that error",
+                        ExecEvidence::SystemdCheck => {
+                            "no execve reached the kernel: systemd's own check refused the file; the error is what the file's state implies"
+                        }
+                    }
+                    .to_owned(),
+                );
+            }
+            if let Some(file) = &h.file
+                && let Some(line) = file.exec_start_lines.first()
+            {
+                evidence.push(format!("ExecStart={line} (from {})", file.path));
+            }
+            match cause {
+                Some(c) => (c.explain(name), c.hint(), Some(c)),
+                None => (format!("{name}: run {} failed", run.number), None, None),
+            }
+        }
+        None => match h.runs.last() {
+            None => (format!("{name}: no run seen"), None, None),
+            Some(run) => (not_failed(name, run), None, None),
+        },
+    };
+    if h.crash_loop {
+        let failed_runs = h.runs.iter().filter(|r| r.failed()).count();
+        evidence.push(format!(
+            "crash loop: {failed_runs} failed runs; systemd stops restarting once StartLimitBurst= starts fall within StartLimitIntervalSec="
+        ));
+    }
+    Why {
+        unit: name,
+        state: h.state(),
+        runs: h.runs.len(),
+        restarts: h.restarts(),
+        crash_loop: h.crash_loop,
+        explanation,
+        hint,
+        evidence,
+        cause,
+    }
+}
+
+fn describe_status(run: &Run, pid: u32, status: crate::event::WaitStatus) -> String {
+    let executed = run.command(pid).and_then(|c| c.program.clone());
+    match (status.exit_code(), executed) {
+        (Some(code), None) => match crate::model::cause::systemd_exit_status_name(code) {
+            Some(name) => format!("exit status {code}/{name} before executing anything"),
+            None => status.to_string(),
+        },
+        (_, Some(program)) => format!("{status} (it was running {program})"),
+        (None, None) => status.to_string(),
+    }
+}
+
+/// What to say about a unit whose last run did not fail.
+fn not_failed(name: &str, run: &Run) -> String {
+    match &run.outcome {
+        Some(o) => {
+            let program = run
+                .command(o.pid)
+                .and_then(|c| c.program.clone())
+                .unwrap_or_else(|| "its main process".into());
+            let took = run
+                .command(o.pid)
+                .and_then(|c| c.exited_ns.map(|e| e.saturating_sub(c.started_ns)))
+                .map_or_else(String::new, |ns| {
+                    format!(" after {:.0} ms", ns as f64 / 1e6)
+                });
+            format!(
+                "{name}: not failed: {program} ended cleanly ({}){took}",
+                o.status
+            )
+        }
+        None if run.is_open() => {
+            format!("{name}: not failed: running since {}", secs(run.started_ns))
+        }
+        None => format!(
+            "{name}: not failed: its last run ended at {}",
+            secs(run.ended_ns.unwrap_or(0))
+        ),
+    }
+}
+
+pub async fn why(args: WhyArgs) -> anyhow::Result<()> {
+    let model = model(&args.source).await?;
+    let Some(h) = model.unit(&args.unit) else {
+        bail!(
+            "no events for {} {}: was it started while tracer watched?",
+            args.unit,
+            if args.source.events.is_some() {
+                "in the recording"
+            } else {
+                "while tracing"
+            }
+        );
+    };
+    let why = why_of(h);
+    let mut out = io::stdout().lock();
+    if args.source.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&why)?)?;
+        return Ok(());
+    }
+    writeln!(out, "{}", why.explanation)?;
+    if let Some(hint) = &why.hint {
+        writeln!(out, "  fix: {hint}")?;
+    }
+    for e in &why.evidence {
+        writeln!(out, "  evidence: {e}")?;
+    }
+    writeln!(
+        out,
+        "  runs: {} ({} restarts), state as seen: {}",
+        why.runs, why.restarts, why.state
+    )?;
+    Ok(())
+}
+
+fn start_text(s: &StartKind) -> String {
+    match s {
+        StartKind::First => "first".into(),
+        StartKind::AutomaticRestart => "auto-restart".into(),
+        StartKind::Manual { by_pid, command } => format!("{command} ({by_pid})"),
+        StartKind::Again => "started again".into(),
+        StartKind::FoundAtStart => "found running".into(),
+    }
+}
+
+pub async fn restarts(args: RestartsArgs) -> anyhow::Result<()> {
+    let model = model(&args.source).await?;
+    let units: Vec<&UnitHistory> = match &args.unit {
+        Some(u) => vec![
+            model
+                .unit(u)
+                .with_context(|| format!("no events for {u}"))?,
+        ],
+        None => model.units().filter(|h| h.runs.len() > 1).collect(),
+    };
+    let mut out = io::stdout().lock();
+    if args.source.json {
+        let v: Vec<_> = units
+            .iter()
+            .map(|h| {
+                json!({
+                    "unit": h.unit.name,
+                    "restarts": h.restarts(),
+                    "crash_loop": h.crash_loop,
+                    "runs": h.runs.iter().map(|r| json!({
+                        "run": r.number,
+                        "start": r.start,
+                        "started_ns": r.started_ns,
+                        "ended_ns": r.ended_ns,
+                        "main_pid": r.main_pid,
+                        "status": r.outcome.as_ref().map(|o| o.status.0),
+                        "outcome": r.outcome.as_ref().map(|o| o.status.to_string()),
+                        "failed": r.failed(),
+                        "cause": r.outcome.as_ref().and_then(|o| o.cause.clone()),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<32} {:>3} {:>10} {:>10} {:>9} {:<24} {:<24} CAUSE",
+        "UNIT", "RUN", "START", "END", "DURATION", "HOW", "OUTCOME"
+    )?;
+    for h in units {
+        for r in &h.runs {
+            let end = r.ended_ns.map_or_else(|| "-".to_owned(), secs);
+            let dur = r
+                .ended_ns
+                .map_or_else(|| "-".to_owned(), |e| secs(e.saturating_sub(r.started_ns)));
+            let outcome = r.outcome.as_ref().map_or_else(
+                || {
+                    if r.is_open() {
+                        "running".into()
+                    } else {
+                        "-".into()
+                    }
+                },
+                |o| o.status.to_string(),
+            );
+            let cause = r
+                .outcome
+                .as_ref()
+                .and_then(|o| o.cause.as_ref())
+                .map_or_else(|| "-".to_owned(), Cause::summary);
+            writeln!(
+                out,
+                "{:<32} {:>3} {:>10} {:>10} {:>9} {:<24} {:<24} {cause}",
+                h.unit.display_name(),
+                r.number,
+                secs(r.started_ns),
+                end,
+                dur,
+                start_text(&r.start),
+                outcome
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// For tests: the explanation of a unit in a model built from any facts.
+pub fn explanation<F: Facts>(model: &Model<F>, unit: &str) -> Option<(String, Option<String>)> {
+    model.unit(unit).map(|h| {
+        let w = why_of(h);
+        (w.explanation, w.hint)
+    })
+}

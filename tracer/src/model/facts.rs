@@ -1,0 +1,296 @@
+//! What the model looks up outside the event stream, behind a seam so the model is tested
+//! with recorded facts: a file's state when an event names it (mode, owner, noexec mount,
+//! `#!` interpreter) and what a unit's file says (ExecStart=, Type=, User=, ...).
+
+use std::{
+    collections::HashMap,
+    os::unix::fs::{MetadataExt, PermissionsExt},
+    path::Path,
+};
+
+use serde::Serialize;
+
+/// A file's state, as `stat` and its first line tell it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FileInfo {
+    /// Permission bits (`0o644`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub is_dir: bool,
+    /// The mount point of its filesystem when that is mounted noexec.
+    pub noexec_mount: Option<String>,
+    /// The interpreter of a `#!` first line, and whether it exists.
+    pub interpreter: Option<(String, bool)>,
+}
+
+impl FileInfo {
+    /// Some execute bit is set (what root needs to exec a regular file).
+    pub fn any_exec_bit(&self) -> bool {
+        self.mode & 0o111 != 0
+    }
+}
+
+/// The parts of a unit file the explanations use.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct UnitFile {
+    /// Where it was found.
+    pub path: String,
+    /// `Type=` (simple when unset).
+    pub service_type: Option<String>,
+    /// Programs of `ExecStart=` lines, in order (prefixes like `-` and `+` removed).
+    pub exec_start: Vec<String>,
+    /// Programs of `ExecStartPre=` lines.
+    pub exec_start_pre: Vec<String>,
+    /// `ExecStart=` lines as written.
+    pub exec_start_lines: Vec<String>,
+    pub user: Option<String>,
+    pub working_directory: Option<String>,
+    /// `RemainAfterExit=yes`: active (exited) after the main process ended.
+    pub remain_after_exit: bool,
+}
+
+/// Looks things up when an event needs them.
+pub trait Facts {
+    /// The file at `path`, or None when it does not exist.
+    fn file(&self, path: &str) -> Option<FileInfo>;
+    /// The unit's file, when one can be found.
+    fn unit_file(&self, unit: &str) -> Option<UnitFile>;
+    /// Whether a user name exists (User= of a 217/USER failure).
+    fn user_exists(&self, name: &str) -> Option<bool>;
+}
+
+/// Directories systemd loads system units from, highest priority first.
+const UNIT_DIRS: [&str; 5] = [
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/usr/local/lib/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+];
+
+/// The running system's files.
+#[derive(Clone, Debug, Default)]
+pub struct LiveFacts;
+
+impl Facts for LiveFacts {
+    fn file(&self, path: &str) -> Option<FileInfo> {
+        let meta = std::fs::metadata(path).ok()?;
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let interpreter = if meta.is_file() {
+            read_shebang(path).map(|i| {
+                let exists = Path::new(&i).exists();
+                (i, exists)
+            })
+        } else {
+            None
+        };
+        Some(FileInfo {
+            mode: meta.permissions().mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            is_dir: meta.is_dir(),
+            noexec_mount: noexec_mount_of(&mountinfo, path),
+            interpreter,
+        })
+    }
+
+    fn unit_file(&self, unit: &str) -> Option<UnitFile> {
+        // A template instance (getty@tty1.service) is described by getty@.service.
+        let template = unit
+            .split_once('@')
+            .and_then(|(prefix, rest)| Some(format!("{prefix}@.{}", rest.rsplit_once('.')?.1)));
+        let names: Vec<&str> = std::iter::once(unit).chain(template.as_deref()).collect();
+        let (path, text) = names.iter().find_map(|name| {
+            UNIT_DIRS.iter().find_map(|dir| {
+                let p = Path::new(dir).join(name);
+                std::fs::read_to_string(&p)
+                    .ok()
+                    .map(|t| (p.display().to_string(), t))
+            })
+        })?;
+        let mut texts = vec![text];
+        for name in &names {
+            for dir in UNIT_DIRS.iter().rev() {
+                let Ok(entries) = std::fs::read_dir(Path::new(dir).join(format!("{name}.d")))
+                else {
+                    continue;
+                };
+                let mut dropins: Vec<_> = entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+                    .collect();
+                dropins.sort();
+                texts.extend(
+                    dropins
+                        .iter()
+                        .filter_map(|p| std::fs::read_to_string(p).ok()),
+                );
+            }
+        }
+        Some(parse_unit_file(&path, &texts))
+    }
+
+    fn user_exists(&self, name: &str) -> Option<bool> {
+        let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+        Some(
+            passwd.lines().any(|l| l.split(':').next() == Some(name))
+                || name.parse::<u32>().is_ok(),
+        )
+    }
+}
+
+/// The interpreter named by a `#!` first line.
+fn read_shebang(path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut buf = [0u8; 256];
+    let n = std::fs::File::open(path).ok()?.read(&mut buf).ok()?;
+    parse_shebang(&buf[..n])
+}
+
+/// `#!/usr/bin/env python3` → `/usr/bin/env`.
+pub fn parse_shebang(head: &[u8]) -> Option<String> {
+    let rest = head.strip_prefix(b"#!")?;
+    let line = rest.split(|&b| b == b'\n').next()?;
+    let line = String::from_utf8_lossy(line);
+    line.split_whitespace().next().map(str::to_owned)
+}
+
+/// The mount point holding `path` when it is mounted noexec (longest matching mount).
+pub fn noexec_mount_of(mountinfo: &str, path: &str) -> Option<String> {
+    let mut best: Option<(&str, bool)> = None;
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(mount), Some(opts)) = (fields.get(4), fields.get(5)) else {
+            continue;
+        };
+        let inside = *mount == "/"
+            || path == *mount
+            || path
+                .strip_prefix(mount)
+                .is_some_and(|rest| rest.starts_with('/'));
+        if inside && best.is_none_or(|(b, _)| mount.len() >= b.len()) {
+            best = Some((mount, opts.split(',').any(|o| o == "noexec")));
+        }
+    }
+    best.filter(|(_, noexec)| *noexec)
+        .map(|(m, _)| m.to_owned())
+}
+
+/// The program of an Exec*= value: prefixes (`-`, `@`, `:`, `+`, `!`) and quotes removed.
+pub fn exec_program(value: &str) -> Option<String> {
+    let v = value
+        .trim_start()
+        .trim_start_matches(['-', '@', ':', '+', '!']);
+    let first = v.split_whitespace().next()?;
+    Some(first.trim_matches('"').trim_matches('\'').to_owned())
+}
+
+/// Reads the [Service] settings the model uses from a unit file and its drop-ins, in
+/// order (an empty `ExecStart=` resets the list, as systemd does).
+pub fn parse_unit_file(path: &str, texts: &[String]) -> UnitFile {
+    let mut u = UnitFile {
+        path: path.to_owned(),
+        ..UnitFile::default()
+    };
+    for text in texts {
+        let mut section = String::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
+                continue;
+            }
+            if line.starts_with('[') {
+                section = line.to_owned();
+                continue;
+            }
+            if section != "[Service]" {
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            let (key, value) = (key.trim(), value.trim());
+            match key {
+                "Type" => u.service_type = Some(value.to_owned()),
+                "User" => u.user = Some(value.to_owned()),
+                "WorkingDirectory" => u.working_directory = Some(value.to_owned()),
+                "RemainAfterExit" => {
+                    u.remain_after_exit = matches!(value, "yes" | "true" | "1" | "on")
+                }
+                "ExecStart" if value.is_empty() => {
+                    u.exec_start.clear();
+                    u.exec_start_lines.clear();
+                }
+                "ExecStart" => {
+                    u.exec_start.extend(exec_program(value));
+                    u.exec_start_lines.push(value.to_owned());
+                }
+                "ExecStartPre" if value.is_empty() => u.exec_start_pre.clear(),
+                "ExecStartPre" => u.exec_start_pre.extend(exec_program(value)),
+                _ => {}
+            }
+        }
+    }
+    u
+}
+
+/// Facts given up front: for replaying recordings in tests.
+#[derive(Clone, Debug, Default)]
+pub struct RecordedFacts {
+    pub files: HashMap<String, FileInfo>,
+    pub units: HashMap<String, UnitFile>,
+    pub users: Vec<String>,
+}
+
+impl Facts for RecordedFacts {
+    fn file(&self, path: &str) -> Option<FileInfo> {
+        self.files.get(path).cloned()
+    }
+
+    fn unit_file(&self, unit: &str) -> Option<UnitFile> {
+        self.units.get(unit).cloned()
+    }
+
+    fn user_exists(&self, name: &str) -> Option<bool> {
+        Some(self.users.iter().any(|u| u == name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_files_parse_like_systemd() {
+        let main = "[Unit]\nDescription=x\nExecStart=/not/in/service\n[Service]\nType=forking\n\
+                    ExecStartPre=-/bin/sleep 2\nExecStart=/usr/local/bin/a.sh --flag\nUser=app\n"
+            .to_owned();
+        let dropin = "[Service]\nExecStart=\nExecStart=+\"/opt/b\" x\n".to_owned();
+        let u = parse_unit_file("/etc/systemd/system/a.service", std::slice::from_ref(&main));
+        assert_eq!(u.exec_start, vec!["/usr/local/bin/a.sh"]);
+        assert_eq!(u.exec_start_pre, vec!["/bin/sleep"]);
+        assert_eq!(u.service_type.as_deref(), Some("forking"));
+        assert_eq!(u.user.as_deref(), Some("app"));
+        let u = parse_unit_file("/x", &[main, dropin]);
+        assert_eq!(u.exec_start, vec!["/opt/b"]);
+        assert_eq!(u.exec_start_lines, vec!["+\"/opt/b\" x"]);
+    }
+
+    #[test]
+    fn shebangs_and_noexec_mounts() {
+        assert_eq!(parse_shebang(b"#!/bin/sh\necho"), Some("/bin/sh".into()));
+        assert_eq!(
+            parse_shebang(b"#! /usr/bin/env python3\n"),
+            Some("/usr/bin/env".into())
+        );
+        assert_eq!(parse_shebang(b"\x7fELF"), None);
+        let mi = "1 0 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n\
+                  2 1 0:5 / /tmp rw,nosuid,nodev,noexec - tmpfs tmpfs rw\n\
+                  3 1 0:6 / /tmpfoo rw - tmpfs tmpfs rw\n";
+        assert_eq!(noexec_mount_of(mi, "/tmp/x.sh"), Some("/tmp".into()));
+        assert_eq!(noexec_mount_of(mi, "/tmpfoo/x.sh"), None);
+        assert_eq!(noexec_mount_of(mi, "/usr/bin/x"), None);
+    }
+}
