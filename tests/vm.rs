@@ -372,8 +372,244 @@ fn tracer_agrees_with_systemd() {
             problems.extend(p);
         }
         problems.extend(check_spawn_failures(&g, &scenarios));
+        problems.extend(check_exit_status_table(&g));
+        for sc in &scenarios {
+            problems.extend(check_model(&g, sc));
+        }
     }
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+/// The tracer's own account (`tracer why` / `tracer restarts` run in the guest on its
+/// recording) against systemd's: the cause of every failure, the runs and restarts, the
+/// main pid, the last exit and the state.
+fn check_model(g: &Guest, scenario: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut expect = |ok: bool, msg: String| {
+        if !ok {
+            problems.push(format!("{}/{scenario}: {msg}", g.suite));
+        }
+    };
+    let read = |name: &str| -> Value {
+        let path = g.dir.join("tracer").join(name);
+        fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null)
+    };
+    let why = read(&format!("why-{scenario}.json"));
+    let restarts = read(&format!("restarts-{scenario}.json"));
+    if why.is_null() || restarts.is_null() {
+        expect(false, "no output from tracer why / tracer restarts".into());
+        return problems;
+    }
+    let show = g.show(scenario);
+    let cause = &why["cause"];
+    let text = format!("{why}");
+
+    // The cause, in the words `tracer why` uses.
+    let want: Option<(&str, Vec<(&str, Value)>)> = match scenario {
+        "noexec" => Some((
+            "exec-failed",
+            vec![
+                ("error", "EACCES".into()),
+                ("problem", "not-executable".into()),
+                ("mode", 0o644.into()),
+                ("path", "/usr/local/bin/noexec.sh".into()),
+            ],
+        )),
+        "missing" => Some((
+            "exec-failed",
+            vec![
+                ("error", "ENOENT".into()),
+                ("problem", "missing".into()),
+                ("path", "/usr/local/bin/does-not-exist".into()),
+            ],
+        )),
+        "badinterp" => Some((
+            "exec-failed",
+            vec![
+                ("error", "ENOENT".into()),
+                ("problem", "interpreter-missing".into()),
+                ("interpreter", "/usr/bin/nonexistent-interpreter".into()),
+                ("evidence", "execve".into()),
+            ],
+        )),
+        "badcwd" => Some((
+            "setup-failed",
+            vec![
+                ("status", 200.into()),
+                ("name", "CHDIR".into()),
+                ("setting", "WorkingDirectory=/nonexistent-directory".into()),
+            ],
+        )),
+        "baduser" => Some((
+            "setup-failed",
+            vec![
+                ("status", 217.into()),
+                ("name", "USER".into()),
+                ("setting", "User=nosuchuser".into()),
+                ("detail", "no such user".into()),
+            ],
+        )),
+        "flaky" => Some(("exit-code", vec![("code", 1.into())])),
+        "segv" => Some(("killed", vec![("signal_name", "SIGSEGV".into())])),
+        "killme" => Some((
+            "killed",
+            vec![("signal_name", "SIGKILL".into()), ("sender_pid", 1.into())],
+        )),
+        "oom" => Some(("oom-killed", vec![])),
+        _ => None,
+    };
+    match want {
+        Some((kind, fields)) => {
+            expect(
+                cause["cause"] == kind,
+                format!("cause {kind}, tracer said {text}"),
+            );
+            for (k, v) in fields {
+                expect(cause[k] == v, format!("cause {k}={v}, tracer said {text}"));
+            }
+        }
+        None => expect(cause.is_null(), format!("no failure, tracer said {text}")),
+    }
+    if scenario == "noexec" {
+        expect(
+            why["hint"] == "make it executable: chmod +x /usr/local/bin/noexec.sh",
+            format!("the chmod +x hint, tracer said {text}"),
+        );
+    }
+    // systemd's Result= against the tracer's cause.
+    let result_kind = match show.get("Result") {
+        "success" => None,
+        "exit-code" => Some(vec!["exit-code", "exec-failed", "setup-failed"]),
+        "signal" | "core-dump" => Some(vec!["killed"]),
+        "oom-kill" => Some(vec!["oom-killed"]),
+        other => Some(vec![other]),
+    };
+    match result_kind {
+        None => expect(
+            cause.is_null(),
+            format!("Result=success but tracer found {cause}"),
+        ),
+        Some(kinds) => expect(
+            kinds.iter().any(|k| cause["cause"] == *k),
+            format!("Result={} but tracer found {cause}", show.get("Result")),
+        ),
+    }
+
+    // Runs and restarts. systemd's NRestarts counts the automatic restarts it scheduled,
+    // including one the start limit then refused ("Start request repeated too quickly"),
+    // and not manual ones: so the tracer's automatic restarts equal NRestarts, minus one
+    // when the start limit stopped the unit.
+    let unit = &restarts[0];
+    let runs = unit["runs"].as_array().cloned().unwrap_or_default();
+    let auto = runs
+        .iter()
+        .filter(|r| r["start"]["start"] == "automatic-restart")
+        .count() as u64;
+    let start_limited = fs::read_to_string(g.dir.join("journal.txt"))
+        .unwrap_or_default()
+        .lines()
+        .any(|l| {
+            l.contains(&format!(
+                "{scenario}.service: Start request repeated too quickly"
+            ))
+        });
+    let want_auto = show.num("NRestarts") - u64::from(start_limited);
+    expect(
+        auto == want_auto,
+        format!(
+            "{auto} automatic restarts, systemd's NRestarts={} (start limit hit: {start_limited})",
+            show.num("NRestarts")
+        ),
+    );
+    if scenario == "healthy" {
+        expect(
+            runs.len() == 2 && runs[1]["start"]["start"] == "manual",
+            format!("a second, manual run: {restarts}"),
+        );
+    }
+    let last = runs.last().cloned().unwrap_or(Value::Null);
+    let main_pid = show.num("ExecMainPID");
+    if main_pid != 0 {
+        expect(
+            last["main_pid"] == main_pid,
+            format!(
+                "main pid {}, systemd's ExecMainPID={main_pid}",
+                last["main_pid"]
+            ),
+        );
+    }
+    if show.num("ExecMainExitTimestampMonotonic") != 0 {
+        let code = show.num("ExecMainCode");
+        let status = show.num("ExecMainStatus");
+        let raw = last["status"].as_u64().unwrap_or(u64::MAX);
+        let ok = match code {
+            CLD_EXITED => raw & 0x7f == 0 && raw >> 8 == status,
+            CLD_KILLED => raw & 0x7f == status && raw & 0x80 == 0,
+            CLD_DUMPED => raw & 0x7f == status && raw & 0x80 != 0,
+            _ => false,
+        };
+        expect(
+            ok,
+            format!(
+                "last exit status {raw:#x}, systemd's ExecMainCode={code} ExecMainStatus={status}"
+            ),
+        );
+    }
+    // The state as seen, against systemd's.
+    let want_state = match (show.get("ActiveState"), show.get("SubState")) {
+        ("failed", _) => "failed",
+        ("active", "running") => "running",
+        ("active", "exited") => "exited",
+        ("inactive", _) => "inactive",
+        (a, b) => {
+            expect(false, format!("unexpected systemd state {a}/{b}"));
+            ""
+        }
+    };
+    expect(
+        why["state"] == want_state,
+        format!(
+            "state {}, systemd's {}/{}",
+            why["state"],
+            show.get("ActiveState"),
+            show.get("SubState")
+        ),
+    );
+    problems
+}
+
+/// The tracer's table of systemd's exit statuses against `systemd-analyze exit-status`.
+fn check_exit_status_table(g: &Guest) -> Vec<String> {
+    let text = fs::read_to_string(g.dir.join("exit-status.txt")).unwrap_or_default();
+    let mut problems = Vec::new();
+    let mut seen = 0;
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(name), Some(Ok(status))) = (f.first(), f.get(1).map(|s| s.parse::<u8>())) else {
+            continue;
+        };
+        if !(200..=245).contains(&status) {
+            continue;
+        }
+        seen += 1;
+        let ours = tracer::model::cause::systemd_exit_status_name(status);
+        if ours != Some(*name) {
+            problems.push(format!(
+                "{}: exit status {status} is {name}, tracer says {ours:?}",
+                g.suite
+            ));
+        }
+    }
+    if seen < 40 {
+        problems.push(format!(
+            "{}: only {seen} statuses 200-245 in exit-status.txt",
+            g.suite
+        ));
+    }
+    problems
 }
 
 /// systemd's SPAWN_FAILED journal records name the child that failed its setup; the

@@ -65,6 +65,17 @@ cut -d' ' -f1 /proc/uptime > "$R/uptime.txt"
 # Stop the tracer so its output is complete, then take it and the journal.
 systemctl stop tracer.service
 cp /run/tracer-events.jsonl "$R/events.jsonl" 2>/dev/null || echo "no tracer output" > "$R/events-missing.txt"
+# The tracer's own account of the units, from its recording, with this system's files.
+T=/usr/local/bin/tracer
+E="$R/events.jsonl"
+mkdir -p "$R/tracer"
+$T units --events "$E" > "$R/tracer/units.txt" 2>&1
+$T units --json --events "$E" > "$R/tracer/units.json"
+for u in $(cat "$lib/scenarios.txt"); do
+  $T why "$u.service" --events "$E" > "$R/tracer/why-$u.txt" 2>&1
+  $T why "$u.service" --json --events "$E" > "$R/tracer/why-$u.json"
+  $T restarts "$u.service" --json --events "$E" > "$R/tracer/restarts-$u.json"
+done
 journalctl -b -o json > "$R/journal.json"
 # systemd's "Failed at step X spawning Y" records (SD_MESSAGE_SPAWN_FAILED)
 journalctl -b -o json MESSAGE_ID=641257651c1b4ec9a8624d7a40a9e1e7 > "$R/spawn-failed.json"

@@ -314,6 +314,13 @@ impl<F: Facts> Model<F> {
                 );
                 self.signals.remove(child_pid);
                 self.oom_victims.remove(child_pid);
+                // A unit's process forks into its own cgroup (only a service manager
+                // clones children straight into other cgroups).
+                if ev.comm != "systemd"
+                    && self.procs.get(&ev.tgid).is_some_and(|p| p.unit.is_some())
+                {
+                    self.place(*child_pid, ev.tgid, &ev.comm, ev.cgroup_id, ev.ts_ns);
+                }
             }
             EventKind::Exec {
                 ppid,
@@ -573,6 +580,10 @@ impl<F: Facts> Model<F> {
             .iter()
             .filter(|c| c.top_level && c.program.is_some())
             .count();
+        let forking = file
+            .as_ref()
+            .and_then(|f| f.service_type.as_deref())
+            .is_some_and(|t| t == "forking");
         if let Some(cmd) = run.command_mut(ev.tgid)
             && !executor
             && cmd.program.is_none()
@@ -581,6 +592,11 @@ impl<F: Facts> Model<F> {
             cmd.argv = argv.to_vec();
             if cmd.top_level {
                 cmd.role = role_of(file.as_ref(), filename, index);
+                // ExecStart's process is the main process (but for Type=forking, where
+                // the main process is the daemon it leaves behind).
+                if cmd.role.as_deref() == Some("ExecStart") && !forking {
+                    run.main_pid = Some(ev.tgid);
+                }
             }
         }
     }
