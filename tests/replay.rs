@@ -1,0 +1,243 @@
+//! The unit model on recorded event streams, without root: the tracer's own captures of
+//! the VM scenarios (systemd 252 on kernel 6.1, systemd 257 on kernel 6.12, in
+//! tests/fixtures/) replayed with the guests' unit files and file states given as facts,
+//! and checked against what systemd itself recorded in the same boots (`systemctl show`,
+//! kept next to the captures).
+
+use std::{collections::HashMap, fs, path::Path};
+
+use tracer::{
+    event::Errno,
+    model::{
+        Model, ModelConfig, StartKind, UnitHistory,
+        cause::{Cause, ExecEvidence, FileProblem},
+        facts::{FileInfo, RecordedFacts, parse_unit_file},
+    },
+    replay,
+};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The guests' files, as they were when the scenarios ran (tests/vm/bin, the VM image).
+fn facts() -> RecordedFacts {
+    let mut f = RecordedFacts::default();
+    let units = Path::new(ROOT).join("vm/units");
+    for entry in fs::read_dir(&units).unwrap() {
+        let path = entry.unwrap().path();
+        let text = fs::read_to_string(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let guest = format!("/etc/systemd/system/{name}");
+        f.units.insert(name, parse_unit_file(&guest, &[text]));
+    }
+    let file = |mode, interpreter: Option<(&str, bool)>| FileInfo {
+        mode,
+        uid: 0,
+        gid: 0,
+        is_dir: false,
+        noexec_mount: None,
+        interpreter: interpreter.map(|(i, e)| (i.to_owned(), e)),
+    };
+    f.files.insert(
+        "/usr/local/bin/noexec.sh".into(),
+        file(0o644, Some(("/bin/sh", true))),
+    );
+    f.files.insert(
+        "/usr/local/bin/badinterp.sh".into(),
+        file(0o755, Some(("/usr/bin/nonexistent-interpreter", false))),
+    );
+    f.users.push("root".into());
+    f
+}
+
+struct Show(HashMap<String, String>);
+
+impl Show {
+    fn num(&self, k: &str) -> u64 {
+        self.0.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+}
+
+fn show(suite: &str, scenario: &str) -> Show {
+    let text = fs::read_to_string(
+        Path::new(ROOT).join(format!("fixtures/vm-{suite}-units/{scenario}.show")),
+    )
+    .unwrap();
+    Show(
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+    )
+}
+
+fn replayed(fixture: &str) -> Model<RecordedFacts> {
+    let (events, errors) =
+        replay::read_file(&Path::new(ROOT).join("fixtures").join(fixture)).unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(events.len() > 300, "a whole boot: {} events", events.len());
+    let mut model = Model::new(facts(), ModelConfig::default());
+    for ev in &events {
+        model.apply(ev);
+    }
+    model
+}
+
+fn unit<'a>(m: &'a Model<RecordedFacts>, name: &str) -> &'a UnitHistory {
+    m.unit(name)
+        .unwrap_or_else(|| panic!("{name} not in the model"))
+}
+
+fn last_cause<'a>(h: &'a UnitHistory) -> Option<&'a Cause> {
+    h.last_failure()
+        .and_then(|r| r.outcome.as_ref())
+        .and_then(|o| o.cause.as_ref())
+}
+
+fn check_boot(suite: &str, fixture: &str) {
+    let m = replayed(fixture);
+
+    match last_cause(unit(&m, "noexec")) {
+        Some(Cause::ExecFailed {
+            command,
+            path,
+            errno,
+            problem,
+            evidence,
+            ..
+        }) => {
+            assert_eq!(command, "ExecStart");
+            assert_eq!(path, "/usr/local/bin/noexec.sh");
+            assert_eq!(*errno, Errno(libc::EACCES));
+            assert_eq!(
+                *problem,
+                FileProblem::NotExecutable {
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0
+                }
+            );
+            // systemd checks the file itself: no execve ever fails.
+            assert_eq!(*evidence, ExecEvidence::SystemdCheck);
+        }
+        other => panic!("{suite}/noexec: {other:?}"),
+    }
+    let noexec = last_cause(unit(&m, "noexec")).unwrap();
+    assert_eq!(
+        noexec.hint().as_deref(),
+        Some("make it executable: chmod +x /usr/local/bin/noexec.sh")
+    );
+    assert!(matches!(
+        last_cause(unit(&m, "missing")),
+        Some(Cause::ExecFailed { errno: Errno(libc::ENOENT), problem: FileProblem::Missing, path, .. })
+            if path == "/usr/local/bin/does-not-exist"
+    ));
+    assert!(matches!(
+        last_cause(unit(&m, "badinterp")),
+        Some(Cause::ExecFailed {
+            errno: Errno(libc::ENOENT),
+            problem: FileProblem::InterpreterMissing { interpreter },
+            evidence: ExecEvidence::Execve,
+            ..
+        }) if interpreter == "/usr/bin/nonexistent-interpreter"
+    ));
+    assert!(matches!(
+        last_cause(unit(&m, "badcwd")),
+        Some(Cause::SetupFailed { status: 200, name, setting: Some(setting), .. })
+            if name == "CHDIR" && setting == "WorkingDirectory=/nonexistent-directory"
+    ));
+    assert!(matches!(
+        last_cause(unit(&m, "baduser")),
+        Some(Cause::SetupFailed { status: 217, detail: Some(detail), .. }) if detail == "no such user"
+    ));
+    assert!(matches!(
+        last_cause(unit(&m, "segv")),
+        Some(Cause::Killed { signal, sender_pid: None, .. }) if signal.0 == libc::SIGSEGV
+    ));
+    assert!(matches!(
+        last_cause(unit(&m, "killme")),
+        Some(Cause::Killed { signal, sender_pid: Some(1), .. }) if signal.0 == libc::SIGKILL
+    ));
+    assert!(matches!(
+        last_cause(unit(&m, "oom")),
+        Some(Cause::OomKilled { .. })
+    ));
+    for ok in [
+        "runonce", "daemon", "remain", "forking", "slowpre", "healthy",
+    ] {
+        assert_eq!(last_cause(unit(&m, ok)), None, "{suite}/{ok} did not fail");
+    }
+
+    // flaky: three failing runs, the second and third automatic restarts, a crash loop;
+    // systemd's NRestarts=3 includes the restart its start limit refused.
+    let flaky = unit(&m, "flaky");
+    assert_eq!(flaky.runs.len(), 3);
+    assert!(flaky.crash_loop);
+    assert!(matches!(
+        last_cause(flaky),
+        Some(Cause::ExitCode { code: 1, .. })
+    ));
+    let auto = flaky
+        .runs
+        .iter()
+        .filter(|r| r.start == StartKind::AutomaticRestart)
+        .count() as u64;
+    assert_eq!(auto, show(suite, "flaky").num("NRestarts") - 1);
+
+    // healthy: restarted by hand; NRestarts stays 0, the tracer's second run is manual.
+    let healthy = unit(&m, "healthy");
+    assert_eq!(healthy.runs.len(), 2);
+    assert!(matches!(
+        &healthy.runs[1].start,
+        StartKind::Manual { command, .. } if command == "systemctl restart"
+    ));
+    assert_eq!(show(suite, "healthy").num("NRestarts"), 0);
+
+    // The main process of the last run is systemd's ExecMainPID, for every scenario.
+    for scenario in [
+        "noexec",
+        "missing",
+        "badinterp",
+        "badcwd",
+        "baduser",
+        "segv",
+        "killme",
+        "oom",
+        "runonce",
+        "daemon",
+        "remain",
+        "forking",
+        "slowpre",
+        "healthy",
+        "flaky",
+    ] {
+        let h = unit(&m, scenario);
+        let main = h.runs.last().and_then(|r| r.main_pid).map(u64::from);
+        assert_eq!(
+            main,
+            Some(show(suite, scenario).num("ExecMainPID")),
+            "{suite}/{scenario}: main pid"
+        );
+    }
+    assert_eq!(unit(&m, "slowpre").state(), "running");
+    assert_eq!(unit(&m, "remain").state(), "exited");
+    assert_eq!(unit(&m, "runonce").state(), "inactive");
+    assert_eq!(unit(&m, "forking").state(), "running");
+}
+
+#[test]
+fn systemd_252_boot_replays_to_the_right_causes() {
+    check_boot("bookworm", "vm-bookworm-systemd252.jsonl");
+}
+
+#[test]
+fn systemd_257_boot_replays_to_the_right_causes() {
+    check_boot("trixie", "vm-trixie-systemd257.jsonl");
+}
+
+#[test]
+fn process_state_stays_bounded_over_a_boot() {
+    let m = replayed("vm-trixie-systemd257.jsonl");
+    // Exited processes are dropped once their exit is accounted for; what is left is
+    // what was still running when the capture ended.
+    assert!(m.tracked_processes() < 200, "{}", m.tracked_processes());
+}
