@@ -87,7 +87,7 @@ fn unit<'a>(m: &'a Model<RecordedFacts>, name: &str) -> &'a UnitHistory {
         .unwrap_or_else(|| panic!("{name} not in the model"))
 }
 
-fn last_cause<'a>(h: &'a UnitHistory) -> Option<&'a Cause> {
+fn last_cause(h: &UnitHistory) -> Option<&Cause> {
     h.last_failure()
         .and_then(|r| r.outcome.as_ref())
         .and_then(|o| o.cause.as_ref())
