@@ -11,5 +11,6 @@ pub mod decode;
 pub mod event;
 pub mod model;
 pub mod probe;
+pub mod procfs;
 pub mod replay;
 pub mod unit;

@@ -92,11 +92,22 @@ async fn model(src: &Source) -> anyhow::Result<Model<LiveFacts>> {
         }
         return Ok(model);
     }
+    // The start-up snapshot comes first, then the programs are attached; what the
+    // snapshot found is then known to the events that follow.
     let cgroups = CgroupPaths::scan_system().context("reading the cgroup2 tree")?;
+    let running = crate::procfs::snapshot();
+    let mut probe = Probe::load(&ProbeOptions::default())?;
     for (id, path) in cgroups.iter() {
         model.know_cgroup(id, path);
     }
-    let mut probe = Probe::load(&ProbeOptions::default())?;
+    for p in &running {
+        model.found_at_start(p);
+    }
+    tracing::info!(
+        processes = running.len(),
+        cgroups = cgroups.len(),
+        "found at start"
+    );
     eprintln!(
         "tracer: watching units{}; Ctrl-C to report",
         src.duration

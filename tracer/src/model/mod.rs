@@ -247,6 +247,80 @@ impl<F: Facts> Model<F> {
         self.cgroups.insert(id, path.to_owned());
     }
 
+    /// Takes in a process that was running before the programs were attached (the
+    /// start-up snapshot). Its later events find it placed already, so nothing is counted
+    /// twice; a fork of the same pid later means pid reuse and replaces it.
+    pub fn found_at_start(&mut self, p: &crate::procfs::ProcInfo) {
+        let Some(path) = &p.cgroup else {
+            return;
+        };
+        let Some(unit) =
+            unit_of_cgroup(path).filter(|u| u.kind != UnitKind::Slice && u.cgroup != "/init.scope")
+        else {
+            return;
+        };
+        let name = unit.name.clone();
+        if !self
+            .units
+            .get(&name)
+            .is_some_and(|h| h.runs.last().is_some_and(Run::is_open))
+        {
+            self.begin_run(unit, 0, p.start_ns);
+            if let Some(r) = self.units.get_mut(&name).and_then(|h| h.runs.last_mut()) {
+                r.start = StartKind::FoundAtStart;
+                r.cgroup_id = None;
+            }
+        }
+        let comm = p.comm.clone();
+        let top_level = p.ppid == 1
+            || self
+                .procs
+                .get(&p.ppid)
+                .is_some_and(|pp| pp.comm == "systemd");
+        let h = self.units.get_mut(&name).expect("ensured above");
+        let file = h.file.clone();
+        let run_index = h.runs.len() - 1;
+        let run = &mut h.runs[run_index];
+        run.started_ns = run.started_ns.min(p.start_ns);
+        let index = run
+            .commands
+            .iter()
+            .filter(|c| c.top_level && c.program.is_some())
+            .count();
+        let program = p.exe.clone().or_else(|| p.cmdline.first().cloned());
+        let role = if top_level {
+            program
+                .as_deref()
+                .and_then(|prog| role_of(file.as_ref(), prog, index))
+        } else {
+            None
+        };
+        if role.as_deref() == Some("ExecStart")
+            || (top_level && run.main_pid.is_none() && file.is_none())
+        {
+            run.main_pid = Some(p.pid);
+        }
+        run.commands.push(Command {
+            pid: p.pid,
+            started_ns: p.start_ns,
+            program,
+            argv: p.cmdline.clone(),
+            top_level,
+            role,
+            exited_ns: None,
+            status: None,
+            failed_execs: Vec::new(),
+        });
+        self.procs.insert(
+            p.pid,
+            Proc {
+                ppid: p.ppid,
+                comm,
+                unit: Some((name, run_index)),
+            },
+        );
+    }
+
     /// The units seen, by name.
     pub fn units(&self) -> impl Iterator<Item = &UnitHistory> {
         self.units.values()
@@ -439,7 +513,7 @@ impl<F: Facts> Model<F> {
             .runs
             .iter_mut()
             .rev()
-            .find(|r| r.cgroup_id == Some(cgroup_id))
+            .find(|r| r.cgroup_id == Some(cgroup_id) || (r.cgroup_id.is_none() && r.is_open()))
         else {
             return;
         };
@@ -906,4 +980,85 @@ fn update_crash_loop(h: &mut UnitHistory, cfg: &ModelConfig) {
         .filter(|r| r.failed() && end.saturating_sub(r.started_ns) <= cfg.crash_loop_window_ns)
         .count();
     h.crash_loop = failed >= cfg.crash_loop_runs;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{facts::RecordedFacts, *};
+    use crate::{event::CgroupRef, procfs::ProcInfo};
+
+    fn ev(ts_ns: u64, tgid: u32, cgroup_id: u64, comm: &str, kind: EventKind) -> Event {
+        Event {
+            ts_ns,
+            pid: tgid,
+            tgid,
+            cgroup_id,
+            comm: comm.into(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn a_process_found_at_start_is_not_counted_twice() {
+        let mut m = Model::new(RecordedFacts::default(), ModelConfig::default());
+        m.know_cgroup(50, "/system.slice/a.service");
+        m.found_at_start(&ProcInfo {
+            pid: 300,
+            ppid: 1,
+            start_ns: 1_000,
+            comm: "a".into(),
+            exe: Some("/usr/bin/a".into()),
+            cmdline: vec!["/usr/bin/a".into()],
+            cgroup: Some("/system.slice/a.service".into()),
+        });
+        let h = m.unit("a.service").unwrap();
+        assert_eq!(h.runs.len(), 1);
+        assert_eq!(h.runs[0].start, StartKind::FoundAtStart);
+        assert_eq!(h.state(), "running");
+        // Its exit, then the cgroup going, then a new activation.
+        m.apply(&ev(
+            5_000,
+            300,
+            50,
+            "a",
+            EventKind::Exit {
+                ppid: 1,
+                status: WaitStatus(2 << 8),
+            },
+        ));
+        let cg = CgroupRef {
+            id: 50,
+            level: 2,
+            path: "/system.slice/a.service".into(),
+            path_truncated: false,
+        };
+        m.apply(&ev(
+            6_000,
+            1,
+            1,
+            "systemd",
+            EventKind::CgroupRmdir { cgroup: cg.clone() },
+        ));
+        let h = m.unit("a.service").unwrap();
+        assert_eq!(h.runs.len(), 1, "the exit closed the run found at start");
+        assert_eq!(h.runs[0].commands.len(), 1);
+        assert_eq!(h.runs[0].main_pid, Some(300));
+        assert!(matches!(
+            h.runs[0].outcome.as_ref().and_then(|o| o.cause.clone()),
+            Some(Cause::ExitCode { code: 2, .. })
+        ));
+        assert_eq!(h.state(), "failed");
+        let next = CgroupRef { id: 51, ..cg };
+        m.apply(&ev(
+            7_000,
+            1,
+            1,
+            "systemd",
+            EventKind::CgroupMkdir { cgroup: next },
+        ));
+        let h = m.unit("a.service").unwrap();
+        assert_eq!(h.runs.len(), 2);
+        assert_eq!(h.runs[1].start, StartKind::AutomaticRestart);
+        assert_eq!(m.tracked_processes(), 0, "the exited process is not kept");
+    }
 }
