@@ -373,6 +373,7 @@ fn tracer_agrees_with_systemd() {
         }
         problems.extend(check_spawn_failures(&g, &scenarios));
         problems.extend(check_exit_status_table(&g));
+        problems.extend(check_live_snapshot(&g, &scenarios));
         for sc in &scenarios {
             problems.extend(check_model(&g, sc));
         }
@@ -578,6 +579,28 @@ fn check_model(g: &Guest, scenario: &str) -> Vec<String> {
             show.get("SubState")
         ),
     );
+    problems
+}
+
+/// A `tracer units` started after boot knows the running units from its start-up
+/// snapshot of /proc.
+fn check_live_snapshot(g: &Guest, scenarios: &[String]) -> Vec<String> {
+    let text = fs::read_to_string(g.dir.join("tracer/units-live.json")).unwrap_or_default();
+    let units: Vec<Value> = serde_json::from_str(&text).unwrap_or_default();
+    let mut problems = Vec::new();
+    for s in ["daemon", "healthy", "slowpre", "forking"] {
+        if !scenarios.iter().any(|x| x == s) {
+            continue;
+        }
+        let name = format!("{s}.service");
+        let found = units.iter().find(|u| u["unit"] == name.as_str());
+        if found.is_none_or(|u| u["state"] != "running") {
+            problems.push(format!(
+                "{}/{s}: a live tracer units did not find it running: {found:?}",
+                g.suite
+            ));
+        }
+    }
     problems
 }
 

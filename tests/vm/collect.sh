@@ -62,6 +62,10 @@ systemd-analyze exit-status > "$R/exit-status.txt"
 { uname -r; systemctl --version | head -1; } > "$R/versions.txt"
 cut -d' ' -f1 /proc/uptime > "$R/uptime.txt"
 
+# A live `tracer units` started now finds the running units in /proc (start-up snapshot).
+mkdir -p "$R/tracer"
+/usr/local/bin/tracer units --json --duration 1 > "$R/tracer/units-live.json" 2> "$R/tracer/units-live.err"
+
 # Stop the tracer so its output is complete, then take it and the journal.
 systemctl stop tracer.service
 cp /run/tracer-events.jsonl "$R/events.jsonl" 2>/dev/null || echo "no tracer output" > "$R/events-missing.txt"
