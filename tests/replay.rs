@@ -241,3 +241,18 @@ fn process_state_stays_bounded_over_a_boot() {
     // what was still running when the capture ended.
     assert!(m.tracked_processes() < 200, "{}", m.tracked_processes());
 }
+
+/// systemd 252 forks a service's child in /init.scope and moves it into the unit's cgroup
+/// afterwards; a child that fails at once (217/USER) can exit before it is moved, and the
+/// move is still traced. In this capture the exit comes before the attach.
+#[test]
+fn systemd_252_child_exiting_before_its_move_is_still_the_units() {
+    let m = replayed("vm-bookworm-systemd252-exit-before-attach.jsonl");
+    let h = unit(&m, "baduser");
+    assert!(matches!(
+        last_cause(h),
+        Some(Cause::SetupFailed { status: 217, setting: Some(setting), .. }) if setting == "User=nosuchuser"
+    ));
+    assert_eq!(h.runs.last().and_then(|r| r.main_pid), Some(173));
+    assert_eq!(h.state(), "failed");
+}

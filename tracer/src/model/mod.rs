@@ -369,6 +369,14 @@ impl<F: Facts> Model<F> {
                 self.cgroups
                     .entry(cgroup.id)
                     .or_insert_with(|| cgroup.path.clone());
+                // systemd ≤ 254 can move a child that has already exited (failing its
+                // setup at once): its exit was seen outside any unit; account it now.
+                if let Some(i) = self.unplaced.iter().position(|u| u.pid == *target_pid) {
+                    let u = self.unplaced.remove(i).expect("index from position");
+                    self.place(u.pid, 1, &u.comm, cgroup.id, u.ts_ns);
+                    self.account_exit(u.pid, 1, &u.comm, u.status, u.ts_ns);
+                    return;
+                }
                 let ppid = self.procs.get(target_pid).map_or(ev.tgid, |p| p.ppid);
                 let comm = self
                     .procs
@@ -697,22 +705,26 @@ impl<F: Facts> Model<F> {
 
     fn on_exit(&mut self, ev: &Event, ppid: u32, status: WaitStatus) {
         self.place(ev.tgid, ppid, &ev.comm, ev.cgroup_id, ev.ts_ns);
-        let pid = ev.tgid;
+        self.account_exit(ev.tgid, ppid, &ev.comm, status, ev.ts_ns);
+    }
+
+    /// A process's exit, once it has been placed (or not) in a unit's run.
+    fn account_exit(&mut self, pid: u32, ppid: u32, comm: &str, status: WaitStatus, ts_ns: u64) {
         let placed = self.procs.remove(&pid).and_then(|p| p.unit);
         let signal = self.signals.remove(&pid);
         let oom = self.oom_victims.remove(&pid).is_some();
         let Some((unit, run_index)) = placed else {
             // A service-manager child that failed its setup outside any unit's cgroup.
             if ppid == 1
-                && ev.comm.starts_with('(')
+                && comm.starts_with('(')
                 && status
                     .exit_code()
                     .is_some_and(|c| systemd_exit_status_name(c).is_some())
             {
                 self.unplaced.push_back(Unplaced {
-                    ts_ns: ev.ts_ns,
+                    ts_ns,
                     pid,
-                    comm: ev.comm.clone(),
+                    comm: comm.to_owned(),
                     status,
                 });
                 while self.unplaced.len() > 64 {
@@ -731,7 +743,7 @@ impl<F: Facts> Model<F> {
         let Some(cmd) = run.command_mut(pid) else {
             return;
         };
-        cmd.exited_ns = Some(ev.ts_ns);
+        cmd.exited_ns = Some(ts_ns);
         cmd.status = Some(status);
         let top_level = cmd.top_level;
         let is_exec_start = cmd.role.as_deref() == Some("ExecStart");
