@@ -45,6 +45,15 @@ fn facts() -> RecordedFacts {
         "/usr/local/bin/badinterp.sh".into(),
         file(0o755, Some(("/usr/bin/nonexistent-interpreter", false))),
     );
+    f.files
+        .insert("/usr/local/bin/badformat".into(), file(0o755, None));
+    f.files.insert(
+        "/mnt/noexec/run.sh".into(),
+        FileInfo {
+            noexec_mount: Some("/mnt/noexec".into()),
+            ..file(0o755, Some(("/bin/sh", true)))
+        },
+    );
     f.users.push("root".into());
     f
 }
@@ -141,6 +150,32 @@ fn check_boot(suite: &str, fixture: &str) {
         }) if interpreter == "/usr/bin/nonexistent-interpreter"
     ));
     assert!(matches!(
+        last_cause(unit(&m, "badformat")),
+        Some(Cause::ExecFailed {
+            errno: Errno(libc::ENOEXEC),
+            problem: FileProblem::BadFormat,
+            evidence: ExecEvidence::Execve,
+            ..
+        })
+    ));
+    match last_cause(unit(&m, "noexecmount")) {
+        Some(
+            c @ Cause::ExecFailed {
+                errno: Errno(libc::EACCES),
+                problem: FileProblem::NoexecMount { mount },
+                ..
+            },
+        ) => {
+            assert_eq!(mount, "/mnt/noexec");
+            assert!(
+                c.hint().unwrap().contains("noexec"),
+                "not chmod +x: {:?}",
+                c.hint()
+            );
+        }
+        other => panic!("{suite}/noexecmount: {other:?}"),
+    }
+    assert!(matches!(
         last_cause(unit(&m, "badcwd")),
         Some(Cause::SetupFailed { status: 200, name, setting: Some(setting), .. })
             if name == "CHDIR" && setting == "WorkingDirectory=/nonexistent-directory"
@@ -197,6 +232,8 @@ fn check_boot(suite: &str, fixture: &str) {
         "noexec",
         "missing",
         "badinterp",
+        "badformat",
+        "noexecmount",
         "badcwd",
         "baduser",
         "segv",

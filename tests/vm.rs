@@ -243,7 +243,7 @@ fn specific(g: &Guest, scenario: &str, show: &Show, cgroup: &str) -> Vec<String>
     };
     let status = show.num("ExecMainStatus");
     match scenario {
-        "noexec" | "missing" => {
+        "noexec" | "missing" | "badformat" | "noexecmount" => {
             expect(status == 203, "systemd reports 203/EXEC");
         }
         "badinterp" => {
@@ -434,6 +434,24 @@ fn check_model(g: &Guest, scenario: &str) -> Vec<String> {
                 ("problem", "interpreter-missing".into()),
                 ("interpreter", "/usr/bin/nonexistent-interpreter".into()),
                 ("evidence", "execve".into()),
+            ],
+        )),
+        "badformat" => Some((
+            "exec-failed",
+            vec![
+                ("error", "ENOEXEC".into()),
+                ("problem", "bad-format".into()),
+                ("path", "/usr/local/bin/badformat".into()),
+                ("evidence", "execve".into()),
+            ],
+        )),
+        "noexecmount" => Some((
+            "exec-failed",
+            vec![
+                ("error", "EACCES".into()),
+                ("problem", "noexec-mount".into()),
+                ("mount", "/mnt/noexec".into()),
+                ("path", "/mnt/noexec/run.sh".into()),
             ],
         )),
         "badcwd" => Some((
@@ -668,7 +686,15 @@ fn check_spawn_failures(g: &Guest, scenarios: &[String]) -> Vec<String> {
             ));
         }
     }
-    for s in ["noexec", "missing", "badinterp", "badcwd", "baduser"] {
+    for s in [
+        "noexec",
+        "missing",
+        "badinterp",
+        "badformat",
+        "noexecmount",
+        "badcwd",
+        "baduser",
+    ] {
         if scenarios.iter().any(|x| x == s) && !units_seen.iter().any(|x| x == s) {
             problems.push(format!(
                 "{}/{s}: no SPAWN_FAILED record from systemd",
