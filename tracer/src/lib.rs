@@ -9,6 +9,7 @@ pub mod cli;
 pub mod clock;
 pub mod decode;
 pub mod event;
+pub mod journal;
 pub mod model;
 pub mod probe;
 pub mod procfs;
