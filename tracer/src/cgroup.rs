@@ -127,6 +127,11 @@ impl CgroupPaths {
         self.by_id.get(&id).map(String::as_str)
     }
 
+    /// Learns one cgroup (from a recording).
+    pub fn insert(&mut self, id: u64, path: &str) {
+        self.by_id.insert(id, path.to_owned());
+    }
+
     /// Every known cgroup: (id, path).
     pub fn iter(&self) -> impl Iterator<Item = (u64, &str)> {
         self.by_id.iter().map(|(id, p)| (*id, p.as_str()))

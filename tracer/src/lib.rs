@@ -7,9 +7,11 @@
 pub mod cgroup;
 pub mod cli;
 pub mod clock;
+pub mod daemon;
 pub mod decode;
 pub mod event;
 pub mod journal;
+pub mod metrics;
 pub mod model;
 pub mod probe;
 pub mod procfs;

@@ -35,6 +35,8 @@ fn main() -> ExitCode {
             Command::Units(args) => tracer::cli::units::units(args).await,
             Command::Why(args) => tracer::cli::units::why(args).await,
             Command::Restarts(args) => tracer::cli::units::restarts(args).await,
+            Command::Daemon(args) => tracer::daemon::run(args).await,
+            Command::Journal(args) => tracer::cli::journal::run(args),
         }
     });
     match result {

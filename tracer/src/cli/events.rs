@@ -35,13 +35,30 @@ pub struct EventsArgs {
     /// Only failed execs and processes that exited with a non-zero status or a signal.
     #[arg(long)]
     pub failed: bool,
-    /// Size of the kernel ring buffer in bytes (a power of two).
+    /// Size of the kernel ring buffer in bytes (a power of two), when tracing standalone.
     #[arg(long, value_name = "BYTES", default_value_t = ProbeOptions::default().ring_size)]
     pub ring_size: u32,
+    /// Trace here even when a daemon runs (instead of streaming from it).
+    #[arg(long)]
+    pub standalone: bool,
+    /// Replay a recorded boot from the daemon's journal: its id (or a prefix), 0 for the
+    /// newest, -1 for the one before, ...
+    #[arg(long, value_name = "ID|-N", allow_hyphen_values = true)]
+    pub boot: Option<String>,
+    /// With --boot: only events at or after this many seconds since that boot.
+    #[arg(long, value_name = "SECONDS")]
+    pub since: Option<f64>,
+    /// With --boot: only events before this many seconds since that boot.
+    #[arg(long, value_name = "SECONDS")]
+    pub until: Option<f64>,
+    /// The daemon's state directory (where its journal is), for --boot.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/tracer")]
+    pub state_dir: std::path::PathBuf,
 }
 
 /// Event kinds `--kind` selects; `cgroup` is all three cgroup kinds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum KindFilter {
     Exec,
     ExecFailed,
@@ -72,7 +89,8 @@ impl KindFilter {
 }
 
 /// What `tracer events` shows.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Filter {
     pub pids: Vec<u32>,
     pub comms: Vec<String>,
@@ -251,9 +269,23 @@ pub fn write_json(
     out.write_all(b"\n")
 }
 
-/// Runs the live stream until Ctrl-C, SIGTERM or a closed stdout.
+/// Runs the live stream until Ctrl-C, SIGTERM or a closed stdout: from the daemon when
+/// one runs, else standalone; or replays a recorded boot.
 pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
     let filter = Filter::from_args(&args);
+    if let Some(boot) = &args.boot {
+        return replay_boot(&args, &filter, boot);
+    }
+    if !args.standalone {
+        if let Some(lines) = crate::daemon::client::events(&filter).await? {
+            eprintln!(
+                "tracer: streaming from the daemon ({}); Ctrl-C to stop",
+                crate::daemon::client::socket_path().display()
+            );
+            return from_daemon(lines, args.json).await;
+        }
+        eprintln!("tracer: no daemon is running: tracing standalone");
+    }
     let mut cgroups = CgroupPaths::scan_system().context("reading the cgroup2 tree")?;
     let mut probe = Probe::load(&ProbeOptions {
         ring_size: args.ring_size,
@@ -317,6 +349,108 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         stats.errors,
         probe.malformed()
     );
+    Ok(())
+}
+
+/// Prints the daemon's stream until Ctrl-C or a closed stdout.
+async fn from_daemon(
+    mut lines: tokio::io::Lines<tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let clock = BootClock::new();
+    let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+    let (mut shown, mut missed) = (0u64, 0u64);
+    if !json
+        && writeln!(out, "{TEXT_HEADER}")
+            .and_then(|()| out.flush())
+            .is_err()
+    {
+        return Ok(());
+    }
+    loop {
+        let line = tokio::select! {
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+            l = lines.next_line() => l?,
+        };
+        let Some(line) = line else {
+            eprintln!("tracer: the daemon closed the stream");
+            break;
+        };
+        let v: serde_json::Value = serde_json::from_str(&line)?;
+        if v["kind"] == "missed" {
+            let n = v["count"].as_u64().unwrap_or(0);
+            missed += n;
+            eprintln!("tracer: {n} events missed: this client read too slowly");
+            continue;
+        }
+        if v["ok"] == false {
+            anyhow::bail!("the daemon refused: {}", v["error"]);
+        }
+        shown += 1;
+        let written = if json {
+            writeln!(out, "{line}")
+        } else {
+            match crate::replay::parse_line(&line, 0) {
+                Ok(ev) => write_text(&mut out, &ev, &clock, v["cgroup"].as_str()),
+                Err(e) => {
+                    tracing::warn!("a line from the daemon did not parse: {e}");
+                    Ok(())
+                }
+            }
+        };
+        if written.and_then(|()| out.flush()).is_err() {
+            break;
+        }
+    }
+    let _ = out.flush();
+    eprintln!("tracer: {shown} events shown, {missed} missed");
+    Ok(())
+}
+
+/// Prints a recorded boot from the journal, with the same filters and output.
+fn replay_boot(args: &EventsArgs, filter: &Filter, which: &str) -> anyhow::Result<()> {
+    let root = args.state_dir.join("journal");
+    let boot = crate::journal::find_boot(&root, which)?;
+    let clock = BootClock::new();
+    let mut cgroups = CgroupPaths::default();
+    let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+    if !args.json {
+        writeln!(out, "{TEXT_HEADER}")?;
+    }
+    let since = args.since.map(|s| (s * 1e9) as u64);
+    let until = args.until.map(|s| (s * 1e9) as u64);
+    let mut broken = false;
+    let damage = crate::journal::read_boot(&boot, |item| {
+        if broken {
+            return;
+        }
+        let ev = match item {
+            crate::journal::Item::Event(ev) => ev,
+            crate::journal::Item::Cgroup { id, path } => {
+                cgroups.insert(id, &path);
+                return;
+            }
+            crate::journal::Item::Process(_) => return,
+        };
+        let cgroup = cgroups.path(ev.cgroup_id).map(str::to_owned);
+        let in_time = since.is_none_or(|s| ev.ts_ns >= s) && until.is_none_or(|u| ev.ts_ns < u);
+        if in_time && filter.matches(&ev, cgroup.as_deref()) {
+            let r = if args.json {
+                write_json(&mut out, &ev, &clock, cgroup.as_deref())
+            } else {
+                write_text(&mut out, &ev, &clock, cgroup.as_deref())
+            };
+            broken = r.is_err();
+        }
+        cgroups.observe(&ev);
+    })?;
+    let _ = out.flush();
+    for d in &damage {
+        eprintln!("tracer: journal damage skipped: {d}");
+    }
     Ok(())
 }
 

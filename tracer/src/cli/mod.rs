@@ -1,6 +1,7 @@
 //! The command line: one module per subcommand.
 
 pub mod events;
+pub mod journal;
 pub mod units;
 
 use clap::{Parser, Subcommand};
@@ -26,4 +27,8 @@ pub enum Command {
     Why(units::WhyArgs),
     /// Each run of each restarted unit (or of UNIT): when, how it started, how it ended.
     Restarts(units::RestartsArgs),
+    /// The daemon's recorded boots.
+    Journal(journal::JournalArgs),
+    /// The always-on service: journal, live stream socket, Prometheus /metrics.
+    Daemon(crate::daemon::DaemonArgs),
 }

@@ -66,6 +66,50 @@ pub struct RestartsArgs {
     pub source: Source,
 }
 
+/// A report the daemon makes from its own model.
+#[derive(Clone, Debug, serde::Deserialize, Serialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Query {
+    Units { json: bool },
+    Why { unit: String, json: bool },
+    Restarts { unit: Option<String>, json: bool },
+}
+
+impl Query {
+    /// Answers the query from a model: the report's bytes, or the error text.
+    pub fn answer<F: Facts>(&self, model: &Model<F>) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        let r = match self {
+            Query::Units { json } => write_units(&mut out, model, *json),
+            Query::Why { unit, json } => {
+                write_why(&mut out, model, unit, *json, "since the daemon started")
+            }
+            Query::Restarts { unit, json } => {
+                write_restarts(&mut out, model, unit.as_deref(), *json)
+            }
+        };
+        r.map(|()| out).map_err(|e| format!("{e:#}"))
+    }
+}
+
+/// Asks the running daemon, when the source is live and one runs.
+async fn ask_daemon(src: &Source, query: Query) -> anyhow::Result<Option<Result<Vec<u8>, String>>> {
+    if src.events.is_some() || src.duration.is_some() {
+        return Ok(None);
+    }
+    crate::daemon::client::query(&query).await
+}
+
+fn print_reply(reply: Result<Vec<u8>, String>) -> anyhow::Result<()> {
+    match reply {
+        Ok(bytes) => {
+            io::stdout().lock().write_all(&bytes)?;
+            Ok(())
+        }
+        Err(e) => bail!("{e}"),
+    }
+}
+
 /// Builds the model from the source.
 async fn model(src: &Source) -> anyhow::Result<Model<LiveFacts>> {
     let mut model = Model::new(
@@ -163,9 +207,27 @@ fn last_cause(h: &UnitHistory) -> String {
 }
 
 pub async fn units(args: UnitsArgs) -> anyhow::Result<()> {
+    if let Some(reply) = ask_daemon(
+        &args.source,
+        Query::Units {
+            json: args.source.json,
+        },
+    )
+    .await?
+    {
+        return print_reply(reply);
+    }
     let model = model(&args.source).await?;
-    let mut out = io::stdout().lock();
-    if args.source.json {
+    write_units(&mut io::stdout().lock(), &model, args.source.json)
+}
+
+/// The `tracer units` report of a model.
+pub fn write_units<F: Facts>(
+    out: &mut impl Write,
+    model: &Model<F>,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
         let units: Vec<_> = model
             .units()
             .map(|h| {
@@ -324,21 +386,41 @@ fn not_failed(name: &str, run: &Run) -> String {
 }
 
 pub async fn why(args: WhyArgs) -> anyhow::Result<()> {
+    let query = Query::Why {
+        unit: args.unit.clone(),
+        json: args.source.json,
+    };
+    if let Some(reply) = ask_daemon(&args.source, query).await? {
+        return print_reply(reply);
+    }
     let model = model(&args.source).await?;
-    let Some(h) = model.unit(&args.unit) else {
-        bail!(
-            "no events for {} {}: was it started while tracer watched?",
-            args.unit,
-            if args.source.events.is_some() {
-                "in the recording"
-            } else {
-                "while tracing"
-            }
-        );
+    let from = if args.source.events.is_some() {
+        "in the recording"
+    } else {
+        "while tracing"
+    };
+    write_why(
+        &mut io::stdout().lock(),
+        &model,
+        &args.unit,
+        args.source.json,
+        from,
+    )
+}
+
+/// The `tracer why` report of a unit.
+pub fn write_why<F: Facts>(
+    out: &mut impl Write,
+    model: &Model<F>,
+    unit: &str,
+    json: bool,
+    from: &str,
+) -> anyhow::Result<()> {
+    let Some(h) = model.unit(unit) else {
+        bail!("no events for {unit} {from}: was it started while tracer watched?");
     };
     let why = why_of(h);
-    let mut out = io::stdout().lock();
-    if args.source.json {
+    if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&why)?)?;
         return Ok(());
     }
@@ -368,8 +450,30 @@ fn start_text(s: &StartKind) -> String {
 }
 
 pub async fn restarts(args: RestartsArgs) -> anyhow::Result<()> {
+    let query = Query::Restarts {
+        unit: args.unit.clone(),
+        json: args.source.json,
+    };
+    if let Some(reply) = ask_daemon(&args.source, query).await? {
+        return print_reply(reply);
+    }
     let model = model(&args.source).await?;
-    let units: Vec<&UnitHistory> = match &args.unit {
+    write_restarts(
+        &mut io::stdout().lock(),
+        &model,
+        args.unit.as_deref(),
+        args.source.json,
+    )
+}
+
+/// The `tracer restarts` report of one unit, or of every unit that restarted.
+pub fn write_restarts<F: Facts>(
+    out: &mut impl Write,
+    model: &Model<F>,
+    unit: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let units: Vec<&UnitHistory> = match unit {
         Some(u) => vec![
             model
                 .unit(u)
@@ -377,8 +481,7 @@ pub async fn restarts(args: RestartsArgs) -> anyhow::Result<()> {
         ],
         None => model.units().filter(|h| h.runs.len() > 1).collect(),
     };
-    let mut out = io::stdout().lock();
-    if args.source.json {
+    if json {
         let v: Vec<_> = units
             .iter()
             .map(|h| {

@@ -332,6 +332,11 @@ impl<F: Facts> Model<F> {
             .or_else(|| self.units.get(&format!("{name}.service")))
     }
 
+    /// The unit a live process was placed in.
+    pub fn unit_of_pid(&self, pid: u32) -> Option<&str> {
+        self.procs.get(&pid)?.unit.as_ref().map(|(u, _)| u.as_str())
+    }
+
     /// Processes currently tracked (bounded by the live ones plus in-flight state).
     pub fn tracked_processes(&self) -> usize {
         self.procs.len()

@@ -203,22 +203,44 @@ impl Probe {
     /// Waits until records are available, then decodes all of them into `out`.
     /// Cancel-safe: a read dropped while waiting loses nothing.
     pub async fn read(&mut self, out: &mut Vec<Event>) -> Result<(), ProbeError> {
+        let mut malformed = 0;
+        self.read_raw(|raw| match decode(raw) {
+            Ok(ev) => out.push(ev),
+            Err(e) => record_malformed(&mut malformed, &e),
+        })
+        .await?;
+        self.malformed += malformed;
+        Ok(())
+    }
+
+    /// Waits until records are available, then hands each one, as the kernel wrote it,
+    /// to `f`; returns how many. Cancel-safe like [`Probe::read`].
+    pub async fn read_raw(&mut self, mut f: impl FnMut(&[u8])) -> Result<usize, ProbeError> {
         if let Some(at) = self.next_read {
             tokio::time::sleep_until(at).await;
             self.next_read = None;
         }
-        let before = out.len();
-        while out.len() == before {
+        let mut n = 0;
+        while n == 0 {
             let mut guard = self.ring.readable_mut().await?;
             // Readiness is cleared before draining, so a record that lands after the drain
             // makes the fd readable again.
             guard.clear_ready();
-            drain(guard.get_inner_mut(), &mut self.malformed, out);
+            let ring = guard.get_inner_mut();
+            while let Some(item) = ring.next() {
+                f(&item);
+                n += 1;
+            }
         }
         if !self.batch_delay.is_zero() {
             self.next_read = Some(tokio::time::Instant::now() + self.batch_delay);
         }
-        Ok(())
+        Ok(n)
+    }
+
+    /// Counts a record that did not decode (the caller decoded it).
+    pub fn note_malformed(&mut self, e: &DecodeError) {
+        record_malformed(&mut self.malformed, e);
     }
 
     /// Decodes whatever records are available now, without waiting.

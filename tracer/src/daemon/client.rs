@@ -1,0 +1,71 @@
+//! Talking to a running daemon over its socket: reports from its model, and the live
+//! stream. No daemon (no socket, or nobody answering) is not an error: the caller then
+//! works standalone.
+
+use std::{io, path::PathBuf};
+
+use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
+    net::{UnixStream, unix::OwnedReadHalf},
+};
+
+use crate::cli::{events::Filter, units::Query};
+
+/// The daemon's socket: $TRACER_SOCKET, or the default runtime directory's.
+pub fn socket_path() -> PathBuf {
+    std::env::var_os("TRACER_SOCKET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/tracer/tracer.sock"))
+}
+
+async fn connect() -> io::Result<Option<UnixStream>> {
+    match UnixStream::connect(socket_path()).await {
+        Ok(s) => Ok(Some(s)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Asks the daemon for a report; None when no daemon runs.
+pub async fn query(q: &Query) -> anyhow::Result<Option<Result<Vec<u8>, String>>> {
+    let Some(sock) = connect().await? else {
+        return Ok(None);
+    };
+    let (read, mut write) = sock.into_split();
+    write
+        .write_all(format!("{}\n", serde_json::to_string(q)?).as_bytes())
+        .await?;
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    let v: Value = serde_json::from_str(&line)?;
+    Ok(Some(if v["ok"] == true {
+        Ok(v["output"].as_str().unwrap_or_default().as_bytes().to_vec())
+    } else {
+        Err(v["error"]
+            .as_str()
+            .unwrap_or("the daemon failed")
+            .to_owned())
+    }))
+}
+
+/// Subscribes to the daemon's live stream with a filter; None when no daemon runs.
+pub async fn events(filter: &Filter) -> anyhow::Result<Option<Lines<BufReader<OwnedReadHalf>>>> {
+    let Some(sock) = connect().await? else {
+        return Ok(None);
+    };
+    let (read, mut write) = sock.into_split();
+    let req = serde_json::json!({"op": "events", "filter": filter});
+    write.write_all(format!("{req}\n").as_bytes()).await?;
+    // Keep the write half open for the stream's lifetime: closing it is fine for the
+    // daemon, but there is nothing more to say.
+    std::mem::forget(write);
+    Ok(Some(BufReader::new(read).lines()))
+}

@@ -1,0 +1,139 @@
+//! The daemon's configuration: `/etc/tracer/tracer.toml`, every key optional with the
+//! default below; an unknown key is an error. Command-line flags override the file.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::journal::JournalLimits;
+
+/// Where the configuration is read from unless `--config` says otherwise.
+pub const DEFAULT_PATH: &str = "/etc/tracer/tracer.toml";
+
+/// Every setting of `tracer daemon`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the event journal lives (one directory per boot below `journal/`).
+    pub state_dir: PathBuf,
+    /// Where the stream socket `tracer.sock` is made.
+    pub runtime_dir: PathBuf,
+    /// Group that may connect to the stream socket (mode 0660); none: root only.
+    pub socket_group: Option<String>,
+    /// Address of the Prometheus endpoint; empty: no endpoint.
+    pub metrics_listen: String,
+    /// Most unit label values in metrics before folding into unit="_other".
+    pub metrics_unit_cap: usize,
+    /// Kernel ring-buffer size in bytes (a power of two).
+    pub ring_size: u32,
+    /// The journal's size cap, segment size and flush interval.
+    pub journal: JournalLimits,
+    /// Failed runs within `crash_loop_window_secs` that make a crash loop.
+    pub crash_loop_runs: usize,
+    pub crash_loop_window_secs: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from("/var/lib/tracer"),
+            runtime_dir: PathBuf::from("/run/tracer"),
+            socket_group: None,
+            metrics_listen: "127.0.0.1:9464".into(),
+            metrics_unit_cap: 500,
+            ring_size: 8 << 20,
+            journal: JournalLimits::default(),
+            crash_loop_runs: 3,
+            crash_loop_window_secs: 60.0,
+        }
+    }
+}
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+}
+
+impl Config {
+    /// Parses a configuration file's text.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Reads `path`; a missing default file means the defaults, a missing named file is
+    /// an error.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let (path, explicit) = match path {
+            Some(p) => (p.to_owned(), true),
+            None => (PathBuf::from(DEFAULT_PATH), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::parse(&text, &path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(Self::default()),
+            Err(source) => Err(ConfigError::Read { path, source }),
+        }
+    }
+
+    pub fn journal_dir(&self) -> PathBuf {
+        self.state_dir.join("journal")
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        self.runtime_dir.join("tracer.sock")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_partial_files_and_unknown_keys() {
+        let p = Path::new("/etc/tracer/tracer.toml");
+        assert_eq!(Config::parse("", p).unwrap(), Config::default());
+        let c = Config::parse(
+            "metrics_listen = \"0.0.0.0:9000\"\n[journal]\nmax_bytes = 1000\n",
+            p,
+        )
+        .unwrap();
+        assert_eq!(c.metrics_listen, "0.0.0.0:9000");
+        assert_eq!(c.journal.max_bytes, 1000);
+        assert_eq!(
+            c.journal.segment_bytes,
+            JournalLimits::default().segment_bytes
+        );
+        let err = Config::parse("metrics_lisen = \"x\"\n", p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown field") && err.contains("metrics_lisen"),
+            "{err}"
+        );
+        let err = Config::parse("[journal]\nmax_bytez = 1\n", p)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_bytez"), "{err}");
+    }
+
+    #[test]
+    fn the_documented_example_is_the_default() {
+        let text = include_str!("../../dist/tracer.toml");
+        assert_eq!(
+            Config::parse(text, Path::new("tracer.toml")).unwrap(),
+            Config::default()
+        );
+    }
+}

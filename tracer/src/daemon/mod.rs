@@ -1,0 +1,368 @@
+//! `tracer daemon`: one task owns the state (probe, unit model, journal, metrics); the
+//! live stream's clients and the metrics endpoint are served beside it. Events reach the
+//! stream clients over a broadcast channel, so a slow client only ever loses its own
+//! events (and is told how many), never slows the daemon.
+
+pub mod client;
+pub mod config;
+
+use std::{
+    io,
+    os::unix::fs::PermissionsExt,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use clap::Args;
+use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+    signal::unix::{SignalKind, signal},
+    sync::{broadcast, mpsc, oneshot},
+};
+
+use self::config::Config;
+use crate::{
+    cgroup::CgroupPaths,
+    cli::{
+        events::{Filter, write_json},
+        units::Query,
+    },
+    clock::BootClock,
+    decode::decode,
+    event::{Event, EventKind},
+    journal::{self, Writer},
+    metrics::Metrics,
+    model::{Model, ModelConfig, facts::LiveFacts},
+    probe::{Probe, ProbeOptions},
+    procfs,
+};
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Configuration file (default /etc/tracer/tracer.toml, if it exists).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Overrides state_dir.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Overrides runtime_dir.
+    #[arg(long, value_name = "DIR")]
+    pub runtime_dir: Option<PathBuf>,
+    /// Overrides metrics_listen ("" for none).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// Overrides ring_size.
+    #[arg(long, value_name = "BYTES")]
+    pub ring_size: Option<u32>,
+}
+
+/// An event as the stream sends it: with its task's cgroup path resolved.
+pub struct Line {
+    pub ev: Event,
+    pub cgroup: Option<String>,
+}
+
+type QueryTx = mpsc::Sender<(Query, oneshot::Sender<Result<Vec<u8>, String>>)>;
+
+pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut cfg = Config::load(args.config.as_deref())?;
+    if let Some(d) = args.state_dir {
+        cfg.state_dir = d;
+    }
+    if let Some(d) = args.runtime_dir {
+        cfg.runtime_dir = d;
+    }
+    if let Some(m) = args.metrics_listen {
+        cfg.metrics_listen = m;
+    }
+    if let Some(r) = args.ring_size {
+        cfg.ring_size = r;
+    }
+
+    // Snapshot first, then attach: what starts meanwhile is seen by the programs.
+    let mut cgroups = CgroupPaths::scan_system().context("reading the cgroup2 tree")?;
+    let running = procfs::snapshot();
+    let mut probe = Probe::load(&ProbeOptions {
+        ring_size: cfg.ring_size,
+        ..ProbeOptions::default()
+    })?;
+    let attached = started.elapsed();
+    cgroups.rescan().context("reading the cgroup2 tree")?;
+    tracing::info!(
+        attach_ms = attached.as_millis() as u64,
+        processes = running.len(),
+        cgroups = cgroups.len(),
+        "tracer daemon: programs attached"
+    );
+
+    let boot_id = journal::current_boot_id().context("reading the boot id")?;
+    let mut journal = Writer::open(&cfg.journal_dir(), &boot_id, cfg.journal.clone())
+        .context("opening the journal")?;
+    let mut model = Model::new(
+        LiveFacts,
+        ModelConfig {
+            crash_loop_runs: cfg.crash_loop_runs,
+            crash_loop_window_ns: (cfg.crash_loop_window_secs * 1e9) as u64,
+            ..ModelConfig::default()
+        },
+    );
+    for (id, path) in cgroups.iter() {
+        model.know_cgroup(id, path);
+        journal.append_cgroup(id, path)?;
+    }
+    for p in &running {
+        model.found_at_start(p);
+        journal.append_process(p)?;
+    }
+    journal.flush()?;
+
+    let clock = BootClock::new();
+    let mut metrics = Metrics::new(cfg.metrics_unit_cap);
+    let page = Arc::new(Mutex::new(Vec::new()));
+    if !cfg.metrics_listen.is_empty() {
+        let listener = tokio::net::TcpListener::bind(&cfg.metrics_listen)
+            .await
+            .with_context(|| format!("listening for /metrics on {}", cfg.metrics_listen))?;
+        tokio::spawn(crate::metrics::serve(listener, page.clone()));
+    }
+
+    let (tx, _) = broadcast::channel::<Arc<Line>>(16_384);
+    let (query_tx, mut query_rx) = mpsc::channel(16);
+    let listener = bind_socket(&cfg)?;
+    tokio::spawn(serve_stream(
+        listener,
+        tx.clone(),
+        query_tx,
+        metrics.stream_clients.clone(),
+        clock,
+    ));
+    eprintln!(
+        "tracer daemon: attached in {} ms; {} processes and {} cgroups found at start; journal {}; socket {}{}",
+        attached.as_millis(),
+        running.len(),
+        cgroups.len(),
+        cfg.journal_dir().join(&boot_id).display(),
+        cfg.socket_path().display(),
+        if cfg.metrics_listen.is_empty() {
+            String::new()
+        } else {
+            format!("; metrics http://{}/metrics", cfg.metrics_listen)
+        }
+    );
+
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut journal_errors = 0u64;
+    let mut malformed = Vec::new();
+    loop {
+        tokio::select! {
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+            Some((q, reply)) = query_rx.recv() => {
+                let _ = reply.send(q.answer(&model));
+            }
+            r = probe.read_raw(|raw| {
+                if journal.append_record(raw).is_err() {
+                    journal_errors += 1;
+                }
+                match decode(raw) {
+                    Ok(ev) => {
+                        let cgroup = cgroups.path(ev.cgroup_id).map(str::to_owned);
+                        let target_unit = match &ev.kind {
+                            EventKind::Signal { target_pid, .. } => model.unit_of_pid(*target_pid).map(str::to_owned),
+                            _ => None,
+                        };
+                        metrics.observe(&ev, cgroup.as_deref(), target_unit.as_deref());
+                        model.apply(&ev);
+                        cgroups.observe(&ev);
+                        let _ = tx.send(Arc::new(Line { ev, cgroup }));
+                    }
+                    Err(e) => malformed.push(e),
+                }
+            }) => { r?; }
+            _ = tick.tick() => {
+                if let Err(e) = journal.maybe_flush() {
+                    journal_errors += 1;
+                    tracing::warn!("journal: {e}");
+                }
+                for e in malformed.drain(..) {
+                    probe.note_malformed(&e);
+                }
+                metrics.sync(&model, &clock, probe.kernel_stats().drops, journal.total_bytes());
+                if let Ok(mut p) = page.lock() {
+                    *p = metrics.render();
+                }
+            }
+        }
+    }
+    let t = Instant::now();
+    journal.sync().context("flushing the journal")?;
+    let _ = std::fs::remove_file(cfg.socket_path());
+    let stats = probe.kernel_stats();
+    eprintln!(
+        "tracer daemon: stopping; journal flushed in {} ms; {} dropped in the kernel, {} journal write errors, {} malformed",
+        t.elapsed().as_millis(),
+        stats.drops,
+        journal_errors,
+        probe.malformed()
+    );
+    Ok(())
+}
+
+fn bind_socket(cfg: &Config) -> anyhow::Result<UnixListener> {
+    std::fs::create_dir_all(&cfg.runtime_dir)
+        .with_context(|| format!("creating {}", cfg.runtime_dir.display()))?;
+    let path = cfg.socket_path();
+    // A socket left by a daemon that died is in the way; a live daemon answers.
+    if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+        anyhow::bail!(
+            "another tracer daemon is running ({} answers)",
+            path.display()
+        );
+    }
+    let _ = std::fs::remove_file(&path);
+    let listener =
+        UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
+    if let Some(group) = &cfg.socket_group {
+        let gid =
+            group_id(group).with_context(|| format!("socket_group {group}: no such group"))?;
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+        // SAFETY: a valid path; uid -1 leaves the owner as it is.
+        if unsafe { libc::chown(c.as_ptr(), u32::MAX, gid) } != 0 {
+            return Err(io::Error::last_os_error()).context("chown of the socket");
+        }
+    }
+    Ok(listener)
+}
+
+fn group_id(name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == name).then_some(())?;
+        f.nth(1)?.parse().ok()
+    })
+}
+
+async fn serve_stream(
+    listener: UnixListener,
+    tx: broadcast::Sender<Arc<Line>>,
+    queries: QueryTx,
+    clients: prometheus::IntGauge,
+    clock: BootClock,
+) {
+    loop {
+        let Ok((sock, _)) = listener.accept().await else {
+            continue;
+        };
+        let rx = tx.subscribe();
+        let queries = queries.clone();
+        let clients = clients.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_client(sock, rx, queries, clients, clock).await {
+                tracing::debug!("stream client: {e}");
+            }
+        });
+    }
+}
+
+/// One client: a request line, then a stream of event lines or one reply.
+async fn serve_client(
+    sock: UnixStream,
+    mut rx: broadcast::Receiver<Arc<Line>>,
+    queries: QueryTx,
+    clients: prometheus::IntGauge,
+    clock: BootClock,
+) -> io::Result<()> {
+    let (read, mut write) = sock.into_split();
+    let mut reader = BufReader::new(read.take(64 * 1024));
+    let mut line = String::new();
+    let got = tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await;
+    let request = match got {
+        Ok(Ok(n)) if n > 0 => serde_json::from_str::<Value>(&line).map_err(|e| e.to_string()),
+        Ok(Ok(_)) => Err("empty request".into()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no request within 5 s".into()),
+    };
+    let request = match request {
+        Ok(v) => v,
+        Err(e) => return reply_error(&mut write, &format!("malformed request: {e}")).await,
+    };
+    if request["op"] == "events" {
+        let filter: Filter = match serde_json::from_value(request["filter"].clone()) {
+            Ok(f) => f,
+            Err(e) => return reply_error(&mut write, &format!("malformed filter: {e}")).await,
+        };
+        clients.inc();
+        let r = stream_events(&mut write, &mut rx, &filter, &clock).await;
+        clients.dec();
+        return r;
+    }
+    let query: Query = match serde_json::from_value(request) {
+        Ok(q) => q,
+        Err(e) => return reply_error(&mut write, &format!("unknown request: {e}")).await,
+    };
+    let (reply_tx, reply_rx) = oneshot::channel();
+    if queries.send((query, reply_tx)).await.is_err() {
+        return reply_error(&mut write, "the daemon is stopping").await;
+    }
+    let reply = match reply_rx.await {
+        Ok(Ok(bytes)) => serde_json::json!({"ok": true, "output": String::from_utf8_lossy(&bytes)}),
+        Ok(Err(e)) => serde_json::json!({"ok": false, "error": e}),
+        Err(_) => serde_json::json!({"ok": false, "error": "the daemon is stopping"}),
+    };
+    write.write_all(format!("{reply}\n").as_bytes()).await
+}
+
+async fn reply_error(write: &mut (impl AsyncWriteExt + Unpin), msg: &str) -> io::Result<()> {
+    let v = serde_json::json!({"ok": false, "error": msg});
+    write.write_all(format!("{v}\n").as_bytes()).await?;
+    write.shutdown().await
+}
+
+async fn stream_events(
+    write: &mut (impl AsyncWriteExt + Unpin),
+    rx: &mut broadcast::Receiver<Arc<Line>>,
+    filter: &Filter,
+    clock: &BootClock,
+) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    loop {
+        match rx.recv().await {
+            Ok(line) => {
+                if filter.matches(&line.ev, line.cgroup.as_deref()) {
+                    write_json(&mut buf, &line.ev, clock, line.cgroup.as_deref())?;
+                }
+                // Take what else is queued without waiting, then write it at once.
+                while buf.len() < 60 * 1024 {
+                    match rx.try_recv() {
+                        Ok(line) => {
+                            if filter.matches(&line.ev, line.cgroup.as_deref()) {
+                                write_json(&mut buf, &line.ev, clock, line.cgroup.as_deref())?;
+                            }
+                        }
+                        Err(broadcast::error::TryRecvError::Lagged(n)) => missed(&mut buf, n),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => missed(&mut buf, n),
+            Err(broadcast::error::RecvError::Closed) => return Ok(()),
+        }
+        if !buf.is_empty() {
+            write.write_all(&buf).await?;
+            buf.clear();
+        }
+    }
+}
+
+fn missed(buf: &mut Vec<u8>, n: u64) {
+    buf.extend_from_slice(format!("{{\"kind\":\"missed\",\"count\":{n}}}\n").as_bytes());
+}

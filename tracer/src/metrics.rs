@@ -1,0 +1,407 @@
+//! Prometheus metrics: counters fed per event, unit-level series synced from the model,
+//! served as text on `/metrics` by a minimal HTTP/1.1 server. Unit labels are bounded:
+//! scopes (sessions, `run-*.scope`) fold into `unit="_scope"`, units past the cap into
+//! `unit="_other"`, and `tracer_metrics_folded_total` counts the folding.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpListener,
+};
+
+use crate::{
+    clock::BootClock,
+    event::{Event, EventKind},
+    model::{Model, StartKind, facts::Facts},
+    unit::{UnitKind, unit_of_cgroup},
+};
+
+/// Every series the daemon exports.
+pub struct Metrics {
+    pub registry: Registry,
+    events: IntCounterVec,
+    exec: IntCounterVec,
+    exec_failures: IntCounterVec,
+    exits: IntCounterVec,
+    signals: IntCounterVec,
+    runs: IntCounterVec,
+    restarts: IntCounterVec,
+    failures: IntCounterVec,
+    last_start: IntGaugeVec,
+    start_duration: Histogram,
+    dropped: IntCounter,
+    pub stream_clients: IntGauge,
+    journal_bytes: IntGauge,
+    folded: IntCounter,
+    labels: UnitLabels,
+    /// Per unit: runs, failures and start durations already exported.
+    synced: HashMap<String, (usize, usize, usize)>,
+    drops_seen: u64,
+}
+
+/// Bounded unit label values.
+struct UnitLabels {
+    cap: usize,
+    admitted: HashSet<String>,
+}
+
+impl UnitLabels {
+    fn label(&mut self, unit: Option<(&str, UnitKind)>, folded: &IntCounter) -> String {
+        match unit {
+            None => "none".into(),
+            Some((_, UnitKind::Scope)) => "_scope".into(),
+            Some((name, _)) if self.admitted.contains(name) => name.to_owned(),
+            Some((name, _)) if self.admitted.len() < self.cap => {
+                self.admitted.insert(name.to_owned());
+                name.to_owned()
+            }
+            Some(_) => {
+                folded.inc();
+                "_other".into()
+            }
+        }
+    }
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("registered once");
+    c
+}
+
+impl Metrics {
+    /// `unit_cap`: the most unit label values before folding into `_other`.
+    pub fn new(unit_cap: usize) -> Self {
+        let r = Registry::new();
+        let events = counter(
+            &r,
+            "tracer_events_total",
+            "Events received from the kernel, by kind.",
+            &["kind"],
+        );
+        let exec = counter(
+            &r,
+            "tracer_exec_total",
+            "Programs executed, by unit.",
+            &["unit"],
+        );
+        let exec_failures = counter(
+            &r,
+            "tracer_exec_failures_total",
+            "Failed execve/execveat calls, by unit and errno name.",
+            &["unit", "errno"],
+        );
+        let exits = counter(
+            &r,
+            "tracer_process_exits_total",
+            "Processes that ended, by unit and outcome (success, code, signal).",
+            &["unit", "outcome"],
+        );
+        let signals = counter(
+            &r,
+            "tracer_process_signals_total",
+            "Terminating signals sent to processes of a unit by another process.",
+            &["unit", "signal"],
+        );
+        let runs = counter(
+            &r,
+            "tracer_unit_runs_total",
+            "Unit activations seen.",
+            &["unit"],
+        );
+        let restarts = counter(
+            &r,
+            "tracer_unit_restarts_total",
+            "Unit runs after the first, by reason (automatic, manual, again).",
+            &["unit", "reason"],
+        );
+        let failures = counter(
+            &r,
+            "tracer_unit_failures_total",
+            "Failed unit runs, by cause.",
+            &["unit", "cause"],
+        );
+        let last_start = IntGaugeVec::new(
+            Opts::new(
+                "tracer_unit_last_start_timestamp_seconds",
+                "Wall-clock time the unit's latest run started.",
+            ),
+            &["unit"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(last_start.clone()))
+            .expect("registered once");
+        let start_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "tracer_unit_start_duration_seconds",
+                "From a unit's cgroup appearing to its main process being executed.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+        )
+        .expect("valid metric");
+        r.register(Box::new(start_duration.clone()))
+            .expect("registered once");
+        let dropped = IntCounter::new(
+            "tracer_events_dropped_total",
+            "Kernel records lost because the ring buffer was full.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(dropped.clone()))
+            .expect("registered once");
+        let stream_clients =
+            IntGauge::new("tracer_stream_clients", "Connected live-stream clients.")
+                .expect("valid metric");
+        r.register(Box::new(stream_clients.clone()))
+            .expect("registered once");
+        let journal_bytes = IntGauge::new(
+            "tracer_journal_bytes",
+            "Bytes of the on-disk event journal.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(journal_bytes.clone()))
+            .expect("registered once");
+        let folded = IntCounter::new(
+            "tracer_metrics_folded_total",
+            "Unit label values folded into unit=\"_other\" by the series cap.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(folded.clone()))
+            .expect("registered once");
+        let build = IntGaugeVec::new(
+            Opts::new("tracer_build_info", "The running tracer's version."),
+            &["version"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(build.clone()))
+            .expect("registered once");
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        Self {
+            registry: r,
+            events,
+            exec,
+            exec_failures,
+            exits,
+            signals,
+            runs,
+            restarts,
+            failures,
+            last_start,
+            start_duration,
+            dropped,
+            stream_clients,
+            journal_bytes,
+            folded,
+            labels: UnitLabels {
+                cap: unit_cap,
+                admitted: HashSet::new(),
+            },
+            synced: HashMap::new(),
+            drops_seen: 0,
+        }
+    }
+
+    fn unit_label(&mut self, cgroup: Option<&str>) -> String {
+        let unit = cgroup.and_then(unit_of_cgroup);
+        self.labels.label(
+            unit.as_ref().map(|u| (u.name.as_str(), u.kind)),
+            &self.folded,
+        )
+    }
+
+    fn unit_name_label(&mut self, name: &str) -> String {
+        let kind = if name.ends_with(".scope") {
+            UnitKind::Scope
+        } else {
+            UnitKind::Service
+        };
+        self.labels.label(Some((name, kind)), &self.folded)
+    }
+
+    /// Counts one event; `cgroup` is its task's cgroup path, `target_unit` the unit of a
+    /// signal's target.
+    pub fn observe(&mut self, ev: &Event, cgroup: Option<&str>, target_unit: Option<&str>) {
+        self.events.with_label_values(&[ev.kind_name()]).inc();
+        match &ev.kind {
+            EventKind::Exec { .. } => {
+                let u = self.unit_label(cgroup);
+                self.exec.with_label_values(&[&u]).inc();
+            }
+            EventKind::ExecFailed { errno, .. } => {
+                let u = self.unit_label(cgroup);
+                let name = errno
+                    .name()
+                    .map_or_else(|| errno.0.to_string(), str::to_owned);
+                self.exec_failures.with_label_values(&[&u, &name]).inc();
+            }
+            EventKind::Exit { status, .. } => {
+                let u = self.unit_label(cgroup);
+                let outcome = if status.success() {
+                    "success"
+                } else if status.signal().is_some() {
+                    "signal"
+                } else {
+                    "code"
+                };
+                self.exits.with_label_values(&[&u, outcome]).inc();
+            }
+            EventKind::Signal { signal, .. } => {
+                let u = match target_unit {
+                    Some(name) => self.unit_name_label(name),
+                    None => "none".into(),
+                };
+                self.signals
+                    .with_label_values(&[&u, &signal.to_string()])
+                    .inc();
+            }
+            _ => {}
+        }
+    }
+
+    /// Brings the unit series up to date with the model, and the daemon's own gauges.
+    pub fn sync<F: Facts>(
+        &mut self,
+        model: &Model<F>,
+        clock: &BootClock,
+        drops: u64,
+        journal_bytes: u64,
+    ) {
+        if drops > self.drops_seen {
+            self.dropped.inc_by(drops - self.drops_seen);
+            self.drops_seen = drops;
+        }
+        self.journal_bytes.set(journal_bytes as i64);
+        for h in model.units() {
+            let (mut runs, mut failures, mut timed) =
+                self.synced.get(&h.unit.name).copied().unwrap_or_default();
+            if runs == h.runs.len()
+                && failures == h.runs.iter().filter(|r| r.failed()).count()
+                && timed == runs
+            {
+                continue;
+            }
+            let label = self
+                .labels
+                .label(Some((h.unit.name.as_str(), h.unit.kind)), &self.folded);
+            for r in &h.runs[runs..] {
+                self.runs.with_label_values(&[&label]).inc();
+                let reason = match r.start {
+                    StartKind::AutomaticRestart => Some("automatic"),
+                    StartKind::Manual { .. } => Some("manual"),
+                    StartKind::Again => Some("again"),
+                    StartKind::First | StartKind::FoundAtStart => None,
+                };
+                if let Some(reason) = reason {
+                    self.restarts.with_label_values(&[&label, reason]).inc();
+                }
+                let wall = clock
+                    .wall(r.started_ns)
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                self.last_start
+                    .with_label_values(&[&label])
+                    .set(wall.as_secs() as i64);
+            }
+            runs = h.runs.len();
+            let failed: Vec<_> = h.runs.iter().filter(|r| r.failed()).collect();
+            for r in &failed[failures.min(failed.len())..] {
+                let cause = r.outcome.as_ref().and_then(|o| o.cause.as_ref()).map_or(
+                    "unknown".to_owned(),
+                    |c| {
+                        serde_json::to_value(c)
+                            .ok()
+                            .and_then(|v| v["cause"].as_str().map(str::to_owned))
+                            .unwrap_or_default()
+                    },
+                );
+                self.failures.with_label_values(&[&label, &cause]).inc();
+            }
+            failures = failed.len();
+            // Start durations of runs whose main process has been executed.
+            while timed < h.runs.len() {
+                let r = &h.runs[timed];
+                let main_exec = r
+                    .main_pid
+                    .and_then(|pid| r.command(pid))
+                    .filter(|c| c.program.is_some())
+                    .map(|c| c.started_ns);
+                match main_exec {
+                    Some(at) => self
+                        .start_duration
+                        .observe(at.saturating_sub(r.started_ns) as f64 / 1e9),
+                    None if r.is_open() && r.outcome.is_none() => break,
+                    None => {}
+                }
+                timed += 1;
+            }
+            self.synced
+                .insert(h.unit.name.clone(), (runs, failures, timed));
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!("encoding metrics: {e}");
+        }
+        buf
+    }
+}
+
+/// Serves `GET /metrics` from the latest rendering (updated by the daemon's tick).
+pub async fn serve(listener: TcpListener, page: Arc<std::sync::Mutex<Vec<u8>>>) {
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else {
+            continue;
+        };
+        let page = page.clone();
+        tokio::spawn(async move {
+            let mut head = Vec::with_capacity(1024);
+            let mut buf = [0u8; 1024];
+            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return false,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                true
+            })
+            .await;
+            if !matches!(read, Ok(true)) {
+                return;
+            }
+            let line = String::from_utf8_lossy(&head);
+            let (status, ctype, body) =
+                if line.starts_with("GET /metrics ") || line.starts_with("GET /metrics?") {
+                    let body = page.lock().map(|p| p.clone()).unwrap_or_default();
+                    ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body)
+                } else {
+                    (
+                        "404 Not Found",
+                        "text/plain",
+                        b"tracer serves /metrics\n".to_vec(),
+                    )
+                };
+            let reply = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = sock.write_all(reply.as_bytes()).await;
+            let _ = sock.write_all(&body).await;
+            let _ = sock.shutdown().await;
+        });
+    }
+}
