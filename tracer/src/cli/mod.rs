@@ -4,7 +4,10 @@ pub mod events;
 pub mod journal;
 pub mod units;
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
 
 /// eBPF process and service tracer for systemd hosts.
 #[derive(Debug, Parser)]
@@ -31,4 +34,50 @@ pub enum Command {
     Journal(journal::JournalArgs),
     /// The always-on service: journal, live stream socket, Prometheus /metrics.
     Daemon(crate::daemon::DaemonArgs),
+}
+
+/// The whole program: parse, set up logging, run the subcommand, map the outcome to an
+/// exit status (the `tracer` binary is just this).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tracer: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Events(args) => events::run(args).await,
+            Command::Units(args) => units::units(args).await,
+            Command::Why(args) => units::why(args).await,
+            Command::Restarts(args) => units::restarts(args).await,
+            Command::Daemon(args) => crate::daemon::run(args).await,
+            Command::Journal(args) => journal::run(args),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tracer: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,488 @@
+//! `tracer daemon` as a real process on the real kernel (root): the live stream with a
+//! client that never reads, malformed requests, reports from its model, /metrics checked
+//! by promtool and scraped by a real Prometheus, the journal after SIGTERM and after
+//! `kill -9`. Outside CI a non-root run skips; in CI (CI set) it fails instead.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use tracer::journal::{self, Item};
+
+const CLI: &str = env!("CARGO_BIN_EXE_tracer-cli");
+
+fn privileged() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "the daemon tests must run as root in CI"
+    );
+    eprintln!("skipped: the daemon loads eBPF programs, which needs root");
+    false
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A daemon running with its own directories and metrics port.
+struct Daemon {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Daemon {
+    fn start(name: &str, config: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("tracer-daemon-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self::start_in(dir, config, free_port())
+    }
+
+    fn start_in(dir: PathBuf, config: &str, port: u16) -> Self {
+        let cfg = dir.join("tracer.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "state_dir = \"{0}/state\"\nruntime_dir = \"{0}/run\"\nmetrics_listen = \"127.0.0.1:{port}\"\n{config}",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(CLI)
+            .args(["daemon", "--config"])
+            .arg(&cfg)
+            .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let d = Self { child, dir, port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(d.socket()).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not come up: {}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("run/tracer.sock")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(CLI)
+            .args(args)
+            .env("TRACER_SOCKET", self.socket())
+            .output()
+            .unwrap()
+    }
+
+    /// SIGTERM; returns how long it took to exit, and its status.
+    fn stop(&mut self) -> (Duration, std::process::ExitStatus) {
+        let t = Instant::now();
+        // SAFETY: kill with our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        (t.elapsed(), status)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw stream client.
+fn subscribe(socket: &Path, filter: &str) -> BufReader<UnixStream> {
+    let mut s = UnixStream::connect(socket).unwrap();
+    writeln!(s, "{{\"op\":\"events\",\"filter\":{filter}}}").unwrap();
+    BufReader::new(s)
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn body(resp: &str) -> &str {
+    resp.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+fn run_true(n: usize) -> Vec<u32> {
+    (0..n)
+        .map(|_| {
+            let mut c = Command::new("/bin/true").spawn().unwrap();
+            let pid = c.id();
+            c.wait().unwrap();
+            pid
+        })
+        .collect()
+}
+
+#[test]
+fn stream_reports_metrics_and_journal() {
+    if !privileged() {
+        return;
+    }
+    let mut d = Daemon::start("main", "");
+
+    // A client that never reads, and one that does.
+    let stalled = subscribe(&d.socket(), "{}");
+    let mut reader = subscribe(&d.socket(), "{\"kinds\":[\"exec\"],\"comms\":[\"true\"]}");
+    reader
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+
+    // A malformed request gets an error and a closed connection; the daemon carries on.
+    let mut bad = UnixStream::connect(d.socket()).unwrap();
+    bad.write_all(b"this is not json\n").unwrap();
+    let mut reply = String::new();
+    BufReader::new(&bad).read_line(&mut reply).unwrap();
+    let v: Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(v["ok"], false, "{reply}");
+    assert!(
+        v["error"].as_str().unwrap().contains("malformed request"),
+        "{reply}"
+    );
+
+    // Enough processes that the stalled client's backlog overflows (3 events each),
+    // while the other client reads as they come.
+    let (tx, rx) = std::sync::mpsc::channel::<u64>();
+    reader
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let reading = std::thread::spawn(move || {
+        let (mut seen, mut missed, mut target) = (Vec::new(), 0, None);
+        let mut line = String::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            match reader.read_line(&mut line) {
+                Ok(0) => break,
+                Ok(_) if line.ends_with('\n') => {
+                    let v: Value = serde_json::from_str(&line).unwrap();
+                    if v["kind"] == "missed" {
+                        missed += v["count"].as_u64().unwrap();
+                    } else {
+                        assert_eq!(v["kind"], "exec", "the daemon applied the filter: {line}");
+                        assert_eq!(v["comm"], "true");
+                        seen.push(v["tgid"].as_u64().unwrap());
+                    }
+                    line.clear();
+                }
+                _ => {} // a timeout, or half a line: read on
+            }
+            if let Ok(last) = rx.try_recv() {
+                target = Some(last);
+            }
+            if target.is_some_and(|t| seen.contains(&t)) {
+                break;
+            }
+        }
+        (seen, missed)
+    });
+    let pids = run_true(7000);
+    let last = *pids.last().unwrap();
+    tx.send(u64::from(last)).unwrap();
+    let (seen, missed_by_reader) = reading.join().unwrap();
+    eprintln!(
+        "the reading client got {} execs, missed {missed_by_reader}",
+        seen.len()
+    );
+    assert!(
+        seen.contains(&u64::from(last)),
+        "the last exec reached the reading client"
+    );
+    assert_eq!(missed_by_reader, 0, "a client that reads keeps up");
+    assert!(seen.len() >= 7000, "{} of 7000", seen.len());
+    let mut line = String::new();
+
+    // The stalled client now reads: its backlog ends in a marker of what it missed.
+    let mut stalled = stalled;
+    stalled
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut missed = 0;
+    for _ in 0..200_000 {
+        line.clear();
+        if stalled.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        if line.contains("\"missed\"") {
+            let v: Value = serde_json::from_str(&line).unwrap();
+            missed = v["count"].as_u64().unwrap();
+            break;
+        }
+    }
+    assert!(missed > 0, "the stalled client is told what it missed");
+
+    // Reports from the daemon's model.
+    let out = d.cli(&["units"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("UNIT"));
+
+    // Metrics: the series, promtool, and the stream gauge.
+    std::thread::sleep(Duration::from_millis(600));
+    let resp = http_get(d.port, "/metrics");
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let text = body(&resp);
+    for name in [
+        "tracer_exec_total",
+        "tracer_process_exits_total",
+        "tracer_events_total",
+        "tracer_events_dropped_total",
+        "tracer_stream_clients",
+        "tracer_journal_bytes",
+        "tracer_build_info",
+        "tracer_unit_start_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics");
+    }
+    let execs: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("tracer_events_total{kind=\"exec\"}"))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum();
+    assert!(execs >= 7000.0, "exec events counted: {execs}");
+    assert!(http_get(d.port, "/nope").starts_with("HTTP/1.1 404"));
+    promtool_check(text);
+
+    // SIGTERM: flushed and gone within a second.
+    let (took, status) = d.stop();
+    assert!(status.success(), "{status}: {}", d.log());
+    assert!(took < Duration::from_secs(1), "stopped in {took:?}");
+
+    // The journal holds the storm, and `tracer events --boot 0` replays it.
+    let boot = journal::find_boot(&d.state().join("journal"), "0").unwrap();
+    let mut execs = std::collections::HashSet::new();
+    let damage = journal::read_boot(&boot, |i| {
+        if let Item::Event(ev) = i
+            && ev.kind_name() == "exec"
+        {
+            execs.insert(ev.tgid);
+        }
+    })
+    .unwrap();
+    assert!(damage.is_empty(), "{damage:?}");
+    assert!(
+        pids.iter().all(|p| execs.contains(p)),
+        "every exec journaled"
+    );
+    let state = d.state();
+    let out = d.cli(&[
+        "events",
+        "--boot",
+        "0",
+        "--json",
+        "--pid",
+        &last.to_string(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    let replay = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        replay.lines().any(|l| l.contains("\"kind\":\"exec\"")),
+        "{replay}"
+    );
+    let out = d.cli(&[
+        "journal",
+        "list",
+        "--json",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    let boots: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(boots.as_array().unwrap().len(), 1);
+    assert!(boots[0]["events"].as_u64().unwrap() >= 21_000);
+}
+
+fn promtool_check(text: &str) {
+    let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is missing (scripts/setup.sh installs it)"
+        );
+        eprintln!("skipped promtool: not installed");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn kill_9_loses_at_most_the_unflushed_tail() {
+    if !privileged() {
+        return;
+    }
+    let mut d = Daemon::start("kill9", "[journal]\nflush_interval_ms = 200\n");
+    let before = run_true(300);
+    // Longer than the flush interval: all of that has reached the kernel.
+    std::thread::sleep(Duration::from_millis(800));
+    let during = std::thread::spawn(|| run_true(300));
+    std::thread::sleep(Duration::from_millis(100));
+    d.child.kill().unwrap(); // SIGKILL, mid-storm
+    d.child.wait().unwrap();
+    during.join().unwrap();
+
+    let root = d.state().join("journal");
+    let read = |root: &Path| {
+        let boot = journal::find_boot(root, "0").unwrap();
+        let mut execs = std::collections::HashSet::new();
+        let damage = journal::read_boot(&boot, |i| {
+            if let Item::Event(ev) = i
+                && ev.kind_name() == "exec"
+            {
+                execs.insert(ev.tgid);
+            }
+        })
+        .unwrap();
+        (execs, damage, boot.segments)
+    };
+    let (execs, damage, _) = read(&root);
+    assert!(
+        before.iter().all(|p| execs.contains(p)),
+        "everything flushed before the kill is there"
+    );
+    // At most a torn frame at the very end.
+    assert!(
+        damage.len() <= 1 && damage.iter().all(|x| x.what.contains("tail")),
+        "{damage:?}"
+    );
+
+    // Restarted in the same boot, it continues in a new segment and all reads back.
+    let dir = d.dir.clone();
+    let port = d.port;
+    std::mem::forget(d);
+    let mut d = Daemon::start_in(dir, "[journal]\nflush_interval_ms = 200\n", port);
+    let after = run_true(50);
+    std::thread::sleep(Duration::from_millis(400));
+    let (_, status) = d.stop();
+    assert!(status.success());
+    let (execs, _, segments) = read(&root);
+    assert_eq!(segments, 2);
+    assert!(after.iter().chain(&before).all(|p| execs.contains(p)));
+}
+
+#[test]
+fn a_real_prometheus_scrapes_the_daemon() {
+    if !privileged() {
+        return;
+    }
+    if Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "prometheus is missing (scripts/setup.sh installs it)"
+        );
+        eprintln!("skipped: prometheus is not installed");
+        return;
+    }
+    let d = Daemon::start("prom", "");
+    let prom_port = free_port();
+    let cfg = d.dir.join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: tracer\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            d.port
+        ),
+    )
+    .unwrap();
+    let mut prom = Command::new("prometheus")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            d.dir.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(d.dir.join("prometheus.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    let found = loop {
+        if Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", prom_port)) else {
+            continue;
+        };
+        let _ = write!(
+            s,
+            "GET /api/v1/query?query=tracer_build_info HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        );
+        last.clear();
+        let _ = s.read_to_string(&mut last);
+        if let Ok(v) = serde_json::from_str::<Value>(body(&last).trim())
+            && v["data"]["result"][0]["value"][1] == "1"
+        {
+            assert_eq!(v["data"]["result"][0]["metric"]["job"], "tracer");
+            assert!(v["data"]["result"][0]["metric"]["version"].is_string());
+            break true;
+        }
+    };
+    let _ = prom.kill();
+    let _ = prom.wait();
+    assert!(
+        found,
+        "Prometheus never returned tracer_build_info; last answer: {last}"
+    );
+}
