@@ -374,6 +374,7 @@ fn tracer_agrees_with_systemd() {
         problems.extend(check_spawn_failures(&g, &scenarios));
         problems.extend(check_exit_status_table(&g));
         problems.extend(check_live_snapshot(&g, &scenarios));
+        problems.extend(check_daemon(&g, &scenarios));
         for sc in &scenarios {
             problems.extend(check_model(&g, sc));
         }
@@ -597,6 +598,87 @@ fn check_model(g: &Guest, scenario: &str) -> Vec<String> {
             show.get("SubState")
         ),
     );
+    problems
+}
+
+/// The shipped tracer.service (Type=notify) was active — its programs attached —
+/// before any scenario unit started; the running daemon's own `tracer why` agrees with
+/// the replay of its journal; and the journal survived a reboot.
+fn check_daemon(g: &Guest, scenarios: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let tracer = Show::load(&g.dir.join("tracer.show"));
+    let attached = tracer.num("ActiveEnterTimestampMonotonic");
+    if tracer.get("ActiveState") != "active" || attached == 0 {
+        problems.push(format!(
+            "{}: tracer.service is {} (Result={})",
+            g.suite,
+            tracer.get("ActiveState"),
+            tracer.get("Result")
+        ));
+    }
+    for s in scenarios {
+        let started = g.show(s).num("InactiveExitTimestampMonotonic");
+        if started != 0 && started <= attached {
+            problems.push(format!(
+                "{}/{s}: started at {started} µs, before the daemon was attached ({attached} µs)",
+                g.suite
+            ));
+        }
+        let read = |name: &str| -> Value {
+            fs::read_to_string(g.dir.join("tracer").join(name))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or(Value::Null)
+        };
+        let (live, replayed) = (
+            read(&format!("why-daemon-{s}.json")),
+            read(&format!("why-{s}.json")),
+        );
+        if live.is_null()
+            || live["cause"] != replayed["cause"]
+            || live["state"] != replayed["state"]
+        {
+            problems.push(format!(
+                "{}/{s}: the daemon said {live}, its journal replayed says {replayed}",
+                g.suite
+            ));
+        }
+    }
+    // The second boot of the same disk lists the first boot's journal.
+    let first_id = fs::read_to_string(g.dir.join("boot_id.txt"))
+        .unwrap_or_default()
+        .trim()
+        .replace('-', "");
+    let second = g.dir.with_file_name("results-second");
+    let list: Value = fs::read_to_string(second.join("journal-list.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null);
+    let boots = list.as_array().cloned().unwrap_or_default();
+    let first = boots.iter().find(|b| b["boot_id"] == first_id.as_str());
+    match first {
+        None => problems.push(format!(
+            "{}: after a reboot the journal lists no boot {first_id}: {list}",
+            g.suite
+        )),
+        Some(b) => {
+            let events = b["events"].as_u64().unwrap_or(0);
+            if events < g.events.len() as u64 || b["damaged_frames"] != 0 {
+                problems.push(format!(
+                    "{}: the first boot's journal after the reboot holds {events} events ({} damaged), {} before",
+                    g.suite,
+                    b["damaged_frames"],
+                    g.events.len()
+                ));
+            }
+        }
+    }
+    if boots.len() < 2 {
+        problems.push(format!(
+            "{}: the second boot is not journaled: {list}",
+            g.suite
+        ));
+    }
     problems
 }
 

@@ -22,9 +22,18 @@ settle() {
   echo "jobs still pending after 60 s:"; systemctl list-jobs --no-pager
 }
 
+second=; grep -qw tracer.vmtest=second /proc/cmdline && second=1
+
 if [ "${1:-}" != final ]; then
-  stamp "collect start"
+  stamp "collect start${second:+ (second boot)}"
   settle
+  if [ -n "$second" ]; then
+    systemd-run --on-active=1 --timer-property=AccuracySec=10ms --unit=tracer-vm-collect-final \
+      -p SuccessAction=poweroff-force -p FailureAction=poweroff-force \
+      -p StandardOutput=tty -p StandardError=tty -p TTYPath=/dev/ttyS0 \
+      "$lib/collect.sh" final
+    exit 0
+  fi
   for i in $(seq 50); do   # flaky.service: between its restarts there is no job for 200 ms
     [ "$(systemctl show -P ActiveState flaky.service)" = failed ] && break
     sleep 0.2
@@ -41,6 +50,16 @@ if [ "${1:-}" != final ]; then
 fi
 
 stamp "final collect start"
+cat /proc/sys/kernel/random/boot_id > "$R/boot_id.txt"
+systemctl show tracer.service > "$R/tracer.show"
+if [ -n "$second" ]; then
+  # The journal of the first boot survived the reboot.
+  /usr/local/bin/tracer journal list --json > "$R/journal-list.json" 2> "$R/journal-list.err"
+  echo ok > "$R/complete"
+  tar -C "$R" -cf /dev/vdb . && sync
+  stamp "results written"
+  exit 0
+fi
 for i in $(seq 150); do
   [ "$(systemctl show -P FinishTimestampMonotonic)" != 0 ] && break
   sleep 0.2
@@ -53,7 +72,6 @@ for u in $(cat "$lib/scenarios.txt"); do
     -p ActiveEnterTimestampMonotonic,ExecMainExitTimestampMonotonic \
     > "$R/units/$u.show"
 done
-systemctl show tracer.service > "$R/tracer.show"
 systemctl show > "$R/manager.show"
 systemd-analyze blame > "$R/blame.txt"
 systemd-analyze critical-chain > "$R/critical-chain.txt"
@@ -62,13 +80,21 @@ systemd-analyze exit-status > "$R/exit-status.txt"
 { uname -r; systemctl --version | head -1; } > "$R/versions.txt"
 cut -d' ' -f1 /proc/uptime > "$R/uptime.txt"
 
+# The running daemon's own account, from its model.
+mkdir -p "$R/tracer"
+for u in $(cat "$lib/scenarios.txt"); do
+  /usr/local/bin/tracer why "$u.service" --json > "$R/tracer/why-daemon-$u.json" 2>&1
+done
+/usr/local/bin/tracer units --json > "$R/tracer/units-daemon.json" 2>&1
+
 # A live `tracer units` started now finds the running units in /proc (start-up snapshot).
 mkdir -p "$R/tracer"
 /usr/local/bin/tracer units --json --duration 1 > "$R/tracer/units-live.json" 2> "$R/tracer/units-live.err"
 
-# Stop the tracer so its output is complete, then take it and the journal.
+# Stop the daemon so its journal is complete, then replay this boot from it.
 systemctl stop tracer.service
-cp /run/tracer-events.jsonl "$R/events.jsonl" 2>/dev/null || echo "no tracer output" > "$R/events-missing.txt"
+/usr/local/bin/tracer events --boot 0 --json > "$R/events.jsonl" 2> "$R/events.err"
+/usr/local/bin/tracer journal list --json > "$R/journal-list.json" 2> "$R/journal-list.err"
 # The tracer's own account of the units, from its recording, with this system's files.
 T=/usr/local/bin/tracer
 E="$R/events.jsonl"

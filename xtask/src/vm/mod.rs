@@ -279,9 +279,43 @@ fn boot(suite: Suite, image: &Image, tracer: &Path, scenarios: &[String]) -> any
     inject.dirs.dedup();
     inject.apply(&disk, &work)?;
 
+    boot_once(
+        suite,
+        image,
+        &disk,
+        &work,
+        &results,
+        &run.join("serial.log"),
+        "",
+    )?;
+    // The same disk booted again: the journal must have survived the reboot.
+    let second = run.join("results-second");
+    fs::create_dir_all(&second)?;
+    boot_once(
+        suite,
+        image,
+        &disk,
+        &work,
+        &second,
+        &run.join("serial-second.log"),
+        " tracer.vmtest=second",
+    )?;
+    fs::remove_dir_all(&work)?;
+    Ok(())
+}
+
+/// One boot of `disk` until the guest powers off, its results untarred into `results`.
+fn boot_once(
+    suite: Suite,
+    image: &Image,
+    disk: &Path,
+    work: &Path,
+    results: &Path,
+    serial: &Path,
+    cmdline: &str,
+) -> anyhow::Result<()> {
     let results_img = work.join("results.img");
     fs::File::create(&results_img)?.set_len(64 << 20)?;
-    let serial = run.join("serial.log");
     let accel = if Path::new("/dev/kvm").exists()
         && (Path::new("/sys/module/kvm_intel").exists()
             || Path::new("/sys/module/kvm_amd").exists())
@@ -291,7 +325,7 @@ fn boot(suite: Suite, image: &Image, tracer: &Path, scenarios: &[String]) -> any
         ["-accel", "tcg,thread=multi", "-cpu", "max"]
     };
     let started = Instant::now();
-    eprintln!("vm: booting {} ({})", suite.name(), accel[1]);
+    eprintln!("vm: booting {} ({}){cmdline}", suite.name(), accel[1]);
     let mut qemu = Command::new("qemu-system-x86_64")
         .args(accel)
         .args([
@@ -308,10 +342,10 @@ fn boot(suite: Suite, image: &Image, tracer: &Path, scenarios: &[String]) -> any
         .arg(&image.kernel)
         .arg("-initrd")
         .arg(&image.initrd)
-        .args([
-            "-append",
-            "root=/dev/vda rw console=ttyS0 panic=-1 loglevel=4 systemd.show_status=0",
-        ])
+        .arg("-append")
+        .arg(format!(
+            "root=/dev/vda rw console=ttyS0 panic=-1 loglevel=4 systemd.show_status=0{cmdline}"
+        ))
         .arg("-drive")
         .arg(format!(
             "file={},format=raw,if=virtio,cache=unsafe",
@@ -352,10 +386,10 @@ fn boot(suite: Suite, image: &Image, tracer: &Path, scenarios: &[String]) -> any
         .arg("-xf")
         .arg(&results_img)
         .arg("-C")
-        .arg(&results)
+        .arg(results)
         .output()?;
     if !tar.status.success() || !results.join("complete").exists() {
-        let log = fs::read_to_string(&serial).unwrap_or_default();
+        let log = fs::read_to_string(serial).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(40).collect();
         bail!(
             "the {} VM brought back no complete results (tar: {}); last serial lines:\n{}",
@@ -364,6 +398,5 @@ fn boot(suite: Suite, image: &Image, tracer: &Path, scenarios: &[String]) -> any
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
     }
-    fs::remove_dir_all(&work)?;
     Ok(())
 }
