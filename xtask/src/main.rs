@@ -30,6 +30,13 @@ enum Task {
     },
     /// Set up, then the whole test suite: format, lints, unit tests, real-kernel tests.
     Test,
+    /// Build and install tracer as the early-boot service: /usr/local/bin/tracer,
+    /// /etc/systemd/system/tracer.service, /etc/tracer/tracer.toml (if absent); enable and
+    /// start it when systemd runs.
+    Install,
+    /// Stop, disable and remove what `install` put in place (the journal in
+    /// /var/lib/tracer is kept).
+    Uninstall,
     /// Real systemd in a VM: build the guest images, boot them with the tracer.
     Vm {
         #[command(subcommand)]
@@ -47,6 +54,8 @@ fn main() -> anyhow::Result<()> {
         Task::Setup => setup(),
         Task::Run { args } => run(&args),
         Task::Test => test(),
+        Task::Install => install(),
+        Task::Uninstall => uninstall(),
         Task::Vm { vm } => vm::run(vm),
         Task::Bench { bench } => bench::run(bench),
     }
@@ -143,5 +152,60 @@ fn test() -> anyhow::Result<()> {
     } else {
         eprintln!("xtask: not root: skipping the VM stage (cargo xtask vm test, as root)");
     }
+    Ok(())
+}
+
+const BIN: &str = "/usr/local/bin/tracer";
+const UNIT: &str = "/etc/systemd/system/tracer.service";
+const CONFIG: &str = "/etc/tracer/tracer.toml";
+
+fn systemd_runs() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
+fn install() -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("installing writes to /usr/local/bin and /etc: run as root");
+    }
+    setup()?;
+    let tracer = build_release()?;
+    // Replace the binary by rename, so a running daemon keeps its old file.
+    let tmp = format!("{BIN}.new");
+    std::fs::copy(&tracer, &tmp).with_context(|| format!("copying to {tmp}"))?;
+    std::fs::rename(&tmp, BIN)?;
+    std::fs::copy(root().join("tracer/dist/tracer.service"), UNIT)?;
+    if !Path::new(CONFIG).exists() {
+        std::fs::create_dir_all("/etc/tracer")?;
+        std::fs::copy(root().join("tracer/dist/tracer.toml"), CONFIG)?;
+    }
+    eprintln!("xtask: installed {BIN}, {UNIT}, {CONFIG}");
+    if systemd_runs() {
+        sh(Command::new("systemctl").arg("daemon-reload"))?;
+        sh(Command::new("systemctl").args(["enable", "tracer.service"]))?;
+        sh(Command::new("systemctl").args(["restart", "tracer.service"]))?;
+    } else {
+        eprintln!("xtask: systemd is not running here: enable tracer.service where it is");
+    }
+    Ok(())
+}
+
+fn uninstall() -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("uninstalling removes files from /usr/local/bin and /etc: run as root");
+    }
+    if systemd_runs() {
+        let _ = sh(Command::new("systemctl").args(["disable", "--now", "tracer.service"]));
+    }
+    for f in [UNIT, BIN] {
+        match std::fs::remove_file(f) {
+            Ok(()) => eprintln!("xtask: removed {f}"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {f}")),
+        }
+    }
+    if systemd_runs() {
+        sh(Command::new("systemctl").arg("daemon-reload"))?;
+    }
+    eprintln!("xtask: kept {CONFIG} and the journal in /var/lib/tracer");
     Ok(())
 }
