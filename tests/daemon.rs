@@ -126,6 +126,55 @@ fn subscribe(socket: &Path, filter: &str) -> BufReader<UnixStream> {
     BufReader::new(s)
 }
 
+/// Reads a stream until the exec of the pid that arrives on `last` has been seen:
+/// (the execs seen, the events reported missed).
+fn read_until(
+    mut reader: BufReader<UnixStream>,
+    last: std::sync::mpsc::Receiver<u64>,
+) -> (Vec<u64>, u64) {
+    reader
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let (mut seen, mut missed, mut target) = (Vec::new(), 0, None);
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        match reader.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) if line.ends_with('\n') => {
+                let v: Value = serde_json::from_str(&line).unwrap();
+                if v["kind"] == "missed" {
+                    missed += v["count"].as_u64().unwrap();
+                } else {
+                    assert_eq!(v["kind"], "exec", "the daemon applied the filter: {line}");
+                    assert_eq!(v["comm"], "true");
+                    seen.push(v["tgid"].as_u64().unwrap());
+                }
+                line.clear();
+            }
+            _ => {} // a timeout, or half a line: read on
+        }
+        if let Ok(l) = last.try_recv() {
+            target = Some(l);
+        }
+        if target.is_some_and(|t| seen.contains(&t)) {
+            break;
+        }
+    }
+    (seen, missed)
+}
+
+/// Resident set size of a process, KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 fn http_get(port: u16, path: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
@@ -162,12 +211,6 @@ fn stream_reports_metrics_and_journal() {
 
     // A client that never reads, and one that does.
     let stalled = subscribe(&d.socket(), "{}");
-    let mut reader = subscribe(&d.socket(), "{\"kinds\":[\"exec\"],\"comms\":[\"true\"]}");
-    reader
-        .get_mut()
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-
     // A malformed request gets an error and a closed connection; the daemon carries on.
     let mut bad = UnixStream::connect(d.socket()).unwrap();
     bad.write_all(b"this is not json\n").unwrap();
@@ -181,55 +224,44 @@ fn stream_reports_metrics_and_journal() {
     );
 
     // Enough processes that the stalled client's backlog overflows (3 events each),
-    // while the other client reads as they come.
-    let (tx, rx) = std::sync::mpsc::channel::<u64>();
-    reader
-        .get_mut()
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let reading = std::thread::spawn(move || {
-        let (mut seen, mut missed, mut target) = (Vec::new(), 0, None);
-        let mut line = String::new();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while Instant::now() < deadline {
-            match reader.read_line(&mut line) {
-                Ok(0) => break,
-                Ok(_) if line.ends_with('\n') => {
-                    let v: Value = serde_json::from_str(&line).unwrap();
-                    if v["kind"] == "missed" {
-                        missed += v["count"].as_u64().unwrap();
-                    } else {
-                        assert_eq!(v["kind"], "exec", "the daemon applied the filter: {line}");
-                        assert_eq!(v["comm"], "true");
-                        seen.push(v["tgid"].as_u64().unwrap());
-                    }
-                    line.clear();
-                }
-                _ => {} // a timeout, or half a line: read on
-            }
-            if let Ok(last) = rx.try_recv() {
-                target = Some(last);
-            }
-            if target.is_some_and(|t| seen.contains(&t)) {
-                break;
-            }
-        }
-        (seen, missed)
-    });
+    // while seven other clients read as the events come.
+    let readers: Vec<_> = (0..7)
+        .map(|_| {
+            let (tx, rx) = std::sync::mpsc::channel::<u64>();
+            let reader = subscribe(&d.socket(), "{\"kinds\":[\"exec\"],\"comms\":[\"true\"]}");
+            (tx, std::thread::spawn(move || read_until(reader, rx)))
+        })
+        .collect();
+    let rss_before = rss_kib(d.child.id());
     let pids = run_true(7000);
     let last = *pids.last().unwrap();
-    tx.send(u64::from(last)).unwrap();
-    let (seen, missed_by_reader) = reading.join().unwrap();
+    for (i, (tx, reading)) in readers.into_iter().enumerate() {
+        tx.send(u64::from(last)).unwrap();
+        let (seen, missed_by_reader) = reading.join().unwrap();
+        eprintln!(
+            "reading client {i} got {} execs, missed {missed_by_reader}",
+            seen.len()
+        );
+        assert!(
+            seen.contains(&u64::from(last)),
+            "the last exec reached client {i}"
+        );
+        assert_eq!(missed_by_reader, 0, "client {i} reads, so it keeps up");
+        assert!(seen.len() >= 7000, "{} of 7000", seen.len());
+    }
+    // A second storm: the daemon's memory does not grow with the number of processes.
+    let rss_mid = rss_kib(d.child.id());
+    run_true(7000);
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_after = rss_kib(d.child.id());
     eprintln!(
-        "the reading client got {} execs, missed {missed_by_reader}",
-        seen.len()
+        "daemon RSS: {rss_before} KiB before, {rss_mid} after 7000 processes, {rss_after} after 14000"
     );
     assert!(
-        seen.contains(&u64::from(last)),
-        "the last exec reached the reading client"
+        rss_after < rss_mid + 8 * 1024,
+        "memory grew by {} KiB over the second storm",
+        rss_after - rss_mid
     );
-    assert_eq!(missed_by_reader, 0, "a client that reads keeps up");
-    assert!(seen.len() >= 7000, "{} of 7000", seen.len());
     let mut line = String::new();
 
     // The stalled client now reads: its backlog ends in a marker of what it missed.
@@ -279,7 +311,7 @@ fn stream_reports_metrics_and_journal() {
         .filter(|l| l.starts_with("tracer_events_total{kind=\"exec\"}"))
         .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
         .sum();
-    assert!(execs >= 7000.0, "exec events counted: {execs}");
+    assert!(execs >= 14000.0, "exec events counted: {execs}");
     assert!(http_get(d.port, "/nope").starts_with("HTTP/1.1 404"));
     promtool_check(text);
 
@@ -329,7 +361,7 @@ fn stream_reports_metrics_and_journal() {
     ]);
     let boots: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(boots.as_array().unwrap().len(), 1);
-    assert!(boots[0]["events"].as_u64().unwrap() >= 21_000);
+    assert!(boots[0]["events"].as_u64().unwrap() >= 42_000);
 }
 
 fn promtool_check(text: &str) {
