@@ -34,6 +34,7 @@ tracepoint:sched:sched_process_exit { printf("exit %d %d\n", pid, curtask->exit_
 enum Setup {
     None,
     Tracer,
+    Daemon,
     Bpftrace,
 }
 
@@ -42,6 +43,7 @@ impl Setup {
         match self {
             Setup::None => "no tracer",
             Setup::Tracer => "tracer events --json > /dev/null",
+            Setup::Daemon => "tracer daemon + 1 stream client",
             Setup::Bpftrace => "bpftrace one-liner > /dev/null",
         }
     }
@@ -53,12 +55,25 @@ struct Sample {
     seen: Option<u64>,
     /// Records the kernel side could not deliver (full ring buffer, lost events).
     lost: Option<u64>,
+    daemon: Option<DaemonStats>,
+}
+
+/// What the daemon cost during one storm.
+#[derive(Clone, Copy, Debug)]
+struct DaemonStats {
+    /// user + system CPU of the daemon per event, µs.
+    cpu_per_event_us: f64,
+    /// Peak resident set size, KiB.
+    peak_rss_kib: u64,
+    /// Exec (kernel timestamp) to the line reaching the stream client, ms.
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
 }
 
 pub fn run(bench: Bench) -> anyhow::Result<()> {
     let Bench::ExecStorm { n, rounds } = bench;
     let tracer = crate::build_release()?;
-    let mut setups = vec![Setup::None, Setup::Tracer];
+    let mut setups = vec![Setup::None, Setup::Tracer, Setup::Daemon];
     if Command::new("bpftrace")
         .arg("--version")
         .stdout(Stdio::null())
@@ -82,10 +97,29 @@ pub fn run(bench: Bench) -> anyhow::Result<()> {
                 s.seen,
                 s.lost
             );
+            if let Some(d) = s.daemon {
+                eprintln!(
+                    "bench:   daemon {:.2} µs CPU/event, peak RSS {} KiB, stream latency p50 {:.1} ms p99 {:.1} ms",
+                    d.cpu_per_event_us, d.peak_rss_kib, d.latency_p50_ms, d.latency_p99_ms
+                );
+            }
             samples.push((setup, s));
         }
     }
     print_table(n, rounds, &setups, &samples);
+    let daemon: Vec<DaemonStats> = samples.iter().filter_map(|(_, s)| s.daemon).collect();
+    if !daemon.is_empty() {
+        let med = |f: fn(&DaemonStats) -> f64| median(daemon.iter().map(f).collect());
+        println!();
+        println!(
+            "tracer daemon (journal, unit model, metrics, one stream client), median of {}: {:.2} µs CPU per event, peak RSS {:.1} MiB, exec → stream line p50 {:.1} ms, p99 {:.1} ms",
+            daemon.len(),
+            med(|d| d.cpu_per_event_us),
+            med(|d| d.peak_rss_kib as f64) / 1024.0,
+            med(|d| d.latency_p50_ms),
+            med(|d| d.latency_p99_ms),
+        );
+    }
     Ok(())
 }
 
@@ -176,10 +210,12 @@ fn measure(setup: Setup, n: u32, tracer: &Path) -> anyhow::Result<Sample> {
             rate: storm(n)?,
             seen: None,
             lost: None,
+            daemon: None,
         }),
+        Setup::Daemon => measure_daemon(n, tracer),
         Setup::Tracer => {
             let mut child = Command::new(tracer)
-                .args(["events", "--json"])
+                .args(["events", "--json", "--standalone"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -203,6 +239,7 @@ fn measure(setup: Setup, n: u32, tracer: &Path) -> anyhow::Result<Sample> {
                 rate,
                 seen: Some(seen),
                 lost: Some(dropped + errors + malformed),
+                daemon: None,
             })
         }
         Setup::Bpftrace => {
@@ -225,6 +262,7 @@ fn measure(setup: Setup, n: u32, tracer: &Path) -> anyhow::Result<Sample> {
                 rate,
                 seen: None,
                 lost: Some(lost),
+                daemon: None,
             })
         }
     }
@@ -288,4 +326,167 @@ fn interrupt_and_collect(
     err.read_to_string(&mut rest)?;
     child.wait()?;
     Ok(rest)
+}
+
+fn boottime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// (utime + stime) of a process, seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // After the comm: state is field 3, utime 14, stime 15.
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+fn status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// The daemon with everything on (journal, unit model, metrics scraped every second,
+/// one stream client measuring exec → line latency).
+fn measure_daemon(n: u32, tracer: &Path) -> anyhow::Result<Sample> {
+    use std::{io::Write as _, os::unix::net::UnixStream};
+    let dir = std::env::temp_dir().join(format!("tracer-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut child = Command::new(tracer)
+        .arg("daemon")
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--runtime-dir")
+        .arg(dir.join("run"))
+        .arg("--metrics-listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting tracer daemon")?;
+    let socket = dir.join("run/tracer.sock");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stream = loop {
+        if let Ok(s) = UnixStream::connect(&socket) {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("the daemon did not come up");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stream = stream;
+    stream.write_all(b"{\"op\":\"events\",\"filter\":{}}\n")?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            stream
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .ok();
+            let mut reader = BufReader::new(stream);
+            let mut lat = Vec::new();
+            let mut line = String::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match reader.read_line(&mut line) {
+                    Ok(0) => break,
+                    Ok(_) if line.ends_with('\n') => {
+                        if line.contains("\"kind\":\"exec\"")
+                            && let Some(ts) = line
+                                .split("\"ts_ns\":")
+                                .nth(1)
+                                .and_then(|r| r.split([',', '}']).next())
+                                .and_then(|v| v.parse::<u64>().ok())
+                        {
+                            lat.push(boottime_ns().saturating_sub(ts) as f64 / 1e6);
+                        }
+                        line.clear();
+                    }
+                    _ => {}
+                }
+            }
+            lat
+        })
+    };
+    let scraper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = scrape(port);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = child.id();
+    let cpu_before = cpu_seconds(pid);
+    let rate = storm(n)?;
+    // Let the last batch through before measuring.
+    std::thread::sleep(Duration::from_millis(300));
+    let cpu = cpu_seconds(pid) - cpu_before;
+    let metrics = scrape(port).unwrap_or_default();
+    let peak_rss_kib = status_kib(pid, "VmHWM:");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut lat = client.join().unwrap_or_default();
+    let _ = scraper.join();
+    // SAFETY: kill with our own child's pid.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    child.wait()?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let sum = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    };
+    let seen = sum("tracer_events_total");
+    lat.sort_by(f64::total_cmp);
+    Ok(Sample {
+        rate,
+        seen: Some(seen),
+        lost: Some(sum("tracer_events_dropped_total")),
+        daemon: Some(DaemonStats {
+            cpu_per_event_us: cpu * 1e6 / (3.0 * f64::from(n)),
+            peak_rss_kib,
+            latency_p50_ms: percentile(&lat, 0.50),
+            latency_p99_ms: percentile(&lat, 0.99),
+        }),
+    })
+}
+
+/// GET /metrics.
+fn scrape(port: u16) -> std::io::Result<String> {
+    use std::io::Write as _;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
 }
