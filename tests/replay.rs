@@ -293,3 +293,74 @@ fn systemd_252_child_exiting_before_its_move_is_still_the_units() {
     assert_eq!(h.runs.last().and_then(|r| r.main_pid), Some(173));
     assert_eq!(h.state(), "failed");
 }
+
+/// The boot report of a captured boot: the slow ExecStartPre holds slowpre.service up,
+/// failures carry their causes, the plot has a row per unit.
+fn check_boot_report(fixture: &str) {
+    use tracer::report::boot::{self, BootReport};
+    let m = replayed(fixture);
+    let report = BootReport::build(fixture, &m, &[], None);
+    let unit = |name: &str| {
+        report
+            .units
+            .iter()
+            .find(|u| u.unit == name)
+            .unwrap_or_else(|| panic!("{name} not on the timeline"))
+    };
+    let slowpre = unit("slowpre.service");
+    assert!(slowpre.took_ns.unwrap() >= 2_000_000_000, "{slowpre:?}");
+    let slowest = slowpre.slowest.as_ref().unwrap();
+    assert_eq!(slowest.role.as_deref(), Some("ExecStartPre"));
+    assert!(slowest.program.as_deref().unwrap().ends_with("sleep"));
+    let noexec = unit("noexec.service");
+    assert!(noexec.failed);
+    assert!(
+        noexec
+            .cause
+            .as_deref()
+            .unwrap()
+            .starts_with("EACCES /usr/local/bin/noexec.sh")
+    );
+    let killme = unit("killme.service");
+    assert!(
+        killme.failed && killme.active_ns < killme.failed_ns,
+        "active, then killed"
+    );
+    assert!(
+        report
+            .units
+            .windows(2)
+            .all(|w| w[0].start_ns <= w[1].start_ns),
+        "in start order"
+    );
+    let text = boot::text(&report, false);
+    assert!(
+        text.contains("slowpre.service  ← ExecStartPre sleep took 2."),
+        "{text}"
+    );
+    let blame = boot::text(&report, true);
+    let first_scenario = blame
+        .lines()
+        .find(|l| l.contains("slowpre.service") || l.contains("killme.service"))
+        .unwrap();
+    assert!(
+        first_scenario.contains("slowpre.service"),
+        "slowest first: {blame}"
+    );
+    let svg = boot::svg(&report);
+    assert_eq!(
+        svg.matches("<g class=\"unit\">").count(),
+        report.units.len()
+    );
+    assert!(svg.contains("noexec.service: FAILED: EACCES"));
+}
+
+#[test]
+fn boot_report_of_systemd_252() {
+    check_boot_report("vm-bookworm-systemd252.jsonl");
+}
+
+#[test]
+fn boot_report_of_systemd_257() {
+    check_boot_report("vm-trixie-systemd257.jsonl");
+}

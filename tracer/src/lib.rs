@@ -16,4 +16,5 @@ pub mod model;
 pub mod probe;
 pub mod procfs;
 pub mod replay;
+pub mod report;
 pub mod unit;

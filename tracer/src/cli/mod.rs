@@ -1,5 +1,6 @@
 //! The command line: one module per subcommand.
 
+pub mod boot;
 pub mod events;
 pub mod journal;
 pub mod units;
@@ -30,6 +31,8 @@ pub enum Command {
     Why(units::WhyArgs),
     /// Each run of each restarted unit (or of UNIT): when, how it started, how it ended.
     Restarts(units::RestartsArgs),
+    /// The boot-order timeline of a recorded boot: what started when, what held it up.
+    Boot(boot::BootArgs),
     /// The daemon's recorded boots.
     Journal(journal::JournalArgs),
     /// The always-on service: journal, live stream socket, Prometheus /metrics.
@@ -71,6 +74,7 @@ pub fn main() -> ExitCode {
             Command::Restarts(args) => units::restarts(args).await,
             Command::Daemon(args) => crate::daemon::run(args).await,
             Command::Journal(args) => journal::run(args),
+            Command::Boot(args) => boot::run(args),
         }
     });
     match result {

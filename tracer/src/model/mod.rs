@@ -76,6 +76,8 @@ pub struct Command {
     pub top_level: bool,
     /// `ExecStartPre`, `ExecStart`, ... where the unit file tells.
     pub role: Option<String>,
+    /// When it executed its program (after systemd ≥ 255's executor), CLOCK_BOOTTIME ns.
+    pub exec_ns: Option<u64>,
     pub exited_ns: Option<u64>,
     pub status: Option<WaitStatus>,
     /// Failed execs in this process.
@@ -307,6 +309,7 @@ impl<F: Facts> Model<F> {
             argv: p.cmdline.clone(),
             top_level,
             role,
+            exec_ns: Some(p.start_ns),
             exited_ns: None,
             status: None,
             failed_execs: Vec::new(),
@@ -548,6 +551,7 @@ impl<F: Facts> Model<F> {
                     argv: Vec::new(),
                     top_level: true,
                     role: None,
+                    exec_ns: None,
                     exited_ns: Some(u.ts_ns),
                     status: Some(u.status),
                     failed_execs: Vec::new(),
@@ -619,6 +623,7 @@ impl<F: Facts> Model<F> {
                 argv: Vec::new(),
                 top_level,
                 role: None,
+                exec_ns: None,
                 exited_ns: None,
                 status: None,
                 failed_execs: Vec::new(),
@@ -676,6 +681,7 @@ impl<F: Facts> Model<F> {
             && cmd.program.is_none()
         {
             cmd.program = Some(filename.to_owned());
+            cmd.exec_ns = Some(ev.ts_ns);
             cmd.argv = argv.to_vec();
             if cmd.top_level {
                 cmd.role = role_of(file.as_ref(), filename, index);

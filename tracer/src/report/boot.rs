@@ -1,0 +1,379 @@
+//! The boot-order timeline: from a recorded boot replayed through the unit model, what
+//! started when, what ran inside each unit and for how long, what failed and why.
+//!
+//! Without systemd's own timestamps (D-Bus is not read yet) a unit's "active" moment is
+//! inferred from its type and the events, and marked as inferred: Type=simple and exec
+//! when its main program was executed, oneshot when its main process exited, forking when
+//! ExecStart's process exited, anything else (notify, dbus) at the main exec as a lower
+//! bound.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::{
+    model::{Model, Run, UnitHistory, facts::Facts},
+    procfs::ProcInfo,
+    unit::UnitKind,
+};
+
+/// One process a unit ran during its first activation of the boot.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProcessSpan {
+    pub pid: u32,
+    pub program: Option<String>,
+    pub role: Option<String>,
+    pub start_ns: u64,
+    pub end_ns: Option<u64>,
+    pub status: Option<String>,
+}
+
+/// One unit on the boot timeline.
+#[derive(Clone, Debug, Serialize)]
+pub struct UnitTimeline {
+    pub unit: String,
+    /// Its cgroup appeared (or, found at start, its first process started).
+    pub start_ns: u64,
+    /// Its main program was executed.
+    pub main_exec_ns: Option<u64>,
+    /// It became active (see the module doc), or failed.
+    pub active_ns: Option<u64>,
+    pub active_inferred: bool,
+    /// From start to active.
+    pub took_ns: Option<u64>,
+    /// The process that took longest before the unit became active.
+    pub slowest: Option<ProcessSpan>,
+    pub failed: bool,
+    /// When it failed (its failing process exited).
+    pub failed_ns: Option<u64>,
+    pub cause: Option<String>,
+    pub found_at_start: bool,
+    pub processes: Vec<ProcessSpan>,
+}
+
+/// The whole report.
+#[derive(Clone, Debug, Serialize)]
+pub struct BootReport {
+    pub boot_id: String,
+    /// When pid 1 started (the end of the kernel's and initrd's part), if known.
+    pub userspace_start_ns: Option<u64>,
+    /// The first event recorded: the tracer was attached by then.
+    pub attached_ns: Option<u64>,
+    /// The last unit to become active (inferred).
+    pub last_active_ns: Option<u64>,
+    pub units: Vec<UnitTimeline>,
+}
+
+fn span(r: &Run, pid: u32) -> Option<ProcessSpan> {
+    let c = r.command(pid)?;
+    Some(ProcessSpan {
+        pid: c.pid,
+        program: c.program.clone(),
+        role: c.role.clone(),
+        start_ns: c.exec_ns.unwrap_or(c.started_ns),
+        end_ns: c.exited_ns,
+        status: c.status.map(|s| s.to_string()),
+    })
+}
+
+fn timeline(h: &UnitHistory) -> Option<UnitTimeline> {
+    let r = h.runs.first()?;
+    let main = r.main_pid.and_then(|p| r.command(p));
+    let main_exec_ns = main.and_then(|c| c.exec_ns);
+    let ty = h
+        .file
+        .as_ref()
+        .and_then(|f| f.service_type.clone())
+        .unwrap_or_else(|| "simple".into());
+    let failed = r.failed();
+    let exec_start_exit = r
+        .commands
+        .iter()
+        .find(|c| c.role.as_deref() == Some("ExecStart"))
+        .and_then(|c| c.exited_ns);
+    let failed_ns = r
+        .outcome
+        .as_ref()
+        .filter(|_| failed)
+        .and_then(|o| r.command(o.pid)?.exited_ns)
+        .or(if failed { r.ended_ns } else { None });
+    let (active_ns, inferred) = match ty.as_str() {
+        "oneshot" if !failed => (main.and_then(|c| c.exited_ns), true),
+        "forking" if !failed => (exec_start_exit, true),
+        "oneshot" | "forking" => (failed_ns, false),
+        // A simple service that got as far as its main program was active from then on,
+        // even if it failed later; one that never did failed while starting.
+        _ => match main_exec_ns {
+            Some(at) => (Some(at), true),
+            None => (failed_ns, false),
+        },
+    };
+    let processes: Vec<ProcessSpan> = r.commands.iter().filter_map(|c| span(r, c.pid)).collect();
+    // The process that held the start up longest: the part of its life before the unit
+    // became active.
+    let before_active = |p: &ProcessSpan| {
+        let end = match (p.end_ns, active_ns) {
+            (Some(e), Some(a)) => e.min(a),
+            (e, a) => e.or(a).unwrap_or(p.start_ns),
+        };
+        end.saturating_sub(p.start_ns)
+    };
+    let slowest = processes
+        .iter()
+        .filter(|p| active_ns.is_none_or(|a| p.start_ns < a))
+        .max_by_key(|p| before_active(p))
+        .cloned();
+    Some(UnitTimeline {
+        unit: h.unit.name.clone(),
+        start_ns: r.started_ns,
+        main_exec_ns,
+        active_ns,
+        active_inferred: inferred,
+        took_ns: active_ns.map(|a| a.saturating_sub(r.started_ns)),
+        slowest,
+        failed,
+        failed_ns,
+        cause: r
+            .outcome
+            .as_ref()
+            .and_then(|o| o.cause.as_ref())
+            .filter(|_| failed)
+            .map(|c| c.summary()),
+        found_at_start: matches!(r.start, crate::model::StartKind::FoundAtStart),
+        processes,
+    })
+}
+
+impl BootReport {
+    /// The report of a replayed boot.
+    pub fn build<F: Facts>(
+        boot_id: &str,
+        model: &Model<F>,
+        found: &[ProcInfo],
+        attached_ns: Option<u64>,
+    ) -> Self {
+        let mut units: Vec<UnitTimeline> = model
+            .units()
+            .filter(|h| {
+                matches!(
+                    h.unit.kind,
+                    UnitKind::Service | UnitKind::Socket | UnitKind::Mount | UnitKind::Swap
+                )
+            })
+            .filter_map(timeline)
+            .collect();
+        units.sort_by_key(|u| (u.start_ns, u.unit.clone()));
+        Self {
+            boot_id: boot_id.to_owned(),
+            userspace_start_ns: found.iter().find(|p| p.pid == 1).map(|p| p.start_ns),
+            attached_ns,
+            last_active_ns: units.iter().filter_map(|u| u.active_ns).max(),
+            units,
+        }
+    }
+
+    /// Units by how long they took to become active, slowest first.
+    pub fn blame(&self) -> Vec<&UnitTimeline> {
+        let mut v: Vec<&UnitTimeline> = self.units.iter().filter(|u| u.took_ns.is_some()).collect();
+        v.sort_by_key(|u| std::cmp::Reverse(u.took_ns));
+        v
+    }
+}
+
+fn s(ns: u64) -> String {
+    format!("{:.3}s", ns as f64 / 1e9)
+}
+
+fn dur(ns: u64) -> String {
+    if ns >= 1_000_000_000 {
+        format!("{:.3}s", ns as f64 / 1e9)
+    } else {
+        format!("{}ms", ns / 1_000_000)
+    }
+}
+
+fn base(p: &str) -> &str {
+    p.rsplit('/').next().unwrap_or(p)
+}
+
+/// The text report.
+pub fn text(r: &BootReport, blame: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Boot {}", r.boot_id);
+    if let Some(u) = r.userspace_start_ns {
+        let _ = writeln!(out, "  kernel (+initrd): {} (until pid 1 started)", s(u));
+    }
+    if let Some(a) = r.attached_ns {
+        let _ = writeln!(
+            out,
+            "  tracer attached: {}; what started before is reconstructed from /proc and marked (found at start)",
+            s(a)
+        );
+    }
+    if let Some(l) = r.last_active_ns {
+        let _ = writeln!(
+            out,
+            "  userspace: the last unit became active at {} (inferred{})",
+            s(l),
+            r.userspace_start_ns.map_or(String::new(), |u| format!(
+                ", {} after pid 1 started",
+                dur(l.saturating_sub(u))
+            ))
+        );
+    }
+    let failed = r.units.iter().filter(|u| u.failed).count();
+    let _ = writeln!(out, "  {} units, {failed} failed\n", r.units.len());
+    let rows: Vec<&UnitTimeline> = if blame {
+        r.blame()
+    } else {
+        r.units.iter().collect()
+    };
+    let _ = writeln!(out, "{:>9} {:>9} {:>8}  UNIT", "START", "ACTIVE", "TOOK");
+    for u in rows {
+        let active = u.active_ns.map_or("-".to_owned(), s);
+        let took = u.took_ns.map_or("-".to_owned(), dur);
+        let mut note = String::new();
+        if u.found_at_start {
+            note.push_str("  (found at start)");
+        }
+        if let Some(c) = &u.cause {
+            note.push_str(&format!("  FAILED: {c}"));
+        } else if let Some(p) = &u.slowest
+            && let (Some(active), Some(t)) = (u.active_ns, u.took_ns)
+            && let held = p
+                .end_ns
+                .unwrap_or(active)
+                .min(active)
+                .saturating_sub(p.start_ns)
+            && held * 2 > t
+            && t >= 100_000_000
+        {
+            note.push_str(&format!(
+                "  ← {} {} took {}",
+                p.role.as_deref().unwrap_or("process"),
+                p.program.as_deref().map(base).unwrap_or("?"),
+                dur(held)
+            ));
+        }
+        let _ = writeln!(
+            out,
+            "{:>9} {:>9} {:>8}  {}{note}",
+            s(u.start_ns),
+            active,
+            took,
+            u.unit
+        );
+        if !blame {
+            for p in &u.processes {
+                let _ = writeln!(
+                    out,
+                    "{:>9} {:>9} {:>8}    └ {} {}{}",
+                    s(p.start_ns),
+                    "",
+                    p.end_ns
+                        .map_or("running".to_owned(), |e| dur(e.saturating_sub(p.start_ns))),
+                    p.role.as_deref().map_or(String::new(), |r| format!("{r} ")),
+                    p.program.as_deref().unwrap_or("(never executed)"),
+                    p.status
+                        .as_deref()
+                        .map_or(String::new(), |st| format!("  {st}"))
+                );
+            }
+        }
+    }
+    out
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// An SVG plot: a row per unit, activating and active spans, process bars inside,
+/// failures in red with their cause as the title.
+pub fn svg(r: &BootReport) -> String {
+    let t0 = r.units.iter().map(|u| u.start_ns).min().unwrap_or(0);
+    let t1 = r
+        .units
+        .iter()
+        .flat_map(|u| {
+            [
+                u.active_ns,
+                u.processes.iter().filter_map(|p| p.end_ns).max(),
+            ]
+        })
+        .flatten()
+        .max()
+        .unwrap_or(t0)
+        .max(t0 + 1_000_000_000);
+    let (left, row, width) = (260.0, 18.0, 1200.0);
+    let px = |ns: u64| left + (ns.saturating_sub(t0) as f64 / (t1 - t0) as f64) * width;
+    let height = 40.0 + row * r.units.len() as f64;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{height}" font-family="sans-serif" font-size="11">"#,
+        left + width + 20.0
+    );
+    let _ = writeln!(o, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let secs = (t1 - t0).div_ceil(1_000_000_000);
+    for i in 0..=secs {
+        let x = px(t0 + i * 1_000_000_000);
+        let _ = writeln!(
+            o,
+            r##"<line x1="{x:.1}" y1="20" x2="{x:.1}" y2="{height}" stroke="#ddd"/><text x="{x:.1}" y="14" text-anchor="middle">{:.1}s</text>"##,
+            (t0 + i * 1_000_000_000) as f64 / 1e9
+        );
+    }
+    for (i, u) in r.units.iter().enumerate() {
+        let y = 24.0 + row * i as f64;
+        let end = u.active_ns.unwrap_or(u.start_ns);
+        let title = match (&u.cause, u.took_ns) {
+            (Some(c), _) => format!("{}: FAILED: {c}", u.unit),
+            (None, Some(t)) => format!("{}: active after {}", u.unit, dur(t)),
+            (None, None) => u.unit.clone(),
+        };
+        let fill = if u.failed { "#e53935" } else { "#90caf9" };
+        let _ = writeln!(
+            o,
+            r#"<g class="unit"><title>{}</title><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text><rect x="{:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{fill}"/>"#,
+            xml(&title),
+            left - 6.0,
+            y + 11.0,
+            xml(&u.unit),
+            px(u.start_ns),
+            (px(end) - px(u.start_ns)).max(1.0),
+            row - 4.0
+        );
+        for p in &u.processes {
+            let e = p.end_ns.unwrap_or(t1);
+            let _ = writeln!(
+                o,
+                r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="4" fill="#37474f"><title>{}</title></rect>"##,
+                px(p.start_ns),
+                y + row - 8.0,
+                (px(e) - px(p.start_ns)).max(1.0),
+                xml(&format!(
+                    "{} {} ({})",
+                    p.role.as_deref().unwrap_or("process"),
+                    p.program.as_deref().unwrap_or("?"),
+                    p.status.as_deref().unwrap_or("running")
+                ))
+            );
+        }
+        let _ = writeln!(o, "</g>");
+    }
+    let _ = writeln!(o, "</svg>");
+    o
+}
+
+/// The SVG in a self-contained HTML page.
+pub fn html(r: &BootReport) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>tracer boot {}</title></head><body>\n{}</body></html>\n",
+        xml(&r.boot_id),
+        svg(r)
+    )
+}

@@ -1,0 +1,3 @@
+//! Reports built from a recorded boot.
+
+pub mod boot;
