@@ -94,6 +94,9 @@ mkdir -p "$R/tracer"
 # Stop the daemon so its journal is complete, then replay this boot from it.
 systemctl stop tracer.service
 /usr/local/bin/tracer events --boot 0 --json > "$R/events.jsonl" 2> "$R/events.err"
+/usr/local/bin/tracer boot > "$R/tracer/boot.txt" 2>&1
+/usr/local/bin/tracer boot --blame > "$R/tracer/boot-blame.txt" 2>&1
+/usr/local/bin/tracer boot --json --plot "$R/tracer/boot.svg" > "$R/tracer/boot.json" 2> "$R/tracer/boot.err"
 /usr/local/bin/tracer journal list --json > "$R/journal-list.json" 2> "$R/journal-list.err"
 # The tracer's own account of the units, from its recording, with this system's files.
 T=/usr/local/bin/tracer

@@ -180,6 +180,8 @@ impl UnitHistory {
 struct Proc {
     ppid: u32,
     comm: String,
+    /// When its fork was seen.
+    born_ns: Option<u64>,
     /// The unit and run its last event placed it in.
     unit: Option<(String, usize)>,
 }
@@ -319,6 +321,7 @@ impl<F: Facts> Model<F> {
             Proc {
                 ppid: p.ppid,
                 comm,
+                born_ns: Some(p.start_ns),
                 unit: Some((name, run_index)),
             },
         );
@@ -399,6 +402,7 @@ impl<F: Facts> Model<F> {
                     Proc {
                         ppid: ev.tgid,
                         comm: ev.comm.clone(),
+                        born_ns: Some(ev.ts_ns),
                         unit: None,
                     },
                 );
@@ -579,6 +583,7 @@ impl<F: Facts> Model<F> {
         let entry = self.procs.entry(pid).or_insert_with(|| Proc {
             ppid,
             comm: comm.to_owned(),
+            born_ns: None,
             unit: None,
         });
         entry.ppid = ppid;
@@ -612,13 +617,16 @@ impl<F: Facts> Model<F> {
                 .procs
                 .get(&ppid)
                 .is_some_and(|p| p.comm == "systemd" && p.ppid != 0);
+        let born = self.procs.get(&pid).and_then(|p| p.born_ns);
         let h = self.units.get_mut(&unit.name).expect("ensured above");
         let run_index = h.runs.len() - 1;
         let run = &mut h.runs[run_index];
         if run.command(pid).is_none() {
             run.commands.push(Command {
                 pid,
-                started_ns: ts,
+                // The fork, when it was seen (systemd ≥ 255 clones straight into the
+                // unit's cgroup, so the child is placed only at its first exec).
+                started_ns: born.unwrap_or(ts),
                 program: None,
                 argv: Vec::new(),
                 top_level,

@@ -34,6 +34,8 @@ pub struct UnitTimeline {
     pub unit: String,
     /// Its cgroup appeared (or, found at start, its first process started).
     pub start_ns: u64,
+    /// Its main process was forked.
+    pub main_fork_ns: Option<u64>,
     /// Its main program was executed.
     pub main_exec_ns: Option<u64>,
     /// It became active (see the module doc), or failed.
@@ -126,6 +128,7 @@ fn timeline(h: &UnitHistory) -> Option<UnitTimeline> {
     Some(UnitTimeline {
         unit: h.unit.name.clone(),
         start_ns: r.started_ns,
+        main_fork_ns: main.map(|c| c.started_ns),
         main_exec_ns,
         active_ns,
         active_inferred: inferred,
