@@ -8,7 +8,7 @@ set -euo pipefail
 
 BPF_LINKER_VERSION=0.13.0
 APT_PACKAGES=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev bpftrace
-  mmdebstrap busybox-static cpio e2fsprogs xz-utils zstd kmod prometheus)
+  mmdebstrap busybox-static cpio e2fsprogs xz-utils zstd kmod prometheus librsvg2-bin)
 # From bookworm-backports: the machine's qemu-utils 10 (backports) breaks bookworm's own
 # qemu-system-x86 7.2.
 BACKPORTS_PACKAGES=(qemu-system-x86)

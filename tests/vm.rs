@@ -818,6 +818,38 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
             g.suite
         ));
     }
+    // A real renderer (librsvg) reads the plot and draws it.
+    let png = g.dir.join("tracer/boot.png");
+    match std::process::Command::new("rsvg-convert")
+        .arg(g.dir.join("tracer/boot.svg"))
+        .arg("-o")
+        .arg(&png)
+        .output()
+    {
+        Ok(out) if out.status.success() => {
+            let bytes = fs::read(&png).unwrap_or_default();
+            // PNG signature, then the IHDR height: a row per unit plus the axis.
+            let height = bytes
+                .get(20..24)
+                .map_or(0, |h| u32::from_be_bytes([h[0], h[1], h[2], h[3]]));
+            if !bytes.starts_with(b"\x89PNG") || (height as usize) < 18 * units.len() {
+                problems.push(format!(
+                    "{}: rendered plot is {height} px high for {} units",
+                    g.suite,
+                    units.len()
+                ));
+            }
+        }
+        Ok(out) => problems.push(format!(
+            "{}: rsvg-convert refused the plot: {}",
+            g.suite,
+            String::from_utf8_lossy(&out.stderr)
+        )),
+        Err(e) => problems.push(format!(
+            "{}: rsvg-convert (librsvg2-bin, installed by scripts/setup.sh): {e}",
+            g.suite
+        )),
+    }
     problems
 }
 

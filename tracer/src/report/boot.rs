@@ -132,7 +132,10 @@ fn timeline(h: &UnitHistory) -> Option<UnitTimeline> {
         main_exec_ns,
         active_ns,
         active_inferred: inferred,
-        took_ns: active_ns.map(|a| a.saturating_sub(r.started_ns)),
+        // Found running at start: when it became active is not known.
+        took_ns: active_ns
+            .filter(|_| !matches!(r.start, crate::model::StartKind::FoundAtStart))
+            .map(|a| a.saturating_sub(r.started_ns)),
         slowest,
         failed,
         failed_ns,
@@ -233,7 +236,11 @@ pub fn text(r: &BootReport, blame: bool) -> String {
     };
     let _ = writeln!(out, "{:>9} {:>9} {:>8}  UNIT", "START", "ACTIVE", "TOOK");
     for u in rows {
-        let active = u.active_ns.map_or("-".to_owned(), s);
+        let active = match (u.active_ns, u.found_at_start) {
+            (_, true) => "before".to_owned(),
+            (Some(a), false) => s(a),
+            (None, false) => "-".to_owned(),
+        };
         let took = u.took_ns.map_or("-".to_owned(), dur);
         let mut note = String::new();
         if u.found_at_start {
@@ -270,7 +277,7 @@ pub fn text(r: &BootReport, blame: bool) -> String {
             for p in &u.processes {
                 let _ = writeln!(
                     out,
-                    "{:>9} {:>9} {:>8}    └ {} {}{}",
+                    "{:>9} {:>9} {:>8}    └ {}{}{}",
                     s(p.start_ns),
                     "",
                     p.end_ns
