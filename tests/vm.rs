@@ -680,6 +680,39 @@ fn check_daemon(g: &Guest, scenarios: &[String]) -> Vec<String> {
             g.suite
         ));
     }
+    // Two boots of the same image compare with no false regressions: no new failure, and
+    // no scenario unit slower, faster or gone (collect.sh compares with thresholds fit
+    // for TCG's jitter). killme.service failed in the first boot only because collect.sh
+    // killed it there: it shows as fixed, rightly.
+    let changes: Value = fs::read_to_string(second.join("compare.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null);
+    match changes.as_array() {
+        None => problems.push(format!(
+            "{}: tracer boot --compare -1 gave {changes}",
+            g.suite
+        )),
+        Some(list) => {
+            for c in list {
+                let unit = c["unit"].as_str().unwrap_or_default();
+                let scenario = unit
+                    .strip_suffix(".service")
+                    .is_some_and(|u| scenarios.iter().any(|s| s == u));
+                let change = c["change"].as_str().unwrap_or_default();
+                let expected = change == "fixed" && unit == "killme.service";
+                let false_alarm = !expected
+                    && (matches!(change, "new-failure" | "fixed")
+                        || (scenario && matches!(change, "slower" | "faster" | "vanished")));
+                if false_alarm {
+                    problems.push(format!(
+                        "{}: second boot compared with the first: {c}",
+                        g.suite
+                    ));
+                }
+            }
+        }
+    }
     problems
 }
 

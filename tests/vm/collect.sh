@@ -55,6 +55,10 @@ systemctl show tracer.service > "$R/tracer.show"
 if [ -n "$second" ]; then
   # The journal of the first boot survived the reboot.
   /usr/local/bin/tracer journal list --json > "$R/journal-list.json" 2> "$R/journal-list.err"
+  # The same image booted twice: what changed?
+  # Under TCG emulation start times jitter several-fold: only a change past 5x and 1 s counts.
+  /usr/local/bin/tracer boot --compare -1 --threshold 5 --threshold-min 1 > "$R/compare.txt" 2>&1
+  /usr/local/bin/tracer boot --compare -1 --threshold 5 --threshold-min 1 --json > "$R/compare.json" 2> "$R/compare.err"
   echo ok > "$R/complete"
   tar -C "$R" -cf /dev/vdb . && sync
   stamp "results written"
