@@ -364,3 +364,59 @@ fn boot_report_of_systemd_252() {
 fn boot_report_of_systemd_257() {
     check_boot_report("vm-trixie-systemd257.jsonl");
 }
+
+/// The seed's story as captured in both guests (tests/vm/story.sh): the first start of
+/// mylog.service fails on the 0644 script, the second (after chmod +x) runs to completion.
+#[test]
+fn the_seed_story_replays() {
+    for fixture in ["vm-bookworm-systemd252.jsonl", "vm-trixie-systemd257.jsonl"] {
+        let (events, _) =
+            replay::read_file(&Path::new(ROOT).join("fixtures").join(fixture)).unwrap();
+        let mut f = facts();
+        f.units.insert(
+            "mylog.service".into(),
+            parse_unit_file(
+                "/etc/systemd/system/mylog.service",
+                &["[Service]\nExecStart=/usr/local/bin/mylog.sh\n".to_owned()],
+            ),
+        );
+        // The file as it was at the first start: not executable.
+        f.files.insert(
+            "/usr/local/bin/mylog.sh".into(),
+            FileInfo {
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                is_dir: false,
+                noexec_mount: None,
+                interpreter: Some(("/bin/sh".into(), true)),
+            },
+        );
+        let mut m = Model::new(f, ModelConfig::default());
+        for ev in &events {
+            m.apply(ev);
+        }
+        let h = unit(&m, "mylog");
+        assert_eq!(
+            h.runs.len(),
+            2,
+            "{fixture}: the failed start and the one after chmod"
+        );
+        assert!(matches!(
+            h.runs[0].outcome.as_ref().and_then(|o| o.cause.as_ref()),
+            Some(Cause::ExecFailed {
+                errno: Errno(libc::EACCES),
+                problem: FileProblem::NotExecutable { mode: 0o644, .. },
+                ..
+            })
+        ));
+        assert!(!h.runs[1].failed(), "{fixture}: the second run succeeded");
+        assert!(
+            matches!(h.runs[1].start, StartKind::Manual { .. }),
+            "started by systemctl start"
+        );
+        assert_eq!(h.state(), "inactive");
+        let (text, _) = tracer::cli::units::explanation(&m, "mylog.service").unwrap();
+        assert!(text.contains("ran to completion and exited 0"), "{text}");
+    }
+}

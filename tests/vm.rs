@@ -376,6 +376,7 @@ fn tracer_agrees_with_systemd() {
         problems.extend(check_live_snapshot(&g, &scenarios));
         problems.extend(check_daemon(&g, &scenarios));
         problems.extend(check_boot_report(&g, &scenarios));
+        problems.extend(check_story(&g));
         for sc in &scenarios {
             problems.extend(check_model(&g, sc));
         }
@@ -683,7 +684,8 @@ fn check_daemon(g: &Guest, scenarios: &[String]) -> Vec<String> {
     // Two boots of the same image compare with no false regressions: no new failure, and
     // no scenario unit slower, faster or gone (collect.sh compares with thresholds fit
     // for TCG's jitter). killme.service failed in the first boot only because collect.sh
-    // killed it there: it shows as fixed, rightly.
+    // killed it there, mylog.service because the story fixed it: both show as fixed,
+    // rightly.
     let changes: Value = fs::read_to_string(second.join("compare.json"))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
@@ -700,7 +702,9 @@ fn check_daemon(g: &Guest, scenarios: &[String]) -> Vec<String> {
                     .strip_suffix(".service")
                     .is_some_and(|u| scenarios.iter().any(|s| s == u));
                 let change = c["change"].as_str().unwrap_or_default();
-                let expected = change == "fixed" && unit == "killme.service";
+                // mylog.service: the story chmod'ed it in the first boot.
+                let expected =
+                    change == "fixed" && matches!(unit, "killme.service" | "mylog.service");
                 let false_alarm = !expected
                     && (matches!(change, "new-failure" | "fixed")
                         || (scenario && matches!(change, "slower" | "faster" | "vanished")));
@@ -742,9 +746,9 @@ fn check_live_snapshot(g: &Guest, scenarios: &[String]) -> Vec<String> {
 /// Under TCG emulation the guest runs 10-50 times slower than hardware, so the
 /// agreement is checked within bounds measured there, and the deltas are printed: the
 /// unit's cgroup appears 5-160 ms before systemd stamps InactiveExit (it is made while
-/// the start is prepared), and the main process's fork is within ±60 ms of
-/// ExecMainStart (257: mostly ~1 ms; 252: 2-40 ms before, pid 1 stamping after the
-/// fork returns).
+/// the start is prepared), and the main process's fork is near ExecMainStart (257:
+/// mostly ~1 ms; 252: 2-40 ms before, pid 1 stamping after the fork returns; a TCG stall
+/// now and then puts one unit 150 ms off): each within ±250 ms, the median within 30 ms.
 fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
     let mut problems = Vec::new();
     let report: Value = fs::read_to_string(g.dir.join("tracer/boot.json"))
@@ -759,6 +763,7 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
         )];
     }
     let mut starts = Vec::new();
+    let mut fork_deltas = Vec::new();
     for s in scenarios {
         let name = format!("{s}.service");
         let Some(u) = units.iter().find(|u| u["unit"] == name.as_str()) else {
@@ -801,12 +806,15 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
         }
         if main_start != 0
             && let Some(d) = d_main
-            && !(-60_000..=60_000).contains(&d)
+            && !(-250_000..=250_000).contains(&d)
         {
             problems.push(format!(
                 "{}/{s}: main fork {d:+} µs from ExecMainStartTimestampMonotonic",
                 g.suite
             ));
+        }
+        if let Some(d) = d_main.filter(|_| main_start != 0) {
+            fork_deltas.push(d.abs());
         }
         starts.push((s.clone(), start_us, inactive_exit));
         let why: Value = fs::read_to_string(g.dir.join(format!("tracer/why-{s}.json")))
@@ -819,6 +827,17 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
                 g.suite, u["failed"], why["cause"]
             ));
         }
+    }
+    // TCG stalls a guest now and then for 100 ms and more: one unit may be that far off,
+    // the typical one is not.
+    fork_deltas.sort_unstable();
+    if let Some(median) = fork_deltas.get(fork_deltas.len() / 2)
+        && *median > 30_000
+    {
+        problems.push(format!(
+            "{}: main fork vs ExecMainStart, median |Δ| {median} µs",
+            g.suite
+        ));
     }
     // Units systemd started well apart are in the same order on the timeline.
     for a in &starts {
@@ -883,6 +902,85 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
             g.suite
         )),
     }
+    problems
+}
+
+/// The seed's story (tests/vm/story.sh): after the failed start `tracer why` names EACCES,
+/// the path, mode 0644, the unit file and `chmod +x`; after chmod and a new start it says
+/// the service ran to completion and is inactive because it is not a daemon; the log file
+/// exists; after a reboot `tracer boot` shows mylog.service's run.
+fn check_story(g: &Guest) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut expect = |ok: bool, msg: String| {
+        if !ok {
+            problems.push(format!("{}/story: {msg}", g.suite));
+        }
+    };
+    let dir = g.dir.join("story");
+    let json = |name: &str| -> Value {
+        fs::read_to_string(dir.join(name))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null)
+    };
+    let failed = json("why-failed.json");
+    let cause = &failed["cause"];
+    expect(
+        cause["cause"] == "exec-failed"
+            && cause["error"] == "EACCES"
+            && cause["mode"] == 0o644
+            && cause["path"] == "/usr/local/bin/mylog.sh",
+        format!("after the failed start: {failed}"),
+    );
+    expect(
+        failed["hint"] == "make it executable: chmod +x /usr/local/bin/mylog.sh",
+        format!("the fix: {}", failed["hint"]),
+    );
+    expect(
+        failed["evidence"].as_array().is_some_and(|e| {
+            e.iter().any(|l| {
+                l == "ExecStart=/usr/local/bin/mylog.sh (from /etc/systemd/system/mylog.service)"
+            })
+        }),
+        format!("the unit file line: {}", failed["evidence"]),
+    );
+    let ran = json("why-ran.json");
+    let text = ran["explanation"].as_str().unwrap_or_default();
+    expect(
+        ran["cause"].is_null()
+            && ran["state"] == "inactive"
+            && text.contains("ran to completion and exited 0")
+            && text.contains("not a long-running daemon")
+            && text.contains("Type=oneshot"),
+        format!("after chmod +x and start: {ran}"),
+    );
+    let log = fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with("-log.txt"))
+        .and_then(|e| fs::read_to_string(e.path()).ok())
+        .unwrap_or_default();
+    expect(
+        log.contains("mylog ran") && log.contains("[exit 0]"),
+        format!("/tmp/mylog.log: {log}"),
+    );
+    let second: Value =
+        fs::read_to_string(g.dir.with_file_name("results-second").join("boot.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null);
+    let mylog = second["units"]
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["unit"] == "mylog.service").cloned());
+    expect(
+        mylog.as_ref().is_some_and(|u| {
+            u["failed"] == false
+                && u["processes"][0]["program"] == "/usr/local/bin/mylog.sh"
+                && u["processes"][0]["status"] == "exit 0"
+        }),
+        format!("after the reboot, tracer boot shows mylog.service's run: {mylog:?}"),
+    );
     problems
 }
 

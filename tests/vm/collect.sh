@@ -55,6 +55,9 @@ systemctl show tracer.service > "$R/tracer.show"
 if [ -n "$second" ]; then
   # The journal of the first boot survived the reboot.
   /usr/local/bin/tracer journal list --json > "$R/journal-list.json" 2> "$R/journal-list.err"
+  # mylog.service, enabled in the first boot's story, started in this one.
+  /usr/local/bin/tracer boot --json > "$R/boot.json" 2> "$R/boot.err"
+  /usr/local/bin/tracer boot > "$R/boot.txt" 2>&1
   # The same image booted twice: what changed?
   # Under TCG emulation start times jitter several-fold: only a change past 5x and 1 s counts.
   /usr/local/bin/tracer boot --compare -1 --threshold 5 --threshold-min 1 > "$R/compare.txt" 2>&1
@@ -83,6 +86,9 @@ systemd-analyze plot > "$R/plot.svg"
 systemd-analyze exit-status > "$R/exit-status.txt"
 { uname -r; systemctl --version | head -1; } > "$R/versions.txt"
 cut -d' ' -f1 /proc/uptime > "$R/uptime.txt"
+
+# The seed's story, step by step, against the running daemon.
+PATH=/usr/local/bin:$PATH "$lib/story.sh" "$R/story"
 
 # The running daemon's own account, from its model.
 mkdir -p "$R/tracer"

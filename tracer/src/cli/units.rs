@@ -288,7 +288,19 @@ struct Why<'a> {
 fn why_of<'a>(h: &'a UnitHistory) -> Why<'a> {
     let name = h.unit.name.as_str();
     let mut evidence = Vec::new();
-    let failed = h.last_failure();
+    // The latest run is what `why` explains; an earlier failure is history.
+    let failed = h.runs.last().filter(|r| r.failed());
+    if failed.is_none()
+        && let Some(earlier) = h.last_failure()
+        && let Some(c) = earlier.outcome.as_ref().and_then(|o| o.cause.as_ref())
+    {
+        evidence.push(format!(
+            "an earlier run ({}, started at {}) failed: {}",
+            earlier.number,
+            secs(earlier.started_ns),
+            c.summary()
+        ));
+    }
     let (explanation, hint, cause) = match failed.and_then(|r| r.outcome.as_ref().map(|o| (r, o))) {
         Some((run, outcome)) => {
             let cause = outcome.cause.as_ref();
@@ -321,8 +333,12 @@ fn why_of<'a>(h: &'a UnitHistory) -> Why<'a> {
             }
         }
         None => match h.runs.last() {
-            None => (format!("{name}: no run seen"), None, None),
-            Some(run) => (not_failed(name, run), None, None),
+            None => (
+                format!("{name}: never started: no process ever ran in it while tracer watched"),
+                None,
+                None,
+            ),
+            Some(run) => (not_failed(h, run), None, None),
         },
     };
     if h.crash_loop {
@@ -357,22 +373,58 @@ fn describe_status(run: &Run, pid: u32, status: crate::event::WaitStatus) -> Str
 }
 
 /// What to say about a unit whose last run did not fail.
-fn not_failed(name: &str, run: &Run) -> String {
+fn not_failed(h: &UnitHistory, run: &Run) -> String {
+    let name = h.unit.name.as_str();
+    let ty = h
+        .file
+        .as_ref()
+        .and_then(|f| f.service_type.as_deref())
+        .unwrap_or("simple");
+    let remain = h.file.as_ref().is_some_and(|f| f.remain_after_exit);
     match &run.outcome {
         Some(o) => {
-            let program = run
-                .command(o.pid)
+            let cmd = run.command(o.pid);
+            let program = cmd
                 .and_then(|c| c.program.clone())
                 .unwrap_or_else(|| "its main process".into());
-            let took = run
-                .command(o.pid)
-                .and_then(|c| c.exited_ns.map(|e| e.saturating_sub(c.started_ns)))
+            let took = cmd
+                .and_then(|c| {
+                    c.exited_ns
+                        .map(|e| e.saturating_sub(c.exec_ns.unwrap_or(c.started_ns)))
+                })
                 .map_or_else(String::new, |ns| {
                     format!(" after {:.0} ms", ns as f64 / 1e6)
                 });
+            if o.status.success() && matches!(ty, "simple" | "exec") && !remain {
+                format!(
+                    "{name}: {program} ran to completion and exited 0{took}; a Type={ty} service whose main process exits becomes inactive — it is not a long-running daemon; if it is meant to run once, use Type=oneshot (with RemainAfterExit=yes to stay active)"
+                )
+            } else if o.status.success() {
+                format!(
+                    "{name}: not failed: {program} ran to completion and exited 0{took} (Type={ty})"
+                )
+            } else {
+                format!(
+                    "{name}: not failed: {program} ended cleanly ({}){took}, as a stop ends it",
+                    o.status
+                )
+            }
+        }
+        None if run.is_open() && run.main_pid.is_none() => {
+            let now: Vec<String> = run
+                .commands
+                .iter()
+                .filter(|c| c.exited_ns.is_none())
+                .filter_map(|c| c.program.clone())
+                .collect();
             format!(
-                "{name}: not failed: {program} ended cleanly ({}){took}",
-                o.status
+                "{name}: still activating since {}{}",
+                secs(run.started_ns),
+                if now.is_empty() {
+                    String::new()
+                } else {
+                    format!(", running {}", now.join(", "))
+                }
             )
         }
         None if run.is_open() => {

@@ -250,6 +250,10 @@ fn boot(suite: Suite, image: &Image, tracer: &Path, scenarios: &[String]) -> any
         "/usr/local/lib/tracer-vm/collect.sh".into(),
         vm.join("collect.sh"),
     ));
+    inject.files.push((
+        "/usr/local/lib/tracer-vm/story.sh".into(),
+        vm.join("story.sh"),
+    ));
     let list = work.join("scenarios.txt");
     fs::write(&list, scenarios.join("\n") + "\n")?;
     inject
