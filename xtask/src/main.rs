@@ -37,6 +37,8 @@ enum Task {
     /// Stop, disable and remove what `install` put in place (the journal in
     /// /var/lib/tracer is kept).
     Uninstall,
+    /// Regenerate the README's story section and docs/ from the last `vm test` results.
+    Docs,
     /// Real systemd in a VM: build the guest images, boot them with the tracer.
     Vm {
         #[command(subcommand)]
@@ -56,6 +58,7 @@ fn main() -> anyhow::Result<()> {
         Task::Test => test(),
         Task::Install => install(),
         Task::Uninstall => uninstall(),
+        Task::Docs => docs(),
         Task::Vm { vm } => vm::run(vm),
         Task::Bench { bench } => bench::run(bench),
     }
@@ -207,5 +210,57 @@ fn uninstall() -> anyhow::Result<()> {
         sh(Command::new("systemctl").arg("daemon-reload"))?;
     }
     eprintln!("xtask: kept {CONFIG} and the journal in /var/lib/tracer");
+    Ok(())
+}
+
+const STORY_BEGIN: &str = "<!-- story:begin (cargo xtask docs) -->";
+const STORY_END: &str = "<!-- story:end -->";
+
+/// Rewrites the README's "Your first service, explained" from the story the VM test ran
+/// (target/vm/bookworm/results/story), and docs/boot-trixie.* from the trixie run.
+fn docs() -> anyhow::Result<()> {
+    let story = root().join("target/vm/bookworm/results/story");
+    let mut steps: Vec<_> = std::fs::read_dir(&story)
+        .with_context(|| format!("{}: run `cargo xtask vm test` first", story.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .collect();
+    steps.sort();
+    let mut section = String::from(STORY_BEGIN);
+    section.push_str("\n```\n");
+    for step in &steps {
+        let text = std::fs::read_to_string(step)?;
+        // Each file: "$ command", its output, "[exit N]".
+        for line in text.lines().filter(|l| !l.starts_with("[exit ")) {
+            section.push_str(line);
+            section.push('\n');
+        }
+    }
+    section.push_str("```\n");
+    section.push_str(STORY_END);
+    let readme_path = root().join("README.md");
+    let readme = std::fs::read_to_string(&readme_path)?;
+    let (Some(a), Some(b)) = (readme.find(STORY_BEGIN), readme.find(STORY_END)) else {
+        bail!("README.md has no story markers");
+    };
+    let new = format!(
+        "{}{}{}",
+        &readme[..a],
+        section,
+        &readme[b + STORY_END.len()..]
+    );
+    std::fs::write(&readme_path, new)?;
+    let boot = root().join("target/vm/trixie/results/tracer");
+    for (from, to) in [
+        ("boot.txt", "boot-trixie.txt"),
+        ("boot-blame.txt", "boot-trixie-blame.txt"),
+        ("boot.svg", "boot-trixie.svg"),
+        ("boot.png", "boot-trixie.png"),
+    ] {
+        std::fs::copy(boot.join(from), root().join("docs").join(to))
+            .with_context(|| format!("copying {from}"))?;
+    }
+    eprintln!("xtask: README.md story section and docs/ regenerated from target/vm");
     Ok(())
 }
