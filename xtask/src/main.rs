@@ -161,6 +161,22 @@ fn test() -> anyhow::Result<()> {
 const BIN: &str = "/usr/local/bin/tracer";
 const UNIT: &str = "/etc/systemd/system/tracer.service";
 const CONFIG: &str = "/etc/tracer/tracer.toml";
+/// Generated from the clap definitions by the installed binary.
+const EXTRAS: &[(&[&str], &str)] = &[
+    (&["manpage"], "/usr/local/share/man/man1/tracer.1"),
+    (
+        &["completions", "bash"],
+        "/usr/local/share/bash-completion/completions/tracer",
+    ),
+    (
+        &["completions", "zsh"],
+        "/usr/local/share/zsh/site-functions/_tracer",
+    ),
+    (
+        &["completions", "fish"],
+        "/usr/local/share/fish/vendor_completions.d/tracer.fish",
+    ),
+];
 
 fn systemd_runs() -> bool {
     Path::new("/run/systemd/system").is_dir()
@@ -181,7 +197,17 @@ fn install() -> anyhow::Result<()> {
         std::fs::create_dir_all("/etc/tracer")?;
         std::fs::copy(root().join("tracer/dist/tracer.toml"), CONFIG)?;
     }
-    eprintln!("xtask: installed {BIN}, {UNIT}, {CONFIG}");
+    for (args, path) in EXTRAS {
+        let out = Command::new(BIN).args(*args).output()?;
+        if !out.status.success() {
+            bail!("tracer {} failed", args.join(" "));
+        }
+        if let Some(dir) = Path::new(path).parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, out.stdout).with_context(|| format!("writing {path}"))?;
+    }
+    eprintln!("xtask: installed {BIN}, {UNIT}, {CONFIG}, the man page and shell completions");
     if systemd_runs() {
         sh(Command::new("systemctl").arg("daemon-reload"))?;
         sh(Command::new("systemctl").args(["enable", "tracer.service"]))?;
@@ -199,7 +225,7 @@ fn uninstall() -> anyhow::Result<()> {
     if systemd_runs() {
         let _ = sh(Command::new("systemctl").args(["disable", "--now", "tracer.service"]));
     }
-    for f in [UNIT, BIN] {
+    for f in EXTRAS.iter().map(|(_, p)| *p).chain([UNIT, BIN]) {
         match std::fs::remove_file(f) {
             Ok(()) => eprintln!("xtask: removed {f}"),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

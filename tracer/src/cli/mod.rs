@@ -10,9 +10,15 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-/// eBPF process and service tracer for systemd hosts.
+/// eBPF process and service tracer for systemd hosts: why a unit failed, what restarted,
+/// what held boot up, and every exec, exit and signal as it happens.
 #[derive(Debug, Parser)]
-#[command(name = "tracer", version, about)]
+#[command(
+    name = "tracer",
+    version,
+    about,
+    after_help = "Examples:\n  tracer why mylog.service        why the unit failed (or did not), and the fix\n  tracer units                    every unit: runs, restarts, state, last cause\n  tracer events --failed          failed execs and exits, live\n  tracer boot --blame             the slowest units of this boot\n\nThe daemon (tracer.service) keeps a journal of every boot; the other commands ask it\nwhen it runs and trace on their own when it does not."
+)]
 pub struct Cli {
     /// More log output on stderr (-v: info, -vv: debug). RUST_LOG overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -37,6 +43,14 @@ pub enum Command {
     Journal(journal::JournalArgs),
     /// The always-on service: journal, live stream socket, Prometheus /metrics.
     Daemon(crate::daemon::DaemonArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    #[command(hide = true)]
+    Manpage,
 }
 
 /// The whole program: parse, set up logging, run the subcommand, map the outcome to an
@@ -75,10 +89,29 @@ pub fn main() -> ExitCode {
             Command::Daemon(args) => crate::daemon::run(args).await,
             Command::Journal(args) => journal::run(args),
             Command::Boot(args) => boot::run(args),
+            Command::Completions { shell } => {
+                let mut cmd = <Cli as clap::CommandFactory>::command();
+                clap_complete::generate(shell, &mut cmd, "tracer", &mut std::io::stdout());
+                Ok(())
+            }
+            Command::Manpage => {
+                let cmd = <Cli as clap::CommandFactory>::command();
+                clap_mangen::Man::new(cmd)
+                    .render(&mut std::io::stdout())
+                    .map_err(anyhow::Error::from)
+            }
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`tracer ... | head`) is how a reader says it has enough.
+        Err(e)
+            if e.chain()
+                .filter_map(|c| c.downcast_ref::<std::io::Error>())
+                .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("tracer: {e:#}");
             ExitCode::FAILURE
