@@ -321,16 +321,7 @@ fn stream_reports_metrics_and_journal() {
     assert!(took < Duration::from_secs(1), "stopped in {took:?}");
 
     // The journal holds the storm, and `tracer events --boot 0` replays it.
-    let boot = journal::find_boot(&d.state().join("journal"), "0").unwrap();
-    let mut execs = std::collections::HashSet::new();
-    let damage = journal::read_boot(&boot, |i| {
-        if let Item::Event(ev) = i
-            && ev.kind_name() == "exec"
-        {
-            execs.insert(ev.tgid);
-        }
-    })
-    .unwrap();
+    let (execs, damage, _) = journaled_execs(&d.state().join("journal"));
     assert!(damage.is_empty(), "{damage:?}");
     assert!(
         pids.iter().all(|p| execs.contains(p)),
@@ -362,6 +353,22 @@ fn stream_reports_metrics_and_journal() {
     let boots: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(boots.as_array().unwrap().len(), 1);
     assert!(boots[0]["events"].as_u64().unwrap() >= 42_000);
+}
+
+/// The pids whose exec the newest boot's journal holds, the damage found, and the
+/// number of segments.
+fn journaled_execs(root: &Path) -> (std::collections::HashSet<u32>, Vec<journal::Damage>, usize) {
+    let boot = journal::find_boot(root, "0").unwrap();
+    let mut execs = std::collections::HashSet::new();
+    let damage = journal::read_boot(&boot, |i| {
+        if let Item::Event(ev) = i
+            && ev.kind_name() == "exec"
+        {
+            execs.insert(ev.tgid);
+        }
+    })
+    .unwrap();
+    (execs, damage, boot.segments)
 }
 
 fn promtool_check(text: &str) {
@@ -410,20 +417,7 @@ fn kill_9_loses_at_most_the_unflushed_tail() {
     during.join().unwrap();
 
     let root = d.state().join("journal");
-    let read = |root: &Path| {
-        let boot = journal::find_boot(root, "0").unwrap();
-        let mut execs = std::collections::HashSet::new();
-        let damage = journal::read_boot(&boot, |i| {
-            if let Item::Event(ev) = i
-                && ev.kind_name() == "exec"
-            {
-                execs.insert(ev.tgid);
-            }
-        })
-        .unwrap();
-        (execs, damage, boot.segments)
-    };
-    let (execs, damage, _) = read(&root);
+    let (execs, damage, _) = journaled_execs(&root);
     assert!(
         before.iter().all(|p| execs.contains(p)),
         "everything flushed before the kill is there"
@@ -443,7 +437,7 @@ fn kill_9_loses_at_most_the_unflushed_tail() {
     std::thread::sleep(Duration::from_millis(400));
     let (_, status) = d.stop();
     assert!(status.success());
-    let (execs, _, segments) = read(&root);
+    let (execs, _, segments) = journaled_execs(&root);
     assert_eq!(segments, 2);
     assert!(after.iter().chain(&before).all(|p| execs.contains(p)));
 }
