@@ -64,8 +64,8 @@ pub async fn events(filter: &Filter) -> anyhow::Result<Option<Lines<BufReader<Ow
     let (read, mut write) = sock.into_split();
     let req = serde_json::json!({"op": "events", "filter": filter});
     write.write_all(format!("{req}\n").as_bytes()).await?;
-    // Keep the write half open for the stream's lifetime: closing it is fine for the
-    // daemon, but there is nothing more to say.
-    std::mem::forget(write);
+    // Dropping the write half shuts our side down: the daemon reads nothing after the
+    // request, and keeps streaming.
+    drop(write);
     Ok(Some(BufReader::new(read).lines()))
 }

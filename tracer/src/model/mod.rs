@@ -560,7 +560,6 @@ impl<F: Facts> Model<F> {
                     status: Some(u.status),
                     failed_execs: Vec::new(),
                 });
-                let _ = u.comm;
                 run.main_pid = Some(u.pid);
                 run.outcome = Some(outcome_of(
                     run,
@@ -570,7 +569,6 @@ impl<F: Facts> Model<F> {
                     &self.facts,
                     None,
                     false,
-                    unit,
                 ));
             }
         }
@@ -814,7 +812,6 @@ impl<F: Facts> Model<F> {
                 &self.facts,
                 signal,
                 oom,
-                &unit,
             ));
             update_crash_loop(h, &self.cfg);
         }
@@ -822,10 +819,6 @@ impl<F: Facts> Model<F> {
 }
 
 /// How a run ended, from its main process's exit and what was seen around it.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "each input is a different piece of evidence"
-)]
 fn outcome_of(
     run: &Run,
     pid: u32,
@@ -834,7 +827,6 @@ fn outcome_of(
     facts: &impl Facts,
     signal: Option<SignalSeen>,
     oom: bool,
-    unit: &str,
 ) -> Outcome {
     let cmd = run.command(pid);
     let program = cmd
@@ -909,7 +901,6 @@ fn outcome_of(
             }),
         }
     };
-    let _ = unit;
     Outcome {
         pid,
         status,
