@@ -46,8 +46,38 @@ pub struct Source {
 
 #[derive(Debug, Args)]
 pub struct UnitsArgs {
+    /// Only units of these types, as systemctl's --type (service, scope, socket, mount,
+    /// swap; comma-separated).
+    #[arg(short = 't', long = "type", value_delimiter = ',', value_name = "TYPE")]
+    pub types: Vec<String>,
+    /// Only units in these states as seen (failed, running, exited, active, inactive;
+    /// comma-separated), as systemctl's --state.
+    #[arg(long = "state", value_delimiter = ',', value_name = "STATE")]
+    pub states: Vec<String>,
+    /// Only failed units (--state failed), as systemctl --failed.
+    #[arg(long)]
+    pub failed: bool,
     #[command(flatten)]
     pub source: Source,
+}
+
+/// Which units `tracer units` lists.
+#[derive(Clone, Debug, Default, serde::Deserialize, Serialize)]
+#[serde(default)]
+pub struct UnitSelect {
+    pub types: Vec<String>,
+    pub states: Vec<String>,
+}
+
+impl UnitSelect {
+    fn matches(&self, h: &UnitHistory) -> bool {
+        let kind = serde_json::to_value(h.unit.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        (self.types.is_empty() || self.types.iter().any(|t| *t == kind))
+            && (self.states.is_empty() || self.states.iter().any(|s| s == h.state()))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -70,9 +100,19 @@ pub struct RestartsArgs {
 #[derive(Clone, Debug, serde::Deserialize, Serialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Query {
-    Units { json: bool },
-    Why { unit: String, json: bool },
-    Restarts { unit: Option<String>, json: bool },
+    Units {
+        json: bool,
+        #[serde(default)]
+        select: UnitSelect,
+    },
+    Why {
+        unit: String,
+        json: bool,
+    },
+    Restarts {
+        unit: Option<String>,
+        json: bool,
+    },
 }
 
 impl Query {
@@ -80,7 +120,7 @@ impl Query {
     pub fn answer<F: Facts>(&self, model: &Model<F>) -> Result<Vec<u8>, String> {
         let mut out = Vec::new();
         let r = match self {
-            Query::Units { json } => write_units(&mut out, model, *json),
+            Query::Units { json, select } => write_units(&mut out, model, select, *json),
             Query::Why { unit, json } => {
                 write_why(&mut out, model, unit, *json, "since the daemon started")
             }
@@ -207,29 +247,35 @@ fn last_cause(h: &UnitHistory) -> String {
 }
 
 pub async fn units(args: UnitsArgs) -> anyhow::Result<()> {
-    if let Some(reply) = ask_daemon(
-        &args.source,
-        Query::Units {
-            json: args.source.json,
-        },
-    )
-    .await?
-    {
+    let mut select = UnitSelect {
+        types: args.types.clone(),
+        states: args.states.clone(),
+    };
+    if args.failed {
+        select.states.push("failed".into());
+    }
+    let query = Query::Units {
+        json: args.source.json,
+        select: select.clone(),
+    };
+    if let Some(reply) = ask_daemon(&args.source, query).await? {
         return print_reply(reply);
     }
     let model = model(&args.source).await?;
-    write_units(&mut io::stdout().lock(), &model, args.source.json)
+    write_units(&mut io::stdout().lock(), &model, &select, args.source.json)
 }
 
 /// The `tracer units` report of a model.
 pub fn write_units<F: Facts>(
     out: &mut impl Write,
     model: &Model<F>,
+    select: &UnitSelect,
     json: bool,
 ) -> anyhow::Result<()> {
     if json {
         let units: Vec<_> = model
             .units()
+            .filter(|h| select.matches(h))
             .map(|h| {
                 json!({
                     "unit": h.unit.name,
@@ -252,7 +298,7 @@ pub fn write_units<F: Facts>(
         "{:<40} {:>4} {:>8} {:<9} {:<28} CAUSE",
         "UNIT", "RUNS", "RESTARTS", "STATE", "LAST EXIT"
     )?;
-    for h in model.units() {
+    for h in model.units().filter(|h| select.matches(h)) {
         let mut cause = last_cause(h);
         if h.crash_loop {
             cause.push_str(" [crash loop]");

@@ -88,7 +88,13 @@ impl FileProblem {
     /// The problem `errno` points to, given the file's state now.
     pub fn diagnose(errno: Errno, file: Option<&FileInfo>) -> Self {
         let Some(f) = file else {
-            return Self::Missing;
+            // Nothing at the path now: that explains ENOENT; for other errors the file
+            // was there when it failed and has gone since.
+            return match errno.0 {
+                libc::ENOENT => Self::Missing,
+                libc::ENOEXEC => Self::BadFormat,
+                _ => Self::Unknown,
+            };
         };
         match errno.0 {
             libc::EACCES => {
@@ -353,7 +359,15 @@ mod tests {
     #[test]
     fn file_problems_follow_errno_and_file_state() {
         let eacces = Errno(libc::EACCES);
-        assert_eq!(FileProblem::diagnose(eacces, None), FileProblem::Missing);
+        assert_eq!(
+            FileProblem::diagnose(Errno(libc::ENOENT), None),
+            FileProblem::Missing
+        );
+        assert_eq!(FileProblem::diagnose(eacces, None), FileProblem::Unknown);
+        assert_eq!(
+            FileProblem::diagnose(Errno(libc::ENOEXEC), None),
+            FileProblem::BadFormat
+        );
         assert_eq!(
             FileProblem::diagnose(eacces, Some(&file(0o644))),
             FileProblem::NotExecutable {
