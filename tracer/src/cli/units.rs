@@ -75,7 +75,7 @@ impl UnitSelect {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        (self.types.is_empty() || self.types.iter().any(|t| *t == kind))
+        (self.types.is_empty() || self.types.contains(&kind))
             && (self.states.is_empty() || self.states.iter().any(|s| s == h.state()))
     }
 }
