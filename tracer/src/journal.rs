@@ -678,3 +678,145 @@ mod tests {
         fs::remove_dir_all(root).unwrap();
     }
 }
+
+/// Removes recorded boots, oldest first, never the current one: until all together fit
+/// in `max_bytes`, and every boot whose journal was last written before `before`.
+/// Returns what was removed.
+pub fn vacuum(
+    root: &Path,
+    current: &str,
+    max_bytes: Option<u64>,
+    before: Option<SystemTime>,
+) -> Result<Vec<BootInfo>, JournalError> {
+    let boots = list_boots(root)?;
+    let mut total: u64 = boots.iter().map(|b| b.bytes).sum();
+    let mut removed = Vec::new();
+    for b in boots {
+        if b.boot_id == current {
+            continue;
+        }
+        let last_write = segments_of(&b.dir)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| fs::metadata(p).ok()?.modified().ok())
+            .max();
+        let too_big = max_bytes.is_some_and(|m| total > m);
+        let too_old = before.is_some_and(|t| last_write.is_some_and(|w| w < t));
+        if too_big || too_old {
+            fs::remove_dir_all(&b.dir).map_err(|source| JournalError::Dir {
+                path: b.dir.clone(),
+                source,
+            })?;
+            total -= b.bytes;
+            removed.push(b);
+        }
+    }
+    Ok(removed)
+}
+
+/// `512K`, `100M`, `1G`, `1T` or plain bytes (powers of 1024, as journalctl).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 'K' | 'k') => (&s[..i], 1u64 << 10),
+        (i, 'M' | 'm') => (&s[..i], 1 << 20),
+        (i, 'G' | 'g') => (&s[..i], 1 << 30),
+        (i, 'T' | 't') => (&s[..i], 1 << 40),
+        _ => (s, 1),
+    };
+    let v: f64 = num.trim().parse().ok()?;
+    (v >= 0.0).then(|| (v * mult as f64) as u64)
+}
+
+/// A systemd-style time span: `30s`, `5min`, `12h`, `2d`, `2weeks`, `1month`, `1y`, or
+/// several (`1h 30min`).
+pub fn parse_span(s: &str) -> Option<Duration> {
+    let mut total = 0f64;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..num_end].parse().ok()?;
+        rest = rest[num_end..].trim_start();
+        let unit_end = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
+        let secs = match &rest[..unit_end] {
+            "" | "s" | "sec" | "second" | "seconds" => 1.0,
+            "ms" | "msec" => 0.001,
+            "us" | "usec" => 0.000_001,
+            "m" | "min" | "minute" | "minutes" => 60.0,
+            "h" | "hr" | "hour" | "hours" => 3600.0,
+            "d" | "day" | "days" => 86_400.0,
+            "w" | "week" | "weeks" => 604_800.0,
+            "M" | "month" | "months" => 2_629_800.0,
+            "y" | "year" | "years" => 31_557_600.0,
+            _ => return None,
+        };
+        total += value * secs;
+        rest = rest[unit_end..].trim_start();
+    }
+    Some(Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod vacuum_tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_spans_read_like_journalctl() {
+        assert_eq!(parse_size("100M"), Some(100 << 20));
+        assert_eq!(parse_size("1.5G"), Some(3 << 29));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_span("2weeks"), Some(Duration::from_secs(1_209_600)));
+        assert_eq!(parse_span("1h 30min"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_span("45"), Some(Duration::from_secs(45)));
+        assert_eq!(parse_span("3 fortnights"), None);
+    }
+
+    #[test]
+    fn vacuum_keeps_the_current_boot_and_removes_the_oldest() {
+        let root = std::env::temp_dir().join(format!("tracer-vacuum-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        for b in ["a", "b", "c"] {
+            let mut w = Writer::open(&root, b, JournalLimits::default()).unwrap();
+            w.append_cgroup(1, &"x".repeat(1000)).unwrap();
+            w.sync().unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let one = list_boots(&root).unwrap()[0].bytes;
+        let removed = vacuum(&root, "a", Some(2 * one), None).unwrap();
+        assert_eq!(
+            removed
+                .iter()
+                .map(|b| b.boot_id.as_str())
+                .collect::<Vec<_>>(),
+            ["b"]
+        );
+        let left: Vec<String> = list_boots(&root)
+            .unwrap()
+            .into_iter()
+            .map(|b| b.boot_id)
+            .collect();
+        assert_eq!(
+            left,
+            ["a", "c"],
+            "the current boot stays even though it is the oldest"
+        );
+        let removed = vacuum(
+            &root,
+            "c",
+            None,
+            Some(SystemTime::now() + Duration::from_secs(1)),
+        )
+        .unwrap();
+        assert_eq!(removed.len(), 1);
+        assert_eq!(list_boots(&root).unwrap().len(), 1);
+        fs::remove_dir_all(root).unwrap();
+    }
+}

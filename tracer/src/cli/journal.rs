@@ -5,6 +5,7 @@ use std::{
     path::PathBuf,
 };
 
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
@@ -23,8 +24,17 @@ pub struct JournalArgs {
         global = true
     )]
     pub state_dir: PathBuf,
+    /// How much space the recorded boots take, as journalctl --disk-usage.
+    #[arg(long)]
+    pub disk_usage: bool,
+    /// Remove the oldest boots (never the current one) until all fit in SIZE (100M, 1G).
+    #[arg(long, value_name = "SIZE")]
+    pub vacuum_size: Option<String>,
+    /// Remove boots last written more than T ago (2weeks, 3d, 12h).
+    #[arg(long, value_name = "T")]
+    pub vacuum_time: Option<String>,
     #[command(subcommand)]
-    pub command: JournalCommand,
+    pub command: Option<JournalCommand>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -51,8 +61,43 @@ struct BootRow {
 }
 
 pub fn run(args: JournalArgs) -> anyhow::Result<()> {
+    let root = args.state_dir.join("journal");
+    if args.vacuum_size.is_some() || args.vacuum_time.is_some() {
+        let size = match &args.vacuum_size {
+            Some(s) => Some(
+                journal::parse_size(s)
+                    .with_context(|| format!("--vacuum-size {s}: a size like 100M or 1G"))?,
+            ),
+            None => None,
+        };
+        let before = match &args.vacuum_time {
+            Some(t) => Some(
+                std::time::SystemTime::now()
+                    - journal::parse_span(t)
+                        .with_context(|| format!("--vacuum-time {t}: a span like 2weeks or 12h"))?,
+            ),
+            None => None,
+        };
+        let current = journal::current_boot_id().unwrap_or_default();
+        for b in journal::vacuum(&root, &current, size, before)? {
+            println!("removed boot {} ({} bytes)", b.boot_id, b.bytes);
+        }
+    }
+    if args.disk_usage {
+        let boots = journal::list_boots(&root)?;
+        let total: u64 = boots.iter().map(|b| b.bytes).sum();
+        println!(
+            "Recorded boots take up {:.1}M in {} ({} boots).",
+            total as f64 / f64::from(1 << 20),
+            root.display(),
+            boots.len()
+        );
+        return Ok(());
+    }
     match args.command {
-        JournalCommand::List { json } => list(&args.state_dir, json),
+        Some(JournalCommand::List { json }) => list(&args.state_dir, json),
+        None if args.vacuum_size.is_some() || args.vacuum_time.is_some() => Ok(()),
+        None => list(&args.state_dir, false),
     }
 }
 
