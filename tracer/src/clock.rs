@@ -36,12 +36,104 @@ impl BootClock {
     pub fn wall(&self, boot_ns: u64) -> SystemTime {
         self.boot_epoch + Duration::from_nanos(boot_ns)
     }
+
+    /// A clock for another boot, from one moment known on both clocks.
+    pub fn from_wall_at(wall: SystemTime, boot_ns: u64) -> Self {
+        Self {
+            boot_epoch: wall
+                .checked_sub(Duration::from_nanos(boot_ns))
+                .unwrap_or(UNIX_EPOCH),
+        }
+    }
+
+    /// CLOCK_BOOTTIME ns of a wall-clock time (0 before the boot).
+    pub fn boot_ns_of(&self, wall: SystemTime) -> u64 {
+        wall.duration_since(self.boot_epoch)
+            .map_or(0, |d| d.as_nanos() as u64)
+    }
 }
 
 impl Default for BootClock {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// A time in systemd's syntax as CLOCK_BOOTTIME ns on `clock`'s boot: `2026-11-01`,
+/// `2026-11-01 10:00[:30]` (local), `today`, `yesterday`, `tomorrow`, `now`, `-5min`,
+/// `+1h`, `@1795000000` (epoch seconds); a plain number is seconds since the boot.
+pub fn parse_when(s: &str, clock: &BootClock) -> Option<u64> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        return (secs >= 0.0).then_some((secs * 1e9) as u64);
+    }
+    let now = SystemTime::now();
+    let wall = if let Some(epoch) = s.strip_prefix('@') {
+        UNIX_EPOCH + Duration::from_secs_f64(epoch.parse::<f64>().ok()?)
+    } else if let Some(span) = s.strip_prefix('-') {
+        now.checked_sub(crate::journal::parse_span(span)?)?
+    } else if let Some(span) = s.strip_prefix('+') {
+        now + crate::journal::parse_span(span)?
+    } else {
+        match s {
+            "now" => now,
+            "today" | "yesterday" | "tomorrow" => {
+                let midnight = local_midnight(now)?;
+                match s {
+                    "yesterday" => midnight.checked_sub(Duration::from_secs(86_400))?,
+                    "tomorrow" => midnight + Duration::from_secs(86_400),
+                    _ => midnight,
+                }
+            }
+            _ => local_datetime(s)?,
+        }
+    };
+    Some(clock.boot_ns_of(wall))
+}
+
+fn mktime(tm: &mut libc::tm) -> Option<SystemTime> {
+    tm.tm_isdst = -1;
+    // SAFETY: a valid tm we own.
+    let t = unsafe { libc::mktime(tm) };
+    (t >= 0).then(|| UNIX_EPOCH + Duration::from_secs(t as u64))
+}
+
+fn local_midnight(t: SystemTime) -> Option<SystemTime> {
+    let secs = t.duration_since(UNIX_EPOCH).ok()?.as_secs() as libc::time_t;
+    // SAFETY: localtime_r writes into the tm we own.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    if unsafe { libc::localtime_r(&secs, &mut tm) }.is_null() {
+        return None;
+    }
+    tm.tm_hour = 0;
+    tm.tm_min = 0;
+    tm.tm_sec = 0;
+    mktime(&mut tm)
+}
+
+/// `YYYY-MM-DD` or `YYYY-MM-DD HH:MM[:SS]`, local time.
+fn local_datetime(s: &str) -> Option<SystemTime> {
+    let (date, time) = s.split_once([' ', 'T']).unwrap_or((s, "00:00:00"));
+    let d: Vec<i32> = date
+        .split('-')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let t: Vec<i32> = time
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let ([y, mo, day], [h, mi, rest @ ..]) = (d.as_slice(), t.as_slice()) else {
+        return None;
+    };
+    // SAFETY: an all-zero tm is valid.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = *day;
+    tm.tm_hour = *h;
+    tm.tm_min = *mi;
+    tm.tm_sec = rest.first().copied().unwrap_or(0);
+    mktime(&mut tm)
 }
 
 /// Local time of day with microseconds, `14:03:07.123456`.
@@ -103,6 +195,33 @@ mod tests {
         assert_eq!(rfc3339_utc(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(&rfc3339_utc(leap)[..10], "2000-02-29");
+    }
+
+    #[test]
+    fn times_in_systemd_syntax() {
+        let clock = BootClock::new();
+        let now = BootClock::boot_ns_now();
+        let near = |a: u64, b: u64| a.abs_diff(b) < 2_000_000_000;
+        assert_eq!(parse_when("12.5", &clock), Some(12_500_000_000));
+        assert!(near(parse_when("now", &clock).unwrap(), now));
+        assert!(near(
+            parse_when("-5min", &clock).unwrap(),
+            now.saturating_sub(300_000_000_000)
+        ));
+        let epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(near(parse_when(&format!("@{epoch}"), &clock).unwrap(), now));
+        assert!(parse_when("today", &clock).unwrap() <= now);
+        assert_eq!(
+            parse_when("2001-01-01", &clock),
+            Some(0),
+            "before this boot"
+        );
+        assert!(parse_when("2001-01-01 10:00:30", &clock).is_some());
+        assert_eq!(parse_when("soonish", &clock), None);
+        assert_eq!(parse_when("2026-13", &clock), None);
     }
 
     #[test]

@@ -525,6 +525,24 @@ pub fn find_boot(root: &Path, which: &str) -> Result<BootInfo, JournalError> {
     }
 }
 
+/// The timestamp of a boot's first recorded event.
+pub fn first_event_ns(boot: &BootInfo) -> Option<u64> {
+    let first = segments_of(&boot.dir).ok()?.into_iter().next()?;
+    let mut ts = None;
+    let mut damage = Vec::new();
+    read_segment(
+        &first,
+        |item| {
+            if let (None, Item::Event(ev)) = (ts, item) {
+                ts = Some(ev.ts_ns);
+            }
+        },
+        &mut damage,
+    )
+    .ok()?;
+    ts
+}
+
 /// Reads a whole boot, segment by segment, in order.
 pub fn read_boot(boot: &BootInfo, mut item: impl FnMut(Item)) -> Result<Vec<Damage>, JournalError> {
     let mut damage = Vec::new();

@@ -16,9 +16,18 @@ use crate::{
 
 #[derive(Debug, Args)]
 pub struct EventsArgs {
-    /// Print one JSON object per line (field names are documented in README.md).
+    /// Print one JSON object per line (field names are documented in README.md); the
+    /// same as -o json.
     #[arg(long)]
     pub json: bool,
+    /// Output format, as journalctl's -o: short (columns), json (JSON lines), cat (the
+    /// detail column alone).
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Short)]
+    pub output: Output,
+    /// Only events of processes in units matching PATTERN (repeatable; globs with * and
+    /// ?; `mylog` means mylog.service), as journalctl's -u.
+    #[arg(short = 'u', long = "unit", value_name = "PATTERN")]
+    pub units: Vec<String>,
     /// Only events of this process id (repeatable); fork and attach events match their child
     /// or moved process too.
     #[arg(long = "pid", value_name = "PID")]
@@ -41,19 +50,36 @@ pub struct EventsArgs {
     /// Trace here even when a daemon runs (instead of streaming from it).
     #[arg(long)]
     pub standalone: bool,
-    /// Replay a recorded boot from the daemon's journal: its id (or a prefix), 0 for the
-    /// newest, -1 for the one before, ...
-    #[arg(long, value_name = "ID|-N", allow_hyphen_values = true)]
+    /// Replay a recorded boot from the daemon's journal: its id (or a prefix), 0 (or
+    /// nothing) for the current/newest, -1 for the one before, ... as journalctl's -b.
+    #[arg(
+        short = 'b',
+        long,
+        value_name = "ID|-N",
+        allow_negative_numbers = true,
+        num_args = 0..=1,
+        default_missing_value = "0"
+    )]
     pub boot: Option<String>,
-    /// With --boot: only events at or after this many seconds since that boot.
-    #[arg(long, value_name = "SECONDS")]
-    pub since: Option<f64>,
-    /// With --boot: only events before this many seconds since that boot.
-    #[arg(long, value_name = "SECONDS")]
-    pub until: Option<f64>,
+    /// With --boot: only events at or after this time: systemd's syntax ("2026-11-01
+    /// 10:00", "today", "yesterday", "-5min", "@1795000000"), or seconds since that boot
+    /// ("12.5").
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub since: Option<String>,
+    /// With --boot: only events before this time (same syntax as --since).
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub until: Option<String>,
     /// The daemon's state directory (where its journal is), for --boot.
     #[arg(long, value_name = "DIR", default_value = "/var/lib/tracer")]
     pub state_dir: std::path::PathBuf,
+}
+
+/// How `tracer events` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Short,
+    Json,
+    Cat,
 }
 
 /// Event kinds `--kind` selects; `cgroup` is all three cgroup kinds.
@@ -92,6 +118,8 @@ impl KindFilter {
 #[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct Filter {
+    /// Unit name patterns (globs); empty: any.
+    pub units: Vec<String>,
     pub pids: Vec<u32>,
     pub comms: Vec<String>,
     pub cgroup_prefix: Option<String>,
@@ -102,6 +130,7 @@ pub struct Filter {
 impl Filter {
     pub fn from_args(args: &EventsArgs) -> Self {
         Self {
+            units: args.units.clone(),
             pids: args.pids.clone(),
             comms: args.comms.clone(),
             cgroup_prefix: args.cgroup.clone(),
@@ -112,6 +141,18 @@ impl Filter {
 
     /// Whether to show `ev`, whose task's cgroup resolved to `cgroup` (None: unknown).
     pub fn matches(&self, ev: &Event, cgroup: Option<&str>) -> bool {
+        if !self.units.is_empty() {
+            let path = match &ev.kind {
+                EventKind::CgroupMkdir { cgroup }
+                | EventKind::CgroupRmdir { cgroup }
+                | EventKind::CgroupAttach { cgroup, .. } => Some(cgroup.path.as_str()),
+                _ => cgroup,
+            };
+            let unit = path.and_then(crate::unit::unit_of_cgroup);
+            if !unit.is_some_and(|u| self.units.iter().any(|p| unit_matches(p, &u.name))) {
+                return false;
+            }
+        }
         if !self.pids.is_empty()
             && !self
                 .pids
@@ -141,6 +182,38 @@ impl Filter {
     }
 }
 
+/// journalctl's -u: a glob over unit names; a pattern without a type suffix means a
+/// service (`mylog` is `mylog.service`).
+pub fn unit_matches(pattern: &str, unit: &str) -> bool {
+    if glob(pattern, unit) {
+        return true;
+    }
+    !pattern.contains('.') && glob(&format!("{pattern}.service"), unit)
+}
+
+/// `*` and `?` globbing.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
 /// The column header of the text output.
 pub const TEXT_HEADER: &str = "TIME            KIND          PID     PPID    COMM             CGROUP                           DETAIL";
 
@@ -150,6 +223,17 @@ pub fn write_text(
     ev: &Event,
     clock: &BootClock,
     cgroup: Option<&str>,
+) -> io::Result<()> {
+    write_short(out, ev, clock, cgroup, false)
+}
+
+/// Writes one event as `-o short` (columns) or `-o cat` (the detail alone).
+fn write_short(
+    out: &mut impl Write,
+    ev: &Event,
+    clock: &BootClock,
+    cgroup: Option<&str>,
+    cat: bool,
 ) -> io::Result<()> {
     let time = local_time_of_day(clock.wall(ev.ts_ns));
     let unknown;
@@ -220,6 +304,9 @@ pub fn write_text(
             "chosen by the OOM killer".to_owned(),
         ),
     };
+    if cat {
+        return writeln!(out, "{detail}");
+    }
     let ppid = ppid.map_or_else(|| "-".to_owned(), |p| p.to_string());
     writeln!(
         out,
@@ -227,6 +314,21 @@ pub fn write_text(
         kind = ev.kind_name(),
         comm = ev.comm,
     )
+}
+
+/// Writes one event in the chosen format.
+pub fn write_event(
+    out: &mut impl Write,
+    ev: &Event,
+    clock: &BootClock,
+    cgroup: Option<&str>,
+    output: Output,
+) -> io::Result<()> {
+    match output {
+        Output::Json => write_json(out, ev, clock, cgroup),
+        Output::Short => write_short(out, ev, clock, cgroup, false),
+        Output::Cat => write_short(out, ev, clock, cgroup, true),
+    }
 }
 
 /// Arguments joined with spaces, quoted where a shell would need it.
@@ -273,8 +375,14 @@ pub fn write_json(
 /// one runs, else standalone; or replays a recorded boot.
 pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
     let filter = Filter::from_args(&args);
+    let output = if args.json { Output::Json } else { args.output };
     if let Some(boot) = &args.boot {
-        return replay_boot(&args, &filter, boot);
+        return replay_boot(&args, &filter, boot, output);
+    }
+    if args.since.is_some() || args.until.is_some() {
+        anyhow::bail!(
+            "--since and --until select from a recorded boot: add -b (the current boot) or -b ID"
+        );
     }
     if !args.standalone {
         if let Some(lines) = crate::daemon::client::events(&filter).await? {
@@ -282,7 +390,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
                 "tracer: streaming from the daemon ({}); Ctrl-C to stop",
                 crate::daemon::client::socket_path().display()
             );
-            return from_daemon(lines, args.json).await;
+            return from_daemon(lines, output).await;
         }
         eprintln!("tracer: no daemon is running: tracing standalone");
     }
@@ -306,7 +414,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
     let mut counts = Counts::default();
     let mut batch = Vec::with_capacity(256);
     let mut closed = false;
-    if !args.json {
+    if output == Output::Short {
         closed = writeln!(out, "{TEXT_HEADER}")
             .and_then(|()| out.flush())
             .is_err();
@@ -323,7 +431,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
             &filter,
             &mut cgroups,
             &clock,
-            args.json,
+            output,
             &mut counts,
         )
         .is_err();
@@ -336,7 +444,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
             &filter,
             &mut cgroups,
             &clock,
-            args.json,
+            output,
             &mut counts,
         );
     }
@@ -355,14 +463,14 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
 /// Prints the daemon's stream until Ctrl-C or a closed stdout.
 async fn from_daemon(
     mut lines: tokio::io::Lines<tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>>,
-    json: bool,
+    output: Output,
 ) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let clock = BootClock::new();
     let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
     let (mut shown, mut missed) = (0u64, 0u64);
-    if !json
+    if output == Output::Short
         && writeln!(out, "{TEXT_HEADER}")
             .and_then(|()| out.flush())
             .is_err()
@@ -390,11 +498,11 @@ async fn from_daemon(
             anyhow::bail!("the daemon refused: {}", v["error"]);
         }
         shown += 1;
-        let written = if json {
+        let written = if output == Output::Json {
             writeln!(out, "{line}")
         } else {
             match crate::replay::parse_line(&line, 0) {
-                Ok(ev) => write_text(&mut out, &ev, &clock, v["cgroup"].as_str()),
+                Ok(ev) => write_event(&mut out, &ev, &clock, v["cgroup"].as_str(), output),
                 Err(e) => {
                     tracing::warn!("a line from the daemon did not parse: {e}");
                     Ok(())
@@ -411,17 +519,40 @@ async fn from_daemon(
 }
 
 /// Prints a recorded boot from the journal, with the same filters and output.
-fn replay_boot(args: &EventsArgs, filter: &Filter, which: &str) -> anyhow::Result<()> {
+fn replay_boot(
+    args: &EventsArgs,
+    filter: &Filter,
+    which: &str,
+    output: Output,
+) -> anyhow::Result<()> {
     let root = args.state_dir.join("journal");
     let boot = crate::journal::find_boot(&root, which)?;
     let clock = BootClock::new();
     let mut cgroups = CgroupPaths::default();
     let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
-    if !args.json {
+    if output == Output::Short {
         writeln!(out, "{TEXT_HEADER}")?;
     }
-    let since = args.since.map(|s| (s * 1e9) as u64);
-    let until = args.until.map(|s| (s * 1e9) as u64);
+    // Wall-clock times map onto this boot's clock through its own start: the current
+    // boot's from the kernel, an older one's from when its journal was started.
+    let boot_clock = if boot.boot_id == crate::journal::current_boot_id().unwrap_or_default() {
+        clock
+    } else {
+        BootClock::from_wall_at(
+            std::time::UNIX_EPOCH + std::time::Duration::from_nanos(boot.created_ns),
+            crate::journal::first_event_ns(&boot).unwrap_or(0),
+        )
+    };
+    let when = |s: &Option<String>| -> anyhow::Result<Option<u64>> {
+        s.as_deref()
+            .map(|t| {
+                crate::clock::parse_when(t, &boot_clock)
+                    .with_context(|| format!("{t:?} is not a time: try \"2026-11-01 10:00\", \"today\", \"-5min\", \"@1795000000\" or seconds since boot"))
+            })
+            .transpose()
+    };
+    let since = when(&args.since)?;
+    let until = when(&args.until)?;
     let mut broken = false;
     let damage = crate::journal::read_boot(&boot, |item| {
         if broken {
@@ -438,11 +569,7 @@ fn replay_boot(args: &EventsArgs, filter: &Filter, which: &str) -> anyhow::Resul
         let cgroup = cgroups.path(ev.cgroup_id).map(str::to_owned);
         let in_time = since.is_none_or(|s| ev.ts_ns >= s) && until.is_none_or(|u| ev.ts_ns < u);
         if in_time && filter.matches(&ev, cgroup.as_deref()) {
-            let r = if args.json {
-                write_json(&mut out, &ev, &clock, cgroup.as_deref())
-            } else {
-                write_text(&mut out, &ev, &clock, cgroup.as_deref())
-            };
+            let r = write_event(&mut out, &ev, &boot_clock, cgroup.as_deref(), output);
             broken = r.is_err();
         }
         cgroups.observe(&ev);
@@ -467,7 +594,7 @@ fn emit(
     filter: &Filter,
     cgroups: &mut CgroupPaths,
     clock: &BootClock,
-    json: bool,
+    output: Output,
     counts: &mut Counts,
 ) -> io::Result<()> {
     for ev in batch.drain(..) {
@@ -475,11 +602,7 @@ fn emit(
         let cgroup = cgroups.path(ev.cgroup_id);
         if filter.matches(&ev, cgroup) {
             counts.shown += 1;
-            if json {
-                write_json(out, &ev, clock, cgroup)?;
-            } else {
-                write_text(out, &ev, clock, cgroup)?;
-            }
+            write_event(out, &ev, clock, cgroup, output)?;
         }
         cgroups.observe(&ev);
     }
@@ -584,6 +707,41 @@ mod tests {
         assert_eq!(v["cgroup"], "/a.slice");
         assert_eq!(v["pid"], 100);
         assert!(v["time"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn unit_patterns_glob_like_journalctl() {
+        assert!(unit_matches("mylog", "mylog.service"));
+        assert!(unit_matches("mylog.service", "mylog.service"));
+        assert!(!unit_matches("mylog", "mylog.socket"));
+        assert!(unit_matches("getty@*", "getty@tty1.service"));
+        assert!(unit_matches("*.socket", "dbus.socket"));
+        assert!(unit_matches("sys?emd-*", "systemd-udevd.service"));
+        assert!(!unit_matches("nginx", "mylog.service"));
+        let f = Filter {
+            units: vec!["mylog".into()],
+            ..Filter::default()
+        };
+        assert!(f.matches(&exec(), Some("/system.slice/mylog.service")));
+        assert!(!f.matches(&exec(), Some("/system.slice/other.service")));
+        assert!(!f.matches(&exec(), None));
+    }
+
+    #[test]
+    fn cat_output_is_the_detail_alone() {
+        let mut out = Vec::new();
+        write_event(
+            &mut out,
+            &failed_exec(),
+            &BootClock::new(),
+            None,
+            Output::Cat,
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "EACCES (Permission denied)  /usr/local/bin/mylog.sh\n"
+        );
     }
 
     #[test]
