@@ -41,7 +41,7 @@ impl Default for Config {
             socket_group: None,
             metrics_listen: "127.0.0.1:9464".into(),
             metrics_unit_cap: 500,
-            ring_size: 8 << 20,
+            ring_size: 4 << 20,
             journal: JournalLimits::default(),
             crash_loop_runs: 3,
             crash_loop_window_secs: 60.0,

@@ -41,13 +41,16 @@ struct Type {
     kind: u32,
     /// For modifiers and typedefs: the type referred to.
     ref_type: u32,
-    /// For structs and unions.
-    members: Vec<Member>,
+    /// For structs and unions: their members, `members[first..first + count]` of [`Btf`]
+    /// (one vector for all: the kernel's BTF has ~100k types).
+    first: u32,
+    count: u32,
 }
 
 /// Parsed BTF types; member offsets are looked up by struct and member name.
 pub struct Btf {
     types: Vec<Type>,
+    members: Vec<Member>,
     strings: Vec<u8>,
     structs: HashMap<String, u32>,
 }
@@ -89,8 +92,10 @@ impl Btf {
             name_off: 0,
             kind: 0,
             ref_type: 0,
-            members: Vec::new(),
+            first: 0,
+            count: 0,
         }];
+        let mut all_members = Vec::new();
         let mut off = 0;
         while off < types_raw.len() {
             let t = |i: usize| u32_at(types_raw, off + 4 * i).ok_or(BtfError::Truncated("type"));
@@ -99,7 +104,7 @@ impl Btf {
             let kind = (info >> 24) & 0x1f;
             let kind_flag = info >> 31 == 1;
             off += 12;
-            let mut members = Vec::new();
+            let first = all_members.len() as u32;
             let extra = match kind {
                 0 => 0,
                 1 => 4,                    // INT
@@ -117,7 +122,7 @@ impl Btf {
                         } else {
                             (raw, 0)
                         };
-                        members.push(Member {
+                        all_members.push(Member {
                             name_off: m(0)?,
                             type_id: m(1)?,
                             bit_offset,
@@ -141,17 +146,19 @@ impl Btf {
                 name_off,
                 kind,
                 ref_type: size_or_type,
-                members,
+                first,
+                count: all_members.len() as u32 - first,
             });
         }
 
         let mut btf = Btf {
             types,
+            members: all_members,
             strings,
             structs: HashMap::new(),
         };
         for (id, t) in btf.types.iter().enumerate() {
-            if t.kind == KIND_STRUCT && !t.members.is_empty() {
+            if t.kind == KIND_STRUCT && t.count > 0 {
                 let name = btf.name(t.name_off);
                 if !name.is_empty() && !btf.structs.contains_key(name) {
                     btf.structs.insert(name.to_owned(), id as u32);
@@ -181,17 +188,24 @@ impl Btf {
         None
     }
 
+    fn members_of(&self, t: &Type) -> &[Member] {
+        let start = t.first as usize;
+        self.members
+            .get(start..start + t.count as usize)
+            .unwrap_or_default()
+    }
+
     /// Bit offset of `member` within `t`, searching anonymous struct/union members too.
     fn find_member(&self, t: &Type, member: &str, depth: u32) -> Option<(u32, u32)> {
         if depth > 8 {
             return None;
         }
-        for m in &t.members {
+        for m in self.members_of(t) {
             if m.name_off != 0 && self.name(m.name_off) == member {
                 return Some((m.bit_offset, m.bitfield_size));
             }
         }
-        for m in t.members.iter().filter(|m| m.name_off == 0) {
+        for m in self.members_of(t).iter().filter(|m| m.name_off == 0) {
             if let Some(inner) = self.resolve(m.type_id)
                 && matches!(inner.kind, KIND_STRUCT | KIND_UNION)
                 && let Some((bits, size)) = self.find_member(inner, member, depth + 1)

@@ -105,7 +105,7 @@ pub struct ProbeOptions {
 impl Default for ProbeOptions {
     fn default() -> Self {
         Self {
-            ring_size: 8 << 20,
+            ring_size: 4 << 20,
             ignore_self: true,
             batch_delay: Duration::from_millis(10),
         }
@@ -151,6 +151,9 @@ impl Probe {
             0
         };
         let config = kernel_config(&btf, &tracefs, ignore_tgid)?;
+        // The parsed types are large (the kernel's BTF has ~100k): free them before aya
+        // parses the same BTF again for the BTF tracepoint.
+        drop(btf);
         tracing::debug!(?config, "kernel offsets");
 
         let mut ebpf = EbpfLoader::new()
