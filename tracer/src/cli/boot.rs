@@ -8,7 +8,6 @@ use clap::Args;
 use crate::{
     journal::{self, Item},
     model::{Model, ModelConfig, facts::LiveFacts},
-    replay,
     report::boot::{self, BootReport},
 };
 
@@ -51,17 +50,8 @@ pub struct BootArgs {
 pub fn run(args: BootArgs) -> anyhow::Result<()> {
     let report = if let Some(path) = &args.events {
         let mut model = Model::new(LiveFacts, ModelConfig::default());
-        let (events, _) = replay::read_file(path)
-            .with_context(|| format!("reading the recording {}", path.display()))?;
-        for ev in &events {
-            model.apply(ev);
-        }
-        BootReport::build(
-            &path.display().to_string(),
-            &model,
-            &[],
-            events.first().map(|e| e.ts_ns),
-        )
+        let first = super::units::apply_recording(path, &mut model)?;
+        BootReport::build(&path.display().to_string(), &model, &[], first)
     } else {
         from_journal(&args, &args.boot)?
     };

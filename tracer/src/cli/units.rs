@@ -150,6 +150,28 @@ fn print_reply(reply: Result<Vec<u8>, String>) -> anyhow::Result<()> {
     }
 }
 
+/// Feeds a recording (`tracer events --json` lines) through a model; malformed lines are
+/// reported and skipped. Returns the first event's timestamp.
+pub fn apply_recording<F: Facts>(
+    path: &std::path::Path,
+    model: &mut Model<F>,
+) -> anyhow::Result<Option<u64>> {
+    let (events, errors) = replay::read_file(path)
+        .with_context(|| format!("reading the recording {}", path.display()))?;
+    if !errors.is_empty() {
+        eprintln!(
+            "tracer: skipped {} malformed line(s) of {} (first: {})",
+            errors.len(),
+            path.display(),
+            errors[0]
+        );
+    }
+    for ev in &events {
+        model.apply(ev);
+    }
+    Ok(events.first().map(|e| e.ts_ns))
+}
+
 /// Builds the model from the source.
 async fn model(src: &Source) -> anyhow::Result<Model<LiveFacts>> {
     let mut model = Model::new(
@@ -161,19 +183,7 @@ async fn model(src: &Source) -> anyhow::Result<Model<LiveFacts>> {
         },
     );
     if let Some(path) = &src.events {
-        let (events, errors) = replay::read_file(path)
-            .with_context(|| format!("reading the recording {}", path.display()))?;
-        if !errors.is_empty() {
-            eprintln!(
-                "tracer: skipped {} malformed line(s) of {} (first: {})",
-                errors.len(),
-                path.display(),
-                errors[0]
-            );
-        }
-        for ev in &events {
-            model.apply(ev);
-        }
+        apply_recording(path, &mut model)?;
         return Ok(model);
     }
     // The start-up snapshot comes first, then the programs are attached; what the
