@@ -746,7 +746,8 @@ fn check_live_snapshot(g: &Guest, scenarios: &[String]) -> Vec<String> {
 /// Under TCG emulation the guest runs 10-50 times slower than hardware, so the
 /// agreement is checked within bounds measured there, and the deltas are printed: the
 /// unit's cgroup appears 5-160 ms before systemd stamps InactiveExit (it is made while
-/// the start is prepared), and the main process's fork is near ExecMainStart (257:
+/// the start is prepared; a stall once made it 290 ms: each within 500 ms, the median
+/// within 100 ms), and the main process's fork is near ExecMainStart (257:
 /// mostly ~1 ms; 252: 2-40 ms before, pid 1 stamping after the fork returns; a TCG stall
 /// now and then puts one unit 150 ms off): each within ±250 ms, the median within 30 ms.
 fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
@@ -764,6 +765,7 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
     }
     let mut starts = Vec::new();
     let mut fork_deltas = Vec::new();
+    let mut start_deltas = Vec::new();
     for s in scenarios {
         let name = format!("{s}.service");
         let Some(u) = units.iter().find(|u| u["unit"] == name.as_str()) else {
@@ -798,7 +800,10 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
         if runs > 1 || show.get("Type") == "forking" {
             continue;
         }
-        if inactive_exit != 0 && !(-200_000..=5_000).contains(&d_start) {
+        if inactive_exit != 0 {
+            start_deltas.push(d_start);
+        }
+        if inactive_exit != 0 && !(-500_000..=5_000).contains(&d_start) {
             problems.push(format!(
                 "{}/{s}: start {start_us} µs vs InactiveExitTimestampMonotonic {inactive_exit}",
                 g.suite
@@ -836,6 +841,17 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
     {
         problems.push(format!(
             "{}: main fork vs ExecMainStart, median |Δ| {median} µs",
+            g.suite
+        ));
+    }
+    // The cgroup comes first; one unit may trail by a TCG stall (290 ms seen), the
+    // typical one by far less.
+    start_deltas.sort_unstable();
+    if let Some(median) = start_deltas.get(start_deltas.len() / 2)
+        && !(-100_000..=5_000).contains(median)
+    {
+        problems.push(format!(
+            "{}: cgroup vs InactiveExit, median Δ {median} µs",
             g.suite
         ));
     }
