@@ -192,9 +192,13 @@ fn body(resp: &str) -> &str {
 }
 
 fn run_true(n: usize) -> Vec<u32> {
+    run(Path::new("/bin/true"), n)
+}
+
+fn run(program: &Path, n: usize) -> Vec<u32> {
     (0..n)
         .map(|_| {
-            let mut c = Command::new("/bin/true").spawn().unwrap();
+            let mut c = Command::new(program).spawn().unwrap();
             let pid = c.id();
             c.wait().unwrap();
             pid
@@ -315,6 +319,57 @@ fn stream_reports_metrics_and_journal() {
     assert!(http_get(d.port, "/nope").starts_with("HTTP/1.1 404"));
     promtool_check(text);
 
+    // `tracer events -f`: the journal's last events, then the live ones, each once. A
+    // program of our own name, so that no other `true` on the machine counts.
+    let mine = d.dir.join("tracer-t-mine");
+    std::fs::copy("/bin/true", &mine).unwrap();
+    let first = run(&mine, 3);
+    std::thread::sleep(Duration::from_millis(1500)); // the journal's flush interval
+    let mut follow = Command::new(CLI)
+        .args([
+            "events",
+            "-f",
+            "-n",
+            "2",
+            "--comm",
+            "tracer-t-mine",
+            "--kind",
+            "exec",
+            "--json",
+        ])
+        .env("TRACER_SOCKET", d.socket())
+        .arg("--state-dir")
+        .arg(d.state())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    let pid_of = |l: &str| {
+        serde_json::from_str::<Value>(l).unwrap()["pid"]
+            .as_u64()
+            .unwrap()
+    };
+    let tail: Vec<u64> = (0..2)
+        .map(|_| pid_of(&lines.next().unwrap().unwrap()))
+        .collect();
+    assert_eq!(
+        tail,
+        [u64::from(first[1]), u64::from(first[2])],
+        "-f starts with the journal's last events"
+    );
+    let more = run(&mine, 5);
+    let live: Vec<u64> = (0..5)
+        .map(|_| pid_of(&lines.next().unwrap().unwrap()))
+        .collect();
+    assert_eq!(
+        live,
+        more.iter().map(|&p| u64::from(p)).collect::<Vec<_>>(),
+        "then the new execs, in order, none twice"
+    );
+    let _ = follow.kill();
+    let _ = follow.wait();
+
     // SIGTERM: flushed and gone within a second.
     let (took, status) = d.stop();
     assert!(status.success(), "{status}: {}", d.log());
@@ -342,6 +397,29 @@ fn stream_reports_metrics_and_journal() {
     assert!(
         replay.lines().any(|l| l.contains("\"kind\":\"exec\"")),
         "{replay}"
+    );
+    // -n 3: the boot's last three matching events.
+    let out = d.cli(&[
+        "events",
+        "-n",
+        "3",
+        "--comm",
+        "tracer-t-mine",
+        "--kind",
+        "exec",
+        "--json",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    let tail: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(tail.len(), 3, "{tail:?}");
+    assert_eq!(
+        tail[2]["pid"].as_u64(),
+        more.last().map(|&p| u64::from(p)),
+        "the newest last: {tail:?}"
     );
     let out = d.cli(&[
         "journal",

@@ -299,7 +299,7 @@ fn systemd_252_child_exiting_before_its_move_is_still_the_units() {
 fn check_boot_report(fixture: &str) {
     use tracer::report::boot::{self, BootReport};
     let m = replayed(fixture);
-    let report = BootReport::build(fixture, &m, &[], None);
+    let report = BootReport::build(fixture, &m, &[], None, None);
     let unit = |name: &str| {
         report
             .units

@@ -866,6 +866,7 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
             }
         }
     }
+    problems.extend(check_systemd_account(g, &report, scenarios));
     let slowpre = units.iter().find(|u| u["unit"] == "slowpre.service");
     if let Some(u) = slowpre
         && scenarios.iter().any(|s| s == "slowpre")
@@ -921,6 +922,100 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
     problems
 }
 
+/// The unit names of `systemd-analyze critical-chain`'s tree, in order.
+fn analyze_chain(text: &str) -> Vec<String> {
+    text.lines()
+        .skip_while(|l| !l.is_empty())
+        .filter_map(|l| {
+            let name = l
+                .trim_start_matches(|c: char| c.is_whitespace() || "│├└─".contains(c))
+                .split_whitespace()
+                .next()?;
+            name.contains('.').then(|| name.to_owned())
+        })
+        .collect()
+}
+
+/// systemd's account over D-Bus in `tracer boot`: the phases equal the manager's
+/// timestamps, the milestones are the targets' ActiveEnterTimestamps, the critical chain
+/// is systemd-analyze's, and a unit systemd saw become active (once) has that moment,
+/// not an inferred one.
+fn check_systemd_account(g: &Guest, report: &Value, scenarios: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let manager = Show::load(&g.dir.join("manager.show"));
+    let phases = &report["phases"];
+    let userspace =
+        manager.num("FinishTimestampMonotonic") - manager.num("UserspaceTimestampMonotonic");
+    if phases["userspace_ns"].as_u64() != Some(userspace * 1000) {
+        problems.push(format!(
+            "{}: userspace phase {} vs systemd's {userspace} µs (systemd account: {})",
+            g.suite,
+            phases["userspace_ns"],
+            fs::read_to_string(g.dir.join("tracer/systemd.err")).unwrap_or_default()
+        ));
+    }
+    let milestones: Vec<&str> = report["milestones"]
+        .as_array()
+        .map(|m| m.iter().filter_map(|m| m["unit"].as_str()).collect())
+        .unwrap_or_default();
+    let pos = |t: &str| milestones.iter().position(|m| *m == t);
+    match (
+        pos("sysinit.target"),
+        pos("basic.target"),
+        pos("multi-user.target"),
+    ) {
+        (Some(a), Some(b), Some(c)) if a < b && b < c => {}
+        _ => problems.push(format!(
+            "{}: milestones not sysinit < basic < multi-user: {milestones:?}",
+            g.suite
+        )),
+    }
+    let svg = fs::read_to_string(g.dir.join("tracer/boot.svg")).unwrap_or_default();
+    if svg.matches("<g class=\"milestone\">").count() != milestones.len() {
+        problems.push(format!("{}: the plot lacks the milestones", g.suite));
+    }
+    let ours: Vec<&str> = report["critical_chain"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|l| l["unit"].as_str()).collect())
+        .unwrap_or_default();
+    let analyze =
+        analyze_chain(&fs::read_to_string(g.dir.join("critical-chain.txt")).unwrap_or_default());
+    eprintln!("{}: critical chain {ours:?}", g.suite);
+    if ours.is_empty() || ours != analyze {
+        problems.push(format!(
+            "{}: critical chain {ours:?}, systemd-analyze {analyze:?}",
+            g.suite
+        ));
+    }
+    let text = fs::read_to_string(g.dir.join("tracer/boot-critical.txt")).unwrap_or_default();
+    if !ours.iter().all(|u| text.contains(u)) {
+        problems.push(format!("{}: tracer boot --critical: {text}", g.suite));
+    }
+    let units = report["units"].as_array().cloned().unwrap_or_default();
+    for s in scenarios {
+        let show = g.show(s);
+        let active = show.num("ActiveEnterTimestampMonotonic");
+        let Some(u) = units.iter().find(|u| u["unit"] == format!("{s}.service")) else {
+            continue;
+        };
+        let runs = fs::read_to_string(g.dir.join(format!("tracer/restarts-{s}.json")))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| v[0]["runs"].as_array().map(Vec::len))
+            .unwrap_or(1);
+        if active == 0 || runs > 1 || u["failed"] == true {
+            continue;
+        }
+        if u["active_inferred"] != false || u["active_ns"].as_u64() != Some(active * 1000) {
+            problems.push(format!(
+                "{}/{s}: active {} (inferred {}) vs ActiveEnterTimestampMonotonic {active}",
+                g.suite, u["active_ns"], u["active_inferred"]
+            ));
+        }
+    }
+    problems
+}
+
 /// The seed's story (tests/vm/story.sh): after the failed start `tracer why` names EACCES,
 /// the path, mode 0644, the unit file and `chmod +x`; after chmod and a new start it says
 /// the service ran to completion and is inactive because it is not a daemon; the log file
@@ -960,6 +1055,28 @@ fn check_story(g: &Guest) -> Vec<String> {
         }),
         format!("the unit file line: {}", failed["evidence"]),
     );
+    let sd = &failed["systemd"];
+    expect(
+        sd["fragment_path"] == "/etc/systemd/system/mylog.service"
+            && sd["unit_file_state"] == "enabled"
+            && sd["service"]["service_type"] == "simple"
+            && sd["service"]["restart"] == "no"
+            && sd["service"]["exec_start"][0]["path"] == "/usr/local/bin/mylog.sh",
+        format!("systemd's facts next to the kernel's: {sd}"),
+    );
+    let failed_text = fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with("-why-failed.txt"))
+        .and_then(|e| fs::read_to_string(e.path()).ok())
+        .unwrap_or_default();
+    expect(
+        failed_text.contains(
+            "unit file: /etc/systemd/system/mylog.service, enabled (symlink /etc/systemd/system/multi-user.target.wants/mylog.service)",
+        ) && failed_text.contains("Type=simple Restart=no"),
+        format!("tracer why shows the unit file and its enablement: {failed_text}"),
+    );
     let ran = json("why-ran.json");
     let text = ran["explanation"].as_str().unwrap_or_default();
     expect(
@@ -986,12 +1103,25 @@ fn check_story(g: &Guest) -> Vec<String> {
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or(Value::Null);
+    // The second boot, asked of the running daemon (or systemd live): the same chain as
+    // systemd-analyze's.
+    let second_dir = g.dir.with_file_name("results-second");
+    let read = |f: &str| fs::read_to_string(second_dir.join(f)).unwrap_or_default();
+    let (ours, theirs) = (
+        analyze_chain(&read("boot-critical.txt")),
+        analyze_chain(&read("critical-chain.txt")),
+    );
+    expect(
+        !ours.is_empty() && ours == theirs,
+        format!("second boot: tracer boot --critical {ours:?}, systemd-analyze {theirs:?}"),
+    );
     let mylog = second["units"]
         .as_array()
         .and_then(|u| u.iter().find(|u| u["unit"] == "mylog.service").cloned());
     expect(
         mylog.as_ref().is_some_and(|u| {
             u["failed"] == false
+                && u["part_of"] == "multi-user.target"
                 && u["processes"][0]["program"] == "/usr/local/bin/mylog.sh"
                 && u["processes"][0]["status"] == "exit 0"
         }),

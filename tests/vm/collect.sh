@@ -58,6 +58,9 @@ if [ -n "$second" ]; then
   # mylog.service, enabled in the first boot's story, started in this one.
   /usr/local/bin/tracer boot --json > "$R/boot.json" 2> "$R/boot.err"
   /usr/local/bin/tracer boot > "$R/boot.txt" 2>&1
+  /usr/local/bin/tracer boot --critical > "$R/boot-critical.txt" 2>&1
+  systemd-analyze critical-chain > "$R/critical-chain.txt" 2>&1
+  systemctl show > "$R/manager.show"
   # The same image booted twice: what changed?
   # Under TCG emulation start times jitter several-fold: only a change past 5x and 1 s counts.
   /usr/local/bin/tracer boot --compare -1 --threshold 5 --threshold-min 1 > "$R/compare.txt" 2>&1
@@ -107,6 +110,9 @@ systemctl stop tracer.service
 /usr/local/bin/tracer boot > "$R/tracer/boot.txt" 2>&1
 /usr/local/bin/tracer boot --blame > "$R/tracer/boot-blame.txt" 2>&1
 /usr/local/bin/tracer boot --json --plot "$R/tracer/boot.svg" > "$R/tracer/boot.json" 2> "$R/tracer/boot.err"
+/usr/local/bin/tracer boot --critical > "$R/tracer/boot-critical.txt" 2>&1
+/usr/local/bin/tracer journal systemd > "$R/tracer/systemd.json" 2> "$R/tracer/systemd.err"
+systemd-analyze time > "$R/analyze-time.txt" 2>&1
 /usr/local/bin/tracer journal list --json > "$R/journal-list.json" 2> "$R/journal-list.err"
 # The tracer's own account of the units, from its recording, with this system's files.
 T=/usr/local/bin/tracer

@@ -31,6 +31,8 @@ const MAX_PAYLOAD: usize = 1 << 20;
 const TYPE_EVENT: u8 = 1;
 const TYPE_CGROUP: u8 = 2;
 const TYPE_PROCESS: u8 = 3;
+/// systemd's account once boot finished (JSON of [`crate::systemd::Snapshot`]).
+const TYPE_SYSTEMD: u8 = 4;
 
 /// Why the journal could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +82,8 @@ pub enum Item {
     },
     /// A process that was running when the daemon started.
     Process(ProcInfo),
+    /// What systemd said about the boot and its units when boot finished.
+    Systemd(Box<crate::systemd::Snapshot>),
 }
 
 /// A process found at start, as stored.
@@ -226,6 +230,18 @@ impl Writer {
         };
         let body = serde_json::to_vec(&stored).map_err(io::Error::other)?;
         self.frame(TYPE_PROCESS, &body)
+    }
+
+    /// Appends systemd's account of the boot.
+    pub fn append_systemd(&mut self, snapshot: &crate::systemd::Snapshot) -> io::Result<()> {
+        let body = serde_json::to_vec(snapshot).map_err(io::Error::other)?;
+        if body.len() >= MAX_PAYLOAD {
+            return Err(io::Error::other(format!(
+                "systemd's account of the boot is {} bytes, more than a journal frame holds ({MAX_PAYLOAD})",
+                body.len()
+            )));
+        }
+        self.frame(TYPE_SYSTEMD, &body)
     }
 
     /// Hands buffered frames to the kernel when the flush interval has passed.
@@ -447,6 +463,9 @@ fn parse_payload(payload: &[u8]) -> Result<Item, String> {
                 cgroup: p.cgroup,
             }))
         }
+        TYPE_SYSTEMD => serde_json::from_slice(body)
+            .map(|s| Item::Systemd(Box::new(s)))
+            .map_err(|e| e.to_string()),
         other => Err(format!("unknown frame type {other}")),
     }
 }

@@ -17,4 +17,5 @@ pub mod probe;
 pub mod procfs;
 pub mod replay;
 pub mod report;
+pub mod systemd;
 pub mod unit;

@@ -111,6 +111,28 @@ pub fn unit_of_cgroup(path: &str) -> Option<UnitRef> {
     manager.or(last_slice)
 }
 
+/// A unit name as systemctl completes it: `mylog` → `mylog.service`; a name with a unit
+/// type suffix stays as it is.
+pub fn full_unit_name(name: &str) -> String {
+    const TYPES: [&str; 11] = [
+        "service",
+        "socket",
+        "target",
+        "mount",
+        "automount",
+        "swap",
+        "timer",
+        "path",
+        "slice",
+        "scope",
+        "device",
+    ];
+    match name.rsplit_once('.') {
+        Some((_, suffix)) if TYPES.contains(&suffix) => name.to_owned(),
+        _ => format!("{name}.service"),
+    }
+}
+
 /// Undoes systemd's `\xNN` escapes (`system-systemd\x2dfsck.slice` → `system-systemd-fsck.slice`).
 pub fn unescape(name: &str) -> String {
     let b = name.as_bytes();

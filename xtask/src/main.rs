@@ -281,6 +281,7 @@ fn docs() -> anyhow::Result<()> {
     for (from, to) in [
         ("boot.txt", "boot-trixie.txt"),
         ("boot-blame.txt", "boot-trixie-blame.txt"),
+        ("boot-critical.txt", "boot-trixie-critical.txt"),
         ("boot.svg", "boot-trixie.svg"),
         ("boot.png", "boot-trixie.png"),
     ] {

@@ -1,8 +1,8 @@
 //! `tracer boot`: the boot-order timeline of a recorded boot.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use clap::Args;
 
 use crate::{
@@ -25,6 +25,11 @@ pub struct BootArgs {
     /// Slowest units first.
     #[arg(long)]
     pub blame: bool,
+    /// The chain of units that decided when the default target was reached (systemd's
+    /// After= dependencies, as systemd-analyze critical-chain), with the process that held
+    /// each link up.
+    #[arg(long, conflicts_with = "blame")]
+    pub critical: bool,
     /// Also write a plot: FILE.svg, or FILE.html (self-contained).
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
@@ -47,13 +52,13 @@ pub struct BootArgs {
     pub state_dir: PathBuf,
 }
 
-pub fn run(args: BootArgs) -> anyhow::Result<()> {
+pub async fn run(args: BootArgs) -> anyhow::Result<()> {
     let report = if let Some(path) = &args.events {
         let mut model = Model::new(LiveFacts, ModelConfig::default());
         let first = super::units::apply_recording(path, &mut model)?;
-        BootReport::build(&path.display().to_string(), &model, &[], first)
+        BootReport::build(&path.display().to_string(), &model, &[], first, None)
     } else {
-        from_journal(&args, &args.boot)?
+        from_journal(&args, &args.boot).await?
     };
     if let Some(other) = &args.compare {
         // -1 is relative to the boot shown, not to the newest.
@@ -61,7 +66,7 @@ pub fn run(args: BootArgs) -> anyhow::Result<()> {
             (Ok(o), Ok(b)) if o < 0 && b <= 0 => (o + b).to_string(),
             _ => other.clone(),
         };
-        let before = from_journal(&args, &other)?;
+        let before = from_journal(&args, &other).await?;
         let changes = boot::compare(
             &before,
             &report,
@@ -84,19 +89,28 @@ pub fn run(args: BootArgs) -> anyhow::Result<()> {
         std::fs::write(plot, content).with_context(|| format!("writing {}", plot.display()))?;
         eprintln!("tracer: wrote {}", plot.display());
     }
+    if args.critical && report.critical_chain.is_empty() {
+        bail!(
+            "--critical needs systemd's After= dependencies and timestamps, and this boot has none: the daemon records them over D-Bus once boot has finished (for the running boot, tracer asks systemd directly; run it as root or with the system bus up)"
+        );
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if args.critical {
+        print!("{}", boot::critical_text(&report));
     } else {
         print!("{}", boot::text(&report, args.blame));
     }
     Ok(())
 }
 
-/// A recorded boot from the journal, replayed into its report.
-fn from_journal(args: &BootArgs, which: &str) -> anyhow::Result<BootReport> {
+/// A recorded boot from the journal, replayed into its report, with systemd's account:
+/// the one recorded when that boot finished, or for the running boot, systemd's now.
+async fn from_journal(args: &BootArgs, which: &str) -> anyhow::Result<BootReport> {
     let mut model = Model::new(LiveFacts, ModelConfig::default());
     let mut found = Vec::new();
     let mut first_event = None;
+    let mut systemd = None;
     let b = journal::find_boot(&args.state_dir.join("journal"), which)?;
     let damage = journal::read_boot(&b, |item| match item {
         Item::Cgroup { id, path } => model.know_cgroup(id, &path),
@@ -108,9 +122,28 @@ fn from_journal(args: &BootArgs, which: &str) -> anyhow::Result<BootReport> {
             first_event.get_or_insert(ev.ts_ns);
             model.apply(&ev);
         }
+        Item::Systemd(s) => systemd = Some(*s),
     })?;
     for d in damage {
         eprintln!("tracer: journal damage skipped: {d}");
     }
-    Ok(BootReport::build(&b.boot_id, &model, &found, first_event))
+    let running_boot = journal::current_boot_id().is_ok_and(|id| id == b.boot_id);
+    if running_boot && systemd.as_ref().is_none_or(|s| !s.boot.finished()) {
+        // Still booting when the daemon last looked (or it never could): ask now.
+        if let Some(now) = crate::systemd::try_snapshot(Duration::from_secs(5)).await {
+            systemd = Some(now);
+        }
+    }
+    if systemd.is_none() {
+        eprintln!(
+            "tracer: no systemd account of this boot (D-Bus): active times are inferred, no milestones or critical chain"
+        );
+    }
+    Ok(BootReport::build(
+        &b.boot_id,
+        &model,
+        &found,
+        first_event,
+        systemd.as_ref(),
+    ))
 }

@@ -69,6 +69,15 @@ pub struct EventsArgs {
     /// With --boot: only events before this time (same syntax as --since).
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub until: Option<String>,
+    /// Show the most recent events of the current boot from the daemon's journal (the
+    /// last 10 unless -n says), then keep printing new ones as they happen, as
+    /// journalctl -f.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Show only the last N events (of the boot given with -b, else of the current one),
+    /// as journalctl -n.
+    #[arg(short = 'n', long = "lines", value_name = "N")]
+    pub lines: Option<usize>,
     /// The daemon's state directory (where its journal is), for --boot.
     #[arg(long, value_name = "DIR", default_value = "/var/lib/tracer")]
     pub state_dir: std::path::PathBuf,
@@ -376,8 +385,28 @@ pub fn write_json(
 pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
     let filter = Filter::from_args(&args);
     let output = if args.json { Output::Json } else { args.output };
-    if let Some(boot) = &args.boot {
-        return replay_boot(&args, &filter, boot, output);
+    let tail = args.lines.or(args.follow.then_some(10));
+    if args.boot.is_some() || tail.is_some() {
+        let boot = args.boot.as_deref().unwrap_or("0");
+        if args.follow && boot != "0" {
+            anyhow::bail!("-f follows the current boot: leave out -b, or use -b 0");
+        }
+        // Subscribe before reading the journal's tail, so nothing falls in between.
+        let live = if args.follow {
+            let Some(live) = crate::daemon::client::events(&filter).await? else {
+                anyhow::bail!(
+                    "-f follows the daemon's stream and journal, and no daemon is running: start it (systemctl start tracer), or run `tracer events` to trace here"
+                );
+            };
+            Some(live)
+        } else {
+            None
+        };
+        let last = replay_boot(&args, &filter, boot, output, tail)?;
+        return match live {
+            Some(lines) => from_daemon(lines, output, last, false).await,
+            None => Ok(()),
+        };
     }
     if args.since.is_some() || args.until.is_some() {
         anyhow::bail!(
@@ -390,7 +419,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
                 "tracer: streaming from the daemon ({}); Ctrl-C to stop",
                 crate::daemon::client::socket_path().display()
             );
-            return from_daemon(lines, output).await;
+            return from_daemon(lines, output, None, true).await;
         }
         eprintln!("tracer: no daemon is running: tracing standalone");
     }
@@ -460,17 +489,21 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints the daemon's stream until Ctrl-C or a closed stdout.
+/// Prints the daemon's stream until Ctrl-C or a closed stdout; events at or before
+/// `after_ns` were already shown (from the journal).
 async fn from_daemon(
     mut lines: tokio::io::Lines<tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>>,
     output: Output,
+    after_ns: Option<u64>,
+    header: bool,
 ) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let clock = BootClock::new();
     let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
     let (mut shown, mut missed) = (0u64, 0u64);
-    if output == Output::Short
+    if header
+        && output == Output::Short
         && writeln!(out, "{TEXT_HEADER}")
             .and_then(|()| out.flush())
             .is_err()
@@ -497,17 +530,21 @@ async fn from_daemon(
         if v["ok"] == false {
             anyhow::bail!("the daemon refused: {}", v["error"]);
         }
+        let ev = match crate::replay::parse_line(&line, 0) {
+            Ok(ev) => ev,
+            Err(e) => {
+                tracing::warn!("a line from the daemon did not parse: {e}");
+                continue;
+            }
+        };
+        if after_ns.is_some_and(|a| ev.ts_ns <= a) {
+            continue;
+        }
         shown += 1;
         let written = if output == Output::Json {
             writeln!(out, "{line}")
         } else {
-            match crate::replay::parse_line(&line, 0) {
-                Ok(ev) => write_event(&mut out, &ev, &clock, v["cgroup"].as_str(), output),
-                Err(e) => {
-                    tracing::warn!("a line from the daemon did not parse: {e}");
-                    Ok(())
-                }
-            }
+            write_event(&mut out, &ev, &clock, v["cgroup"].as_str(), output)
         };
         if written.and_then(|()| out.flush()).is_err() {
             break;
@@ -518,13 +555,15 @@ async fn from_daemon(
     Ok(())
 }
 
-/// Prints a recorded boot from the journal, with the same filters and output.
+/// Prints a recorded boot from the journal, with the same filters and output (only the
+/// last `tail` events when given). Returns the last event's time.
 fn replay_boot(
     args: &EventsArgs,
     filter: &Filter,
     which: &str,
     output: Output,
-) -> anyhow::Result<()> {
+    tail: Option<usize>,
+) -> anyhow::Result<Option<u64>> {
     let root = args.state_dir.join("journal");
     let boot = crate::journal::find_boot(&root, which)?;
     let clock = BootClock::new();
@@ -554,6 +593,8 @@ fn replay_boot(
     let since = when(&args.since)?;
     let until = when(&args.until)?;
     let mut broken = false;
+    let mut last = None;
+    let mut kept: std::collections::VecDeque<(Event, Option<String>)> = Default::default();
     let damage = crate::journal::read_boot(&boot, |item| {
         if broken {
             return;
@@ -564,21 +605,40 @@ fn replay_boot(
                 cgroups.insert(id, &path);
                 return;
             }
-            crate::journal::Item::Process(_) => return,
+            crate::journal::Item::Process(_) | crate::journal::Item::Systemd(_) => return,
         };
         let cgroup = cgroups.path(ev.cgroup_id).map(str::to_owned);
         let in_time = since.is_none_or(|s| ev.ts_ns >= s) && until.is_none_or(|u| ev.ts_ns < u);
-        if in_time && filter.matches(&ev, cgroup.as_deref()) {
-            let r = write_event(&mut out, &ev, &boot_clock, cgroup.as_deref(), output);
-            broken = r.is_err();
-        }
+        last = Some(last.unwrap_or(0).max(ev.ts_ns));
         cgroups.observe(&ev);
+        if !in_time || !filter.matches(&ev, cgroup.as_deref()) {
+            return;
+        }
+        match tail {
+            Some(n) => {
+                if kept.len() == n {
+                    kept.pop_front();
+                }
+                if n > 0 {
+                    kept.push_back((ev, cgroup));
+                }
+            }
+            None => {
+                let r = write_event(&mut out, &ev, &boot_clock, cgroup.as_deref(), output);
+                broken = r.is_err();
+            }
+        }
     })?;
+    for (ev, cgroup) in &kept {
+        if write_event(&mut out, ev, &boot_clock, cgroup.as_deref(), output).is_err() {
+            break;
+        }
+    }
     let _ = out.flush();
     for d in &damage {
         eprintln!("tracer: journal damage skipped: {d}");
     }
-    Ok(())
+    Ok(last)
 }
 
 #[derive(Default)]

@@ -44,6 +44,18 @@ pub enum JournalCommand {
         #[arg(long)]
         json: bool,
     },
+    /// systemd's account of a boot (its timestamps, units, dependencies) as the daemon
+    /// recorded it over D-Bus when that boot finished, as JSON.
+    Systemd {
+        /// Which boot: its id (or a prefix), 0 for the newest, -1 for the one before, ...
+        #[arg(
+            long,
+            value_name = "ID|-N",
+            default_value = "0",
+            allow_hyphen_values = true
+        )]
+        boot: String,
+    },
 }
 
 #[derive(Serialize)]
@@ -96,6 +108,26 @@ pub fn run(args: JournalArgs) -> anyhow::Result<()> {
     }
     match args.command {
         Some(JournalCommand::List { json }) => list(&args.state_dir, json),
+        Some(JournalCommand::Systemd { boot }) => {
+            let b = journal::find_boot(&root, &boot)?;
+            let mut found = None;
+            let damage = journal::read_boot(&b, |item| {
+                if let Item::Systemd(s) = item {
+                    found = Some(s);
+                }
+            })?;
+            for d in damage {
+                eprintln!("tracer: journal damage skipped: {d}");
+            }
+            let Some(s) = found else {
+                anyhow::bail!(
+                    "boot {} has no systemd account: the daemon records it over D-Bus once boot has finished (was systemd reachable, and did the boot finish while the daemon ran?)",
+                    b.boot_id
+                );
+            };
+            writeln!(io::stdout().lock(), "{}", serde_json::to_string_pretty(&s)?)?;
+            Ok(())
+        }
         None if args.vacuum_size.is_some() || args.vacuum_time.is_some() => Ok(()),
         None => list(&args.state_dir, false),
     }

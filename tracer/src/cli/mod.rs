@@ -88,7 +88,7 @@ pub fn main() -> ExitCode {
             Command::Restarts(args) => units::restarts(args).await,
             Command::Daemon(args) => crate::daemon::run(args).await,
             Command::Journal(args) => journal::run(args),
-            Command::Boot(args) => boot::run(args),
+            Command::Boot(args) => boot::run(args).await,
             Command::Completions { shell } => {
                 let mut cmd = <Cli as clap::CommandFactory>::command();
                 clap_complete::generate(shell, &mut cmd, "tracer", &mut std::io::stdout());

@@ -23,7 +23,11 @@ use crate::{
     },
     probe::{Probe, ProbeOptions},
     replay,
+    systemd::{self, Snapshot, SystemdUnit},
 };
+
+/// How long a report waits for systemd's facts over D-Bus before going on without them.
+const SYSTEMD_WAIT: Duration = Duration::from_secs(3);
 
 /// Where the events come from.
 #[derive(Debug, Args)]
@@ -116,13 +120,44 @@ pub enum Query {
 }
 
 impl Query {
+    /// What systemd says that the report shows next to the kernel's account (None when
+    /// systemd cannot be asked).
+    pub async fn systemd_facts(&self) -> Option<Snapshot> {
+        match self {
+            Query::Units { .. } => systemd::try_snapshot(SYSTEMD_WAIT).await,
+            Query::Why { unit, .. } => {
+                systemd::try_unit(&crate::unit::full_unit_name(unit), SYSTEMD_WAIT)
+                    .await
+                    .map(|u| Snapshot {
+                        units: vec![u],
+                        ..Snapshot::default()
+                    })
+            }
+            Query::Restarts { .. } => None,
+        }
+    }
+}
+
+/// A query with systemd's facts, asked before the model answers.
+pub struct Question {
+    pub query: Query,
+    pub systemd: Option<Snapshot>,
+}
+
+impl Question {
+    pub async fn ask(query: Query) -> Self {
+        let systemd = query.systemd_facts().await;
+        Self { query, systemd }
+    }
+
     /// Answers the query from a model: the report's bytes, or the error text.
     pub fn answer<F: Facts>(&self, model: &Model<F>) -> Result<Vec<u8>, String> {
         let mut out = Vec::new();
-        let r = match self {
-            Query::Units { json, select } => write_units(&mut out, model, select, *json),
+        let sd = self.systemd.as_ref();
+        let r = match &self.query {
+            Query::Units { json, select } => write_units(&mut out, model, select, *json, sd),
             Query::Why { unit, json } => {
-                write_why(&mut out, model, unit, *json, "since the daemon started")
+                write_why(&mut out, model, unit, *json, "since the daemon started", sd)
             }
             Query::Restarts { unit, json } => {
                 write_restarts(&mut out, model, unit.as_deref(), *json)
@@ -272,7 +307,27 @@ pub async fn units(args: UnitsArgs) -> anyhow::Result<()> {
         return print_reply(reply);
     }
     let model = model(&args.source).await?;
-    write_units(&mut io::stdout().lock(), &model, &select, args.source.json)
+    let sd = live_systemd(&args.source, systemd::try_snapshot(SYSTEMD_WAIT)).await;
+    write_units(
+        &mut io::stdout().lock(),
+        &model,
+        &select,
+        args.source.json,
+        sd.as_ref(),
+    )
+}
+
+/// systemd's facts when they describe what the report is about: live tracing, not a
+/// recording (whose units may be another machine's).
+async fn live_systemd(
+    src: &Source,
+    ask: impl Future<Output = Option<Snapshot>>,
+) -> Option<Snapshot> {
+    if src.events.is_some() {
+        None
+    } else {
+        ask.await
+    }
 }
 
 /// The `tracer units` report of a model.
@@ -281,7 +336,9 @@ pub fn write_units<F: Facts>(
     model: &Model<F>,
     select: &UnitSelect,
     json: bool,
+    sd: Option<&Snapshot>,
 ) -> anyhow::Result<()> {
+    let sd_unit = |name: &str| sd.and_then(|s| s.unit(name));
     if json {
         let units: Vec<_> = model
             .units()
@@ -297,16 +354,40 @@ pub fn write_units<F: Facts>(
                     "crash_loop": h.crash_loop,
                     "last_exit": h.runs.iter().rev().find_map(|r| r.outcome.as_ref()).map(|o| o.status.to_string()),
                     "last_cause": h.last_failure().and_then(|r| r.outcome.as_ref()).and_then(|o| o.cause.clone()),
+                    "systemd": sd_unit(&h.unit.name),
                 })
             })
             .collect();
         writeln!(out, "{}", serde_json::to_string_pretty(&units)?)?;
         return Ok(());
     }
+    // systemd's own view, when it could be asked: its state and the unit file's.
+    let systemd_cols = |name: &str| match sd.map(|s| s.unit(name)) {
+        None => String::new(),
+        Some(None) => format!(" {:<18} {:<9}", "-", "-"),
+        Some(Some(u)) => format!(
+            " {:<18} {:<9}",
+            format!("{}/{}", u.active_state, u.sub_state),
+            if u.unit_file_state.is_empty() {
+                "-"
+            } else {
+                u.unit_file_state.as_str()
+            }
+        ),
+    };
     writeln!(
         out,
-        "{:<40} {:>4} {:>8} {:<9} {:<28} CAUSE",
-        "UNIT", "RUNS", "RESTARTS", "STATE", "LAST EXIT"
+        "{:<40} {:>4} {:>8} {:<9}{} {:<28} CAUSE",
+        "UNIT",
+        "RUNS",
+        "RESTARTS",
+        "STATE",
+        if sd.is_some() {
+            format!(" {:<18} {:<9}", "SYSTEMD", "FILE")
+        } else {
+            String::new()
+        },
+        "LAST EXIT"
     )?;
     for h in model.units().filter(|h| select.matches(h)) {
         let mut cause = last_cause(h);
@@ -315,11 +396,12 @@ pub fn write_units<F: Facts>(
         }
         writeln!(
             out,
-            "{:<40} {:>4} {:>8} {:<9} {:<28} {cause}",
+            "{:<40} {:>4} {:>8} {:<9}{} {:<28} {cause}",
             h.unit.display_name(),
             h.runs.len(),
             h.restarts(),
             h.state(),
+            systemd_cols(&h.unit.name),
             last_exit(h),
         )?;
     }
@@ -339,9 +421,65 @@ struct Why<'a> {
     hint: Option<String>,
     evidence: Vec<String>,
     cause: Option<&'a Cause>,
+    /// What systemd says about the unit, when it could be asked.
+    systemd: Option<&'a SystemdUnit>,
 }
 
-fn why_of<'a>(h: &'a UnitHistory) -> Why<'a> {
+/// `ExecStart=` as written or as systemd parsed it, and the file it is from.
+fn exec_start_line(h: &UnitHistory, sd: Option<&SystemdUnit>) -> Option<String> {
+    if let Some(file) = &h.file
+        && let Some(line) = file.exec_start_lines.first()
+    {
+        return Some(format!("ExecStart={line} (from {})", file.path));
+    }
+    let u = sd?;
+    let cmd = u.service.as_ref()?.exec_start.first()?;
+    let argv = if cmd.argv.is_empty() {
+        cmd.path.clone()
+    } else {
+        cmd.argv.join(" ")
+    };
+    Some(format!(
+        "ExecStart={}{argv} (from {})",
+        if cmd.ignore_failure { "-" } else { "" },
+        u.fragment_path
+    ))
+}
+
+/// What systemd says about the unit, in a line or two.
+fn systemd_lines(u: &SystemdUnit) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut file = if u.fragment_path.is_empty() {
+        format!("no unit file (load state {})", u.load_state)
+    } else {
+        u.fragment_path.clone()
+    };
+    if !u.unit_file_state.is_empty() {
+        file.push_str(&format!(", {}", u.unit_file_state));
+    }
+    let links = u.enablement_links();
+    if !links.is_empty() {
+        file.push_str(&format!(" (symlink {})", links.join(", ")));
+    }
+    lines.push(format!("unit file: {file}"));
+    let mut state = format!("systemd says: {} ({})", u.active_state, u.sub_state);
+    if let Some(s) = &u.service {
+        state.push_str(&format!(
+            "; Type={} Restart={} Result={} NRestarts={}",
+            s.service_type, s.restart, s.result, s.n_restarts
+        ));
+        if s.remain_after_exit {
+            state.push_str(" RemainAfterExit=yes");
+        }
+    }
+    lines.push(state);
+    if let Some(target) = u.part_of() {
+        lines.push(format!("started as part of {target}"));
+    }
+    lines
+}
+
+fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
     let name = h.unit.name.as_str();
     let mut evidence = Vec::new();
     // The latest run is what `why` explains; an earlier failure is history.
@@ -378,11 +516,7 @@ fn why_of<'a>(h: &'a UnitHistory) -> Why<'a> {
                     .to_owned(),
                 );
             }
-            if let Some(file) = &h.file
-                && let Some(line) = file.exec_start_lines.first()
-            {
-                evidence.push(format!("ExecStart={line} (from {})", file.path));
-            }
+            evidence.extend(exec_start_line(h, sd));
             match cause {
                 Some(c) => (c.explain(name), c.hint(), Some(c)),
                 None => (format!("{name}: run {} failed", run.number), None, None),
@@ -394,7 +528,7 @@ fn why_of<'a>(h: &'a UnitHistory) -> Why<'a> {
                 None,
                 None,
             ),
-            Some(run) => (not_failed(h, run), None, None),
+            Some(run) => (not_failed(h, run, sd), None, None),
         },
     };
     if h.crash_loop {
@@ -413,6 +547,7 @@ fn why_of<'a>(h: &'a UnitHistory) -> Why<'a> {
         hint,
         evidence,
         cause,
+        systemd: sd,
     }
 }
 
@@ -429,14 +564,17 @@ fn describe_status(run: &Run, pid: u32, status: crate::event::WaitStatus) -> Str
 }
 
 /// What to say about a unit whose last run did not fail.
-fn not_failed(h: &UnitHistory, run: &Run) -> String {
+fn not_failed(h: &UnitHistory, run: &Run, sd: Option<&SystemdUnit>) -> String {
     let name = h.unit.name.as_str();
-    let ty = h
-        .file
-        .as_ref()
-        .and_then(|f| f.service_type.as_deref())
+    let service = sd.and_then(|u| u.service.as_ref());
+    let ty = service
+        .map(|s| s.service_type.as_str())
+        .or_else(|| h.file.as_ref().and_then(|f| f.service_type.as_deref()))
         .unwrap_or("simple");
-    let remain = h.file.as_ref().is_some_and(|f| f.remain_after_exit);
+    let remain = service.map_or_else(
+        || h.file.as_ref().is_some_and(|f| f.remain_after_exit),
+        |s| s.remain_after_exit,
+    );
     match &run.outcome {
         Some(o) => {
             let cmd = run.command(o.pid);
@@ -507,12 +645,23 @@ pub async fn why(args: WhyArgs) -> anyhow::Result<()> {
     } else {
         "while tracing"
     };
+    let name = crate::unit::full_unit_name(&args.unit);
+    let sd = live_systemd(&args.source, async {
+        systemd::try_unit(&name, SYSTEMD_WAIT)
+            .await
+            .map(|u| Snapshot {
+                units: vec![u],
+                ..Snapshot::default()
+            })
+    })
+    .await;
     write_why(
         &mut io::stdout().lock(),
         &model,
         &args.unit,
         args.source.json,
         from,
+        sd.as_ref(),
     )
 }
 
@@ -523,11 +672,31 @@ pub fn write_why<F: Facts>(
     unit: &str,
     json: bool,
     from: &str,
+    sd: Option<&Snapshot>,
 ) -> anyhow::Result<()> {
     let Some(h) = model.unit(unit) else {
+        let name = crate::unit::full_unit_name(unit);
+        if let Some(u) = sd.and_then(|s| s.unit(&name)) {
+            if u.load_state == "not-found" {
+                bail!(
+                    "{name}: no such unit: systemd has no unit file for it (is it in /etc/systemd/system, and did you run systemctl daemon-reload?)"
+                );
+            }
+            bail!(
+                "{name}: no process ran in it {from}; systemd says {} ({}), unit file {}",
+                u.active_state,
+                u.sub_state,
+                if u.fragment_path.is_empty() {
+                    "-"
+                } else {
+                    &u.fragment_path
+                }
+            );
+        }
         bail!("no events for {unit} {from}: was it started while tracer watched?");
     };
-    let why = why_of(h);
+    let sd_unit = sd.and_then(|s| s.unit(&h.unit.name));
+    let why = why_of(h, sd_unit);
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&why)?)?;
         return Ok(());
@@ -538,6 +707,11 @@ pub fn write_why<F: Facts>(
     }
     for e in &why.evidence {
         writeln!(out, "  evidence: {e}")?;
+    }
+    if let Some(u) = why.systemd {
+        for line in systemd_lines(u) {
+            writeln!(out, "  {line}")?;
+        }
     }
     writeln!(
         out,
@@ -659,7 +833,7 @@ pub fn write_restarts<F: Facts>(
 /// For tests: the explanation of a unit in a model built from any facts.
 pub fn explanation<F: Facts>(model: &Model<F>, unit: &str) -> Option<(String, Option<String>)> {
     model.unit(unit).map(|h| {
-        let w = why_of(h);
+        let w = why_of(h, None);
         (w.explanation, w.hint)
     })
 }

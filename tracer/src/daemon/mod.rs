@@ -29,7 +29,7 @@ use crate::{
     cgroup::CgroupPaths,
     cli::{
         events::{Filter, write_json},
-        units::Query,
+        units::{Query, Question},
     },
     clock::BootClock,
     decode::decode,
@@ -66,7 +66,7 @@ pub struct Line {
     pub cgroup: Option<String>,
 }
 
-type QueryTx = mpsc::Sender<(Query, oneshot::Sender<Result<Vec<u8>, String>>)>;
+type QueryTx = mpsc::Sender<(Question, oneshot::Sender<Result<Vec<u8>, String>>)>;
 
 pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -133,6 +133,8 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
 
     let (tx, _) = broadcast::channel::<Arc<Line>>(16_384);
     let (query_tx, mut query_rx) = mpsc::channel(16);
+    let (systemd_tx, mut systemd_rx) = mpsc::channel(1);
+    tokio::spawn(record_systemd_when_booted(systemd_tx));
     let listener = bind_socket(&cfg)?;
     tokio::spawn(serve_stream(
         listener,
@@ -168,6 +170,15 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             _ = terminate.recv() => break,
             Some((q, reply)) = query_rx.recv() => {
                 let _ = reply.send(q.answer(&model));
+            }
+            Some(snapshot) = systemd_rx.recv() => {
+                match journal.append_systemd(&snapshot).and_then(|()| journal.flush()) {
+                    Ok(()) => tracing::info!(units = snapshot.units.len(), "recorded systemd's account of the boot"),
+                    Err(e) => {
+                        journal_errors += 1;
+                        tracing::warn!("journal: {e}");
+                    }
+                }
             }
             r = probe.read_raw(|raw| {
                 if journal.append_record(raw).is_err() {
@@ -273,6 +284,47 @@ fn group_id(name: &str) -> Option<u32> {
     })
 }
 
+/// Once boot has finished (systemd's FinishTimestamp is set), takes systemd's account of
+/// it (its timestamps, every unit's, the ordering dependencies) for the journal, so that
+/// `tracer boot` of this boot can use it later. Quietly gives up when systemd is not on
+/// D-Bus (pid 1 is not systemd).
+async fn record_systemd_when_booted(tx: mpsc::Sender<crate::systemd::Snapshot>) {
+    use crate::systemd::Systemd;
+    // The daemon starts before the system bus: wait for it, less often as time goes by.
+    let mut tries = 0u32;
+    let sd = loop {
+        match Systemd::connect_within(Duration::from_secs(5)).await {
+            Ok(sd) => break sd,
+            Err(e) => {
+                tries += 1;
+                if tries == 60 {
+                    tracing::info!(
+                        "systemd's own timestamps cannot be recorded yet (still trying every 30 s): {e}"
+                    );
+                }
+                let pause = if tries < 60 { 2 } else { 30 };
+                tokio::time::sleep(Duration::from_secs(pause)).await;
+            }
+        }
+    };
+    loop {
+        match sd.boot_times().await {
+            Ok(t) if t.finished() => break,
+            Ok(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+            Err(e) => {
+                tracing::warn!("systemd's own timestamps will not be recorded: {e}");
+                return;
+            }
+        }
+    }
+    match sd.snapshot().await {
+        Ok(s) => {
+            let _ = tx.send(s).await;
+        }
+        Err(e) => tracing::warn!("systemd's own timestamps will not be recorded: {e}"),
+    }
+}
+
 async fn serve_stream(
     listener: UnixListener,
     tx: broadcast::Sender<Arc<Line>>,
@@ -331,8 +383,10 @@ async fn serve_client(
         Ok(q) => q,
         Err(e) => return reply_error(&mut write, &format!("unknown request: {e}")).await,
     };
+    // systemd is asked here, not in the loop that reads the ring buffer.
+    let question = Question::ask(query).await;
     let (reply_tx, reply_rx) = oneshot::channel();
-    if queries.send((query, reply_tx)).await.is_err() {
+    if queries.send((question, reply_tx)).await.is_err() {
         return reply_error(&mut write, "the daemon is stopping").await;
     }
     let reply = match reply_rx.await {

@@ -1,11 +1,13 @@
 //! The boot-order timeline: from a recorded boot replayed through the unit model, what
 //! started when, what ran inside each unit and for how long, what failed and why.
 //!
-//! Without systemd's own timestamps (D-Bus is not read yet) a unit's "active" moment is
-//! inferred from its type and the events, and marked as inferred: Type=simple and exec
-//! when its main program was executed, oneshot when its main process exited, forking when
-//! ExecStart's process exited, anything else (notify, dbus) at the main exec as a lower
-//! bound.
+//! systemd's own account (read over D-Bus when boot finished and kept in the journal, or
+//! asked live for the current boot) gives each unit's ActiveEnterTimestamp, the target
+//! milestones, the boot's phases and the After= dependencies of the critical chain.
+//! Without it a unit's "active" moment is inferred from its type and the events, and
+//! marked as inferred: Type=simple and exec when its main program was executed, oneshot
+//! when its main process exited, forking when ExecStart's process exited, anything else
+//! (notify, dbus) at the main exec as a lower bound.
 
 use std::fmt::Write as _;
 
@@ -14,6 +16,7 @@ use serde::Serialize;
 use crate::{
     model::{Model, Run, UnitHistory, facts::Facts},
     procfs::ProcInfo,
+    systemd::{Snapshot, SystemdUnit},
     unit::UnitKind,
 };
 
@@ -51,6 +54,48 @@ pub struct UnitTimeline {
     pub cause: Option<String>,
     pub found_at_start: bool,
     pub processes: Vec<ProcessSpan>,
+    /// The target that pulled it in (systemd's WantedBy=/RequiredBy=).
+    pub part_of: Option<String>,
+    /// systemd's InactiveExitTimestamp (it began activating), when known.
+    pub systemd_activating_ns: Option<u64>,
+    /// systemd's ExecMainStartTimestamp, when known.
+    pub systemd_main_start_ns: Option<u64>,
+}
+
+/// A target reached (systemd's ActiveEnterTimestamp).
+#[derive(Clone, Debug, Serialize)]
+pub struct Milestone {
+    pub unit: String,
+    pub at_ns: u64,
+}
+
+/// One link of the critical chain.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChainLink {
+    pub unit: String,
+    pub activating_ns: Option<u64>,
+    pub active_ns: Option<u64>,
+    /// From activating to active.
+    pub took_ns: Option<u64>,
+    /// The process that held the unit's start up longest (what only tracer can see).
+    pub held_by: Option<ProcessSpan>,
+}
+
+/// The boot's phases, as systemd-analyze time tells them.
+#[derive(Clone, Debug, Serialize)]
+pub struct Phases {
+    pub systemd_version: String,
+    /// The kernel's part (until the initrd or pid 1 started), when known.
+    pub kernel_ns: Option<u64>,
+    /// The initrd's part, when there was one.
+    pub initrd_ns: Option<u64>,
+    /// From pid 1's start until the boot's last job was done, once finished.
+    pub userspace_ns: Option<u64>,
+    pub default_target: Option<String>,
+    /// When the default target was reached (since the kernel started).
+    pub default_target_reached_ns: Option<u64>,
+    /// ... and how long after pid 1 started.
+    pub default_target_after_userspace_ns: Option<u64>,
 }
 
 /// The whole report.
@@ -61,9 +106,22 @@ pub struct BootReport {
     pub userspace_start_ns: Option<u64>,
     /// The first event recorded: the tracer was attached by then.
     pub attached_ns: Option<u64>,
-    /// The last unit to become active (inferred).
+    /// The last unit to become active.
     pub last_active_ns: Option<u64>,
     pub units: Vec<UnitTimeline>,
+    /// systemd's phases, when its account was available.
+    pub phases: Option<Phases>,
+    /// The boot targets reached, in order.
+    pub milestones: Vec<Milestone>,
+    /// The chain that decided when the default target was reached (from the target back).
+    pub critical_chain: Vec<ChainLink>,
+}
+
+const US: u64 = 1_000;
+
+/// systemd's `*TimestampMonotonic` (µs, 0 = unset) in ns.
+fn ts(us: u64) -> Option<u64> {
+    (us > 0).then(|| us * US)
 }
 
 fn span(r: &Run, pid: u32) -> Option<ProcessSpan> {
@@ -78,7 +136,7 @@ fn span(r: &Run, pid: u32) -> Option<ProcessSpan> {
     })
 }
 
-fn timeline(h: &UnitHistory) -> Option<UnitTimeline> {
+fn timeline(h: &UnitHistory, sd: Option<&SystemdUnit>) -> Option<UnitTimeline> {
     let r = h.runs.first()?;
     let main = r.main_pid.and_then(|p| r.command(p));
     let main_exec_ns = main.and_then(|c| c.exec_ns);
@@ -99,7 +157,15 @@ fn timeline(h: &UnitHistory) -> Option<UnitTimeline> {
         .filter(|_| failed)
         .and_then(|o| r.command(o.pid)?.exited_ns)
         .or(if failed { r.ended_ns } else { None });
+    // systemd's own moment, when it belongs to this run (a later restart moves it).
+    let in_run = |at: u64| {
+        at + 1_000_000_000 >= r.started_ns && r.ended_ns.is_none_or(|e| at <= e + 1_000_000_000)
+    };
+    let systemd_active = sd
+        .and_then(|u| ts(u.active_enter_us))
+        .filter(|&a| in_run(a));
     let (active_ns, inferred) = match ty.as_str() {
+        _ if systemd_active.is_some() && !failed => (systemd_active, false),
         "oneshot" if !failed => (main.and_then(|c| c.exited_ns), true),
         "forking" if !failed => (exec_start_exit, true),
         "oneshot" | "forking" => (failed_ns, false),
@@ -147,7 +213,42 @@ fn timeline(h: &UnitHistory) -> Option<UnitTimeline> {
             .map(|c| c.summary()),
         found_at_start: matches!(r.start, crate::model::StartKind::FoundAtStart),
         processes,
+        part_of: sd.and_then(|u| u.part_of()).map(str::to_owned),
+        systemd_activating_ns: sd
+            .and_then(|u| ts(u.inactive_exit_us))
+            .filter(|&a| in_run(a)),
+        systemd_main_start_ns: sd
+            .and_then(|u| ts(u.service.as_ref()?.exec_main_start_us))
+            .filter(|&a| in_run(a)),
     })
+}
+
+/// The targets a boot report marks.
+const MILESTONES: [&str; 5] = [
+    "sysinit.target",
+    "basic.target",
+    "network.target",
+    "multi-user.target",
+    "graphical.target",
+];
+
+fn phases(sd: &Snapshot) -> Phases {
+    let b = &sd.boot;
+    let default_target_reached_ns = b
+        .default_target
+        .as_deref()
+        .and_then(|t| ts(sd.unit(t)?.active_enter_us));
+    Phases {
+        systemd_version: b.version.clone(),
+        kernel_ns: b.kernel_done_us().and_then(ts),
+        initrd_ns: (b.initrd_us > 0 && b.userspace_us > b.initrd_us)
+            .then(|| (b.userspace_us - b.initrd_us) * US),
+        userspace_ns: (b.finish_us > 0).then(|| b.finish_us.saturating_sub(b.userspace_us) * US),
+        default_target: b.default_target.clone(),
+        default_target_reached_ns,
+        default_target_after_userspace_ns: default_target_reached_ns
+            .map(|r| r.saturating_sub(b.userspace_us * US)),
+    }
 }
 
 impl BootReport {
@@ -157,6 +258,7 @@ impl BootReport {
         model: &Model<F>,
         found: &[ProcInfo],
         attached_ns: Option<u64>,
+        sd: Option<&Snapshot>,
     ) -> Self {
         let mut units: Vec<UnitTimeline> = model
             .units()
@@ -166,15 +268,62 @@ impl BootReport {
                     UnitKind::Service | UnitKind::Socket | UnitKind::Mount | UnitKind::Swap
                 )
             })
-            .filter_map(timeline)
+            .filter_map(|h| timeline(h, sd.and_then(|s| s.unit(&h.unit.name))))
             .collect();
         units.sort_by_key(|u| (u.start_ns, u.unit.clone()));
+        let mut milestones: Vec<Milestone> = sd
+            .map(|s| {
+                MILESTONES
+                    .iter()
+                    .chain(s.boot.default_target.as_deref().as_slice())
+                    .filter_map(|t| {
+                        Some(Milestone {
+                            unit: (*t).to_owned(),
+                            at_ns: ts(s.unit(t)?.active_enter_us)?,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        milestones.sort_by_key(|m| m.at_ns);
+        milestones.dedup_by(|a, b| a.unit == b.unit);
+        let critical_chain = sd
+            .map(|s| {
+                s.critical_chain(None)
+                    .into_iter()
+                    .map(|name| {
+                        let u = s.unit(&name);
+                        let activating_ns = u.and_then(|u| ts(u.inactive_exit_us));
+                        let active_ns = u.and_then(|u| ts(u.active_enter_us));
+                        ChainLink {
+                            took_ns: activating_ns
+                                .zip(active_ns)
+                                .map(|(a, b)| b.saturating_sub(a))
+                                .filter(|&t| t > 0),
+                            held_by: units
+                                .iter()
+                                .find(|t| t.unit == name)
+                                .and_then(|t| t.slowest.clone()),
+                            unit: name,
+                            activating_ns,
+                            active_ns,
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let userspace_start_ns = sd
+            .and_then(|s| ts(s.boot.userspace_us))
+            .or_else(|| found.iter().find(|p| p.pid == 1).map(|p| p.start_ns));
         Self {
             boot_id: boot_id.to_owned(),
-            userspace_start_ns: found.iter().find(|p| p.pid == 1).map(|p| p.start_ns),
+            userspace_start_ns,
             attached_ns,
             last_active_ns: units.iter().filter_map(|u| u.active_ns).max(),
             units,
+            phases: sd.map(phases),
+            milestones,
+            critical_chain,
         }
     }
 
@@ -206,7 +355,39 @@ fn base(p: &str) -> &str {
 pub fn text(r: &BootReport, blame: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Boot {}", r.boot_id);
-    if let Some(u) = r.userspace_start_ns {
+    if let Some(p) = &r.phases {
+        let mut parts = Vec::new();
+        if let Some(k) = p.kernel_ns {
+            parts.push(format!("{} (kernel)", s(k)));
+        }
+        if let Some(i) = p.initrd_ns {
+            parts.push(format!("{} (initrd)", s(i)));
+        }
+        match p.userspace_ns {
+            Some(u) => {
+                parts.push(format!("{} (userspace)", s(u)));
+                let total = p.kernel_ns.unwrap_or(0) + p.initrd_ns.unwrap_or(0) + u;
+                let _ = writeln!(
+                    out,
+                    "  systemd {}: startup finished in {} = {}",
+                    p.systemd_version,
+                    parts.join(" + "),
+                    s(total)
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  systemd {}: still booting ({})",
+                    p.systemd_version,
+                    parts.join(" + ")
+                );
+            }
+        }
+        if let (Some(t), Some(after)) = (&p.default_target, p.default_target_after_userspace_ns) {
+            let _ = writeln!(out, "  {t} reached after {} in userspace", s(after));
+        }
+    } else if let Some(u) = r.userspace_start_ns {
         let _ = writeln!(out, "  kernel (+initrd): {} (until pid 1 started)", s(u));
     }
     if let Some(a) = r.attached_ns {
@@ -216,7 +397,7 @@ pub fn text(r: &BootReport, blame: bool) -> String {
             s(a)
         );
     }
-    if let Some(l) = r.last_active_ns {
+    if let Some(l) = r.last_active_ns.filter(|_| r.phases.is_none()) {
         let _ = writeln!(
             out,
             "  userspace: the last unit became active at {} (inferred{})",
@@ -234,10 +415,31 @@ pub fn text(r: &BootReport, blame: bool) -> String {
     } else {
         r.units.iter().collect()
     };
-    let _ = writeln!(out, "{:>9} {:>9} {:>8}  UNIT", "START", "ACTIVE", "TOOK");
+    let _ = writeln!(
+        out,
+        "  times in seconds since the kernel started; ACTIVE {}\n",
+        if r.phases.is_some() {
+            "from systemd, ~ where inferred from the events"
+        } else {
+            "inferred from the events (~)"
+        }
+    );
+    let _ = writeln!(out, "{:>9} {:>10} {:>8}  UNIT", "START", "ACTIVE", "TOOK");
+    let mut milestones = r.milestones.iter().peekable();
     for u in rows {
+        while !blame && let Some(m) = milestones.next_if(|m| m.at_ns <= u.start_ns) {
+            let _ = writeln!(
+                out,
+                "{:>9} {:>10} {:>8}  ── {} reached",
+                "",
+                s(m.at_ns),
+                "",
+                m.unit
+            );
+        }
         let active = match (u.active_ns, u.found_at_start) {
             (_, true) => "before".to_owned(),
+            (Some(a), false) if u.active_inferred => format!("~{}", s(a)),
             (Some(a), false) => s(a),
             (None, false) => "-".to_owned(),
         };
@@ -245,6 +447,9 @@ pub fn text(r: &BootReport, blame: bool) -> String {
         let mut note = String::new();
         if u.found_at_start {
             note.push_str("  (found at start)");
+        }
+        if let Some(t) = &u.part_of {
+            note.push_str(&format!("  (part of {t})"));
         }
         if let Some(c) = &u.cause {
             note.push_str(&format!("  FAILED: {c}"));
@@ -267,7 +472,7 @@ pub fn text(r: &BootReport, blame: bool) -> String {
         }
         let _ = writeln!(
             out,
-            "{:>9} {:>9} {:>8}  {}{note}",
+            "{:>9} {:>10} {:>8}  {}{note}",
             s(u.start_ns),
             active,
             took,
@@ -277,7 +482,7 @@ pub fn text(r: &BootReport, blame: bool) -> String {
             for p in &u.processes {
                 let _ = writeln!(
                     out,
-                    "{:>9} {:>9} {:>8}    └ {}{}{}",
+                    "{:>9} {:>10} {:>8}    └ {}{}{}",
                     s(p.start_ns),
                     "",
                     p.end_ns
@@ -290,6 +495,56 @@ pub fn text(r: &BootReport, blame: bool) -> String {
                 );
             }
         }
+    }
+    for m in milestones.filter(|_| !blame) {
+        let _ = writeln!(
+            out,
+            "{:>9} {:>10} {:>8}  ── {} reached",
+            "",
+            s(m.at_ns),
+            "",
+            m.unit
+        );
+    }
+    out
+}
+
+/// The critical chain as text, the target first: when each link became active (`@`),
+/// how long it took to start (`+`), and the process inside that held it up.
+pub fn critical_text(r: &BootReport) -> String {
+    let mut out = String::new();
+    let Some(target) = r.critical_chain.first() else {
+        return out;
+    };
+    let _ = writeln!(
+        out,
+        "The chain that decided when {} was reached, from systemd's After= dependencies:\n@ when the unit became active (seconds since the kernel started), + how long it took to start,\n← the process inside it that held it up (what only tracer sees).\n",
+        target.unit
+    );
+    for (depth, link) in r.critical_chain.iter().enumerate() {
+        let indent = if depth == 0 {
+            String::new()
+        } else {
+            format!("{}└─", "  ".repeat(depth - 1))
+        };
+        let mut line = format!("{indent}{}", link.unit);
+        if let Some(a) = link.active_ns {
+            line.push_str(&format!(" @{}", s(a)));
+        }
+        if let Some(t) = link.took_ns {
+            line.push_str(&format!(" +{}", dur(t)));
+        }
+        if let (Some(p), Some(t)) = (&link.held_by, link.took_ns) {
+            let end = p.end_ns.unwrap_or(p.start_ns + t);
+            let held = end.min(p.start_ns + t).saturating_sub(p.start_ns);
+            line.push_str(&format!(
+                "  ← {}{} {}",
+                p.role.as_deref().map_or(String::new(), |r| format!("{r} ")),
+                p.program.as_deref().unwrap_or("?"),
+                dur(held)
+            ));
+        }
+        let _ = writeln!(out, "{line}");
     }
     out
 }
@@ -337,9 +592,42 @@ pub fn svg(r: &BootReport) -> String {
             (t0 + i * 1_000_000_000) as f64 / 1e9
         );
     }
+    for m in &r.milestones {
+        let x = px(m.at_ns);
+        let _ = writeln!(
+            o,
+            r##"<g class="milestone"><title>{} reached at {}</title><line x1="{x:.1}" y1="20" x2="{x:.1}" y2="{height}" stroke="#2e7d32" stroke-dasharray="4 3"/><text x="{:.1}" y="{:.1}" fill="#2e7d32" transform="rotate(-90 {:.1} {:.1})">{}</text></g>"##,
+            xml(&m.unit),
+            s(m.at_ns),
+            x - 3.0,
+            height - 4.0,
+            x - 3.0,
+            height - 4.0,
+            xml(&m.unit)
+        );
+    }
     for (i, u) in r.units.iter().enumerate() {
         let y = 24.0 + row * i as f64;
         let end = u.active_ns.unwrap_or(u.start_ns);
+        // Active: from then until its last process ended (or the plot's end).
+        if let Some(a) = u.active_ns.filter(|_| !u.failed) {
+            let until = u
+                .processes
+                .iter()
+                .map(|p| p.end_ns.unwrap_or(t1))
+                .max()
+                .unwrap_or(a)
+                .max(a);
+            if until > a {
+                let _ = writeln!(
+                    o,
+                    r##"<rect class="active" x="{:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="#e3f2fd"/>"##,
+                    px(a),
+                    (px(until) - px(a)).max(1.0),
+                    row - 4.0
+                );
+            }
+        }
         let title = match (&u.cause, u.took_ns) {
             (Some(c), _) => format!("{}: FAILED: {c}", u.unit),
             (None, Some(t)) => format!("{}: active after {}", u.unit, dur(t)),
@@ -541,6 +829,9 @@ mod tests {
             cause: failed.then(|| "exit 1".into()),
             found_at_start: false,
             processes: Vec::new(),
+            part_of: None,
+            systemd_activating_ns: None,
+            systemd_main_start_ns: None,
         }
     }
 
@@ -551,6 +842,9 @@ mod tests {
             attached_ns: None,
             last_active_ns: None,
             units,
+            phases: None,
+            milestones: Vec::new(),
+            critical_chain: Vec::new(),
         }
     }
 

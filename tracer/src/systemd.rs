@@ -1,0 +1,605 @@
+//! What systemd itself knows, read over D-Bus: its boot timestamps, and for each unit its
+//! timestamps, ordering dependencies, unit file, enablement, Type=, Restart= and ExecStart=
+//! as it parsed them.
+//!
+//! tracer asks over the system bus. (pid 1's own socket, /run/systemd/private, is there
+//! earlier in boot, but pid 1 signs its replies there with a well-known name where the
+//! D-Bus library expects a unique one, and the library rejects them.) The daemon starts
+//! before the bus, and waits for it. Everything here is optional: without systemd on
+//! D-Bus the tracer works from the kernel's events and the unit files alone, and says so.
+//!
+//! Timestamps are systemd's `*TimestampMonotonic` properties: microseconds of
+//! CLOCK_MONOTONIC, 0 when unset. The kernel events use CLOCK_BOOTTIME; the two differ
+//! only by time spent suspended, so during boot they agree.
+
+use std::{collections::HashMap, time::Duration};
+
+use serde::{Deserialize, Serialize};
+use zbus::zvariant::{DeserializeDict, OwnedObjectPath, Type};
+
+const SERVICE: &str = "org.freedesktop.systemd1";
+const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
+const MANAGER: &str = "org.freedesktop.systemd1.Manager";
+const UNIT: &str = "org.freedesktop.systemd1.Unit";
+const SERVICE_IFACE: &str = "org.freedesktop.systemd1.Service";
+const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SystemdError {
+    #[error(
+        "systemd is not reachable over the system bus ({0}): is pid 1 systemd, and is dbus running?"
+    )]
+    Unreachable(String),
+    #[error("asking systemd for {what} over D-Bus failed: {source}")]
+    Call {
+        what: String,
+        #[source]
+        source: zbus::Error,
+    },
+}
+
+/// The manager's boot timestamps (µs of CLOCK_MONOTONIC, 0 when unset).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootTimes {
+    pub version: String,
+    pub firmware_us: u64,
+    pub loader_us: u64,
+    /// When the initrd's systemd started (0 without an initrd).
+    pub initrd_us: u64,
+    /// When the system's systemd started.
+    pub userspace_us: u64,
+    /// When the boot's jobs were all done (0 while booting).
+    pub finish_us: u64,
+    /// Set when not in a container (what systemd-analyze uses to tell).
+    pub security_start_us: u64,
+    /// What default.target points to (graphical.target, multi-user.target, ...).
+    pub default_target: Option<String>,
+}
+
+impl BootTimes {
+    /// Boot has finished: every job of the boot transaction is done.
+    pub fn finished(&self) -> bool {
+        self.finish_us > 0
+    }
+
+    /// The end of the kernel's part: the initrd's start, or userspace's without one
+    /// (systemd-analyze's "kernel" time), when known.
+    pub fn kernel_done_us(&self) -> Option<u64> {
+        let done = if self.initrd_us > 0 {
+            self.initrd_us
+        } else {
+            self.userspace_us
+        };
+        (self.security_start_us > 0).then_some(done)
+    }
+}
+
+/// A command line of `ExecStart=` as systemd parsed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecCommand {
+    pub path: String,
+    pub argv: Vec<String>,
+    /// `-` prefix: a failure is ignored.
+    pub ignore_failure: bool,
+}
+
+/// The service-specific part of a unit.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceFacts {
+    pub service_type: String,
+    pub restart: String,
+    pub result: String,
+    pub exec_start: Vec<ExecCommand>,
+    pub exec_main_start_us: u64,
+    pub exec_main_pid: u32,
+    pub n_restarts: u32,
+    pub remain_after_exit: bool,
+}
+
+/// One unit as systemd describes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemdUnit {
+    pub id: String,
+    pub load_state: String,
+    pub active_state: String,
+    pub sub_state: String,
+    /// The unit file (empty for units without one).
+    pub fragment_path: String,
+    /// enabled, disabled, static, generated, ...
+    pub unit_file_state: String,
+    pub after: Vec<String>,
+    pub wanted_by: Vec<String>,
+    pub required_by: Vec<String>,
+    pub inactive_exit_us: u64,
+    pub active_enter_us: u64,
+    pub active_exit_us: u64,
+    pub inactive_enter_us: u64,
+    pub service: Option<ServiceFacts>,
+}
+
+impl SystemdUnit {
+    /// The target that pulled the unit in: the first of its WantedBy=/RequiredBy= that is
+    /// a target, the well-known boot targets first.
+    pub fn part_of(&self) -> Option<&str> {
+        const PREFERRED: [&str; 5] = [
+            "multi-user.target",
+            "graphical.target",
+            "sysinit.target",
+            "basic.target",
+            "sockets.target",
+        ];
+        let targets = || {
+            self.wanted_by
+                .iter()
+                .chain(&self.required_by)
+                .filter(|t| t.ends_with(".target"))
+        };
+        targets()
+            .find(|t| PREFERRED.contains(&t.as_str()))
+            .or_else(|| targets().next())
+            .map(String::as_str)
+    }
+
+    /// The `.wants/` (or `.requires/`) symlink `systemctl enable` made for it, when the
+    /// unit is enabled and a unit file names where it is installed.
+    pub fn enablement_links(&self) -> Vec<String> {
+        if self.unit_file_state != "enabled" {
+            return Vec::new();
+        }
+        let mut links = Vec::new();
+        for (targets, dir) in [(&self.wanted_by, "wants"), (&self.required_by, "requires")] {
+            for t in targets {
+                let link = format!("/etc/systemd/system/{t}.{dir}/{}", self.id);
+                if std::fs::symlink_metadata(&link).is_ok() {
+                    links.push(link);
+                }
+            }
+        }
+        links
+    }
+}
+
+/// Everything at one moment: the boot times and every loaded unit.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub boot: BootTimes,
+    pub units: Vec<SystemdUnit>,
+}
+
+impl Snapshot {
+    pub fn unit(&self, name: &str) -> Option<&SystemdUnit> {
+        self.units.iter().find(|u| u.id == name)
+    }
+
+    /// When a unit became active, if it did (µs).
+    pub fn active_enter_us(&self, name: &str) -> Option<u64> {
+        self.unit(name)
+            .map(|u| u.active_enter_us)
+            .filter(|&t| t > 0)
+    }
+
+    /// systemd-analyze's critical chain of `target` (default.target's id when None): from
+    /// the target back, at each unit the After= dependency that became active last (before
+    /// boot finished). Returns unit ids, the target first.
+    pub fn critical_chain(&self, target: Option<&str>) -> Vec<String> {
+        let by_id: HashMap<&str, &SystemdUnit> =
+            self.units.iter().map(|u| (u.id.as_str(), u)).collect();
+        let finish = if self.boot.finish_us > 0 {
+            self.boot.finish_us
+        } else {
+            u64::MAX
+        };
+        // Like systemd-analyze: units that never started activating are not considered.
+        let activated = |id: &str| {
+            by_id
+                .get(id)
+                .filter(|u| u.inactive_exit_us > 0)
+                .map(|u| u.active_enter_us)
+                .filter(|&a| a > 0 && a <= finish)
+        };
+        let Some(start) = target.or(self.boot.default_target.as_deref()) else {
+            return Vec::new();
+        };
+        let mut chain = vec![start.to_owned()];
+        let mut current = start;
+        while let Some(u) = by_id.get(current) {
+            let next = u
+                .after
+                .iter()
+                .filter_map(|d| Some((activated(d)?, d.as_str())))
+                // The latest; among equals the first listed, as systemd-analyze's stable sort.
+                .fold(None::<(u64, &str)>, |best, (t, d)| match best {
+                    Some((bt, _)) if bt >= t => best,
+                    _ => Some((t, d)),
+                });
+            let Some((_, next)) = next else { break };
+            if chain.iter().any(|c| c == next) {
+                break;
+            }
+            chain.push(next.to_owned());
+            current = next;
+        }
+        chain
+    }
+}
+
+/// systemd's object path of a unit: every byte but letters (and digits after the first)
+/// as `_xx`.
+pub fn unit_object_path(name: &str) -> String {
+    let mut path = String::from("/org/freedesktop/systemd1/unit/");
+    if name.is_empty() {
+        path.push('_');
+    }
+    for (i, b) in name.bytes().enumerate() {
+        if b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()) {
+            path.push(b as char);
+        } else {
+            path.push_str(&format!("_{b:02x}"));
+        }
+    }
+    path
+}
+
+#[derive(Debug, Default, DeserializeDict, Type)]
+#[zvariant(
+    signature = "a{sv}",
+    rename_all = "PascalCase",
+    crate = "zbus::zvariant"
+)]
+struct ManagerProps {
+    version: Option<String>,
+    firmware_timestamp_monotonic: Option<u64>,
+    loader_timestamp_monotonic: Option<u64>,
+    #[zvariant(rename = "InitRDTimestampMonotonic")]
+    initrd_timestamp_monotonic: Option<u64>,
+    userspace_timestamp_monotonic: Option<u64>,
+    finish_timestamp_monotonic: Option<u64>,
+    security_start_timestamp_monotonic: Option<u64>,
+}
+
+#[derive(Debug, Default, DeserializeDict, Type)]
+#[zvariant(
+    signature = "a{sv}",
+    rename_all = "PascalCase",
+    crate = "zbus::zvariant"
+)]
+struct UnitProps {
+    id: Option<String>,
+    load_state: Option<String>,
+    active_state: Option<String>,
+    sub_state: Option<String>,
+    fragment_path: Option<String>,
+    unit_file_state: Option<String>,
+    after: Option<Vec<String>>,
+    wanted_by: Option<Vec<String>>,
+    required_by: Option<Vec<String>>,
+    inactive_exit_timestamp_monotonic: Option<u64>,
+    active_enter_timestamp_monotonic: Option<u64>,
+    active_exit_timestamp_monotonic: Option<u64>,
+    inactive_enter_timestamp_monotonic: Option<u64>,
+}
+
+/// `ExecStart`'s signature: path, argv, ignore failure, start and exit timestamps
+/// (realtime, monotonic), pid, code, status.
+type ExecWire = (String, Vec<String>, bool, u64, u64, u64, u64, u32, i32, i32);
+
+#[derive(Debug, Default, DeserializeDict, Type)]
+#[zvariant(
+    signature = "a{sv}",
+    rename_all = "PascalCase",
+    crate = "zbus::zvariant"
+)]
+struct ServiceProps {
+    #[zvariant(rename = "Type")]
+    service_type: Option<String>,
+    restart: Option<String>,
+    result: Option<String>,
+    exec_start: Option<Vec<ExecWire>>,
+    exec_main_start_timestamp_monotonic: Option<u64>,
+    #[zvariant(rename = "ExecMainPID")]
+    exec_main_pid: Option<u32>,
+    #[zvariant(rename = "NRestarts")]
+    n_restarts: Option<u32>,
+    remain_after_exit: Option<bool>,
+}
+
+/// ListUnits' rows: id, description, load, active, sub, following, path, job id, job type,
+/// job path.
+type UnitRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    OwnedObjectPath,
+    u32,
+    String,
+    OwnedObjectPath,
+);
+
+/// A connection to systemd.
+pub struct Systemd {
+    conn: zbus::Connection,
+}
+
+impl Systemd {
+    /// Connects to pid 1 through the system bus.
+    pub async fn connect() -> Result<Self, SystemdError> {
+        let unreachable = |e: zbus::Error| SystemdError::Unreachable(e.to_string());
+        let conn = zbus::connection::Builder::system()
+            .map_err(unreachable)?
+            .method_timeout(CALL_TIMEOUT)
+            .build()
+            .await
+            .map_err(unreachable)?;
+        Ok(Self { conn })
+    }
+
+    /// Connects, giving up after `limit`.
+    pub async fn connect_within(limit: Duration) -> Result<Self, SystemdError> {
+        match tokio::time::timeout(limit, Self::connect()).await {
+            Ok(r) => r,
+            Err(_) => Err(SystemdError::Unreachable(format!(
+                "no answer within {limit:?}"
+            ))),
+        }
+    }
+
+    async fn call<B, R>(
+        &self,
+        what: &str,
+        path: &str,
+        iface: &str,
+        method: &str,
+        body: &B,
+    ) -> Result<R, SystemdError>
+    where
+        B: Serialize + Type,
+        R: for<'d> Deserialize<'d> + Type,
+    {
+        let err = |source| SystemdError::Call {
+            what: what.to_owned(),
+            source,
+        };
+        let reply = self
+            .conn
+            .call_method(Some(SERVICE), path, Some(iface), method, body)
+            .await
+            .map_err(err)?;
+        reply.body().deserialize().map_err(err)
+    }
+
+    async fn get_all<R>(&self, what: &str, path: &str, iface: &str) -> Result<R, SystemdError>
+    where
+        R: for<'d> Deserialize<'d> + Type,
+    {
+        self.call(what, path, PROPERTIES, "GetAll", &(iface,)).await
+    }
+
+    /// The manager's boot timestamps and default target.
+    pub async fn boot_times(&self) -> Result<BootTimes, SystemdError> {
+        let m: ManagerProps = self
+            .get_all("the manager's timestamps", MANAGER_PATH, MANAGER)
+            .await?;
+        let default_target: Option<String> = self
+            .call(
+                "the default target",
+                MANAGER_PATH,
+                MANAGER,
+                "GetDefaultTarget",
+                &(),
+            )
+            .await
+            .ok();
+        Ok(BootTimes {
+            version: m.version.unwrap_or_default(),
+            firmware_us: m.firmware_timestamp_monotonic.unwrap_or(0),
+            loader_us: m.loader_timestamp_monotonic.unwrap_or(0),
+            initrd_us: m.initrd_timestamp_monotonic.unwrap_or(0),
+            userspace_us: m.userspace_timestamp_monotonic.unwrap_or(0),
+            finish_us: m.finish_timestamp_monotonic.unwrap_or(0),
+            security_start_us: m.security_start_timestamp_monotonic.unwrap_or(0),
+            default_target,
+        })
+    }
+
+    async fn unit_at(&self, name: &str, path: &str) -> Result<SystemdUnit, SystemdError> {
+        let u: UnitProps = self
+            .get_all(&format!("{name}'s properties"), path, UNIT)
+            .await?;
+        let id = u.id.unwrap_or_else(|| name.to_owned());
+        let load_state = u.load_state.unwrap_or_default();
+        let service = if id.ends_with(".service") && load_state == "loaded" {
+            let s: ServiceProps = self
+                .get_all(&format!("{id}'s service properties"), path, SERVICE_IFACE)
+                .await?;
+            Some(ServiceFacts {
+                service_type: s.service_type.unwrap_or_default(),
+                restart: s.restart.unwrap_or_default(),
+                result: s.result.unwrap_or_default(),
+                exec_start: s
+                    .exec_start
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(path, argv, ignore_failure, ..)| ExecCommand {
+                        path,
+                        argv,
+                        ignore_failure,
+                    })
+                    .collect(),
+                exec_main_start_us: s.exec_main_start_timestamp_monotonic.unwrap_or(0),
+                exec_main_pid: s.exec_main_pid.unwrap_or(0),
+                n_restarts: s.n_restarts.unwrap_or(0),
+                remain_after_exit: s.remain_after_exit.unwrap_or(false),
+            })
+        } else {
+            None
+        };
+        Ok(SystemdUnit {
+            id,
+            load_state,
+            active_state: u.active_state.unwrap_or_default(),
+            sub_state: u.sub_state.unwrap_or_default(),
+            fragment_path: u.fragment_path.unwrap_or_default(),
+            unit_file_state: u.unit_file_state.unwrap_or_default(),
+            after: u.after.unwrap_or_default(),
+            wanted_by: u.wanted_by.unwrap_or_default(),
+            required_by: u.required_by.unwrap_or_default(),
+            inactive_exit_us: u.inactive_exit_timestamp_monotonic.unwrap_or(0),
+            active_enter_us: u.active_enter_timestamp_monotonic.unwrap_or(0),
+            active_exit_us: u.active_exit_timestamp_monotonic.unwrap_or(0),
+            inactive_enter_us: u.inactive_enter_timestamp_monotonic.unwrap_or(0),
+            service,
+        })
+    }
+
+    /// One unit (systemd loads it to answer, as `systemctl show` does).
+    pub async fn unit(&self, name: &str) -> Result<SystemdUnit, SystemdError> {
+        self.unit_at(name, &unit_object_path(name)).await
+    }
+
+    /// The boot times and every loaded unit.
+    pub async fn snapshot(&self) -> Result<Snapshot, SystemdError> {
+        let boot = self.boot_times().await?;
+        let rows: Vec<UnitRow> = self
+            .call("the list of units", MANAGER_PATH, MANAGER, "ListUnits", &())
+            .await?;
+        let mut units = Vec::with_capacity(rows.len());
+        for (id, _, _, _, _, _, path, ..) in rows {
+            match self.unit_at(&id, path.as_str()).await {
+                Ok(u) => units.push(u),
+                // A unit can vanish between the list and the question (a finished scope).
+                Err(e) => tracing::debug!("{e}"),
+            }
+        }
+        Ok(Snapshot { boot, units })
+    }
+}
+
+/// systemd's snapshot now, or None (with the reason logged at debug level) when systemd
+/// cannot be asked.
+pub async fn try_snapshot(limit: Duration) -> Option<Snapshot> {
+    let r = async {
+        let sd = Systemd::connect_within(limit).await?;
+        match tokio::time::timeout(limit, sd.snapshot()).await {
+            Ok(r) => r,
+            Err(_) => Err(SystemdError::Unreachable(format!(
+                "no complete answer within {limit:?}"
+            ))),
+        }
+    }
+    .await;
+    r.map_err(|e| tracing::debug!("{e}")).ok()
+}
+
+/// One unit's facts now, or None.
+pub async fn try_unit(name: &str, limit: Duration) -> Option<SystemdUnit> {
+    let r = async {
+        let sd = Systemd::connect_within(limit).await?;
+        match tokio::time::timeout(limit, sd.unit(name)).await {
+            Ok(r) => r,
+            Err(_) => Err(SystemdError::Unreachable(format!(
+                "no answer about {name} within {limit:?}"
+            ))),
+        }
+    }
+    .await;
+    r.map_err(|e| tracing::debug!("{e}")).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_paths_are_escaped_like_systemd() {
+        assert_eq!(
+            unit_object_path("dbus.service"),
+            "/org/freedesktop/systemd1/unit/dbus_2eservice"
+        );
+        assert_eq!(
+            unit_object_path("getty@tty1.service"),
+            "/org/freedesktop/systemd1/unit/getty_40tty1_2eservice"
+        );
+        assert_eq!(
+            unit_object_path("1x-y.mount"),
+            "/org/freedesktop/systemd1/unit/_31x_2dy_2emount"
+        );
+    }
+
+    fn unit(id: &str, activating: u64, active: u64, after: &[&str]) -> SystemdUnit {
+        SystemdUnit {
+            id: id.into(),
+            inactive_exit_us: activating,
+            active_enter_us: active,
+            after: after.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn critical_chain_follows_the_last_activated_dependency() {
+        let snap = Snapshot {
+            boot: BootTimes {
+                finish_us: 10_000,
+                default_target: Some("graphical.target".into()),
+                ..Default::default()
+            },
+            units: vec![
+                unit(
+                    "graphical.target",
+                    9_000,
+                    9_000,
+                    &["multi-user.target", "a.service"],
+                ),
+                unit(
+                    "multi-user.target",
+                    8_000,
+                    8_000,
+                    &["b.service", "c.service", "late.service"],
+                ),
+                unit("a.service", 100, 500, &[]),
+                unit("b.service", 2_000, 7_000, &["basic.target"]),
+                unit("c.service", 2_000, 3_000, &["basic.target"]),
+                // Active only after boot finished: not part of it.
+                unit("late.service", 9_500, 12_000, &[]),
+                unit("basic.target", 1_500, 1_500, &["never.service"]),
+                // Never started activating.
+                unit("never.service", 0, 0, &[]),
+            ],
+        };
+        assert_eq!(
+            snap.critical_chain(None),
+            [
+                "graphical.target",
+                "multi-user.target",
+                "b.service",
+                "basic.target"
+            ]
+        );
+        assert_eq!(
+            snap.critical_chain(Some("c.service")),
+            ["c.service", "basic.target"]
+        );
+    }
+
+    #[test]
+    fn part_of_prefers_the_boot_targets() {
+        let u = SystemdUnit {
+            wanted_by: vec![
+                "foo.service".into(),
+                "custom.target".into(),
+                "multi-user.target".into(),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(u.part_of(), Some("multi-user.target"));
+        let u = SystemdUnit {
+            required_by: vec!["custom.target".into()],
+            ..Default::default()
+        };
+        assert_eq!(u.part_of(), Some("custom.target"));
+    }
+}
