@@ -14,7 +14,10 @@ use tracer::{
         facts::{FileInfo, RecordedFacts, parse_unit_file},
     },
     replay,
+    systemd::Snapshot,
 };
+
+mod common;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -295,11 +298,55 @@ fn systemd_252_child_exiting_before_its_move_is_still_the_units() {
 }
 
 /// The boot report of a captured boot: the slow ExecStartPre holds slowpre.service up,
-/// failures carry their causes, the plot has a row per unit.
+/// failures carry their causes, the plot has a row per unit; with systemd's account of
+/// the same boot (recorded by the daemon over D-Bus), the critical chain is
+/// systemd-analyze's, the targets are marked, and active times are systemd's.
 fn check_boot_report(fixture: &str) {
     use tracer::report::boot::{self, BootReport};
     let m = replayed(fixture);
-    let report = BootReport::build(fixture, &m, &[], None, None);
+    let bare = BootReport::build(fixture, &m, &[], None, None);
+    assert!(bare.critical_chain.is_empty() && bare.phases.is_none());
+    assert!(
+        bare.units
+            .iter()
+            .all(|u| u.active_ns.is_none() || u.active_inferred || u.failed)
+    );
+    let stem = fixture.trim_end_matches(".jsonl");
+    let dir = Path::new(ROOT).join("fixtures");
+    let sd: Snapshot = serde_json::from_str(
+        &fs::read_to_string(dir.join(format!("{stem}.systemd.json"))).unwrap(),
+    )
+    .unwrap();
+    let report = BootReport::build(fixture, &m, &[], None, Some(&sd));
+    let chain: Vec<&str> = report
+        .critical_chain
+        .iter()
+        .map(|l| l.unit.as_str())
+        .collect();
+    let analyze = common::analyze_chain(
+        &fs::read_to_string(dir.join(format!("{stem}.critical-chain.txt"))).unwrap(),
+    );
+    assert_eq!(chain, analyze, "the critical chain is systemd-analyze's");
+    assert_eq!(
+        common::analyze_chain(&boot::critical_text(&report)),
+        analyze,
+        "and so is its text"
+    );
+    let marks: Vec<&str> = report.milestones.iter().map(|m| m.unit.as_str()).collect();
+    for t in ["sysinit.target", "basic.target", "multi-user.target"] {
+        assert!(marks.contains(&t), "{t} marked: {marks:?}");
+    }
+    assert!(
+        report
+            .milestones
+            .windows(2)
+            .all(|w| w[0].at_ns <= w[1].at_ns)
+    );
+    let phases = report.phases.as_ref().unwrap();
+    assert_eq!(
+        phases.userspace_ns,
+        Some((sd.boot.finish_us - sd.boot.userspace_us) * 1000)
+    );
     let unit = |name: &str| {
         report
             .units
@@ -309,6 +356,12 @@ fn check_boot_report(fixture: &str) {
     };
     let slowpre = unit("slowpre.service");
     assert!(slowpre.took_ns.unwrap() >= 2_000_000_000, "{slowpre:?}");
+    assert!(!slowpre.active_inferred, "systemd's moment: {slowpre:?}");
+    assert_eq!(
+        slowpre.active_ns,
+        Some(sd.unit("slowpre.service").unwrap().active_enter_us * 1000)
+    );
+    assert_eq!(slowpre.part_of.as_deref(), Some("multi-user.target"));
     let slowest = slowpre.slowest.as_ref().unwrap();
     assert_eq!(slowest.role.as_deref(), Some("ExecStartPre"));
     assert!(slowest.program.as_deref().unwrap().ends_with("sleep"));
@@ -335,9 +388,10 @@ fn check_boot_report(fixture: &str) {
     );
     let text = boot::text(&report, false);
     assert!(
-        text.contains("slowpre.service  ← ExecStartPre sleep took 2."),
+        text.contains("slowpre.service  (part of multi-user.target)  ← ExecStartPre sleep took 2."),
         "{text}"
     );
+    assert!(text.contains("── multi-user.target reached"), "{text}");
     let blame = boot::text(&report, true);
     let first_scenario = blame
         .lines()
@@ -351,6 +405,10 @@ fn check_boot_report(fixture: &str) {
     assert_eq!(
         svg.matches("<g class=\"unit\">").count(),
         report.units.len()
+    );
+    assert_eq!(
+        svg.matches("<g class=\"milestone\">").count(),
+        report.milestones.len()
     );
     assert!(svg.contains("noexec.service: FAILED: EACCES"));
 }

@@ -12,6 +12,9 @@ use std::{
 
 use serde_json::Value;
 
+mod common;
+use common::analyze_chain;
+
 /// What `systemctl show` said about a unit.
 struct Show(HashMap<String, String>);
 
@@ -920,20 +923,6 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
         )),
     }
     problems
-}
-
-/// The unit names of `systemd-analyze critical-chain`'s tree, in order.
-fn analyze_chain(text: &str) -> Vec<String> {
-    text.lines()
-        .skip_while(|l| !l.is_empty())
-        .filter_map(|l| {
-            let name = l
-                .trim_start_matches(|c: char| c.is_whitespace() || "│├└─".contains(c))
-                .split_whitespace()
-                .next()?;
-            name.contains('.').then(|| name.to_owned())
-        })
-        .collect()
 }
 
 /// systemd's account over D-Bus in `tracer boot`: the phases equal the manager's

@@ -38,6 +38,9 @@ pub struct BootArgs {
     /// Use a recording (`tracer events --json` lines) instead of the journal.
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
+    /// With --events: systemd's account of the same boot (`tracer journal systemd`).
+    #[arg(long, value_name = "FILE", requires = "events")]
+    pub systemd: Option<PathBuf>,
     /// Compare with an earlier recorded boot (id, or -1 for the one before this one).
     #[arg(long, value_name = "ID|-N", allow_hyphen_values = true)]
     pub compare: Option<String>,
@@ -56,7 +59,21 @@ pub async fn run(args: BootArgs) -> anyhow::Result<()> {
     let report = if let Some(path) = &args.events {
         let mut model = Model::new(LiveFacts, ModelConfig::default());
         let first = super::units::apply_recording(path, &mut model)?;
-        BootReport::build(&path.display().to_string(), &model, &[], first, None)
+        let sd: Option<crate::systemd::Snapshot> = match &args.systemd {
+            Some(f) => Some(
+                std::fs::read(f)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|b| Ok(serde_json::from_slice(&b)?))
+                    .with_context(|| {
+                        format!(
+                            "reading systemd's account {} (made by `tracer journal systemd`)",
+                            f.display()
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        BootReport::build(&path.display().to_string(), &model, &[], first, sd.as_ref())
     } else {
         from_journal(&args, &args.boot).await?
     };
@@ -91,7 +108,7 @@ pub async fn run(args: BootArgs) -> anyhow::Result<()> {
     }
     if args.critical && report.critical_chain.is_empty() {
         bail!(
-            "--critical needs systemd's After= dependencies and timestamps, and this boot has none: the daemon records them over D-Bus once boot has finished (for the running boot, tracer asks systemd directly; run it as root or with the system bus up)"
+            "--critical needs systemd's After= dependencies and timestamps, and this boot has none: the daemon records them over D-Bus once boot has finished (for the running boot, tracer asks systemd itself, over the system bus); with --events, give --systemd FILE"
         );
     }
     if args.json {

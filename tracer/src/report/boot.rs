@@ -521,6 +521,7 @@ pub fn critical_text(r: &BootReport) -> String {
         "The chain that decided when {} was reached, from systemd's After= dependencies:\n@ when the unit became active (seconds since the kernel started), + how long it took to start,\n← the process inside it that held it up (what only tracer sees).\n",
         target.unit
     );
+    let mut parent_active: Option<u64> = None;
     for (depth, link) in r.critical_chain.iter().enumerate() {
         let indent = if depth == 0 {
             String::new()
@@ -544,6 +545,14 @@ pub fn critical_text(r: &BootReport) -> String {
                 dur(held)
             ));
         }
+        // systemd keeps only a unit's latest activation: one restarted before boot
+        // finished shows that, later than the unit it held up.
+        if let (Some(a), Some(p)) = (link.active_ns, parent_active)
+            && a > p
+        {
+            line.push_str("  (started again later: systemd keeps only its latest activation)");
+        }
+        parent_active = link.active_ns;
         let _ = writeln!(out, "{line}");
     }
     out
