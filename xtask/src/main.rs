@@ -241,6 +241,16 @@ fn uninstall() -> anyhow::Result<()> {
 
 const STORY_BEGIN: &str = "<!-- story:begin (cargo xtask docs) -->";
 const STORY_END: &str = "<!-- story:end -->";
+const BOOT_BEGIN: &str = "<!-- boot:begin (cargo xtask docs) -->";
+const BOOT_END: &str = "<!-- boot:end -->";
+
+/// Replaces what lies between two markers of `text` (the markers stay).
+fn replace_section(text: &str, begin: &str, end: &str, body: &str) -> anyhow::Result<String> {
+    let (Some(a), Some(b)) = (text.find(begin), text.find(end)) else {
+        bail!("README.md has no {begin} ... {end} markers");
+    };
+    Ok(format!("{}{begin}\n{body}{}", &text[..a], &text[b..]))
+}
 
 /// Rewrites the README's "Your first service, explained" from the story the VM test ran
 /// (target/vm/bookworm/results/story), and docs/boot-trixie.* from the trixie run.
@@ -253,8 +263,7 @@ fn docs() -> anyhow::Result<()> {
         .filter(|p| p.extension().is_some_and(|x| x == "txt"))
         .collect();
     steps.sort();
-    let mut section = String::from(STORY_BEGIN);
-    section.push_str("\n```\n");
+    let mut section = String::from("```\n");
     for step in &steps {
         let text = std::fs::read_to_string(step)?;
         // Each file: "$ command", its output, "[exit N]".
@@ -264,20 +273,23 @@ fn docs() -> anyhow::Result<()> {
         }
     }
     section.push_str("```\n");
-    section.push_str(STORY_END);
     let readme_path = root().join("README.md");
     let readme = std::fs::read_to_string(&readme_path)?;
-    let (Some(a), Some(b)) = (readme.find(STORY_BEGIN), readme.find(STORY_END)) else {
-        bail!("README.md has no story markers");
-    };
-    let new = format!(
-        "{}{}{}",
-        &readme[..a],
-        section,
-        &readme[b + STORY_END.len()..]
-    );
-    std::fs::write(&readme_path, new)?;
+    let readme = replace_section(&readme, STORY_BEGIN, STORY_END, &section)?;
     let boot = root().join("target/vm/trixie/results/tracer");
+    let read =
+        |f: &str| std::fs::read_to_string(boot.join(f)).with_context(|| format!("reading {f}"));
+    let blame: String = read("boot-blame.txt")?
+        .lines()
+        .take(20)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let boot_section = format!(
+        "```\n$ tracer boot --critical\n{}\n$ tracer boot --blame | head -20\n{blame}```\n",
+        read("boot-critical.txt")?
+    );
+    let readme = replace_section(&readme, BOOT_BEGIN, BOOT_END, &boot_section)?;
+    std::fs::write(&readme_path, readme)?;
     for (from, to) in [
         ("boot.txt", "boot-trixie.txt"),
         ("boot-blame.txt", "boot-trixie-blame.txt"),

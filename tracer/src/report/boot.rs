@@ -158,8 +158,13 @@ fn timeline(h: &UnitHistory, sd: Option<&SystemdUnit>) -> Option<UnitTimeline> {
         .and_then(|o| r.command(o.pid)?.exited_ns)
         .or(if failed { r.ended_ns } else { None });
     // systemd's own moment, when it belongs to this run (a later restart moves it).
+    // systemd stamps a unit active before it removes the cgroup of a run that ended, and
+    // a restart's stamp comes after its new cgroup appeared.
+    let next_start = h.runs.get(1).map(|n| n.started_ns);
     let in_run = |at: u64| {
-        at + 1_000_000_000 >= r.started_ns && r.ended_ns.is_none_or(|e| at <= e + 1_000_000_000)
+        at + 1_000_000_000 >= r.started_ns
+            && r.ended_ns.is_none_or(|e| at <= e + 5_000_000)
+            && next_start.is_none_or(|n| at < n)
     };
     let systemd_active = sd
         .and_then(|u| ts(u.active_enter_us))
