@@ -147,7 +147,7 @@ async fn from_journal(args: &BootArgs, which: &str) -> anyhow::Result<BootReport
     let running_boot = journal::current_boot_id().is_ok_and(|id| id == b.boot_id);
     if running_boot && systemd.as_ref().is_none_or(|s| !s.boot.finished()) {
         // Still booting when the daemon last looked (or it never could): ask now.
-        if let Some(now) = crate::systemd::try_snapshot(Duration::from_secs(5)).await {
+        if let Some(now) = crate::systemd::try_snapshot(Duration::from_secs(30)).await {
             systemd = Some(now);
         }
     }

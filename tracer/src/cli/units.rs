@@ -27,7 +27,7 @@ use crate::{
 };
 
 /// How long a report waits for systemd's facts over D-Bus before going on without them.
-const SYSTEMD_WAIT: Duration = Duration::from_secs(3);
+const SYSTEMD_WAIT: Duration = Duration::from_secs(10);
 
 /// Where the events come from.
 #[derive(Debug, Args)]
@@ -604,6 +604,25 @@ fn not_failed(h: &UnitHistory, run: &Run, sd: Option<&SystemdUnit>) -> String {
                 )
             }
         }
+        // Type=forking: ExecStart's process exited 0 and nothing stayed behind.
+        None if ty == "forking"
+            && run.main_pid.is_none()
+            && run.commands.iter().all(|c| c.exited_ns.is_some())
+            && let Some(c) = run.commands.iter().find(|c| {
+                c.role.as_deref() == Some("ExecStart") && c.status.is_some_and(|s| s.success())
+            }) =>
+        {
+            let program = c.program.as_deref().unwrap_or("ExecStart's process");
+            let took = c
+                .exited_ns
+                .map(|e| e.saturating_sub(c.exec_ns.unwrap_or(c.started_ns)))
+                .map_or_else(String::new, |ns| {
+                    format!(" after {:.0} ms", ns as f64 / 1e6)
+                });
+            format!(
+                "{name}: {program} exited 0{took} and left no process behind; a Type=forking service is expected to start a daemon that keeps running after ExecStart's process exits — with nothing left, it becomes inactive; if the program stays in the foreground use Type=simple (or exec), if it is meant to run once use Type=oneshot"
+            )
+        }
         None if run.is_open() && run.main_pid.is_none() => {
             let now: Vec<String> = run
                 .commands
@@ -836,4 +855,105 @@ pub fn explanation<F: Facts>(model: &Model<F>, unit: &str) -> Option<(String, Op
         let w = why_of(h, None);
         (w.explanation, w.hint)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        event::{CgroupRef, EventKind, WaitStatus},
+        model::facts::{RecordedFacts, parse_unit_file},
+    };
+
+    fn ev(ts_ms: u64, tgid: u32, cgroup_id: u64, comm: &str, kind: EventKind) -> Event {
+        Event {
+            ts_ns: ts_ms * 1_000_000,
+            pid: tgid,
+            tgid,
+            cgroup_id,
+            comm: comm.into(),
+            kind,
+        }
+    }
+
+    /// A Type=forking service whose ExecStart exits 0 without leaving a daemon, as the
+    /// kernel reports it: its cgroup, pid 1's fork, the move, the exec, the exit, the
+    /// cgroup's removal.
+    #[test]
+    fn a_forking_service_that_left_nothing_behind_is_explained() {
+        let mut facts = RecordedFacts::default();
+        facts.units.insert(
+            "f.service".into(),
+            parse_unit_file(
+                "/etc/systemd/system/f.service",
+                &["[Service]\nType=forking\nExecStart=/usr/sbin/f\n".into()],
+            ),
+        );
+        let mut m = Model::new(facts, ModelConfig::default());
+        let cg = CgroupRef {
+            id: 60,
+            level: 2,
+            path: "/system.slice/f.service".into(),
+            path_truncated: false,
+        };
+        m.know_cgroup(1, "/init.scope");
+        m.apply(&ev(
+            1,
+            1,
+            1,
+            "systemd",
+            EventKind::CgroupMkdir { cgroup: cg.clone() },
+        ));
+        m.apply(&ev(2, 1, 1, "systemd", EventKind::Fork { child_pid: 400 }));
+        m.apply(&ev(
+            3,
+            1,
+            1,
+            "systemd",
+            EventKind::CgroupAttach {
+                cgroup: cg.clone(),
+                target_pid: 400,
+            },
+        ));
+        m.apply(&ev(
+            4,
+            400,
+            60,
+            "f",
+            EventKind::Exec {
+                ppid: 1,
+                uid: 0,
+                filename: "/usr/sbin/f".into(),
+                argv: vec!["/usr/sbin/f".into()],
+                filename_truncated: false,
+                argv_truncated: false,
+            },
+        ));
+        m.apply(&ev(
+            16,
+            400,
+            60,
+            "f",
+            EventKind::Exit {
+                ppid: 1,
+                status: WaitStatus(0),
+            },
+        ));
+        m.apply(&ev(
+            17,
+            1,
+            1,
+            "systemd",
+            EventKind::CgroupRmdir { cgroup: cg },
+        ));
+        let (text, hint) = explanation(&m, "f.service").unwrap();
+        assert!(
+            text.starts_with(
+                "f.service: /usr/sbin/f exited 0 after 12 ms and left no process behind; a Type=forking service"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("use Type=simple"), "{text}");
+        assert_eq!(hint, None);
+    }
 }

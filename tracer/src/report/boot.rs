@@ -37,6 +37,8 @@ pub struct UnitTimeline {
     pub unit: String,
     /// Its cgroup appeared (or, found at start, its first process started).
     pub start_ns: u64,
+    /// Its first process was forked (ExecStartPre's, or the main one).
+    pub first_fork_ns: Option<u64>,
     /// Its main process was forked.
     pub main_fork_ns: Option<u64>,
     /// Its main program was executed.
@@ -158,14 +160,11 @@ fn timeline(h: &UnitHistory, sd: Option<&SystemdUnit>) -> Option<UnitTimeline> {
         .and_then(|o| r.command(o.pid)?.exited_ns)
         .or(if failed { r.ended_ns } else { None });
     // systemd's own moment, when it belongs to this run (a later restart moves it).
-    // systemd stamps a unit active before it removes the cgroup of a run that ended, and
-    // a restart's stamp comes after its new cgroup appeared.
+    // systemd keeps the latest activation's stamps: a restart's come after its new cgroup
+    // appeared. (The end of this run is no bound: systemd may remove the emptied cgroup
+    // of a RemainAfterExit unit before it handles the exit that makes it active.)
     let next_start = h.runs.get(1).map(|n| n.started_ns);
-    let in_run = |at: u64| {
-        at + 1_000_000_000 >= r.started_ns
-            && r.ended_ns.is_none_or(|e| at <= e + 5_000_000)
-            && next_start.is_none_or(|n| at < n)
-    };
+    let in_run = |at: u64| at + 1_000_000_000 >= r.started_ns && next_start.is_none_or(|n| at < n);
     let systemd_active = sd
         .and_then(|u| ts(u.active_enter_us))
         .filter(|&a| in_run(a));
@@ -199,6 +198,7 @@ fn timeline(h: &UnitHistory, sd: Option<&SystemdUnit>) -> Option<UnitTimeline> {
     Some(UnitTimeline {
         unit: h.unit.name.clone(),
         start_ns: r.started_ns,
+        first_fork_ns: r.commands.iter().map(|c| c.started_ns).min(),
         main_fork_ns: main.map(|c| c.started_ns),
         main_exec_ns,
         active_ns,
@@ -832,6 +832,7 @@ mod tests {
         UnitTimeline {
             unit: name.into(),
             start_ns: 0,
+            first_fork_ns: None,
             main_fork_ns: None,
             main_exec_ns: None,
             active_ns: Some(took_ms * 1_000_000),
