@@ -342,6 +342,27 @@ fn check_boot_report(fixture: &str) {
             .windows(2)
             .all(|w| w[0].at_ns <= w[1].at_ns)
     );
+    // The main process began in the unit when systemd stamped ExecMainStart: within 5 ms
+    // for the typical unit that ran once (the moment pid 1 moved it into the unit's
+    // cgroup on systemd 252, its fork into it on 257).
+    let suite = fixture.split('-').nth(1).unwrap();
+    let mut deltas: Vec<i64> = report
+        .units
+        .iter()
+        .filter_map(|u| {
+            let name = u.unit.strip_suffix(".service")?;
+            let path = dir.join(format!("vm-{suite}-units/{name}.show"));
+            if !path.exists() || m.unit(&u.unit)?.runs.len() > 1 {
+                return None;
+            }
+            let main_start = show(suite, name).num("ExecMainStartTimestampMonotonic");
+            let at = u.main_started_ns? / 1000;
+            (main_start > 0).then(|| (at as i64 - main_start as i64).abs())
+        })
+        .collect();
+    deltas.sort_unstable();
+    assert!(deltas.len() >= 10, "{deltas:?}");
+    assert!(deltas[deltas.len() / 2] <= 5_000, "µs: {deltas:?}");
     let phases = report.phases.as_ref().unwrap();
     assert_eq!(
         phases.userspace_ns,

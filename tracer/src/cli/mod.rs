@@ -17,7 +17,7 @@ use tracing_subscriber::EnvFilter;
     name = "tracer",
     version,
     about,
-    after_help = "Examples:\n  tracer why mylog.service        why the unit failed (or did not), and the fix\n  tracer units                    every unit: runs, restarts, state, last cause\n  tracer events --failed          failed execs and exits, live\n  tracer boot --blame             the slowest units of this boot\n\nThe daemon (tracer.service) keeps a journal of every boot; the other commands ask it\nwhen it runs and trace on their own when it does not."
+    after_help = "Examples:\n  tracer why mylog.service        why the unit failed (or did not), and the fix\n  tracer units                    every unit: runs, restarts, state, last cause\n  tracer events --failed          failed execs and exits, live\n  tracer events -f -u mylog       the unit's last events, then new ones as they happen\n  tracer boot --blame             the slowest units of this boot\n  tracer boot --critical          what decided when boot was done, and what held it up\n\nThe daemon (tracer.service) keeps a journal of every boot; the other commands ask it\nwhen it runs and trace on their own when it does not."
 )]
 pub struct Cli {
     /// More log output on stderr (-v: info, -vv: debug). RUST_LOG overrides it.

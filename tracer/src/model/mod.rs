@@ -78,6 +78,9 @@ pub struct Command {
     pub role: Option<String>,
     /// When it executed its program (after systemd ≥ 255's executor), CLOCK_BOOTTIME ns.
     pub exec_ns: Option<u64>,
+    /// When pid 1 moved it into the unit's cgroup (systemd ≤ 254 forks its children in
+    /// its own cgroup and moves them; later versions clone them straight into the unit's).
+    pub moved_ns: Option<u64>,
     pub exited_ns: Option<u64>,
     pub status: Option<WaitStatus>,
     /// Failed execs in this process.
@@ -312,6 +315,7 @@ impl<F: Facts> Model<F> {
             top_level,
             role,
             exec_ns: Some(p.start_ns),
+            moved_ns: None,
             exited_ns: None,
             status: None,
             failed_execs: Vec::new(),
@@ -394,6 +398,12 @@ impl<F: Facts> Model<F> {
                     .get(target_pid)
                     .map_or_else(|| ev.comm.clone(), |p| p.comm.clone());
                 self.place(*target_pid, ppid, &comm, cgroup.id, ev.ts_ns);
+                if ev.tgid == 1
+                    && let Some(c) = self.command_of(*target_pid)
+                    && c.moved_ns.is_none()
+                {
+                    c.moved_ns = Some(ev.ts_ns);
+                }
             }
             EventKind::Fork { child_pid } => {
                 // pid reuse: a new process with this pid replaces whatever was kept.
@@ -556,6 +566,7 @@ impl<F: Facts> Model<F> {
                     top_level: true,
                     role: None,
                     exec_ns: None,
+                    moved_ns: None,
                     exited_ns: Some(u.ts_ns),
                     status: Some(u.status),
                     failed_execs: Vec::new(),
@@ -630,6 +641,7 @@ impl<F: Facts> Model<F> {
                 top_level,
                 role: None,
                 exec_ns: None,
+                moved_ns: None,
                 exited_ns: None,
                 status: None,
                 failed_execs: Vec::new(),

@@ -41,6 +41,9 @@ pub struct UnitTimeline {
     pub first_fork_ns: Option<u64>,
     /// Its main process was forked.
     pub main_fork_ns: Option<u64>,
+    /// Its main process began in the unit: moved into the unit's cgroup by pid 1 (systemd
+    /// ≤ 254), else forked into it.
+    pub main_started_ns: Option<u64>,
     /// Its main program was executed.
     pub main_exec_ns: Option<u64>,
     /// It became active (see the module doc), or failed.
@@ -200,6 +203,7 @@ fn timeline(h: &UnitHistory, sd: Option<&SystemdUnit>) -> Option<UnitTimeline> {
         start_ns: r.started_ns,
         first_fork_ns: r.commands.iter().map(|c| c.started_ns).min(),
         main_fork_ns: main.map(|c| c.started_ns),
+        main_started_ns: main.map(|c| c.moved_ns.unwrap_or(c.started_ns)),
         main_exec_ns,
         active_ns,
         active_inferred: inferred,
@@ -834,6 +838,7 @@ mod tests {
             start_ns: 0,
             first_fork_ns: None,
             main_fork_ns: None,
+            main_started_ns: None,
             main_exec_ns: None,
             active_ns: Some(took_ms * 1_000_000),
             active_inferred: true,
