@@ -872,10 +872,11 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
     // TCG stalls a guest now and then for 100 ms and more: one unit may be that far off,
     // the typical one is not.
     // systemd stamps ExecMainStart right after the main process is in the unit: the
-    // typical unit within 5 ms (TCG stalls put a few far off).
+    // typical unit within about 1 ms on a quiet host; TCG stalls put a few far off, and
+    // on a busy host the median reached 5 ms once.
     fork_deltas.sort_unstable();
     if let Some(median) = fork_deltas.get(fork_deltas.len() / 2)
-        && *median > 5_000
+        && *median > 10_000
     {
         problems.push(format!(
             "{}: main process in the unit vs ExecMainStart, median |Δ| {median} µs",

@@ -593,7 +593,9 @@ pub fn svg(r: &BootReport) -> String {
         .max(t0 + 1_000_000_000);
     let (left, row, width) = (260.0, 18.0, 1200.0);
     let px = |ns: u64| left + (ns.saturating_sub(t0) as f64 / (t1 - t0) as f64) * width;
-    let height = 40.0 + row * r.units.len() as f64;
+    // The targets' names, one line each above the rows, so that close ones stay legible.
+    let top = 24.0 + 14.0 * r.milestones.len() as f64;
+    let height = top + 16.0 + row * r.units.len() as f64;
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -601,31 +603,40 @@ pub fn svg(r: &BootReport) -> String {
         left + width + 20.0
     );
     let _ = writeln!(o, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let secs = (t1 - t0).div_ceil(1_000_000_000);
-    for i in 0..=secs {
-        let x = px(t0 + i * 1_000_000_000);
+    // A grid line every 1, 2, 5, 10, ... s: at most about 25 of them.
+    let span_s = (t1 - t0) as f64 / 1e9;
+    let step_s = [1u64, 2, 5, 10, 20, 30, 60, 120, 300, 600]
+        .into_iter()
+        .find(|&st| span_s / st as f64 <= 25.0)
+        .unwrap_or(1200);
+    let step = step_s * 1_000_000_000;
+    let mut tick = t0.div_ceil(step) * step;
+    while tick <= t1 {
+        let x = px(tick);
         let _ = writeln!(
             o,
-            r##"<line x1="{x:.1}" y1="20" x2="{x:.1}" y2="{height}" stroke="#ddd"/><text x="{x:.1}" y="14" text-anchor="middle">{:.1}s</text>"##,
-            (t0 + i * 1_000_000_000) as f64 / 1e9
+            r##"<line x1="{x:.1}" y1="20" x2="{x:.1}" y2="{height}" stroke="#ddd"/><text x="{x:.1}" y="14" text-anchor="middle">{}s</text>"##,
+            tick / 1_000_000_000
         );
+        tick += step;
     }
-    for m in &r.milestones {
+    for (i, m) in r.milestones.iter().enumerate() {
         let x = px(m.at_ns);
+        let label_y = 34.0 + 14.0 * i as f64;
         let _ = writeln!(
             o,
-            r##"<g class="milestone"><title>{} reached at {}</title><line x1="{x:.1}" y1="20" x2="{x:.1}" y2="{height}" stroke="#2e7d32" stroke-dasharray="4 3"/><text x="{:.1}" y="{:.1}" fill="#2e7d32" transform="rotate(-90 {:.1} {:.1})">{}</text></g>"##,
+            r##"<g class="milestone"><title>{} reached at {}</title><line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{height}" stroke="#2e7d32" stroke-dasharray="4 3"/><text x="{:.1}" y="{:.1}" fill="#2e7d32">{} {}</text></g>"##,
             xml(&m.unit),
             s(m.at_ns),
-            x - 3.0,
-            height - 4.0,
-            x - 3.0,
-            height - 4.0,
-            xml(&m.unit)
+            label_y - 10.0,
+            x + 3.0,
+            label_y,
+            xml(&m.unit),
+            s(m.at_ns)
         );
     }
     for (i, u) in r.units.iter().enumerate() {
-        let y = 24.0 + row * i as f64;
+        let y = top + row * i as f64;
         let end = u.active_ns.unwrap_or(u.start_ns);
         // Active: from then until its last process ended (or the plot's end).
         if let Some(a) = u.active_ns.filter(|_| !u.failed) {
