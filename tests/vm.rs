@@ -883,11 +883,11 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
             g.suite
         ));
     }
-    // systemd stamps InactiveExit once its first spawn returned: measured 4–40 ms after
-    // the fork under TCG (median about 15 ms on both versions).
+    // systemd stamps InactiveExit once its first spawn returned: measured 3–70 ms after
+    // the fork under TCG (median 15 ms on a quiet host, 30–40 ms on a busy one).
     first_fork_deltas.sort_unstable();
     if let Some(median) = first_fork_deltas.get(first_fork_deltas.len() / 2)
-        && *median > 50_000
+        && *median > 100_000
     {
         problems.push(format!(
             "{}: first fork vs InactiveExit, median |Δ| {median} µs",
@@ -896,9 +896,10 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
     }
     // The cgroup comes first; one unit may trail by a TCG stall (290 ms seen), the
     // typical one by far less.
+    // (Median 30–60 ms before on a quiet host, 113 ms on a busy one.)
     start_deltas.sort_unstable();
     if let Some(median) = start_deltas.get(start_deltas.len() / 2)
-        && !(-100_000..=5_000).contains(median)
+        && !(-300_000..=5_000).contains(median)
     {
         problems.push(format!(
             "{}: cgroup vs InactiveExit, median Δ {median} µs",
