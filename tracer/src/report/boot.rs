@@ -400,9 +400,13 @@ pub fn text(r: &BootReport, blame: bool) -> String {
         let _ = writeln!(out, "  kernel (+initrd): {} (until pid 1 started)", s(u));
     }
     if let Some(a) = r.attached_ns {
+        let before = r.units.iter().filter(|u| u.found_at_start).count();
+        let after_userspace = r.userspace_start_ns.map_or(String::new(), |u| {
+            format!(", {} after pid 1 started", s(a.saturating_sub(u)))
+        });
         let _ = writeln!(
             out,
-            "  tracer attached: {}; what started before is reconstructed from /proc and marked (found at start)",
+            "  tracer attached: {}{after_userspace}; {before} units were running by then: reconstructed from /proc, marked (found at start)",
             s(a)
         );
     }
