@@ -991,6 +991,22 @@ fn check_systemd_account(g: &Guest, report: &Value, scenarios: &[String]) -> Vec
             fs::read_to_string(g.dir.join("tracer/systemd.err")).unwrap_or_default()
         ));
     }
+    // `systemd-analyze time`'s two lines, word for word, in `tracer boot`.
+    let ours = fs::read_to_string(g.dir.join("tracer/boot.txt")).unwrap_or_default();
+    for line in fs::read_to_string(g.dir.join("analyze-time.txt"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        if !ours.contains(line) {
+            problems.push(format!(
+                "{}: systemd-analyze time says {line:?}; tracer boot: {}",
+                g.suite,
+                ours.lines().take(4).collect::<Vec<_>>().join(" | ")
+            ));
+        }
+    }
     let milestones: Vec<&str> = report["milestones"]
         .as_array()
         .map(|m| m.iter().filter_map(|m| m["unit"].as_str()).collect())

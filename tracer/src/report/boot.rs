@@ -348,6 +348,19 @@ fn s(ns: u64) -> String {
     format!("{:.3}s", ns as f64 / 1e9)
 }
 
+/// A span as systemd-analyze prints it (to the millisecond, truncated): `3.250s`,
+/// `1min 2.345s`.
+fn span_ms(ns: u64) -> String {
+    let ms = ns / 1_000_000;
+    let (min, rest) = (ms / 60_000, ms % 60_000);
+    let secs = format!("{}.{:03}s", rest / 1000, rest % 1000);
+    if min > 0 {
+        format!("{min}min {secs}")
+    } else {
+        secs
+    }
+}
+
 fn dur(ns: u64) -> String {
     if ns >= 1_000_000_000 {
         format!("{:.3}s", ns as f64 / 1e9)
@@ -367,21 +380,21 @@ pub fn text(r: &BootReport, blame: bool) -> String {
     if let Some(p) = &r.phases {
         let mut parts = Vec::new();
         if let Some(k) = p.kernel_ns {
-            parts.push(format!("{} (kernel)", s(k)));
+            parts.push(format!("{} (kernel)", span_ms(k)));
         }
         if let Some(i) = p.initrd_ns {
-            parts.push(format!("{} (initrd)", s(i)));
+            parts.push(format!("{} (initrd)", span_ms(i)));
         }
         match p.userspace_ns {
             Some(u) => {
-                parts.push(format!("{} (userspace)", s(u)));
+                parts.push(format!("{} (userspace)", span_ms(u)));
                 let total = p.kernel_ns.unwrap_or(0) + p.initrd_ns.unwrap_or(0) + u;
                 let _ = writeln!(
                     out,
-                    "  systemd {}: startup finished in {} = {}",
+                    "  systemd {}: Startup finished in {} = {}",
                     p.systemd_version,
                     parts.join(" + "),
-                    s(total)
+                    span_ms(total)
                 );
             }
             None => {
@@ -394,7 +407,7 @@ pub fn text(r: &BootReport, blame: bool) -> String {
             }
         }
         if let (Some(t), Some(after)) = (&p.default_target, p.default_target_after_userspace_ns) {
-            let _ = writeln!(out, "  {t} reached after {} in userspace", s(after));
+            let _ = writeln!(out, "  {t} reached after {} in userspace.", span_ms(after));
         }
     } else if let Some(u) = r.userspace_start_ns {
         let _ = writeln!(out, "  kernel (+initrd): {} (until pid 1 started)", s(u));
