@@ -155,6 +155,8 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         }
     );
 
+    // What the start-up needed (the /proc and cgroup walks, the journal's seeding) is freed.
+    crate::probe::release_free_memory();
     sd_notify("READY=1\nSTATUS=programs attached, recording");
 
     let mut interrupt = signal(SignalKind::interrupt())?;

@@ -10,9 +10,9 @@ use std::{
 };
 
 use aya::{
-    Ebpf, EbpfLoader, Endianness,
+    Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, ProgramError, TracePoint},
+    programs::{ProgramError, RawTracePoint, TracePoint},
 };
 use tokio::io::{Interest, unix::AsyncFd};
 use tracer_common::{Config, FIELD_ABSENT, STAT_DROPS, STAT_ERRORS};
@@ -142,33 +142,39 @@ impl Probe {
         if opts.ring_size < 4096 || !opts.ring_size.is_power_of_two() {
             return Err(ProbeError::RingSize(opts.ring_size));
         }
-        let vmlinux = std::fs::read(VMLINUX_BTF).map_err(ProbeError::MissingBtf)?;
-        let btf = Btf::parse(&vmlinux)?;
         let tracefs = TraceFs::find_or_mount()?;
+
         let ignore_tgid = if opts.ignore_self {
             std::process::id()
         } else {
             0
         };
-        let config = kernel_config(&btf, &tracefs, ignore_tgid)?;
-        // The parsed types are large (the kernel's BTF has ~100k): free them before aya
-        // parses the same BTF again for the BTF tracepoint.
-        drop(btf);
+        let config = {
+            // The kernel's BTF (5 MiB on 6.18) is only read here, and freed before the
+            // programs load.
+            let vmlinux = std::fs::read(VMLINUX_BTF).map_err(ProbeError::MissingBtf)?;
+            kernel_config(&Btf::parse(&vmlinux)?, &tracefs, ignore_tgid)?
+        };
         tracing::debug!(?config, "kernel offsets");
 
+        // No kernel BTF needed: the programs carry no CO-RE relocations (their offsets are
+        // the CONFIG above) and no BTF tracepoint.
         let mut ebpf = EbpfLoader::new()
+            .btf(None)
             .override_global("CONFIG", &config, true)
             .map_max_entries("EVENTS", opts.ring_size)
             .load(EBPF_OBJECT)
             .map_err(ProbeError::Load)?;
 
+        // aya's loader parsed the kernel's BTF (~15 MiB while it lasts, whatever `.btf`
+        // says); give that back to the system before the ring buffer is mapped, so the two
+        // never add up.
+        release_free_memory();
         for (program, category, event) in TRACEPOINTS {
             attach_tracepoint(&mut ebpf, program, category, event)
                 .map_err(|source| program_error(program, source))?;
         }
-        let kernel_btf = aya::Btf::parse(&vmlinux, Endianness::default())
-            .map_err(|e| ProbeError::TraceFs(format!("parsing kernel BTF for tp_btf: {e}")))?;
-        attach_btf_tracepoint(&mut ebpf, "sched_process_fork", &kernel_btf)
+        attach_raw_tracepoint(&mut ebpf, "sched_process_fork")
             .map_err(|source| program_error("sched_process_fork", source))?;
 
         let ring = ebpf
@@ -280,6 +286,15 @@ fn drain(ring: &mut RingBuf<MapData>, malformed: &mut u64, out: &mut Vec<Event>)
     }
 }
 
+/// Returns the heap's free pages to the system (glibc keeps them otherwise).
+pub fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn record_malformed(malformed: &mut u64, e: &DecodeError) {
     *malformed += 1;
     if malformed.is_power_of_two() {
@@ -305,17 +320,14 @@ fn attach_tracepoint(
     Ok(())
 }
 
-fn attach_btf_tracepoint(
-    ebpf: &mut Ebpf,
-    program: &str,
-    kernel_btf: &aya::Btf,
-) -> Result<(), ProgramError> {
-    let tp: &mut BtfTracePoint = ebpf
+/// A raw tracepoint named like its program.
+fn attach_raw_tracepoint(ebpf: &mut Ebpf, program: &str) -> Result<(), ProgramError> {
+    let tp: &mut RawTracePoint = ebpf
         .program_mut(program)
         .ok_or(ProgramError::NotLoaded)?
         .try_into()?;
-    tp.load(program, kernel_btf)?;
-    tp.attach()?;
+    tp.load()?;
+    tp.attach(program)?;
     Ok(())
 }
 
