@@ -63,8 +63,20 @@ pub struct DaemonArgs {
 /// An event as the stream sends it: with its task's cgroup path resolved.
 pub struct Line {
     pub ev: Event,
-    pub cgroup: Option<String>,
+    pub cgroup: Option<Arc<str>>,
 }
+
+/// The events of one read of the ring buffer, as the stream's clients get them: one
+/// broadcast per batch, not per event. `first` numbers the first event (they are numbered
+/// in order), so a client that fell behind knows how many events it missed.
+pub struct Batch {
+    pub first: u64,
+    pub lines: Vec<Line>,
+}
+
+/// Batches a client may fall behind by before it misses events (at 100 batches a second
+/// at most, several seconds).
+const STREAM_BACKLOG_BATCHES: usize = 512;
 
 type QueryTx = mpsc::Sender<(Query, oneshot::Sender<Result<Vec<u8>, String>>)>;
 
@@ -131,7 +143,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         tokio::spawn(crate::metrics::serve(listener, page.clone()));
     }
 
-    let (tx, _) = broadcast::channel::<Arc<Line>>(16_384);
+    let (tx, _) = broadcast::channel::<Arc<Batch>>(STREAM_BACKLOG_BATCHES);
     let (query_tx, mut query_rx) = mpsc::channel(16);
     let listener = bind_socket(&cfg)?;
     tokio::spawn(serve_stream(
@@ -164,6 +176,8 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut journal_errors = 0u64;
     let mut malformed = Vec::new();
+    let mut numbered = 0u64;
+    let mut lines = Vec::new();
     loop {
         tokio::select! {
             _ = interrupt.recv() => break,
@@ -177,7 +191,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
                 }
                 match decode(raw) {
                     Ok(ev) => {
-                        let cgroup = cgroups.path(ev.cgroup_id).map(str::to_owned);
+                        let cgroup = cgroups.shared_path(ev.cgroup_id);
                         let target_unit = match &ev.kind {
                             EventKind::Signal { target_pid, .. } => model.unit_of_pid(*target_pid).map(str::to_owned),
                             _ => None,
@@ -185,11 +199,21 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
                         metrics.observe(&ev, cgroup.as_deref(), target_unit.as_deref());
                         model.apply(&ev);
                         cgroups.observe(&ev);
-                        let _ = tx.send(Arc::new(Line { ev, cgroup }));
+                        lines.push(Line { ev, cgroup });
                     }
                     Err(e) => malformed.push(e),
                 }
-            }) => { r?; }
+            }) => {
+                r?;
+                let first = numbered;
+                numbered += lines.len() as u64;
+                if tx.receiver_count() > 0 && !lines.is_empty() {
+                    let batch = Batch { first, lines: std::mem::take(&mut lines) };
+                    let _ = tx.send(Arc::new(batch));
+                } else {
+                    lines.clear();
+                }
+            }
             _ = tick.tick() => {
                 if let Err(e) = journal.maybe_flush() {
                     journal_errors += 1;
@@ -277,7 +301,7 @@ fn group_id(name: &str) -> Option<u32> {
 
 async fn serve_stream(
     listener: UnixListener,
-    tx: broadcast::Sender<Arc<Line>>,
+    tx: broadcast::Sender<Arc<Batch>>,
     queries: QueryTx,
     clients: prometheus::IntGauge,
     clock: BootClock,
@@ -300,7 +324,7 @@ async fn serve_stream(
 /// One client: a request line, then a stream of event lines or one reply.
 async fn serve_client(
     sock: UnixStream,
-    mut rx: broadcast::Receiver<Arc<Line>>,
+    mut rx: broadcast::Receiver<Arc<Batch>>,
     queries: QueryTx,
     clients: prometheus::IntGauge,
     clock: BootClock,
@@ -353,31 +377,42 @@ async fn reply_error(write: &mut (impl AsyncWriteExt + Unpin), msg: &str) -> io:
 
 async fn stream_events(
     write: &mut (impl AsyncWriteExt + Unpin),
-    rx: &mut broadcast::Receiver<Arc<Line>>,
+    rx: &mut broadcast::Receiver<Arc<Batch>>,
     filter: &Filter,
     clock: &BootClock,
 ) -> io::Result<()> {
     let mut buf = Vec::with_capacity(64 * 1024);
+    // The number of the next event this client expects (None before its first batch).
+    let mut next: Option<u64> = None;
+    let mut take = |buf: &mut Vec<u8>, batch: &Batch| -> io::Result<()> {
+        if let Some(n) = next
+            && batch.first > n
+        {
+            missed(buf, batch.first - n);
+        }
+        next = Some(batch.first + batch.lines.len() as u64);
+        for line in &batch.lines {
+            if filter.matches(&line.ev, line.cgroup.as_deref()) {
+                write_json(&mut *buf, &line.ev, clock, line.cgroup.as_deref())?;
+            }
+        }
+        Ok(())
+    };
     loop {
         match rx.recv().await {
-            Ok(line) => {
-                if filter.matches(&line.ev, line.cgroup.as_deref()) {
-                    write_json(&mut buf, &line.ev, clock, line.cgroup.as_deref())?;
-                }
+            Ok(batch) => {
+                take(&mut buf, &batch)?;
                 // Take what else is queued without waiting, then write it at once.
                 while buf.len() < 60 * 1024 {
                     match rx.try_recv() {
-                        Ok(line) => {
-                            if filter.matches(&line.ev, line.cgroup.as_deref()) {
-                                write_json(&mut buf, &line.ev, clock, line.cgroup.as_deref())?;
-                            }
-                        }
-                        Err(broadcast::error::TryRecvError::Lagged(n)) => missed(&mut buf, n),
+                        Ok(batch) => take(&mut buf, &batch)?,
+                        // The next batch received tells how many events were missed.
+                        Err(broadcast::error::TryRecvError::Lagged(_)) => {}
                         Err(_) => break,
                     }
                 }
             }
-            Err(broadcast::error::RecvError::Lagged(n)) => missed(&mut buf, n),
+            Err(broadcast::error::RecvError::Lagged(_)) => {}
             Err(broadcast::error::RecvError::Closed) => return Ok(()),
         }
         if !buf.is_empty() {

@@ -585,7 +585,9 @@ impl<F: Facts> Model<F> {
             unit: None,
         });
         entry.ppid = ppid;
-        entry.comm = comm.to_owned();
+        if entry.comm != comm {
+            comm.clone_into(&mut entry.comm);
+        }
         // Outside any unit (the root, /init.scope): keep where the process was placed. On
         // systemd 252 a child pid 1 moved into a unit can still report /init.scope when it
         // fails its setup (217/USER) right away.
