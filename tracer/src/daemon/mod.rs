@@ -74,9 +74,11 @@ pub struct Batch {
     pub lines: Vec<Line>,
 }
 
-/// Batches a client may fall behind by before it misses events (at 100 batches a second
-/// at most, several seconds).
-const STREAM_BACKLOG_BATCHES: usize = 512;
+/// A batch holds at most this many events (a read of a full ring is sent in several) ...
+const STREAM_BATCH_MAX: usize = 64;
+/// ... and a client may fall behind by this many batches before it misses events: at most
+/// 16384 events held for a slow client, as many seconds of them as 256 reads take.
+const STREAM_BACKLOG_BATCHES: usize = 256;
 
 type QueryTx = mpsc::Sender<(Query, oneshot::Sender<Result<Vec<u8>, String>>)>;
 
@@ -101,6 +103,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let running = procfs::snapshot();
     let mut probe = Probe::load(&ProbeOptions {
         ring_size: cfg.ring_size,
+        batch_delay: Duration::from_millis(cfg.batch_ms),
         ..ProbeOptions::default()
     })?;
     let attached = started.elapsed();
@@ -205,12 +208,19 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
                 }
             }) => {
                 r?;
-                let first = numbered;
-                numbered += lines.len() as u64;
-                if tx.receiver_count() > 0 && !lines.is_empty() {
-                    let batch = Batch { first, lines: std::mem::take(&mut lines) };
-                    let _ = tx.send(Arc::new(batch));
+                if tx.receiver_count() > 0 {
+                    let mut rest = std::mem::take(&mut lines).into_iter();
+                    loop {
+                        let chunk: Vec<Line> = rest.by_ref().take(STREAM_BATCH_MAX).collect();
+                        if chunk.is_empty() {
+                            break;
+                        }
+                        let first = numbered;
+                        numbered += chunk.len() as u64;
+                        let _ = tx.send(Arc::new(Batch { first, lines: chunk }));
+                    }
                 } else {
+                    numbered += lines.len() as u64;
                     lines.clear();
                 }
             }

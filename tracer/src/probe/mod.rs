@@ -11,7 +11,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{Array, MapData, PerCpuArray, RingBuf},
     programs::{ProgramError, RawTracePoint, TracePoint},
 };
 use tokio::io::{Interest, unix::AsyncFd};
@@ -97,8 +97,9 @@ pub struct ProbeOptions {
     /// Drop the calling process's own events in the kernel.
     pub ignore_self: bool,
     /// After a read that returned events, wait this long before the next one, so records
-    /// accumulate and the kernel wakes the reader once per batch, not once per record.
-    /// This bounds the added latency; zero reads as soon as anything arrives.
+    /// accumulate and are read in one batch; the programs do not wake the reader meanwhile
+    /// (unless the ring is a quarter full). When a read finds nothing, the reader sleeps
+    /// and the next record wakes it. This bounds the added latency.
     pub batch_delay: Duration,
 }
 
@@ -127,6 +128,10 @@ pub struct Probe {
     _ebpf: Ebpf,
     ring: AsyncFd<RingBuf<MapData>>,
     stats: PerCpuArray<MapData, u64>,
+    /// Tells the programs whether the reader sleeps (1: wake it) or reads on a timer (0).
+    asleep: Array<MapData, u32>,
+    /// What `asleep` says now.
+    sleeping: bool,
     /// Records that did not decode (a bug or a version mismatch; logged).
     malformed: u64,
     batch_delay: Duration,
@@ -194,6 +199,18 @@ impl Probe {
             name: "STATS",
             source,
         })?;
+        let asleep = ebpf
+            .take_map("READER_ASLEEP")
+            .ok_or(ProbeError::Missing("READER_ASLEEP map"))?;
+        let mut asleep = Array::try_from(asleep).map_err(|source| ProbeError::Map {
+            name: "READER_ASLEEP",
+            source,
+        })?;
+        // The first read sleeps until a record arrives.
+        asleep.set(0, 1, 0).map_err(|source| ProbeError::Map {
+            name: "READER_ASLEEP",
+            source,
+        })?;
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             ring_fd = ring.get_ref().as_raw_fd(),
@@ -203,6 +220,8 @@ impl Probe {
             _ebpf: ebpf,
             ring,
             stats,
+            asleep,
+            sleeping: true,
             malformed: 0,
             batch_delay: opts.batch_delay,
             next_read: None,
@@ -224,27 +243,59 @@ impl Probe {
 
     /// Waits until records are available, then hands each one, as the kernel wrote it,
     /// to `f`; returns how many. Cancel-safe like [`Probe::read`].
+    ///
+    /// While records flow, it reads every `batch_delay` and the programs do not wake it;
+    /// once a read finds nothing, it tells them so and sleeps until the next record.
     pub async fn read_raw(&mut self, mut f: impl FnMut(&[u8])) -> Result<usize, ProbeError> {
-        if let Some(at) = self.next_read {
-            tokio::time::sleep_until(at).await;
+        let mut look_now = false;
+        loop {
+            if look_now {
+                look_now = false;
+            } else if self.sleeping {
+                // Readiness is cleared before draining, so a record that lands after the
+                // drain makes the fd readable again.
+                self.ring.readable_mut().await?.clear_ready();
+            } else if let Some(at) = self.next_read {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    // The ring is a quarter full: read now.
+                    guard = self.ring.readable_mut() => guard?.clear_ready(),
+                }
+            }
             self.next_read = None;
-        }
-        let mut n = 0;
-        while n == 0 {
-            let mut guard = self.ring.readable_mut().await?;
-            // Readiness is cleared before draining, so a record that lands after the drain
-            // makes the fd readable again.
-            guard.clear_ready();
-            let ring = guard.get_inner_mut();
+            let ring = self.ring.get_mut();
+            let mut n = 0;
             while let Some(item) = ring.next() {
                 f(&item);
                 n += 1;
             }
+            if n > 0 {
+                if self.sleeping {
+                    self.set_sleeping(false)?;
+                }
+                if !self.batch_delay.is_zero() {
+                    self.next_read = Some(tokio::time::Instant::now() + self.batch_delay);
+                }
+                return Ok(n);
+            }
+            if !self.sleeping {
+                // From now on a record wakes the reader; one written before the programs
+                // knew did not: look once more before sleeping.
+                self.set_sleeping(true)?;
+                look_now = true;
+            }
         }
-        if !self.batch_delay.is_zero() {
-            self.next_read = Some(tokio::time::Instant::now() + self.batch_delay);
-        }
-        Ok(n)
+    }
+
+    fn set_sleeping(&mut self, sleeping: bool) -> Result<(), ProbeError> {
+        self.asleep
+            .set(0, u32::from(sleeping), 0)
+            .map_err(|source| ProbeError::Map {
+                name: "READER_ASLEEP",
+                source,
+            })?;
+        self.sleeping = sleeping;
+        Ok(())
     }
 
     /// Counts a record that did not decode (the caller decoded it).
