@@ -98,6 +98,15 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         cfg.ring_size = r;
     }
 
+    // Large blocks (the kernel's BTF, read and parsed twice while the programs load) get
+    // their own mappings, returned when freed and grown in place: glibc's default raises
+    // that threshold after the first such free, and the next ones then come from the heap,
+    // where growing copies them and freeing keeps them resident.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets a tunable.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
+    }
     // Snapshot first, then attach: what starts meanwhile is seen by the programs.
     let mut cgroups = CgroupPaths::scan_system().context("reading the cgroup2 tree")?;
     let running = procfs::snapshot();
