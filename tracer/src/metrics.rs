@@ -47,8 +47,9 @@ pub struct Metrics {
     /// Per cgroup id: its unit's series (a live cgroup's unit never changes; removed
     /// cgroups are forgotten, so this is bounded by the live tree).
     by_cgroup: HashMap<u64, CgroupSeries>,
-    /// Per unit: runs, failures and start durations already exported.
-    synced: HashMap<String, (usize, usize, usize)>,
+    /// Per unit: its history's serial, and its runs, failures and start durations already
+    /// exported.
+    synced: HashMap<String, (u64, usize, usize, usize)>,
     drops_seen: u64,
 }
 
@@ -358,9 +359,19 @@ impl Metrics {
             self.drops_seen = drops;
         }
         self.journal_bytes.set(journal_bytes as i64);
+        // Units the model forgot.
+        if self.synced.len() > 2 * crate::model::MAX_ENDED_UNITS {
+            self.synced
+                .retain(|name, (serial, ..)| model.unit(name).is_some_and(|h| h.serial == *serial));
+        }
         for h in model.units() {
-            let (mut runs, mut failures, mut timed) =
-                self.synced.get(&h.unit.name).copied().unwrap_or_default();
+            let (mut runs, mut failures, mut timed) = match self.synced.get(&h.unit.name) {
+                Some(&(serial, runs, failures, timed)) if serial == h.serial => {
+                    (runs, failures, timed)
+                }
+                // New, or a new history of a unit the model forgot.
+                _ => (0, 0, 0),
+            };
             if runs == h.runs.len()
                 && failures == h.runs.iter().filter(|r| r.failed()).count()
                 && timed == runs
@@ -422,7 +433,7 @@ impl Metrics {
                 timed += 1;
             }
             self.synced
-                .insert(h.unit.name.clone(), (runs, failures, timed));
+                .insert(h.unit.name.clone(), (h.serial, runs, failures, timed));
         }
     }
 

@@ -26,8 +26,9 @@ pub enum Bench {
         rounds: u32,
     },
     /// The daemon (journal, metrics, one stream client, unit model) under STORMS parallel
-    /// storms, with a cgroup created and removed every 10 execs, until it has seen EVENTS
-    /// events or DURATION has passed; its RSS sampled every SAMPLE seconds.
+    /// storms run in a scope unit of their own, with a scope cgroup created and removed
+    /// every 10 execs, until it has seen EVENTS events or DURATION has passed; its RSS
+    /// sampled every SAMPLE seconds.
     Soak {
         /// Stop once the daemon has counted this many events (default 1000000 when no
         /// --duration is given).
@@ -698,7 +699,7 @@ fn soak(
     let d = DaemonRun::start(tracer)?;
     let pid = d.pid();
     eprintln!(
-        "bench: soak: daemon attached {:.0} ms after its start ({:.0} ms spawn → ready line); {storms} storms{}; until {}",
+        "bench: soak: daemon attached {:.0} ms after its start ({:.0} ms spawn → ready line); {storms} storms in a scope{}; until {}",
         d.attach_ms,
         d.ready_ms,
         if churn_root.is_some() {
@@ -713,6 +714,21 @@ fn soak(
             (None, None) => "interrupted".into(),
         }
     );
+    // The storms run in a scope of their own, as a shell loop in a login session does: the
+    // unit model places every process of them in that unit's run.
+    let scope = churn_root.as_ref().map(|r| r.join("bench-storm.scope"));
+    let home = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+        });
+    if let Some(scope) = &scope
+        && std::fs::create_dir(scope).is_ok()
+    {
+        std::fs::write(scope.join("cgroup.procs"), std::process::id().to_string())
+            .context("moving the bench into its scope")?;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let execs = Arc::new(AtomicU64::new(0));
     let cgroups = Arc::new(AtomicU64::new(0));
@@ -779,7 +795,16 @@ fn soak(
     let cpu = cpu_seconds(pid) - cpu_before;
     let peak = status_kib(pid, "VmHWM:");
     let (metrics, lat) = d.finish()?;
-    if let Some(root) = &churn_root {
+    if let (Some(root), Some(scope)) = (&churn_root, &scope) {
+        if let Some(home) = &home {
+            let back = root
+                .parent()
+                .map(|m| m.join(home.trim_start_matches('/')).join("cgroup.procs"));
+            if let Some(back) = back {
+                let _ = std::fs::write(back, std::process::id().to_string());
+            }
+        }
+        let _ = std::fs::remove_dir(scope);
         let _ = std::fs::remove_dir(root);
     }
     let seen = metric_sum(&metrics, "tracer_events_total").max(seen);

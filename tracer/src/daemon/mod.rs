@@ -218,7 +218,9 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             }) => {
                 r?;
                 if tx.receiver_count() > 0 {
-                    let mut rest = std::mem::take(&mut lines).into_iter();
+                    // (`lines` keeps its capacity: freeing a large block per read costs
+                    // glibc a consolidation of its free lists.)
+                    let mut rest = lines.drain(..);
                     loop {
                         let chunk: Vec<Line> = rest.by_ref().take(STREAM_BATCH_MAX).collect();
                         if chunk.is_empty() {
