@@ -4,14 +4,16 @@
 //! on a unified systemd host, /sys/fs/cgroup/unified on a hybrid one.
 
 use std::{
-    collections::HashMap,
     io,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     sync::Arc,
 };
 
-use crate::event::{Event, EventKind};
+use crate::{
+    event::{Event, EventKind},
+    idhash::IdMap,
+};
 
 /// Why the cgroup2 hierarchy could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +73,7 @@ pub fn find_cgroup2_mount() -> Result<PathBuf, CgroupError> {
 #[derive(Debug, Default)]
 pub struct CgroupPaths {
     mount: PathBuf,
-    by_id: HashMap<u64, Arc<str>>,
+    by_id: IdMap<u64, Arc<str>>,
 }
 
 impl CgroupPaths {
@@ -84,7 +86,7 @@ impl CgroupPaths {
     pub fn scan(mount: &Path) -> Result<Self, CgroupError> {
         let mut paths = Self {
             mount: mount.to_owned(),
-            by_id: HashMap::new(),
+            by_id: IdMap::default(),
         };
         paths.rescan()?;
         Ok(paths)

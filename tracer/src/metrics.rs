@@ -20,6 +20,7 @@ use tokio::{
 use crate::{
     clock::BootClock,
     event::{Event, EventKind},
+    idhash::IdMap,
     model::{Model, StartKind, facts::Facts},
     unit::{UnitKind, unit_of_cgroup},
 };
@@ -43,10 +44,10 @@ pub struct Metrics {
     folded: IntCounter,
     labels: UnitLabels,
     /// `tracer_events_total` by kind, looked up once.
-    by_kind: HashMap<&'static str, IntCounter>,
+    by_kind: IdMap<&'static str, IntCounter>,
     /// Per cgroup id: its unit's series (a live cgroup's unit never changes; removed
     /// cgroups are forgotten, so this is bounded by the live tree).
-    by_cgroup: HashMap<u64, CgroupSeries>,
+    by_cgroup: IdMap<u64, CgroupSeries>,
     /// Per unit: its history's serial, and its runs, failures and start durations already
     /// exported.
     synced: HashMap<String, (u64, usize, usize, usize)>,
@@ -66,7 +67,7 @@ struct CgroupSeries {
 
 /// The series of the unit of a cgroup, whose path is `cgroup` (None: not known).
 fn cgroup_series<'a>(
-    by_cgroup: &'a mut HashMap<u64, CgroupSeries>,
+    by_cgroup: &'a mut IdMap<u64, CgroupSeries>,
     labels: &mut UnitLabels,
     folded: &IntCounter,
     id: u64,
@@ -254,8 +255,8 @@ impl Metrics {
                 cap: unit_cap,
                 admitted: HashSet::new(),
             },
-            by_kind: HashMap::new(),
-            by_cgroup: HashMap::new(),
+            by_kind: IdMap::default(),
+            by_cgroup: IdMap::default(),
             synced: HashMap::new(),
             drops_seen: 0,
         }

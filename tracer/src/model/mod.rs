@@ -13,7 +13,7 @@
 pub mod cause;
 pub mod facts;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::Serialize;
 
@@ -23,6 +23,7 @@ use self::{
 };
 use crate::{
     event::{Errno, Event, EventKind, Signal, WaitStatus},
+    idhash::{IdMap, IdSet},
     unit::{UnitKind, UnitRef, unit_of_cgroup},
 };
 
@@ -117,7 +118,7 @@ pub struct Run {
     pub outcome: Option<Outcome>,
     /// The pids of `commands`.
     #[serde(skip)]
-    pids: HashSet<u32>,
+    pids: IdSet<u32>,
 }
 
 /// A run keeps at most this many commands: past it, half of its helpers (processes not
@@ -256,11 +257,11 @@ pub struct Model<F: Facts> {
     facts: F,
     cfg: ModelConfig,
     /// The unit of each live cgroup (None: not a unit's), worked out once per cgroup.
-    cgroups: HashMap<u64, Option<UnitRef>>,
-    procs: HashMap<u32, Proc>,
+    cgroups: IdMap<u64, Option<UnitRef>>,
+    procs: IdMap<u32, Proc>,
     units: BTreeMap<String, UnitHistory>,
-    signals: HashMap<u32, SignalSeen>,
-    oom_victims: HashMap<u32, u64>,
+    signals: IdMap<u32, SignalSeen>,
+    oom_victims: IdMap<u32, u64>,
     systemctl: VecDeque<SystemctlCall>,
     unplaced: VecDeque<Unplaced>,
     last_ts: u64,
@@ -273,11 +274,11 @@ impl<F: Facts> Model<F> {
         Self {
             facts,
             cfg,
-            cgroups: HashMap::new(),
-            procs: HashMap::new(),
+            cgroups: IdMap::default(),
+            procs: IdMap::default(),
             units: BTreeMap::new(),
-            signals: HashMap::new(),
-            oom_victims: HashMap::new(),
+            signals: IdMap::default(),
+            oom_victims: IdMap::default(),
             systemctl: VecDeque::new(),
             unplaced: VecDeque::new(),
             last_ts: 0,
@@ -537,7 +538,7 @@ impl<F: Facts> Model<F> {
             commands: Vec::new(),
             main_pid: None,
             outcome: None,
-            pids: HashSet::new(),
+            pids: IdSet::default(),
         });
         if new {
             self.forget_ended_units();
