@@ -236,6 +236,13 @@ fn stream_reports_metrics_and_journal() {
             (tx, std::thread::spawn(move || read_until(reader, rx)))
         })
         .collect();
+    // A client is subscribed once the daemon has accepted it, which may be after its
+    // connect returned: wait for all eight, as the stream gauge counts them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !body(&http_get(d.port, "/metrics")).contains("tracer_stream_clients 8") {
+        assert!(Instant::now() < deadline, "8 stream clients connected");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let rss_before = rss_kib(d.child.id());
     let pids = run_true(7000);
     let last = *pids.last().unwrap();

@@ -4,13 +4,16 @@
 //! on a unified systemd host, /sys/fs/cgroup/unified on a hybrid one.
 
 use std::{
-    collections::HashMap,
     io,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
-use crate::event::{Event, EventKind};
+use crate::{
+    event::{Event, EventKind},
+    idhash::IdMap,
+};
 
 /// Why the cgroup2 hierarchy could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -65,11 +68,12 @@ pub fn find_cgroup2_mount() -> Result<PathBuf, CgroupError> {
     cgroup2_mount(&text).ok_or(CgroupError::NoCgroup2)
 }
 
-/// The cgroup2 tree by id.
+/// The cgroup2 tree by id. Paths are shared, so an event can carry its task's cgroup path
+/// without copying it.
 #[derive(Debug, Default)]
 pub struct CgroupPaths {
     mount: PathBuf,
-    by_id: HashMap<u64, String>,
+    by_id: IdMap<u64, Arc<str>>,
 }
 
 impl CgroupPaths {
@@ -82,7 +86,7 @@ impl CgroupPaths {
     pub fn scan(mount: &Path) -> Result<Self, CgroupError> {
         let mut paths = Self {
             mount: mount.to_owned(),
-            by_id: HashMap::new(),
+            by_id: IdMap::default(),
         };
         paths.rescan()?;
         Ok(paths)
@@ -96,7 +100,7 @@ impl CgroupPaths {
             path: root.clone(),
             source,
         })?;
-        self.by_id.insert(meta.ino(), "/".to_owned());
+        self.by_id.insert(meta.ino(), Arc::from("/"));
         let mut stack = vec![(root, String::new())];
         while let Some((dir, rel)) = stack.pop() {
             let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -110,7 +114,7 @@ impl CgroupPaths {
                 let Ok(meta) = entry.metadata() else { continue };
                 let name = entry.file_name();
                 let path = format!("{rel}/{}", name.to_string_lossy());
-                self.by_id.insert(meta.ino(), path.clone());
+                self.by_id.insert(meta.ino(), Arc::from(path.as_str()));
                 stack.push((entry.path(), path));
             }
         }
@@ -124,17 +128,22 @@ impl CgroupPaths {
 
     /// The path (below the mount, starting with `/`) of a cgroup id, if known.
     pub fn path(&self, id: u64) -> Option<&str> {
-        self.by_id.get(&id).map(String::as_str)
+        self.by_id.get(&id).map(|p| &**p)
+    }
+
+    /// The same path, shared.
+    pub fn shared_path(&self, id: u64) -> Option<Arc<str>> {
+        self.by_id.get(&id).cloned()
     }
 
     /// Learns one cgroup (from a recording).
     pub fn insert(&mut self, id: u64, path: &str) {
-        self.by_id.insert(id, path.to_owned());
+        self.by_id.insert(id, Arc::from(path));
     }
 
     /// Every known cgroup: (id, path).
     pub fn iter(&self) -> impl Iterator<Item = (u64, &str)> {
-        self.by_id.iter().map(|(id, p)| (*id, p.as_str()))
+        self.by_id.iter().map(|(id, p)| (*id, &**p))
     }
 
     /// Number of cgroups known.
@@ -150,10 +159,12 @@ impl CgroupPaths {
     /// not kept, so the table is bounded by the live tree).
     pub fn observe(&mut self, ev: &Event) {
         match &ev.kind {
+            // (An attach names a cgroup known already: its path is not copied again.)
             EventKind::CgroupMkdir { cgroup } | EventKind::CgroupAttach { cgroup, .. }
-                if !cgroup.path_truncated =>
+                if !cgroup.path_truncated && self.path(cgroup.id) != Some(&cgroup.path) =>
             {
-                self.by_id.insert(cgroup.id, cgroup.path.clone());
+                self.by_id
+                    .insert(cgroup.id, Arc::from(cgroup.path.as_str()));
             }
             EventKind::CgroupRmdir { cgroup } => {
                 self.by_id.remove(&cgroup.id);

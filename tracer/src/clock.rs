@@ -155,19 +155,49 @@ pub fn local_time_of_day(t: SystemTime) -> String {
     )
 }
 
-/// RFC 3339 UTC time with microseconds, `2026-11-26T14:03:07.123456Z`.
+/// RFC 3339 UTC time with microseconds, `2026-11-26T14:03:07.123456Z`. (Written digit by
+/// digit: the stream formats one per event.)
 pub fn rfc3339_utc(t: SystemTime) -> String {
+    // Events come many to the second: the date and time of day are worked out once per
+    // second, the microseconds every time.
+    thread_local! {
+        static LAST: std::cell::Cell<(i64, [u8; 27])> =
+            const { std::cell::Cell::new((-1, *b"0000-00-00T00:00:00.000000Z")) };
+    }
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, day) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        d.subsec_micros()
-    )
+    let (last, mut b) = LAST.get();
+    if last != secs {
+        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let (y, m, day) = civil_from_days(days);
+        if !(0..=9999).contains(&y) {
+            return format!(
+                "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+                rem / 3600,
+                rem / 60 % 60,
+                rem % 60,
+                d.subsec_micros()
+            );
+        }
+        let mut put = |at: usize, width: usize, v: u64| put_digits(&mut b[at..at + width], v);
+        put(0, 4, y as u64);
+        put(5, 2, u64::from(m));
+        put(8, 2, u64::from(day));
+        put(11, 2, (rem / 3600) as u64);
+        put(14, 2, (rem / 60 % 60) as u64);
+        put(17, 2, (rem % 60) as u64);
+    }
+    put_digits(&mut b[20..26], u64::from(d.subsec_micros()));
+    LAST.set((secs, b));
+    String::from_utf8(b.to_vec()).unwrap_or_default()
+}
+
+/// `v` as decimal digits filling `out`, zero-padded.
+fn put_digits(out: &mut [u8], mut v: u64) {
+    for c in out.iter_mut().rev() {
+        *c = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod daemon;
 pub mod decode;
 pub mod event;
+pub mod idhash;
 pub mod journal;
 pub mod metrics;
 pub mod model;

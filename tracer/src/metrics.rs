@@ -20,6 +20,7 @@ use tokio::{
 use crate::{
     clock::BootClock,
     event::{Event, EventKind},
+    idhash::IdMap,
     model::{Model, StartKind, facts::Facts},
     unit::{UnitKind, unit_of_cgroup},
 };
@@ -42,9 +43,56 @@ pub struct Metrics {
     journal_bytes: IntGauge,
     folded: IntCounter,
     labels: UnitLabels,
-    /// Per unit: runs, failures and start durations already exported.
-    synced: HashMap<String, (usize, usize, usize)>,
+    /// `tracer_events_total` by kind, looked up once.
+    by_kind: IdMap<&'static str, IntCounter>,
+    /// Per cgroup id: its unit's series (a live cgroup's unit never changes; removed
+    /// cgroups are forgotten, so this is bounded by the live tree).
+    by_cgroup: IdMap<u64, CgroupSeries>,
+    /// Per unit: its history's serial, and its runs, failures and start durations already
+    /// exported.
+    synced: HashMap<String, (u64, usize, usize, usize)>,
     drops_seen: u64,
+}
+
+/// The per-event series of one cgroup's unit.
+struct CgroupSeries {
+    /// Its unit was folded into `_other` (each event counts in the folded total).
+    folded: bool,
+    label: String,
+    /// Made at the first event that counts in them (a series exists once it counted).
+    exec: Option<IntCounter>,
+    /// success, signal, code
+    exits: [Option<IntCounter>; 3],
+}
+
+/// The series of the unit of a cgroup, whose path is `cgroup` (None: not known).
+fn cgroup_series<'a>(
+    by_cgroup: &'a mut IdMap<u64, CgroupSeries>,
+    labels: &mut UnitLabels,
+    folded: &IntCounter,
+    id: u64,
+    cgroup: Option<&str>,
+) -> &'a mut CgroupSeries {
+    // Events of a cgroup whose path is not known (yet) all count as unit="none".
+    const UNKNOWN: u64 = u64::MAX;
+    let key = if cgroup.is_some() { id } else { UNKNOWN };
+    let mut created = false;
+    let series = by_cgroup.entry(key).or_insert_with(|| {
+        created = true;
+        let unit = cgroup.and_then(unit_of_cgroup);
+        let folded_before = folded.get();
+        let label = labels.label(unit.as_ref().map(|u| (u.name.as_str(), u.kind)), folded);
+        CgroupSeries {
+            folded: folded.get() > folded_before,
+            exec: None,
+            exits: [None, None, None],
+            label,
+        }
+    });
+    if series.folded && !created {
+        folded.inc();
+    }
+    series
 }
 
 /// Bounded unit label values.
@@ -207,17 +255,11 @@ impl Metrics {
                 cap: unit_cap,
                 admitted: HashSet::new(),
             },
+            by_kind: IdMap::default(),
+            by_cgroup: IdMap::default(),
             synced: HashMap::new(),
             drops_seen: 0,
         }
-    }
-
-    fn unit_label(&mut self, cgroup: Option<&str>) -> String {
-        let unit = cgroup.and_then(unit_of_cgroup);
-        self.labels.label(
-            unit.as_ref().map(|u| (u.name.as_str(), u.kind)),
-            &self.folded,
-        )
     }
 
     fn unit_name_label(&mut self, name: &str) -> String {
@@ -232,29 +274,65 @@ impl Metrics {
     /// Counts one event; `cgroup` is its task's cgroup path, `target_unit` the unit of a
     /// signal's target.
     pub fn observe(&mut self, ev: &Event, cgroup: Option<&str>, target_unit: Option<&str>) {
-        self.events.with_label_values(&[ev.kind_name()]).inc();
+        let kind = ev.kind_name();
+        match self.by_kind.get(kind) {
+            Some(c) => c.inc(),
+            None => {
+                let c = self.events.with_label_values(&[kind]);
+                c.inc();
+                self.by_kind.insert(kind, c);
+            }
+        }
         match &ev.kind {
             EventKind::Exec { .. } => {
-                let u = self.unit_label(cgroup);
-                self.exec.with_label_values(&[&u]).inc();
+                let CgroupSeries { exec, label, .. } = cgroup_series(
+                    &mut self.by_cgroup,
+                    &mut self.labels,
+                    &self.folded,
+                    ev.cgroup_id,
+                    cgroup,
+                );
+                exec.get_or_insert_with(|| self.exec.with_label_values(&[label]))
+                    .inc();
             }
             EventKind::ExecFailed { errno, .. } => {
-                let u = self.unit_label(cgroup);
+                let u = &cgroup_series(
+                    &mut self.by_cgroup,
+                    &mut self.labels,
+                    &self.folded,
+                    ev.cgroup_id,
+                    cgroup,
+                )
+                .label;
                 let name = errno
                     .name()
                     .map_or_else(|| errno.0.to_string(), str::to_owned);
-                self.exec_failures.with_label_values(&[&u, &name]).inc();
+                self.exec_failures.with_label_values(&[u, &name]).inc();
             }
             EventKind::Exit { status, .. } => {
-                let u = self.unit_label(cgroup);
                 let outcome = if status.success() {
-                    "success"
+                    0
                 } else if status.signal().is_some() {
-                    "signal"
+                    1
                 } else {
-                    "code"
+                    2
                 };
-                self.exits.with_label_values(&[&u, outcome]).inc();
+                let CgroupSeries { exits, label, .. } = cgroup_series(
+                    &mut self.by_cgroup,
+                    &mut self.labels,
+                    &self.folded,
+                    ev.cgroup_id,
+                    cgroup,
+                );
+                exits[outcome]
+                    .get_or_insert_with(|| {
+                        let name = ["success", "signal", "code"][outcome];
+                        self.exits.with_label_values(&[label.as_str(), name])
+                    })
+                    .inc();
+            }
+            EventKind::CgroupRmdir { cgroup } => {
+                self.by_cgroup.remove(&cgroup.id);
             }
             EventKind::Signal { signal, .. } => {
                 let u = match target_unit {
@@ -282,9 +360,19 @@ impl Metrics {
             self.drops_seen = drops;
         }
         self.journal_bytes.set(journal_bytes as i64);
+        // Units the model forgot.
+        if self.synced.len() > 2 * crate::model::MAX_ENDED_UNITS {
+            self.synced
+                .retain(|name, (serial, ..)| model.unit(name).is_some_and(|h| h.serial == *serial));
+        }
         for h in model.units() {
-            let (mut runs, mut failures, mut timed) =
-                self.synced.get(&h.unit.name).copied().unwrap_or_default();
+            let (mut runs, mut failures, mut timed) = match self.synced.get(&h.unit.name) {
+                Some(&(serial, runs, failures, timed)) if serial == h.serial => {
+                    (runs, failures, timed)
+                }
+                // New, or a new history of a unit the model forgot.
+                _ => (0, 0, 0),
+            };
             if runs == h.runs.len()
                 && failures == h.runs.iter().filter(|r| r.failed()).count()
                 && timed == runs
@@ -346,7 +434,7 @@ impl Metrics {
                 timed += 1;
             }
             self.synced
-                .insert(h.unit.name.clone(), (runs, failures, timed));
+                .insert(h.unit.name.clone(), (h.serial, runs, failures, timed));
         }
     }
 

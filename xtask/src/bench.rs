@@ -1,6 +1,10 @@
 //! `cargo xtask bench exec-storm`: what tracing costs a fork+exec+exit storm of /bin/true,
-//! measured side by side in one interleaved run: no tracer, `tracer events --json`, and an
-//! equivalent bpftrace one-liner on the same tracepoints.
+//! measured side by side in one interleaved run: no tracer, `tracer events --json`, the
+//! daemon, and an equivalent bpftrace one-liner on the same tracepoints; then no tracer and
+//! the daemon again with two storms in parallel (both cores busy).
+//!
+//! `cargo xtask bench soak`: the daemon under a long storm (two in parallel, plus cgroups
+//! created and removed), its resident memory sampled over time.
 
 use std::{
     io::{BufRead, BufReader, Read},
@@ -21,6 +25,38 @@ pub enum Bench {
         #[arg(long, default_value_t = 3)]
         rounds: u32,
     },
+    /// The daemon (journal, metrics, one stream client, unit model) under STORMS parallel
+    /// storms run in a scope unit of their own, with a scope cgroup created and removed
+    /// every 10 execs, until it has seen EVENTS events or DURATION has passed; its RSS
+    /// sampled every SAMPLE seconds.
+    Soak {
+        /// Stop once the daemon has counted this many events (default 1000000 when no
+        /// --duration is given).
+        #[arg(long)]
+        events: Option<u64>,
+        /// Stop after this long: 600, 600s, 10m, 1h.
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+        #[arg(long, default_value_t = 2)]
+        storms: u32,
+        /// Seconds between RSS samples.
+        #[arg(long, default_value_t = 5)]
+        sample: u64,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, ""), |i| s.split_at(i));
+    let n: u64 = num.parse().map_err(|_| format!("not a duration: {s}"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" | "min" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("not a duration: {s} (use 600, 600s, 10m or 1h)")),
+    };
+    Ok(Duration::from_secs(secs))
 }
 
 /// The bpftrace program equivalent to what `tracer events` reports about processes.
@@ -36,6 +72,10 @@ enum Setup {
     Tracer,
     Daemon,
     Bpftrace,
+    /// Two storms at once, no tracer.
+    None2,
+    /// Two storms at once under the daemon.
+    Daemon2,
 }
 
 impl Setup {
@@ -45,6 +85,25 @@ impl Setup {
             Setup::Tracer => "tracer events --json > /dev/null",
             Setup::Daemon => "tracer daemon + 1 stream client",
             Setup::Bpftrace => "bpftrace one-liner > /dev/null",
+            Setup::None2 => "2 parallel storms, no tracer",
+            Setup::Daemon2 => "2 parallel storms, tracer daemon",
+        }
+    }
+
+    /// Storms run at once.
+    fn storms(self) -> u32 {
+        match self {
+            Setup::None2 | Setup::Daemon2 => 2,
+            _ => 1,
+        }
+    }
+
+    /// What its rate is compared with.
+    fn baseline(self) -> Setup {
+        if self.storms() == 2 {
+            Setup::None2
+        } else {
+            Setup::None
         }
     }
 }
@@ -68,10 +127,36 @@ struct DaemonStats {
     /// Exec (kernel timestamp) to the line reaching the stream client, ms.
     latency_p50_ms: f64,
     latency_p99_ms: f64,
+    /// Spawn → programs attached, as the daemon reports it from its own start (ms), and as
+    /// seen from outside: spawn → its "attached" line read (ms).
+    attach_ms: f64,
+    ready_ms: f64,
 }
 
 pub fn run(bench: Bench) -> anyhow::Result<()> {
-    let Bench::ExecStorm { n, rounds } = bench;
+    let (n, rounds) = match bench {
+        Bench::ExecStorm { n, rounds } => (n, rounds),
+        Bench::Soak {
+            events,
+            duration,
+            storms,
+            sample,
+        } => {
+            let tracer = crate::build_release()?;
+            let events = events.or(if duration.is_none() {
+                Some(1_000_000)
+            } else {
+                None
+            });
+            return soak(
+                &tracer,
+                events,
+                duration,
+                storms,
+                Duration::from_secs(sample),
+            );
+        }
+    };
     let tracer = crate::build_release()?;
     let mut setups = vec![Setup::None, Setup::Tracer, Setup::Daemon];
     if Command::new("bpftrace")
@@ -86,6 +171,7 @@ pub fn run(bench: Bench) -> anyhow::Result<()> {
             "bench: bpftrace is not installed (scripts/setup.sh installs it); comparing without it"
         );
     }
+    setups.extend([Setup::None2, Setup::Daemon2]);
     let mut samples: Vec<(Setup, Sample)> = Vec::new();
     for round in 1..=rounds {
         for &setup in &setups {
@@ -99,25 +185,42 @@ pub fn run(bench: Bench) -> anyhow::Result<()> {
             );
             if let Some(d) = s.daemon {
                 eprintln!(
-                    "bench:   daemon {:.2} µs CPU/event, peak RSS {} KiB, stream latency p50 {:.1} ms p99 {:.1} ms",
-                    d.cpu_per_event_us, d.peak_rss_kib, d.latency_p50_ms, d.latency_p99_ms
+                    "bench:   daemon {:.2} µs CPU/event, peak RSS {} KiB, stream latency p50 {:.1} ms p99 {:.1} ms, attached {:.0} ms after start ({:.0} ms spawn → ready line)",
+                    d.cpu_per_event_us,
+                    d.peak_rss_kib,
+                    d.latency_p50_ms,
+                    d.latency_p99_ms,
+                    d.attach_ms,
+                    d.ready_ms
                 );
             }
             samples.push((setup, s));
         }
     }
     print_table(n, rounds, &setups, &samples);
-    let daemon: Vec<DaemonStats> = samples.iter().filter_map(|(_, s)| s.daemon).collect();
-    if !daemon.is_empty() {
+    for (setup, what) in [
+        (Setup::Daemon, "one storm"),
+        (Setup::Daemon2, "two parallel storms"),
+    ] {
+        let daemon: Vec<DaemonStats> = samples
+            .iter()
+            .filter(|(s, _)| *s == setup)
+            .filter_map(|(_, s)| s.daemon)
+            .collect();
+        if daemon.is_empty() {
+            continue;
+        }
         let med = |f: fn(&DaemonStats) -> f64| median(daemon.iter().map(f).collect());
         println!();
         println!(
-            "tracer daemon (journal, unit model, metrics, one stream client), median of {}: {:.2} µs CPU per event, peak RSS {:.1} MiB, exec → stream line p50 {:.1} ms, p99 {:.1} ms",
+            "tracer daemon (journal, unit model, metrics, one stream client), {what}, median of {}: {:.2} µs CPU per event, peak RSS {:.1} MiB, exec → stream line p50 {:.1} ms, p99 {:.1} ms; programs attached {:.0} ms after the daemon started ({:.0} ms from spawn to its ready line)",
             daemon.len(),
             med(|d| d.cpu_per_event_us),
             med(|d| d.peak_rss_kib as f64) / 1024.0,
             med(|d| d.latency_p50_ms),
             med(|d| d.latency_p99_ms),
+            med(|d| d.attach_ms),
+            med(|d| d.ready_ms),
         );
     }
     Ok(())
@@ -150,12 +253,13 @@ fn print_table(n: u32, rounds: u32, setups: &[Setup], samples: &[(Setup, Sample)
     );
     println!();
     println!(
-        "| setup | exec/s | vs none | slowdown | events seen (≥ {}) | lost |",
+        "| setup | exec/s | vs none | slowdown | events seen (≥ {} per storm) | lost |",
         3 * u64::from(n)
     );
     println!("|---|---:|---:|---:|---:|---:|");
     for &s in setups {
         let r = rate(s);
+        let base = rate(s.baseline());
         let of = |f: fn(&Sample) -> Option<u64>| {
             let v: Vec<u64> = samples
                 .iter()
@@ -179,40 +283,57 @@ fn print_table(n: u32, rounds: u32, setups: &[Setup], samples: &[(Setup, Sample)
         );
     }
     if setups.contains(&Setup::Bpftrace) {
-        let (t, b) = (rate(Setup::Tracer), rate(Setup::Bpftrace));
+        let b = rate(Setup::Bpftrace);
         println!();
-        println!(
-            "tracer's throughput relative to bpftrace's: {:.3} (tracer slows the storm {:.1}%, bpftrace {:.1}%)",
-            t / b,
-            100.0 * (1.0 - t / base),
-            100.0 * (1.0 - b / base)
-        );
+        for (s, what) in [
+            (Setup::Tracer, "tracer events"),
+            (Setup::Daemon, "tracer daemon"),
+        ] {
+            let t = rate(s);
+            println!(
+                "{what}'s throughput relative to bpftrace's: {:.3} ({what} slows the storm {:.1}%, bpftrace {:.1}%)",
+                t / b,
+                100.0 * (1.0 - t / base),
+                100.0 * (1.0 - b / base)
+            );
+        }
     }
 }
 
-/// The storm itself: N sequential fork+exec+exit of /bin/true.
-fn storm(n: u32) -> anyhow::Result<f64> {
-    let start = Instant::now();
-    for _ in 0..n {
-        let status = Command::new("/bin/true")
-            .status()
-            .context("running /bin/true")?;
-        if !status.success() {
-            bail!("/bin/true failed: {status}");
-        }
+/// One fork+exec+exit of /bin/true.
+fn exec_true() -> anyhow::Result<()> {
+    let status = Command::new("/bin/true")
+        .status()
+        .context("running /bin/true")?;
+    if !status.success() {
+        bail!("/bin/true failed: {status}");
     }
-    Ok(f64::from(n) / start.elapsed().as_secs_f64())
+    Ok(())
+}
+
+/// The storm itself: `storms` threads each running N sequential fork+exec+exit of
+/// /bin/true; the rate of all of them together.
+fn storm(n: u32, storms: u32) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let threads: Vec<_> = (0..storms)
+        .map(|_| std::thread::spawn(move || (0..n).try_for_each(|_| exec_true())))
+        .collect();
+    for t in threads {
+        t.join()
+            .map_err(|_| anyhow::anyhow!("a storm thread panicked"))??;
+    }
+    Ok(f64::from(n * storms) / start.elapsed().as_secs_f64())
 }
 
 fn measure(setup: Setup, n: u32, tracer: &Path) -> anyhow::Result<Sample> {
     match setup {
-        Setup::None => Ok(Sample {
-            rate: storm(n)?,
+        Setup::None | Setup::None2 => Ok(Sample {
+            rate: storm(n, setup.storms())?,
             seen: None,
             lost: None,
             daemon: None,
         }),
-        Setup::Daemon => measure_daemon(n, tracer),
+        Setup::Daemon | Setup::Daemon2 => measure_daemon(n, setup.storms(), tracer),
         Setup::Tracer => {
             let mut child = Command::new(tracer)
                 .args(["events", "--json", "--standalone"])
@@ -221,7 +342,7 @@ fn measure(setup: Setup, n: u32, tracer: &Path) -> anyhow::Result<Sample> {
                 .spawn()
                 .context("starting tracer")?;
             let mut err = wait_for_line(&mut child, "streaming")?;
-            let rate = storm(n)?;
+            let rate = storm(n, 1)?;
             let rest = interrupt_and_collect(&mut child, &mut err)?;
             // "tracer: S events seen, W shown, D dropped (ring buffer full), E lost to kernel read errors, M malformed"
             let summary = rest
@@ -250,7 +371,7 @@ fn measure(setup: Setup, n: u32, tracer: &Path) -> anyhow::Result<Sample> {
                 .spawn()
                 .context("starting bpftrace")?;
             wait_for_perf_events(&mut child, 3)?;
-            let rate = storm(n)?;
+            let rate = storm(n, 1)?;
             let mut err = BufReader::new(child.stderr.take().context("no stderr pipe")?);
             let rest = interrupt_and_collect(&mut child, &mut err)?;
             let lost = rest
@@ -368,117 +489,351 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// The daemon with everything on (journal, unit model, metrics scraped every second,
-/// one stream client measuring exec → line latency).
-fn measure_daemon(n: u32, tracer: &Path) -> anyhow::Result<Sample> {
-    use std::{io::Write as _, os::unix::net::UnixStream};
-    let dir = std::env::temp_dir().join(format!("tracer-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut child = Command::new(tracer)
-        .arg("daemon")
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .arg("--runtime-dir")
-        .arg(dir.join("run"))
-        .arg("--metrics-listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting tracer daemon")?;
-    let socket = dir.join("run/tracer.sock");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let stream = loop {
-        if let Ok(s) = UnixStream::connect(&socket) {
-            break s;
+/// A running daemon with everything on: journal, unit model, /metrics scraped every
+/// second, one stream client measuring exec → line latency.
+struct DaemonRun {
+    child: Child,
+    dir: std::path::PathBuf,
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    client: std::thread::JoinHandle<Vec<f64>>,
+    scraper: std::thread::JoinHandle<()>,
+    /// The daemon's own account: its start → programs attached, ms.
+    attach_ms: f64,
+    /// Spawn → its "attached" line read, ms.
+    ready_ms: f64,
+}
+
+impl DaemonRun {
+    fn start(tracer: &Path) -> anyhow::Result<Self> {
+        use std::{io::Write as _, os::unix::net::UnixStream};
+        let dir = std::env::temp_dir().join(format!("tracer-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let spawned = Instant::now();
+        let mut child = Command::new(tracer)
+            .arg("daemon")
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .arg("--runtime-dir")
+            .arg(dir.join("run"))
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting tracer daemon")?;
+        // "tracer daemon: attached in N ms; ..."
+        let mut err = BufReader::new(child.stderr.take().context("no stderr pipe")?);
+        let mut line = String::new();
+        while !line.contains("attached in") {
+            line.clear();
+            if err.read_line(&mut line)? == 0 {
+                let status = child.wait()?;
+                bail!("the daemon exited ({status}) before it was ready");
+            }
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            bail!("the daemon did not come up");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stream = stream;
-    stream.write_all(b"{\"op\":\"events\",\"filter\":{}}\n")?;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let client = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            stream
-                .set_read_timeout(Some(Duration::from_millis(200)))
-                .ok();
-            let mut reader = BufReader::new(stream);
-            let mut lat = Vec::new();
-            let mut line = String::new();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                match reader.read_line(&mut line) {
-                    Ok(0) => break,
-                    Ok(_) if line.ends_with('\n') => {
-                        if line.contains("\"kind\":\"exec\"")
-                            && let Some(ts) = line
-                                .split("\"ts_ns\":")
-                                .nth(1)
-                                .and_then(|r| r.split([',', '}']).next())
-                                .and_then(|v| v.parse::<u64>().ok())
-                        {
-                            lat.push(boottime_ns().saturating_sub(ts) as f64 / 1e6);
+        let ready_ms = spawned.elapsed().as_secs_f64() * 1e3;
+        let attach_ms = line
+            .split("attached in ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next()?.parse().ok())
+            .unwrap_or(f64::NAN);
+        // Keep draining its stderr so it never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        let socket = dir.join("run/tracer.sock");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut stream = loop {
+            if let Ok(s) = UnixStream::connect(&socket) {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("the daemon did not come up");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        stream.write_all(b"{\"op\":\"events\",\"filter\":{}}\n")?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let client = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                stream
+                    .set_read_timeout(Some(Duration::from_millis(200)))
+                    .ok();
+                let mut reader = BufReader::new(stream);
+                let mut lat = Vec::new();
+                let mut line = String::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match reader.read_line(&mut line) {
+                        Ok(0) => break,
+                        Ok(_) if line.ends_with('\n') => {
+                            if line.contains("\"kind\":\"exec\"")
+                                && let Some(ts) = line
+                                    .split("\"ts_ns\":")
+                                    .nth(1)
+                                    .and_then(|r| r.split([',', '}']).next())
+                                    .and_then(|v| v.parse::<u64>().ok())
+                            {
+                                lat.push(boottime_ns().saturating_sub(ts) as f64 / 1e6);
+                            }
+                            line.clear();
                         }
-                        line.clear();
+                        _ => {}
                     }
-                    _ => {}
                 }
-            }
-            lat
+                lat
+            })
+        };
+        let scraper = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = scrape(port);
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(Self {
+            child,
+            dir,
+            port,
+            stop,
+            client,
+            scraper,
+            attach_ms,
+            ready_ms,
         })
-    };
-    let scraper = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let _ = scrape(port);
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        })
-    };
-    std::thread::sleep(Duration::from_millis(300));
-    let pid = child.id();
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sum of a metric's series in the daemon's /metrics now.
+    fn metric(&self, name: &str) -> u64 {
+        metric_sum(&scrape(self.port).unwrap_or_default(), name)
+    }
+
+    /// Stops the client and the daemon; the /metrics page just before, and the latencies.
+    fn finish(mut self) -> anyhow::Result<(String, Vec<f64>)> {
+        let metrics = scrape(self.port).unwrap_or_default();
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut lat = self.client.join().unwrap_or_default();
+        let _ = self.scraper.join();
+        // SAFETY: kill with our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait()?;
+        let _ = std::fs::remove_dir_all(&self.dir);
+        lat.sort_by(f64::total_cmp);
+        Ok((metrics, lat))
+    }
+}
+
+fn metric_sum(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// The daemon with everything on during `storms` parallel storms of N execs.
+fn measure_daemon(n: u32, storms: u32, tracer: &Path) -> anyhow::Result<Sample> {
+    let d = DaemonRun::start(tracer)?;
+    let pid = d.pid();
+    let (attach_ms, ready_ms) = (d.attach_ms, d.ready_ms);
     let cpu_before = cpu_seconds(pid);
-    let rate = storm(n)?;
+    let rate = storm(n, storms)?;
     // Let the last batch through before measuring.
     std::thread::sleep(Duration::from_millis(300));
     let cpu = cpu_seconds(pid) - cpu_before;
-    let metrics = scrape(port).unwrap_or_default();
     let peak_rss_kib = status_kib(pid, "VmHWM:");
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut lat = client.join().unwrap_or_default();
-    let _ = scraper.join();
-    // SAFETY: kill with our own child's pid.
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    child.wait()?;
-    let _ = std::fs::remove_dir_all(&dir);
-    let sum = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-            .sum::<f64>() as u64
-    };
-    let seen = sum("tracer_events_total");
-    lat.sort_by(f64::total_cmp);
+    let (metrics, lat) = d.finish()?;
     Ok(Sample {
         rate,
-        seen: Some(seen),
-        lost: Some(sum("tracer_events_dropped_total")),
+        seen: Some(metric_sum(&metrics, "tracer_events_total")),
+        lost: Some(metric_sum(&metrics, "tracer_events_dropped_total")),
         daemon: Some(DaemonStats {
-            cpu_per_event_us: cpu * 1e6 / (3.0 * f64::from(n)),
+            cpu_per_event_us: cpu * 1e6 / (3.0 * f64::from(n) * f64::from(storms)),
             peak_rss_kib,
             latency_p50_ms: percentile(&lat, 0.50),
             latency_p99_ms: percentile(&lat, 0.99),
+            attach_ms,
+            ready_ms,
         }),
     })
+}
+
+/// The cgroup2 mount, from /proc/self/mountinfo.
+fn cgroup2_mount() -> Option<std::path::PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    text.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        (post.split_whitespace().next()? == "cgroup2")
+            .then(|| pre.split_whitespace().nth(4).map(std::path::PathBuf::from))?
+    })
+}
+
+/// The daemon under a long storm: RSS over time, CPU per event, drops, latency.
+fn soak(
+    tracer: &Path,
+    events: Option<u64>,
+    duration: Option<Duration>,
+    storms: u32,
+    sample: Duration,
+) -> anyhow::Result<()> {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    };
+    // Transient scopes come and go, as `systemd-run --scope` makes them: every one is a
+    // unit run the model sees begin and end.
+    let churn_root = cgroup2_mount().map(|m| m.join("tracer-bench-soak.slice"));
+    if let Some(root) = &churn_root {
+        let _ = std::fs::create_dir(root);
+    }
+    let d = DaemonRun::start(tracer)?;
+    let pid = d.pid();
+    eprintln!(
+        "bench: soak: daemon attached {:.0} ms after its start ({:.0} ms spawn → ready line); {storms} storms in a scope{}; until {}",
+        d.attach_ms,
+        d.ready_ms,
+        if churn_root.is_some() {
+            ", a cgroup created and removed every 10 execs"
+        } else {
+            ""
+        },
+        match (events, duration) {
+            (Some(e), Some(t)) => format!("{e} events or {} s", t.as_secs()),
+            (Some(e), None) => format!("{e} events"),
+            (None, Some(t)) => format!("{} s", t.as_secs()),
+            (None, None) => "interrupted".into(),
+        }
+    );
+    // The storms run in a scope of their own, as a shell loop in a login session does: the
+    // unit model places every process of them in that unit's run.
+    let scope = churn_root.as_ref().map(|r| r.join("bench-storm.scope"));
+    let home = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+        });
+    if let Some(scope) = &scope
+        && std::fs::create_dir(scope).is_ok()
+    {
+        std::fs::write(scope.join("cgroup.procs"), std::process::id().to_string())
+            .context("moving the bench into its scope")?;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let execs = Arc::new(AtomicU64::new(0));
+    let cgroups = Arc::new(AtomicU64::new(0));
+    let cpu_before = cpu_seconds(pid);
+    let rss_start = status_kib(pid, "VmRSS:");
+    let start = Instant::now();
+    let threads: Vec<_> = (0..storms)
+        .map(|i| {
+            let (stop, execs, cgroups) = (stop.clone(), execs.clone(), cgroups.clone());
+            let churn = churn_root.clone().filter(|_| i == 0);
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let mut k = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    exec_true()?;
+                    execs.fetch_add(1, Ordering::Relaxed);
+                    k += 1;
+                    if let Some(root) = &churn
+                        && k.is_multiple_of(10)
+                    {
+                        let cg = root.join(format!("run-bench{k}.scope"));
+                        if std::fs::create_dir(&cg).is_ok() && std::fs::remove_dir(&cg).is_ok() {
+                            cgroups.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    println!(
+        "| elapsed s | events (daemon) | execs | cgroups made+removed | RSS KiB | CPU µs/event so far |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    let mut rss: Vec<(f64, u64)> = Vec::new();
+    let mut seen;
+    loop {
+        std::thread::sleep(sample);
+        let t = start.elapsed();
+        seen = d.metric("tracer_events_total");
+        let r = status_kib(pid, "VmRSS:");
+        rss.push((t.as_secs_f64(), r));
+        let cpu = cpu_seconds(pid) - cpu_before;
+        println!(
+            "| {:.0} | {seen} | {} | {} | {r} | {:.2} |",
+            t.as_secs_f64(),
+            execs.load(Ordering::Relaxed),
+            cgroups.load(Ordering::Relaxed),
+            cpu * 1e6 / seen.max(1) as f64
+        );
+        if events.is_some_and(|e| seen >= e) || duration.is_some_and(|dur| t >= dur) {
+            break;
+        }
+        if threads.iter().any(|t| t.is_finished()) {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join()
+            .map_err(|_| anyhow::anyhow!("a storm thread panicked"))??;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(500));
+    let cpu = cpu_seconds(pid) - cpu_before;
+    let peak = status_kib(pid, "VmHWM:");
+    let (metrics, lat) = d.finish()?;
+    if let (Some(root), Some(scope)) = (&churn_root, &scope) {
+        if let Some(home) = &home {
+            let back = root
+                .parent()
+                .map(|m| m.join(home.trim_start_matches('/')).join("cgroup.procs"));
+            if let Some(back) = back {
+                let _ = std::fs::write(back, std::process::id().to_string());
+            }
+        }
+        let _ = std::fs::remove_dir(scope);
+        let _ = std::fs::remove_dir(root);
+    }
+    let seen = metric_sum(&metrics, "tracer_events_total").max(seen);
+    let dropped = metric_sum(&metrics, "tracer_events_dropped_total");
+    // Flat memory: the mean RSS of the last quarter of the samples against the second
+    // quarter's (the first quarter is the warm-up).
+    let q = rss.len() / 4;
+    let mean = |s: &[(f64, u64)]| s.iter().map(|x| x.1 as f64).sum::<f64>() / s.len().max(1) as f64;
+    let (early, late) = if q > 0 {
+        (mean(&rss[q..2 * q]), mean(&rss[rss.len() - q..]))
+    } else {
+        (f64::NAN, f64::NAN)
+    };
+    println!();
+    println!(
+        "soak: {elapsed:.0} s, {storms} storms, {} execs ({:.0}/s), {} cgroups made and removed; daemon saw {seen} events, {dropped} dropped; {:.2} µs CPU per event; RSS {:.1} MiB after attach, peak {:.1} MiB; mean RSS {:.1} MiB in the second quarter, {:.1} MiB in the last ({:+.1}%); exec → stream line p50 {:.1} ms, p99 {:.1} ms",
+        execs.load(Ordering::Relaxed),
+        execs.load(Ordering::Relaxed) as f64 / elapsed,
+        cgroups.load(Ordering::Relaxed),
+        cpu * 1e6 / seen.max(1) as f64,
+        rss_start as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        early / 1024.0,
+        late / 1024.0,
+        100.0 * (late / early - 1.0),
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+    );
+    Ok(())
 }
 
 /// GET /metrics.

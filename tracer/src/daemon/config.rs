@@ -26,6 +26,9 @@ pub struct Config {
     pub metrics_unit_cap: usize,
     /// Kernel ring-buffer size in bytes (a power of two).
     pub ring_size: u32,
+    /// After a read of the ring buffer, let records accumulate this long before the next:
+    /// one wake-up per batch, not per record. Bounds the latency this adds to the stream.
+    pub batch_ms: u64,
     /// The journal's size cap, segment size and flush interval.
     pub journal: JournalLimits,
     /// Failed runs within `crash_loop_window_secs` that make a crash loop.
@@ -42,6 +45,7 @@ impl Default for Config {
             metrics_listen: "127.0.0.1:9464".into(),
             metrics_unit_cap: 500,
             ring_size: 4 << 20,
+            batch_ms: 20,
             journal: JournalLimits::default(),
             crash_loop_runs: 3,
             crash_loop_window_secs: 60.0,

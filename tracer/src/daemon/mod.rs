@@ -63,8 +63,22 @@ pub struct DaemonArgs {
 /// An event as the stream sends it: with its task's cgroup path resolved.
 pub struct Line {
     pub ev: Event,
-    pub cgroup: Option<String>,
+    pub cgroup: Option<Arc<str>>,
 }
+
+/// The events of one read of the ring buffer, as the stream's clients get them: one
+/// broadcast per batch, not per event. `first` numbers the first event (they are numbered
+/// in order), so a client that fell behind knows how many events it missed.
+pub struct Batch {
+    pub first: u64,
+    pub lines: Vec<Line>,
+}
+
+/// A batch holds at most this many events (a read of a full ring is sent in several) ...
+const STREAM_BATCH_MAX: usize = 64;
+/// ... and a client may fall behind by this many batches before it misses events: at most
+/// 16384 events held for a slow client, as many seconds of them as 256 reads take.
+const STREAM_BACKLOG_BATCHES: usize = 256;
 
 type QueryTx = mpsc::Sender<(Question, oneshot::Sender<Result<Vec<u8>, String>>)>;
 
@@ -84,11 +98,21 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         cfg.ring_size = r;
     }
 
+    // Large blocks (the kernel's BTF, read and parsed twice while the programs load) get
+    // their own mappings, returned when freed and grown in place: glibc's default raises
+    // that threshold after the first such free, and the next ones then come from the heap,
+    // where growing copies them and freeing keeps them resident.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets a tunable.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
+    }
     // Snapshot first, then attach: what starts meanwhile is seen by the programs.
     let mut cgroups = CgroupPaths::scan_system().context("reading the cgroup2 tree")?;
     let running = procfs::snapshot();
     let mut probe = Probe::load(&ProbeOptions {
         ring_size: cfg.ring_size,
+        batch_delay: Duration::from_millis(cfg.batch_ms),
         ..ProbeOptions::default()
     })?;
     let attached = started.elapsed();
@@ -131,7 +155,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         tokio::spawn(crate::metrics::serve(listener, page.clone()));
     }
 
-    let (tx, _) = broadcast::channel::<Arc<Line>>(16_384);
+    let (tx, _) = broadcast::channel::<Arc<Batch>>(STREAM_BACKLOG_BATCHES);
     let (query_tx, mut query_rx) = mpsc::channel(16);
     let (systemd_tx, mut systemd_rx) = mpsc::channel(1);
     tokio::spawn(record_systemd_when_booted(systemd_tx));
@@ -157,6 +181,8 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         }
     );
 
+    // What the start-up needed (the /proc and cgroup walks, the journal's seeding) is freed.
+    crate::probe::release_free_memory();
     sd_notify("READY=1\nSTATUS=programs attached, recording");
 
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -164,6 +190,8 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut journal_errors = 0u64;
     let mut malformed = Vec::new();
+    let mut numbered = 0u64;
+    let mut lines = Vec::new();
     loop {
         tokio::select! {
             _ = interrupt.recv() => break,
@@ -186,7 +214,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
                 }
                 match decode(raw) {
                     Ok(ev) => {
-                        let cgroup = cgroups.path(ev.cgroup_id).map(str::to_owned);
+                        let cgroup = cgroups.shared_path(ev.cgroup_id);
                         let target_unit = match &ev.kind {
                             EventKind::Signal { target_pid, .. } => model.unit_of_pid(*target_pid).map(str::to_owned),
                             _ => None,
@@ -194,11 +222,30 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
                         metrics.observe(&ev, cgroup.as_deref(), target_unit.as_deref());
                         model.apply(&ev);
                         cgroups.observe(&ev);
-                        let _ = tx.send(Arc::new(Line { ev, cgroup }));
+                        lines.push(Line { ev, cgroup });
                     }
                     Err(e) => malformed.push(e),
                 }
-            }) => { r?; }
+            }) => {
+                r?;
+                if tx.receiver_count() > 0 {
+                    // (`lines` keeps its capacity: freeing a large block per read costs
+                    // glibc a consolidation of its free lists.)
+                    let mut rest = lines.drain(..);
+                    loop {
+                        let chunk: Vec<Line> = rest.by_ref().take(STREAM_BATCH_MAX).collect();
+                        if chunk.is_empty() {
+                            break;
+                        }
+                        let first = numbered;
+                        numbered += chunk.len() as u64;
+                        let _ = tx.send(Arc::new(Batch { first, lines: chunk }));
+                    }
+                } else {
+                    numbered += lines.len() as u64;
+                    lines.clear();
+                }
+            }
             _ = tick.tick() => {
                 if let Err(e) = journal.maybe_flush() {
                     journal_errors += 1;
@@ -327,7 +374,7 @@ async fn record_systemd_when_booted(tx: mpsc::Sender<crate::systemd::Snapshot>) 
 
 async fn serve_stream(
     listener: UnixListener,
-    tx: broadcast::Sender<Arc<Line>>,
+    tx: broadcast::Sender<Arc<Batch>>,
     queries: QueryTx,
     clients: prometheus::IntGauge,
     clock: BootClock,
@@ -350,7 +397,7 @@ async fn serve_stream(
 /// One client: a request line, then a stream of event lines or one reply.
 async fn serve_client(
     sock: UnixStream,
-    mut rx: broadcast::Receiver<Arc<Line>>,
+    mut rx: broadcast::Receiver<Arc<Batch>>,
     queries: QueryTx,
     clients: prometheus::IntGauge,
     clock: BootClock,
@@ -405,31 +452,42 @@ async fn reply_error(write: &mut (impl AsyncWriteExt + Unpin), msg: &str) -> io:
 
 async fn stream_events(
     write: &mut (impl AsyncWriteExt + Unpin),
-    rx: &mut broadcast::Receiver<Arc<Line>>,
+    rx: &mut broadcast::Receiver<Arc<Batch>>,
     filter: &Filter,
     clock: &BootClock,
 ) -> io::Result<()> {
     let mut buf = Vec::with_capacity(64 * 1024);
+    // The number of the next event this client expects (None before its first batch).
+    let mut next: Option<u64> = None;
+    let mut take = |buf: &mut Vec<u8>, batch: &Batch| -> io::Result<()> {
+        if let Some(n) = next
+            && batch.first > n
+        {
+            missed(buf, batch.first - n);
+        }
+        next = Some(batch.first + batch.lines.len() as u64);
+        for line in &batch.lines {
+            if filter.matches(&line.ev, line.cgroup.as_deref()) {
+                write_json(&mut *buf, &line.ev, clock, line.cgroup.as_deref())?;
+            }
+        }
+        Ok(())
+    };
     loop {
         match rx.recv().await {
-            Ok(line) => {
-                if filter.matches(&line.ev, line.cgroup.as_deref()) {
-                    write_json(&mut buf, &line.ev, clock, line.cgroup.as_deref())?;
-                }
+            Ok(batch) => {
+                take(&mut buf, &batch)?;
                 // Take what else is queued without waiting, then write it at once.
                 while buf.len() < 60 * 1024 {
                     match rx.try_recv() {
-                        Ok(line) => {
-                            if filter.matches(&line.ev, line.cgroup.as_deref()) {
-                                write_json(&mut buf, &line.ev, clock, line.cgroup.as_deref())?;
-                            }
-                        }
-                        Err(broadcast::error::TryRecvError::Lagged(n)) => missed(&mut buf, n),
+                        Ok(batch) => take(&mut buf, &batch)?,
+                        // The next batch received tells how many events were missed.
+                        Err(broadcast::error::TryRecvError::Lagged(_)) => {}
                         Err(_) => break,
                     }
                 }
             }
-            Err(broadcast::error::RecvError::Lagged(n)) => missed(&mut buf, n),
+            Err(broadcast::error::RecvError::Lagged(_)) => {}
             Err(broadcast::error::RecvError::Closed) => return Ok(()),
         }
         if !buf.is_empty() {

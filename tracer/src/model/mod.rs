@@ -13,7 +13,7 @@
 pub mod cause;
 pub mod facts;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::Serialize;
 
@@ -23,6 +23,7 @@ use self::{
 };
 use crate::{
     event::{Errno, Event, EventKind, Signal, WaitStatus},
+    idhash::{IdMap, IdSet},
     unit::{UnitKind, UnitRef, unit_of_cgroup},
 };
 
@@ -118,9 +119,35 @@ pub struct Run {
     pub commands: Vec<Command>,
     pub main_pid: Option<u32>,
     pub outcome: Option<Outcome>,
+    /// The pids of `commands`.
+    #[serde(skip)]
+    pids: IdSet<u32>,
 }
 
+/// A run keeps at most this many commands: past it, half of its helpers (processes not
+/// started by the service manager) that have exited are forgotten, the oldest first, so a
+/// unit that runs processes by the million (a session's shell loop) does not grow.
+pub const MAX_COMMANDS_PER_RUN: usize = 512;
+
 impl Run {
+    fn push_command(&mut self, cmd: Command) {
+        if self.commands.len() >= MAX_COMMANDS_PER_RUN {
+            let main = self.main_pid;
+            let forgettable =
+                |c: &Command| !c.top_level && c.exited_ns.is_some() && Some(c.pid) != main;
+            let n = self.commands.iter().filter(|c| forgettable(c)).count();
+            let mut forget = n.saturating_sub(n / 2).max(usize::from(n > 0));
+            self.commands.retain(|c| {
+                let gone = forget > 0 && forgettable(c);
+                forget -= usize::from(gone);
+                !gone
+            });
+            self.pids = self.commands.iter().map(|c| c.pid).collect();
+        }
+        self.pids.insert(cmd.pid);
+        self.commands.push(cmd);
+    }
+
     fn command_mut(&mut self, pid: u32) -> Option<&mut Command> {
         self.commands.iter_mut().rev().find(|c| c.pid == pid)
     }
@@ -148,6 +175,9 @@ pub struct UnitHistory {
     pub file: Option<UnitFile>,
     /// Failed runs within the crash-loop window at the last failure.
     pub crash_loop: bool,
+    /// Tells this history from an earlier one of the same name that was forgotten.
+    #[serde(skip)]
+    pub serial: u64,
 }
 
 impl UnitHistory {
@@ -219,18 +249,27 @@ struct Unplaced {
 /// Bound on the tables of in-flight correlation state.
 const MAX_PENDING: usize = 65_536;
 
+/// Units kept whose last run has ended. Transient scopes and services (`systemd-run`,
+/// sessions) come and go by the thousand on a busy host: past this many, the ones that
+/// ended longest ago are forgotten (the journal keeps them), so memory does not grow with
+/// the number of units that have come and gone.
+pub const MAX_ENDED_UNITS: usize = 1000;
+
 /// The model: feed it events in order with [`Model::apply`].
 pub struct Model<F: Facts> {
     facts: F,
     cfg: ModelConfig,
-    cgroups: HashMap<u64, String>,
-    procs: HashMap<u32, Proc>,
+    /// The unit of each live cgroup (None: not a unit's), worked out once per cgroup.
+    cgroups: IdMap<u64, Option<UnitRef>>,
+    procs: IdMap<u32, Proc>,
     units: BTreeMap<String, UnitHistory>,
-    signals: HashMap<u32, SignalSeen>,
-    oom_victims: HashMap<u32, u64>,
+    signals: IdMap<u32, SignalSeen>,
+    oom_victims: IdMap<u32, u64>,
     systemctl: VecDeque<SystemctlCall>,
     unplaced: VecDeque<Unplaced>,
     last_ts: u64,
+    /// Serial of the next unit history made.
+    next_serial: u64,
 }
 
 impl<F: Facts> Model<F> {
@@ -238,20 +277,21 @@ impl<F: Facts> Model<F> {
         Self {
             facts,
             cfg,
-            cgroups: HashMap::new(),
-            procs: HashMap::new(),
+            cgroups: IdMap::default(),
+            procs: IdMap::default(),
             units: BTreeMap::new(),
-            signals: HashMap::new(),
-            oom_victims: HashMap::new(),
+            signals: IdMap::default(),
+            oom_victims: IdMap::default(),
             systemctl: VecDeque::new(),
             unplaced: VecDeque::new(),
             last_ts: 0,
+            next_serial: 1,
         }
     }
 
     /// Seeds cgroup id → path (from a walk of the cgroup2 mount at start).
     pub fn know_cgroup(&mut self, id: u64, path: &str) {
-        self.cgroups.insert(id, path.to_owned());
+        self.cgroups.insert(id, unit_of_path(path));
     }
 
     /// Takes in a process that was running before the programs were attached (the
@@ -307,7 +347,7 @@ impl<F: Facts> Model<F> {
         {
             run.main_pid = Some(p.pid);
         }
-        run.commands.push(Command {
+        run.push_command(Command {
             pid: p.pid,
             started_ns: p.start_ns,
             program,
@@ -352,19 +392,12 @@ impl<F: Facts> Model<F> {
         self.procs.len()
     }
 
-    /// The unit a cgroup belongs to. pid 1's own init.scope is not one: the children it
-    /// holds are on their way into a unit (systemd ≤ 254 forks there, then moves them).
-    fn unit_of(&self, cgroup_id: u64) -> Option<UnitRef> {
-        let path = self.cgroups.get(&cgroup_id)?;
-        unit_of_cgroup(path).filter(|u| u.kind != UnitKind::Slice && u.cgroup != "/init.scope")
-    }
-
     /// Applies one event.
     pub fn apply(&mut self, ev: &Event) {
         self.last_ts = self.last_ts.max(ev.ts_ns);
         match &ev.kind {
             EventKind::CgroupMkdir { cgroup } => {
-                self.cgroups.insert(cgroup.id, cgroup.path.clone());
+                self.cgroups.insert(cgroup.id, unit_of_path(&cgroup.path));
                 if let Some(u) = unit_of_cgroup(&cgroup.path)
                     && u.cgroup == cgroup.path
                     && u.kind != UnitKind::Slice
@@ -383,7 +416,7 @@ impl<F: Facts> Model<F> {
             EventKind::CgroupAttach { cgroup, target_pid } => {
                 self.cgroups
                     .entry(cgroup.id)
-                    .or_insert_with(|| cgroup.path.clone());
+                    .or_insert_with(|| unit_of_path(&cgroup.path));
                 // systemd ≤ 254 can move a child that has already exited (failing its
                 // setup at once): its exit was seen outside any unit; account it now.
                 if let Some(i) = self.unplaced.iter().position(|u| u.pid == *target_pid) {
@@ -474,7 +507,8 @@ impl<F: Facts> Model<F> {
 
     fn begin_run(&mut self, unit: UnitRef, cgroup_id: u64, ts: u64) {
         let name = unit.name.clone();
-        if !self.units.contains_key(&name) {
+        let new = !self.units.contains_key(&name);
+        if new {
             let file = self.facts.unit_file(&name);
             self.units.insert(
                 name.clone(),
@@ -483,8 +517,10 @@ impl<F: Facts> Model<F> {
                     runs: Vec::new(),
                     file,
                     crash_loop: false,
+                    serial: self.next_serial,
                 },
             );
+            self.next_serial += 1;
         }
         let manual = self.manual_request(&name, ts);
         let h = self.units.get_mut(&name).expect("inserted above");
@@ -512,7 +548,42 @@ impl<F: Facts> Model<F> {
             commands: Vec::new(),
             main_pid: None,
             outcome: None,
+            pids: IdSet::default(),
         });
+        if new {
+            self.forget_ended_units();
+        }
+    }
+
+    /// Past [`MAX_ENDED_UNITS`] units whose last run ended, forgets the oldest quarter.
+    fn forget_ended_units(&mut self) {
+        if self.units.len() <= MAX_ENDED_UNITS {
+            return;
+        }
+        let mut ended: Vec<(u64, &String)> = self
+            .units
+            .iter()
+            .filter_map(|(name, h)| Some((h.runs.last()?.ended_ns?, name)))
+            .collect();
+        if ended.len() <= MAX_ENDED_UNITS {
+            return;
+        }
+        ended.sort_unstable();
+        let forget: Vec<String> = ended[..ended.len() - MAX_ENDED_UNITS * 3 / 4]
+            .iter()
+            .map(|(_, name)| (*name).clone())
+            .collect();
+        for name in &forget {
+            self.units.remove(name);
+        }
+        self.procs
+            .values_mut()
+            .filter(|p| {
+                p.unit
+                    .as_ref()
+                    .is_some_and(|(u, _)| !self.units.contains_key(u))
+            })
+            .for_each(|p| p.unit = None);
     }
 
     /// The systemctl call that asked for this unit shortly before `ts`, if any.
@@ -558,7 +629,7 @@ impl<F: Facts> Model<F> {
                 .position(|u| u.ts_ns >= started && u.ts_ns <= ts)
             {
                 let u = self.unplaced.remove(i).expect("index from position");
-                run.commands.push(Command {
+                run.push_command(Command {
                     pid: u.pid,
                     started_ns: u.ts_ns,
                     program: None,
@@ -588,7 +659,7 @@ impl<F: Facts> Model<F> {
 
     /// Puts a process into the run of the unit its cgroup belongs to.
     fn place(&mut self, pid: u32, ppid: u32, comm: &str, cgroup_id: u64, ts: u64) {
-        let unit = self.unit_of(cgroup_id);
+        let unit = self.cgroups.get(&cgroup_id).and_then(Option::as_ref);
         let entry = self.procs.entry(pid).or_insert_with(|| Proc {
             ppid,
             comm: comm.to_owned(),
@@ -596,7 +667,9 @@ impl<F: Facts> Model<F> {
             unit: None,
         });
         entry.ppid = ppid;
-        entry.comm = comm.to_owned();
+        if entry.comm != comm {
+            comm.clone_into(&mut entry.comm);
+        }
         // Outside any unit (the root, /init.scope): keep where the process was placed. On
         // systemd 252 a child pid 1 moved into a unit can still report /init.scope when it
         // fails its setup (217/USER) right away.
@@ -606,6 +679,7 @@ impl<F: Facts> Model<F> {
         if entry.unit.as_ref().is_some_and(|(u, _)| *u == unit.name) {
             return;
         }
+        let unit = unit.clone();
         // A run opened by the cgroup's mkdir, or one opened now for a unit whose cgroup
         // was there before the tracer.
         if !self
@@ -630,8 +704,8 @@ impl<F: Facts> Model<F> {
         let h = self.units.get_mut(&unit.name).expect("ensured above");
         let run_index = h.runs.len() - 1;
         let run = &mut h.runs[run_index];
-        if run.command(pid).is_none() {
-            run.commands.push(Command {
+        if !run.pids.contains(&pid) {
+            run.push_command(Command {
                 pid,
                 // The fork, when it was seen (systemd ≥ 255 clones straight into the
                 // unit's cgroup, so the child is placed only at its first exec).
@@ -828,6 +902,12 @@ impl<F: Facts> Model<F> {
             update_crash_loop(h, &self.cfg);
         }
     }
+}
+
+/// The unit a cgroup path belongs to. pid 1's own init.scope is not one: the children it
+/// holds are on their way into a unit (systemd ≤ 254 forks there, then moves them).
+fn unit_of_path(path: &str) -> Option<UnitRef> {
+    unit_of_cgroup(path).filter(|u| u.kind != UnitKind::Slice && u.cgroup != "/init.scope")
 }
 
 /// How a run ended, from its main process's exit and what was seen around it.
@@ -1030,6 +1110,102 @@ mod tests {
             comm: comm.into(),
             kind,
         }
+    }
+
+    fn cgroup(id: u64, path: &str) -> CgroupRef {
+        CgroupRef {
+            id,
+            level: 2,
+            path: path.into(),
+            path_truncated: false,
+        }
+    }
+
+    #[test]
+    fn units_that_came_and_went_are_forgotten_past_the_cap() {
+        let mut m = Model::new(RecordedFacts::default(), ModelConfig::default());
+        m.know_cgroup(50, "/system.slice/a.service");
+        m.apply(&ev(
+            1,
+            1,
+            1,
+            "systemd",
+            EventKind::CgroupMkdir {
+                cgroup: cgroup(50, "/system.slice/a.service"),
+            },
+        ));
+        for i in 0..3 * MAX_ENDED_UNITS as u64 {
+            let cg = cgroup(1000 + i, &format!("/system.slice/run-u{i}.scope"));
+            m.apply(&ev(
+                10 + 2 * i,
+                1,
+                1,
+                "systemd",
+                EventKind::CgroupMkdir { cgroup: cg.clone() },
+            ));
+            m.apply(&ev(
+                11 + 2 * i,
+                1,
+                1,
+                "systemd",
+                EventKind::CgroupRmdir { cgroup: cg },
+            ));
+        }
+        assert!(
+            m.units().count() <= MAX_ENDED_UNITS + 1,
+            "{}",
+            m.units().count()
+        );
+        // The running unit and the latest ended ones are kept.
+        assert!(m.unit("a.service").is_some());
+        let last = format!("run-u{}.scope", 3 * MAX_ENDED_UNITS - 1);
+        assert!(m.unit(&last).is_some());
+        assert!(m.unit("run-u0.scope").is_none());
+    }
+
+    #[test]
+    fn a_run_keeps_a_bounded_number_of_helpers() {
+        let mut m = Model::new(RecordedFacts::default(), ModelConfig::default());
+        let path = "/user.slice/user-0.slice/session-1.scope";
+        m.apply(&ev(
+            1,
+            1,
+            1,
+            "systemd",
+            EventKind::CgroupMkdir {
+                cgroup: cgroup(60, path),
+            },
+        ));
+        for i in 0..10 * MAX_COMMANDS_PER_RUN as u32 {
+            let pid = 10_000 + i;
+            let exec = EventKind::Exec {
+                ppid: 500,
+                uid: 0,
+                filename: "/bin/true".into(),
+                argv: vec!["true".into()],
+                filename_truncated: false,
+                argv_truncated: false,
+            };
+            m.apply(&ev(u64::from(10 + 2 * i), pid, 60, "true", exec));
+            let exit = EventKind::Exit {
+                ppid: 500,
+                status: WaitStatus(0),
+            };
+            m.apply(&ev(u64::from(11 + 2 * i), pid, 60, "true", exit));
+        }
+        let run = &m.unit("session-1.scope").unwrap().runs[0];
+        assert!(
+            run.commands.len() <= MAX_COMMANDS_PER_RUN,
+            "{}",
+            run.commands.len()
+        );
+        // The latest ones are kept.
+        let last = 10_000 + 10 * MAX_COMMANDS_PER_RUN as u32 - 1;
+        assert!(
+            run.command(last)
+                .is_some_and(|c| c.status == Some(WaitStatus(0)))
+        );
+        assert_eq!(m.tracked_processes(), 0);
     }
 
     #[test]

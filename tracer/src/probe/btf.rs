@@ -2,8 +2,6 @@
 //! byte offset of a struct member, looking through anonymous structs and unions, so the
 //! kernel programs never carry offsets compiled for one kernel.
 
-use std::collections::HashMap;
-
 /// What can go wrong reading BTF.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BtfError {
@@ -29,6 +27,7 @@ const KIND_CONST: u32 = 10;
 const KIND_RESTRICT: u32 = 11;
 const KIND_TYPE_TAG: u32 = 18;
 
+/// A struct or union member, read from the raw type section when asked for.
 struct Member {
     name_off: u32,
     type_id: u32,
@@ -36,23 +35,28 @@ struct Member {
     bitfield_size: u32,
 }
 
+/// One type's fixed part.
+#[derive(Clone, Copy)]
 struct Type {
     name_off: u32,
     kind: u32,
+    /// Members of a struct or union.
+    vlen: u32,
+    kind_flag: bool,
     /// For modifiers and typedefs: the type referred to.
     ref_type: u32,
-    /// For structs and unions: their members, `members[first..first + count]` of [`Btf`]
-    /// (one vector for all: the kernel's BTF has ~100k types).
-    first: u32,
-    count: u32,
+    /// Where its members start in the type section.
+    members_at: usize,
 }
 
-/// Parsed BTF types; member offsets are looked up by struct and member name.
-pub struct Btf {
-    types: Vec<Type>,
-    members: Vec<Member>,
-    strings: Vec<u8>,
-    structs: HashMap<String, u32>,
+/// The kernel's BTF, borrowed: one offset per type id is all that is kept (the kernel's BTF
+/// has ~150k types; copying them or their members costs megabytes of peak RSS); member
+/// offsets are looked up by struct and member name.
+pub struct Btf<'a> {
+    types_raw: &'a [u8],
+    strings: &'a [u8],
+    /// Where each type id's record starts in the type section (id 0, void, is never read).
+    offsets: Vec<u32>,
 }
 
 fn u16_at(b: &[u8], off: usize) -> Option<u16> {
@@ -65,9 +69,9 @@ fn u32_at(b: &[u8], off: usize) -> Option<u32> {
         .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
-impl Btf {
+impl<'a> Btf<'a> {
     /// Parses raw BTF (little-endian, as on x86_64 and arm64).
-    pub fn parse(data: &[u8]) -> Result<Self, BtfError> {
+    pub fn parse(data: &'a [u8]) -> Result<Self, BtfError> {
         let magic = u16_at(data, 0).ok_or(BtfError::Truncated("header"))?;
         if magic != 0xeb9f {
             return Err(BtfError::BadMagic(magic));
@@ -84,100 +88,76 @@ impl Btf {
             .ok_or(BtfError::Truncated("type section"))?;
         let strings = data
             .get(hdr_len + str_off..hdr_len + str_off + str_len)
-            .ok_or(BtfError::Truncated("string section"))?
-            .to_vec();
+            .ok_or(BtfError::Truncated("string section"))?;
 
         // Type id 0 is void.
-        let mut types = vec![Type {
-            name_off: 0,
-            kind: 0,
-            ref_type: 0,
-            first: 0,
-            count: 0,
-        }];
-        let mut all_members = Vec::new();
+        let mut offsets = vec![u32::MAX];
         let mut off = 0;
         while off < types_raw.len() {
-            let t = |i: usize| u32_at(types_raw, off + 4 * i).ok_or(BtfError::Truncated("type"));
-            let (name_off, info, size_or_type) = (t(0)?, t(1)?, t(2)?);
+            let info = u32_at(types_raw, off + 4).ok_or(BtfError::Truncated("type"))?;
+            u32_at(types_raw, off + 8).ok_or(BtfError::Truncated("type"))?;
             let vlen = (info & 0xffff) as usize;
             let kind = (info >> 24) & 0x1f;
-            let kind_flag = info >> 31 == 1;
-            off += 12;
-            let first = all_members.len() as u32;
             let extra = match kind {
                 0 => 0,
                 1 => 4,                    // INT
                 2 | 7..=12 | 16 | 18 => 0, // PTR FWD TYPEDEF VOLATILE CONST RESTRICT FUNC FLOAT TYPE_TAG
                 3 => 12,                   // ARRAY
-                KIND_STRUCT | KIND_UNION => {
-                    for i in 0..vlen {
-                        let m = |j: usize| {
-                            u32_at(types_raw, off + 12 * i + 4 * j)
-                                .ok_or(BtfError::Truncated("member"))
-                        };
-                        let raw = m(2)?;
-                        let (bit_offset, bitfield_size) = if kind_flag {
-                            (raw & 0xff_ffff, raw >> 24)
-                        } else {
-                            (raw, 0)
-                        };
-                        all_members.push(Member {
-                            name_off: m(0)?,
-                            type_id: m(1)?,
-                            bit_offset,
-                            bitfield_size,
-                        });
-                    }
-                    12 * vlen
-                }
+                KIND_STRUCT | KIND_UNION => 12 * vlen,
                 6 | 13 => 8 * vlen,   // ENUM FUNC_PROTO
                 14 | 17 => 4,         // VAR DECL_TAG
                 15 | 19 => 12 * vlen, // DATASEC ENUM64
                 _ => {
                     return Err(BtfError::UnknownKind {
                         kind,
-                        id: types.len() as u32,
+                        id: offsets.len() as u32,
                     });
                 }
             };
-            off += extra;
-            types.push(Type {
-                name_off,
-                kind,
-                ref_type: size_or_type,
-                first,
-                count: all_members.len() as u32 - first,
-            });
-        }
-
-        let mut btf = Btf {
-            types,
-            members: all_members,
-            strings,
-            structs: HashMap::new(),
-        };
-        for (id, t) in btf.types.iter().enumerate() {
-            if t.kind == KIND_STRUCT && t.count > 0 {
-                let name = btf.name(t.name_off);
-                if !name.is_empty() && !btf.structs.contains_key(name) {
-                    btf.structs.insert(name.to_owned(), id as u32);
-                }
+            if off + 12 + extra > types_raw.len() {
+                return Err(BtfError::Truncated(
+                    if matches!(kind, KIND_STRUCT | KIND_UNION) {
+                        "member"
+                    } else {
+                        "type"
+                    },
+                ));
             }
+            offsets.push(off as u32);
+            off += 12 + extra;
         }
-        Ok(btf)
+        Ok(Btf {
+            types_raw,
+            strings,
+            offsets,
+        })
     }
 
-    fn name(&self, off: u32) -> &str {
+    /// The type with this id (None for void and ids out of range).
+    fn get(&self, id: u32) -> Option<Type> {
+        let off = *self.offsets.get(id as usize).filter(|&&o| o != u32::MAX)? as usize;
+        let raw = self.types_raw;
+        let info = u32_at(raw, off + 4)?;
+        Some(Type {
+            name_off: u32_at(raw, off)?,
+            kind: (info >> 24) & 0x1f,
+            vlen: info & 0xffff,
+            kind_flag: info >> 31 == 1,
+            ref_type: u32_at(raw, off + 8)?,
+            members_at: off + 12,
+        })
+    }
+
+    fn name(&self, off: u32) -> &'a [u8] {
         let rest = self.strings.get(off as usize..).unwrap_or_default();
         let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-        std::str::from_utf8(&rest[..end]).unwrap_or_default()
+        &rest[..end]
     }
 
     /// Follows typedefs and qualifiers to the underlying type.
-    fn resolve(&self, mut id: u32) -> Option<&Type> {
+    fn resolve(&self, mut id: u32) -> Option<Type> {
         for _ in 0..32 {
-            let t = self.types.get(id as usize)?;
+            let t = self.get(id)?;
             match t.kind {
                 KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
                     id = t.ref_type
@@ -188,24 +168,40 @@ impl Btf {
         None
     }
 
-    fn members_of(&self, t: &Type) -> &[Member] {
-        let start = t.first as usize;
-        self.members
-            .get(start..start + t.count as usize)
-            .unwrap_or_default()
+    fn members_of(&self, t: Type) -> impl Iterator<Item = Member> + '_ {
+        let n = if matches!(t.kind, KIND_STRUCT | KIND_UNION) {
+            t.vlen as usize
+        } else {
+            0
+        };
+        (0..n).filter_map(move |i| {
+            let m = |j: usize| u32_at(self.types_raw, t.members_at + 12 * i + 4 * j);
+            let raw = m(2)?;
+            let (bit_offset, bitfield_size) = if t.kind_flag {
+                (raw & 0xff_ffff, raw >> 24)
+            } else {
+                (raw, 0)
+            };
+            Some(Member {
+                name_off: m(0)?,
+                type_id: m(1)?,
+                bit_offset,
+                bitfield_size,
+            })
+        })
     }
 
     /// Bit offset of `member` within `t`, searching anonymous struct/union members too.
-    fn find_member(&self, t: &Type, member: &str, depth: u32) -> Option<(u32, u32)> {
+    fn find_member(&self, t: Type, member: &str, depth: u32) -> Option<(u32, u32)> {
         if depth > 8 {
             return None;
         }
         for m in self.members_of(t) {
-            if m.name_off != 0 && self.name(m.name_off) == member {
+            if m.name_off != 0 && self.name(m.name_off) == member.as_bytes() {
                 return Some((m.bit_offset, m.bitfield_size));
             }
         }
-        for m in self.members_of(t).iter().filter(|m| m.name_off == 0) {
+        for m in self.members_of(t).filter(|m| m.name_off == 0) {
             if let Some(inner) = self.resolve(m.type_id)
                 && matches!(inner.kind, KIND_STRUCT | KIND_UNION)
                 && let Some((bits, size)) = self.find_member(inner, member, depth + 1)
@@ -216,13 +212,20 @@ impl Btf {
         None
     }
 
+    /// The first struct with members named `name`.
+    fn find_struct(&self, name: &str) -> Option<Type> {
+        (1..self.offsets.len() as u32)
+            .filter_map(|id| self.get(id))
+            .find(|t| {
+                t.kind == KIND_STRUCT && t.vlen > 0 && self.name(t.name_off) == name.as_bytes()
+            })
+    }
+
     /// Byte offset of `strukt.member` (members of anonymous structs and unions included).
     pub fn member_offset(&self, strukt: &str, member: &str) -> Result<u32, BtfError> {
-        let id = self
-            .structs
-            .get(strukt)
+        let t = self
+            .find_struct(strukt)
             .ok_or_else(|| BtfError::NoStruct(strukt.to_owned()))?;
-        let t = &self.types[*id as usize];
         let (bits, bitfield_size) =
             self.find_member(t, member, 0)
                 .ok_or_else(|| BtfError::NoMember {
@@ -274,7 +277,8 @@ mod tests {
         let td = (17, KIND_TYPEDEF << 24, 2, vec![]); // id 3: typedef of the union
         // id 4: struct task { int pid @ 32 bits; <anon typedef> @ 128 bits }
         let task = (5, (KIND_STRUCT << 24) | 2, 24, vec![10, 1, 32, 0, 3, 128]);
-        let btf = Btf::parse(&build(&[int, anon, td, task], strings)).unwrap();
+        let data = build(&[int, anon, td, task], strings);
+        let btf = Btf::parse(&data).unwrap();
         assert_eq!(btf.member_offset("task", "pid"), Ok(4));
         assert_eq!(btf.member_offset("task", "mm"), Ok(16));
         assert!(matches!(

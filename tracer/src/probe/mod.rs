@@ -10,9 +10,9 @@ use std::{
 };
 
 use aya::{
-    Ebpf, EbpfLoader, Endianness,
-    maps::{MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, ProgramError, TracePoint},
+    Ebpf, EbpfLoader,
+    maps::{Array, MapData, PerCpuArray, RingBuf},
+    programs::{ProgramError, RawTracePoint, TracePoint},
 };
 use tokio::io::{Interest, unix::AsyncFd};
 use tracer_common::{Config, FIELD_ABSENT, STAT_DROPS, STAT_ERRORS};
@@ -97,8 +97,9 @@ pub struct ProbeOptions {
     /// Drop the calling process's own events in the kernel.
     pub ignore_self: bool,
     /// After a read that returned events, wait this long before the next one, so records
-    /// accumulate and the kernel wakes the reader once per batch, not once per record.
-    /// This bounds the added latency; zero reads as soon as anything arrives.
+    /// accumulate and are read in one batch; the programs do not wake the reader meanwhile
+    /// (unless the ring is a quarter full). When a read finds nothing, the reader sleeps
+    /// and the next record wakes it. This bounds the added latency.
     pub batch_delay: Duration,
 }
 
@@ -127,6 +128,10 @@ pub struct Probe {
     _ebpf: Ebpf,
     ring: AsyncFd<RingBuf<MapData>>,
     stats: PerCpuArray<MapData, u64>,
+    /// Tells the programs whether the reader sleeps (1: wake it) or reads on a timer (0).
+    asleep: Array<MapData, u32>,
+    /// What `asleep` says now.
+    sleeping: bool,
     /// Records that did not decode (a bug or a version mismatch; logged).
     malformed: u64,
     batch_delay: Duration,
@@ -142,33 +147,39 @@ impl Probe {
         if opts.ring_size < 4096 || !opts.ring_size.is_power_of_two() {
             return Err(ProbeError::RingSize(opts.ring_size));
         }
-        let vmlinux = std::fs::read(VMLINUX_BTF).map_err(ProbeError::MissingBtf)?;
-        let btf = Btf::parse(&vmlinux)?;
         let tracefs = TraceFs::find_or_mount()?;
+
         let ignore_tgid = if opts.ignore_self {
             std::process::id()
         } else {
             0
         };
-        let config = kernel_config(&btf, &tracefs, ignore_tgid)?;
-        // The parsed types are large (the kernel's BTF has ~100k): free them before aya
-        // parses the same BTF again for the BTF tracepoint.
-        drop(btf);
+        let config = {
+            // The kernel's BTF (5 MiB on 6.18) is only read here, and freed before the
+            // programs load.
+            let vmlinux = std::fs::read(VMLINUX_BTF).map_err(ProbeError::MissingBtf)?;
+            kernel_config(&Btf::parse(&vmlinux)?, &tracefs, ignore_tgid)?
+        };
         tracing::debug!(?config, "kernel offsets");
 
+        // No kernel BTF needed: the programs carry no CO-RE relocations (their offsets are
+        // the CONFIG above) and no BTF tracepoint.
         let mut ebpf = EbpfLoader::new()
+            .btf(None)
             .override_global("CONFIG", &config, true)
             .map_max_entries("EVENTS", opts.ring_size)
             .load(EBPF_OBJECT)
             .map_err(ProbeError::Load)?;
 
+        // aya's loader parsed the kernel's BTF (~15 MiB while it lasts, whatever `.btf`
+        // says); give that back to the system before the ring buffer is mapped, so the two
+        // never add up.
+        release_free_memory();
         for (program, category, event) in TRACEPOINTS {
             attach_tracepoint(&mut ebpf, program, category, event)
                 .map_err(|source| program_error(program, source))?;
         }
-        let kernel_btf = aya::Btf::parse(&vmlinux, Endianness::default())
-            .map_err(|e| ProbeError::TraceFs(format!("parsing kernel BTF for tp_btf: {e}")))?;
-        attach_btf_tracepoint(&mut ebpf, "sched_process_fork", &kernel_btf)
+        attach_raw_tracepoint(&mut ebpf, "sched_process_fork")
             .map_err(|source| program_error("sched_process_fork", source))?;
 
         let ring = ebpf
@@ -188,6 +199,18 @@ impl Probe {
             name: "STATS",
             source,
         })?;
+        let asleep = ebpf
+            .take_map("READER_ASLEEP")
+            .ok_or(ProbeError::Missing("READER_ASLEEP map"))?;
+        let mut asleep = Array::try_from(asleep).map_err(|source| ProbeError::Map {
+            name: "READER_ASLEEP",
+            source,
+        })?;
+        // The first read sleeps until a record arrives.
+        asleep.set(0, 1, 0).map_err(|source| ProbeError::Map {
+            name: "READER_ASLEEP",
+            source,
+        })?;
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             ring_fd = ring.get_ref().as_raw_fd(),
@@ -197,6 +220,8 @@ impl Probe {
             _ebpf: ebpf,
             ring,
             stats,
+            asleep,
+            sleeping: true,
             malformed: 0,
             batch_delay: opts.batch_delay,
             next_read: None,
@@ -218,27 +243,59 @@ impl Probe {
 
     /// Waits until records are available, then hands each one, as the kernel wrote it,
     /// to `f`; returns how many. Cancel-safe like [`Probe::read`].
+    ///
+    /// While records flow, it reads every `batch_delay` and the programs do not wake it;
+    /// once a read finds nothing, it tells them so and sleeps until the next record.
     pub async fn read_raw(&mut self, mut f: impl FnMut(&[u8])) -> Result<usize, ProbeError> {
-        if let Some(at) = self.next_read {
-            tokio::time::sleep_until(at).await;
+        let mut look_now = false;
+        loop {
+            if look_now {
+                look_now = false;
+            } else if self.sleeping {
+                // Readiness is cleared before draining, so a record that lands after the
+                // drain makes the fd readable again.
+                self.ring.readable_mut().await?.clear_ready();
+            } else if let Some(at) = self.next_read {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    // The ring is a quarter full: read now.
+                    guard = self.ring.readable_mut() => guard?.clear_ready(),
+                }
+            }
             self.next_read = None;
-        }
-        let mut n = 0;
-        while n == 0 {
-            let mut guard = self.ring.readable_mut().await?;
-            // Readiness is cleared before draining, so a record that lands after the drain
-            // makes the fd readable again.
-            guard.clear_ready();
-            let ring = guard.get_inner_mut();
+            let ring = self.ring.get_mut();
+            let mut n = 0;
             while let Some(item) = ring.next() {
                 f(&item);
                 n += 1;
             }
+            if n > 0 {
+                if self.sleeping {
+                    self.set_sleeping(false)?;
+                }
+                if !self.batch_delay.is_zero() {
+                    self.next_read = Some(tokio::time::Instant::now() + self.batch_delay);
+                }
+                return Ok(n);
+            }
+            if !self.sleeping {
+                // From now on a record wakes the reader; one written before the programs
+                // knew did not: look once more before sleeping.
+                self.set_sleeping(true)?;
+                look_now = true;
+            }
         }
-        if !self.batch_delay.is_zero() {
-            self.next_read = Some(tokio::time::Instant::now() + self.batch_delay);
-        }
-        Ok(n)
+    }
+
+    fn set_sleeping(&mut self, sleeping: bool) -> Result<(), ProbeError> {
+        self.asleep
+            .set(0, u32::from(sleeping), 0)
+            .map_err(|source| ProbeError::Map {
+                name: "READER_ASLEEP",
+                source,
+            })?;
+        self.sleeping = sleeping;
+        Ok(())
     }
 
     /// Counts a record that did not decode (the caller decoded it).
@@ -280,6 +337,15 @@ fn drain(ring: &mut RingBuf<MapData>, malformed: &mut u64, out: &mut Vec<Event>)
     }
 }
 
+/// Returns the heap's free pages to the system (glibc keeps them otherwise).
+pub fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn record_malformed(malformed: &mut u64, e: &DecodeError) {
     *malformed += 1;
     if malformed.is_power_of_two() {
@@ -305,17 +371,14 @@ fn attach_tracepoint(
     Ok(())
 }
 
-fn attach_btf_tracepoint(
-    ebpf: &mut Ebpf,
-    program: &str,
-    kernel_btf: &aya::Btf,
-) -> Result<(), ProgramError> {
-    let tp: &mut BtfTracePoint = ebpf
+/// A raw tracepoint named like its program.
+fn attach_raw_tracepoint(ebpf: &mut Ebpf, program: &str) -> Result<(), ProgramError> {
+    let tp: &mut RawTracePoint = ebpf
         .program_mut(program)
         .ok_or(ProgramError::NotLoaded)?
         .try_into()?;
-    tp.load(program, kernel_btf)?;
-    tp.attach()?;
+    tp.load()?;
+    tp.attach(program)?;
     Ok(())
 }
 
