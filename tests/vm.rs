@@ -839,7 +839,8 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
                 }
             }
         }
-        if inactive_exit != 0 && !(-500_000..=5_000).contains(&d_start) {
+        // (One unit's cgroup came 539 ms early once, on a busy host.)
+        if inactive_exit != 0 && !(-1_000_000..=5_000).contains(&d_start) {
             problems.push(format!(
                 "{}/{s}: start {start_us} µs vs InactiveExitTimestampMonotonic {inactive_exit}",
                 g.suite
