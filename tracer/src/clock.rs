@@ -158,6 +158,13 @@ pub fn local_time_of_day(t: SystemTime) -> String {
 /// RFC 3339 UTC time with microseconds, `2026-11-26T14:03:07.123456Z`. (Written digit by
 /// digit: the stream formats one per event.)
 pub fn rfc3339_utc(t: SystemTime) -> String {
+    let mut out = Vec::with_capacity(27);
+    write_rfc3339_utc(&mut out, t);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`rfc3339_utc`], appended to `out`.
+pub fn write_rfc3339_utc(out: &mut Vec<u8>, t: SystemTime) {
     // Events come many to the second: the date and time of day are worked out once per
     // second, the microseconds every time.
     thread_local! {
@@ -171,13 +178,15 @@ pub fn rfc3339_utc(t: SystemTime) -> String {
         let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
         let (y, m, day) = civil_from_days(days);
         if !(0..=9999).contains(&y) {
-            return format!(
+            let s = format!(
                 "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
                 rem / 3600,
                 rem / 60 % 60,
                 rem % 60,
                 d.subsec_micros()
             );
+            out.extend_from_slice(s.as_bytes());
+            return;
         }
         let mut put = |at: usize, width: usize, v: u64| put_digits(&mut b[at..at + width], v);
         put(0, 4, y as u64);
@@ -189,7 +198,7 @@ pub fn rfc3339_utc(t: SystemTime) -> String {
     }
     put_digits(&mut b[20..26], u64::from(d.subsec_micros()));
     LAST.set((secs, b));
-    String::from_utf8(b.to_vec()).unwrap_or_default()
+    out.extend_from_slice(&b);
 }
 
 /// `v` as decimal digits filling `out`, zero-padded.

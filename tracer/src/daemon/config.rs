@@ -45,7 +45,7 @@ impl Default for Config {
             metrics_listen: "127.0.0.1:9464".into(),
             metrics_unit_cap: 500,
             ring_size: 4 << 20,
-            batch_ms: 20,
+            batch_ms: 30,
             journal: JournalLimits::default(),
             crash_loop_runs: 3,
             crash_loop_window_secs: 60.0,

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod config;
+pub mod json;
 
 use std::{
     io,
@@ -28,7 +29,7 @@ use self::config::Config;
 use crate::{
     cgroup::CgroupPaths,
     cli::{
-        events::{Filter, write_json},
+        events::Filter,
         units::{Query, Question},
     },
     clock::BootClock,
@@ -459,7 +460,7 @@ async fn stream_events(
     let mut buf = Vec::with_capacity(64 * 1024);
     // The number of the next event this client expects (None before its first batch).
     let mut next: Option<u64> = None;
-    let mut take = |buf: &mut Vec<u8>, batch: &Batch| -> io::Result<()> {
+    let mut take = |buf: &mut Vec<u8>, batch: &Batch| {
         if let Some(n) = next
             && batch.first > n
         {
@@ -468,19 +469,18 @@ async fn stream_events(
         next = Some(batch.first + batch.lines.len() as u64);
         for line in &batch.lines {
             if filter.matches(&line.ev, line.cgroup.as_deref()) {
-                write_json(&mut *buf, &line.ev, clock, line.cgroup.as_deref())?;
+                json::write_line(buf, &line.ev, clock, line.cgroup.as_deref());
             }
         }
-        Ok(())
     };
     loop {
         match rx.recv().await {
             Ok(batch) => {
-                take(&mut buf, &batch)?;
+                take(&mut buf, &batch);
                 // Take what else is queued without waiting, then write it at once.
                 while buf.len() < 60 * 1024 {
                     match rx.try_recv() {
-                        Ok(batch) => take(&mut buf, &batch)?,
+                        Ok(batch) => take(&mut buf, &batch),
                         // The next batch received tells how many events were missed.
                         Err(broadcast::error::TryRecvError::Lagged(_)) => {}
                         Err(_) => break,
