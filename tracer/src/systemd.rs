@@ -319,6 +319,11 @@ type UnitRow = (
     OwnedObjectPath,
 );
 
+/// pid 1 is systemd (what sd_booted() checks): only then is there anything to ask.
+pub fn booted_with_systemd() -> bool {
+    std::path::Path::new("/run/systemd/system").is_dir()
+}
+
 /// A connection to systemd.
 pub struct Systemd {
     conn: zbus::Connection,
@@ -327,6 +332,11 @@ pub struct Systemd {
 impl Systemd {
     /// Connects to pid 1 through the system bus.
     pub async fn connect() -> Result<Self, SystemdError> {
+        if !booted_with_systemd() {
+            return Err(SystemdError::Unreachable(
+                "pid 1 is not systemd: no /run/systemd/system".into(),
+            ));
+        }
         let unreachable = |e: zbus::Error| SystemdError::Unreachable(e.to_string());
         let conn = zbus::connection::Builder::system()
             .map_err(unreachable)?

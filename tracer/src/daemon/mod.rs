@@ -337,7 +337,13 @@ fn group_id(name: &str) -> Option<u32> {
 /// `tracer boot` of this boot can use it later. Quietly gives up when systemd is not on
 /// D-Bus (pid 1 is not systemd).
 async fn record_systemd_when_booted(tx: mpsc::Sender<crate::systemd::Snapshot>) {
-    use crate::systemd::Systemd;
+    use crate::systemd::{Systemd, booted_with_systemd};
+    if !booted_with_systemd() {
+        tracing::info!(
+            "pid 1 is not systemd (no /run/systemd/system): systemd's account of the boot is not recorded"
+        );
+        return;
+    }
     // The daemon starts before the system bus: wait for it, less often as time goes by.
     let mut tries = 0u32;
     let sd = loop {
