@@ -3,10 +3,7 @@
 //! scopes (sessions, `run-*.scope`) fold into `unit="_scope"`, units past the cap into
 //! `unit="_other"`, and `tracer_metrics_folded_total` counts the folding.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-};
+use std::collections::{HashMap, HashSet};
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -440,21 +437,27 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> Vec<u8> {
-        let mut buf = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
-            tracing::warn!("encoding metrics: {e}");
-        }
-        buf
+        render(&self.registry)
     }
 }
 
-/// Serves `GET /metrics` from the latest rendering (updated by the daemon's tick).
-pub async fn serve(listener: TcpListener, page: Arc<std::sync::Mutex<Vec<u8>>>) {
+/// The registry in Prometheus's text format.
+fn render(registry: &Registry) -> Vec<u8> {
+    let mut buf = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&registry.gather(), &mut buf) {
+        tracing::warn!("encoding metrics: {e}");
+    }
+    buf
+}
+
+/// Serves `GET /metrics`, rendered when asked (the series are atomics the daemon's loop
+/// keeps current; nothing is rendered between scrapes).
+pub async fn serve(listener: TcpListener, registry: Registry) {
     loop {
         let Ok((mut sock, _)) = listener.accept().await else {
             continue;
         };
-        let page = page.clone();
+        let registry = registry.clone();
         tokio::spawn(async move {
             let mut head = Vec::with_capacity(1024);
             let mut buf = [0u8; 1024];
@@ -474,7 +477,7 @@ pub async fn serve(listener: TcpListener, page: Arc<std::sync::Mutex<Vec<u8>>>) 
             let line = String::from_utf8_lossy(&head);
             let (status, ctype, body) =
                 if line.starts_with("GET /metrics ") || line.starts_with("GET /metrics?") {
-                    let body = page.lock().map(|p| p.clone()).unwrap_or_default();
+                    let body = render(&registry);
                     ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body)
                 } else {
                     (

@@ -11,7 +11,7 @@ use std::{
     io,
     os::unix::fs::PermissionsExt,
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -148,12 +148,11 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
 
     let clock = BootClock::new();
     let mut metrics = Metrics::new(cfg.metrics_unit_cap);
-    let page = Arc::new(Mutex::new(Vec::new()));
     if !cfg.metrics_listen.is_empty() {
         let listener = tokio::net::TcpListener::bind(&cfg.metrics_listen)
             .await
             .with_context(|| format!("listening for /metrics on {}", cfg.metrics_listen))?;
-        tokio::spawn(crate::metrics::serve(listener, page.clone()));
+        tokio::spawn(crate::metrics::serve(listener, metrics.registry.clone()));
     }
 
     let (tx, _) = broadcast::channel::<Arc<Batch>>(STREAM_BACKLOG_BATCHES);
@@ -256,9 +255,6 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
                     probe.note_malformed(&e);
                 }
                 metrics.sync(&model, &clock, probe.kernel_stats().drops, journal.total_bytes());
-                if let Ok(mut p) = page.lock() {
-                    *p = metrics.render();
-                }
             }
         }
     }
