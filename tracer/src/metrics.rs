@@ -434,11 +434,6 @@ impl Metrics {
                 .insert(h.unit.name.clone(), (h.serial, runs, failures, timed));
         }
     }
-
-    /// The text exposition format.
-    pub fn render(&self) -> Vec<u8> {
-        render(&self.registry)
-    }
 }
 
 /// The registry in Prometheus's text format.

@@ -125,17 +125,20 @@ impl Query {
     pub async fn systemd_facts(&self) -> Option<Snapshot> {
         match self {
             Query::Units { .. } => systemd::try_snapshot(SYSTEMD_WAIT).await,
-            Query::Why { unit, .. } => {
-                systemd::try_unit(&crate::unit::full_unit_name(unit), SYSTEMD_WAIT)
-                    .await
-                    .map(|u| Snapshot {
-                        units: vec![u],
-                        ..Snapshot::default()
-                    })
-            }
+            Query::Why { unit, .. } => unit_facts(unit).await,
             Query::Restarts { .. } => None,
         }
     }
+}
+
+/// systemd's facts of one unit (`mylog` is mylog.service), as a snapshot of it alone.
+async fn unit_facts(unit: &str) -> Option<Snapshot> {
+    systemd::try_unit(&crate::unit::full_unit_name(unit), SYSTEMD_WAIT)
+        .await
+        .map(|u| Snapshot {
+            units: vec![u],
+            ..Snapshot::default()
+        })
 }
 
 /// A query with systemd's facts, asked before the model answers.
@@ -664,16 +667,7 @@ pub async fn why(args: WhyArgs) -> anyhow::Result<()> {
     } else {
         "while tracing"
     };
-    let name = crate::unit::full_unit_name(&args.unit);
-    let sd = live_systemd(&args.source, async {
-        systemd::try_unit(&name, SYSTEMD_WAIT)
-            .await
-            .map(|u| Snapshot {
-                units: vec![u],
-                ..Snapshot::default()
-            })
-    })
-    .await;
+    let sd = live_systemd(&args.source, unit_facts(&args.unit)).await;
     write_why(
         &mut io::stdout().lock(),
         &model,
