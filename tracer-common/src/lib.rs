@@ -224,10 +224,10 @@ pub struct Config {
     // tracepoint record fields (from events/*/*/format)
     /// sched/sched_process_exec: `__data_loc char[] filename`.
     pub tp_exec_filename: u32,
-    /// syscalls/sys_enter_execve: `filename`.
-    pub tp_execve_filename: u32,
-    /// syscalls/sys_enter_execveat: `filename`.
-    pub tp_execveat_filename: u32,
+    /// Where the filename argument of execve and execveat is in `struct pt_regs` (the
+    /// task's saved user registers; x86-64: `di` and `si`).
+    pub regs_execve_filename: u32,
+    pub regs_execveat_filename: u32,
     /// syscalls/sys_exit_execve(at): `ret`.
     pub tp_sys_exit_ret: u32,
     /// cgroup/cgroup_mkdir and cgroup_rmdir: `root`, `level`, `id`, `__data_loc path`.

@@ -12,7 +12,7 @@ use aya_ebpf::{
         },
     },
     macros::map,
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray, RingBuf},
 };
 use tracer_common::{
     COMM_LEN, Config, HEADER_SIZE, Header, RecordKind, SCRATCH_SIZE, STAT_COUNT, STAT_DROPS,
@@ -39,10 +39,6 @@ static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
 /// Per-CPU buffer a variable-length record is assembled in (the BPF stack is 512 bytes).
 #[map]
 static SCRATCH: PerCpuArray<[u8; SCRATCH_SIZE]> = PerCpuArray::with_max_entries(1, 0);
-
-/// execve/execveat filename pointers saved at syscall entry, read back at exit when it failed.
-#[map]
-pub static EXEC_FILENAMES: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
 
 /// The configuration. The volatile read of the address keeps the compiler from folding the
 /// (zero) initial values into the code: the real values are only known at load time.

@@ -1,13 +1,16 @@
 //! exec: successful ones from `sched/sched_process_exec` (filename from the tracepoint,
 //! argv from the new image's `mm->arg_start..arg_end`), failed ones from the execve and
-//! execveat syscall tracepoints (the filename pointer saved at entry, read at exit when the
-//! return value is an error; the old address space is still there then).
+//! execveat syscall exit tracepoints: when the return value is an error, the filename
+//! pointer is read from the task's saved user registers, and the string from the old
+//! address space, still there then. No entry hook and no map: each syscall tracepoint
+//! enabled makes every syscall on the machine take the kernel's slow path.
 
 use aya_ebpf::{
     EbpfContext,
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_uid_gid,
         bpf_probe_read_user_str_bytes,
+        generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
     },
     macros::tracepoint,
     programs::TracePointContext,
@@ -18,8 +21,8 @@ use tracer_common::{
 };
 
 use crate::common::{
-    EXEC_FILENAMES, cfg, copy_kernel, copy_user, count_error, header, ignored, parent_tgid, put,
-    put_header, read_field, scratch, submit,
+    cfg, copy_kernel, copy_user, count_error, header, ignored, parent_tgid, put, put_header,
+    read_field, scratch, submit,
 };
 
 /// Where the strings start in an exec record.
@@ -84,20 +87,8 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i32> {
 }
 
 #[tracepoint]
-pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
-    save_filename(&ctx, cfg().tp_execve_filename);
-    0
-}
-
-#[tracepoint]
-pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
-    save_filename(&ctx, cfg().tp_execveat_filename);
-    0
-}
-
-#[tracepoint]
 pub fn sys_exit_execve(ctx: TracePointContext) -> u32 {
-    if try_exec_failed(&ctx).is_err() {
+    if try_exec_failed(&ctx, cfg().regs_execve_filename).is_err() {
         count_error();
     }
     0
@@ -105,37 +96,26 @@ pub fn sys_exit_execve(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sys_exit_execveat(ctx: TracePointContext) -> u32 {
-    if try_exec_failed(&ctx).is_err() {
+    if try_exec_failed(&ctx, cfg().regs_execveat_filename).is_err() {
         count_error();
     }
     0
 }
 
-fn save_filename(ctx: &TracePointContext, off: u32) {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if ignored((pid_tgid >> 32) as u32) {
-        return;
-    }
-    match unsafe { ctx.read_at::<u64>(off as usize) } {
-        Ok(ptr) => {
-            if EXEC_FILENAMES.insert(&pid_tgid, &ptr, 0).is_err() {
-                count_error();
-            }
-        }
-        Err(_) => count_error(),
-    }
-}
-
-fn try_exec_failed(ctx: &TracePointContext) -> Result<(), i32> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(&filename) = (unsafe { EXEC_FILENAMES.get(&pid_tgid) }) else {
-        return Ok(());
-    };
-    let _ = EXEC_FILENAMES.remove(&pid_tgid);
+/// `regs_filename`: where, in the task's saved user registers, the syscall's filename
+/// argument is (they are as the task entered the syscall: a failed exec returns to the
+/// same program, and the argument registers are not written on the way).
+fn try_exec_failed(ctx: &TracePointContext, regs_filename: u32) -> Result<(), i32> {
     let ret: i64 = unsafe { ctx.read_at(cfg().tp_sys_exit_ret as usize) }?;
     if ret >= 0 {
         return Ok(());
     }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if ignored((pid_tgid >> 32) as u32) {
+        return Ok(());
+    }
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const u8;
+    let filename: u64 = unsafe { read_field(regs, regs_filename) }?;
     let buf = scratch().ok_or(-1)?;
     let mut hdr = header(RecordKind::ExecFailed, pid_tgid);
     let n = match unsafe {

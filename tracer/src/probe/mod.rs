@@ -33,12 +33,10 @@ const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 const SIGNAL_GROUP_EXIT: u32 = 0x4;
 
 /// Classic tracepoints: (program, category, event).
-const TRACEPOINTS: [(&str, &str, &str); 11] = [
+const TRACEPOINTS: [(&str, &str, &str); 9] = [
     ("sched_process_exec", "sched", "sched_process_exec"),
     ("sched_process_exit", "sched", "sched_process_exit"),
-    ("sys_enter_execve", "syscalls", "sys_enter_execve"),
     ("sys_exit_execve", "syscalls", "sys_exit_execve"),
-    ("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
     ("sys_exit_execveat", "syscalls", "sys_exit_execveat"),
     ("cgroup_mkdir", "cgroup", "cgroup_mkdir"),
     ("cgroup_rmdir", "cgroup", "cgroup_rmdir"),
@@ -403,8 +401,6 @@ fn kernel_config(btf: &Btf, tracefs: &TraceFs, ignore_tgid: u32) -> Result<Confi
     let mm = |m| btf.member_offset("mm_struct", m);
     let exec = tracefs.format("sched", "sched_process_exec")?;
     let exit = tracefs.format("sched", "sched_process_exit")?;
-    let execve = tracefs.format("syscalls", "sys_enter_execve")?;
-    let execveat = tracefs.format("syscalls", "sys_enter_execveat")?;
     let sys_exit = tracefs.format("syscalls", "sys_exit_execve")?;
     let sys_exitat = tracefs.format("syscalls", "sys_exit_execveat")?;
     let mkdir = tracefs.format("cgroup", "cgroup_mkdir")?;
@@ -425,6 +421,7 @@ fn kernel_config(btf: &Btf, tracefs: &TraceFs, ignore_tgid: u32) -> Result<Confi
             "sys_exit_execve and sys_exit_execveat lay out ret differently on this kernel".into(),
         ));
     }
+    let (execve_filename, execveat_filename) = syscall_filename_regs(btf)?;
     Ok(Config {
         ignore_tgid,
         signal_group_exit: SIGNAL_GROUP_EXIT,
@@ -441,8 +438,8 @@ fn kernel_config(btf: &Btf, tracefs: &TraceFs, ignore_tgid: u32) -> Result<Confi
         mm_arg_start: mm("arg_start")?,
         mm_arg_end: mm("arg_end")?,
         tp_exec_filename: exec.offset("filename")?,
-        tp_execve_filename: execve.offset("filename")?,
-        tp_execveat_filename: execveat.offset("filename")?,
+        regs_execve_filename: execve_filename,
+        regs_execveat_filename: execveat_filename,
         tp_sys_exit_ret: sys_exit.offset("ret")?,
         tp_cgroup_root: mkdir.offset("root")?,
         tp_cgroup_level: mkdir.offset("level")?,
@@ -461,6 +458,26 @@ fn kernel_config(btf: &Btf, tracefs: &TraceFs, ignore_tgid: u32) -> Result<Confi
         tp_oom_pid: oom.offset("pid")?,
         reserved: 0,
     })
+}
+
+/// Where execve's and execveat's filename arguments are in `struct pt_regs`, the task's
+/// saved user registers, when the syscall exit tracepoint runs.
+#[cfg(target_arch = "x86_64")]
+fn syscall_filename_regs(btf: &Btf) -> Result<(u32, u32), ProbeError> {
+    // execve(filename, ...) and execveat(dirfd, filename, ...): rdi and rsi.
+    Ok((
+        btf.member_offset("pt_regs", "di")?,
+        btf.member_offset("pt_regs", "si")?,
+    ))
+}
+
+#[cfg(target_arch = "aarch64")]
+fn syscall_filename_regs(btf: &Btf) -> Result<(u32, u32), ProbeError> {
+    // x0 holds the return value by then; orig_x0 keeps the first argument. x1 is regs[1].
+    Ok((
+        btf.member_offset("pt_regs", "orig_x0")?,
+        btf.member_offset("pt_regs", "regs")? + 8,
+    ))
 }
 
 const CAP_SYS_ADMIN: u32 = 21;
