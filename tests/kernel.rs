@@ -283,6 +283,31 @@ fn failed_execveat_carries_errno_and_path() {
 }
 
 #[test]
+fn failed_execs_off_attaches_no_syscall_tracepoint() {
+    let Some(mut cap) = Capture::start_with(ProbeOptions {
+        ignore_self: false,
+        failed_execs: false,
+        ..ProbeOptions::default()
+    }) else {
+        return;
+    };
+    let missing = scratch("failed-execs-off").join("does-not-exist");
+    Command::new(&missing)
+        .spawn()
+        .expect_err("the exec must fail");
+    let (pid, _) = run(&mut Command::new("/bin/true"));
+    cap.until("/bin/true's exit", has_exit(pid));
+    assert!(
+        cap.of(pid)
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Exec { .. })),
+        "successful execs are still seen"
+    );
+    let failed = failed_exec_of(&cap, missing.to_str().unwrap());
+    assert!(failed.is_empty(), "no failed exec expected: {failed:?}");
+}
+
+#[test]
 fn exit_status_is_what_waitpid_sees() {
     let Some(mut cap) = Capture::start() else {
         return;

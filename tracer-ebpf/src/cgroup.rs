@@ -31,7 +31,7 @@ pub fn cgroup_rmdir(ctx: TracePointContext) -> u32 {
 }
 
 #[tracepoint]
-pub fn cgroup_attach_task(ctx: TracePointContext) -> u32 {
+pub fn cgroup_attach(ctx: TracePointContext) -> u32 {
     if try_cgroup(&ctx, RecordKind::CgroupAttach).is_err() {
         count_error();
     }

@@ -29,7 +29,7 @@ use crate::common::{
 const BODY: usize = HEADER_SIZE + EXEC_FIXED_SIZE;
 
 #[tracepoint]
-pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+pub fn process_exec(ctx: TracePointContext) -> u32 {
     if try_exec(&ctx).is_err() {
         count_error();
     }
@@ -87,7 +87,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i32> {
 }
 
 #[tracepoint]
-pub fn sys_exit_execve(ctx: TracePointContext) -> u32 {
+pub fn execve_failed(ctx: TracePointContext) -> u32 {
     if try_exec_failed(&ctx, cfg().regs_execve_filename).is_err() {
         count_error();
     }
@@ -95,7 +95,7 @@ pub fn sys_exit_execve(ctx: TracePointContext) -> u32 {
 }
 
 #[tracepoint]
-pub fn sys_exit_execveat(ctx: TracePointContext) -> u32 {
+pub fn execveat_failed(ctx: TracePointContext) -> u32 {
     if try_exec_failed(&ctx, cfg().regs_execveat_filename).is_err() {
         count_error();
     }

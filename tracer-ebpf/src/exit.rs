@@ -17,7 +17,7 @@ struct ExitRecord {
 }
 
 #[tracepoint]
-pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+pub fn process_exit(ctx: TracePointContext) -> u32 {
     if try_exit(&ctx).is_err() {
         count_error();
     }

@@ -17,7 +17,7 @@ struct ForkRecord {
 }
 
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
-pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
+pub fn process_fork(ctx: RawTracePointContext) -> i32 {
     if try_fork(&ctx).is_err() {
         count_error();
     }

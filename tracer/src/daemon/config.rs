@@ -29,6 +29,9 @@ pub struct Config {
     /// After a read of the ring buffer, let records accumulate this long before the next:
     /// one wake-up per batch, not per record. Bounds the latency this adds to the stream.
     pub batch_ms: u64,
+    /// Catch failed execs (errno and path). Costs every syscall on the machine the
+    /// kernel's slow path (syscall tracepoints); false trades them for that.
+    pub failed_execs: bool,
     /// The journal's size cap, segment size and flush interval.
     pub journal: JournalLimits,
     /// Failed runs within `crash_loop_window_secs` that make a crash loop.
@@ -46,6 +49,7 @@ impl Default for Config {
             metrics_unit_cap: 500,
             ring_size: 4 << 20,
             batch_ms: 30,
+            failed_execs: true,
             journal: JournalLimits::default(),
             crash_loop_runs: 3,
             crash_loop_window_secs: 60.0,

@@ -114,6 +114,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let mut probe = Probe::load(&ProbeOptions {
         ring_size: cfg.ring_size,
         batch_delay: Duration::from_millis(cfg.batch_ms),
+        failed_execs: cfg.failed_execs,
         ..ProbeOptions::default()
     })?;
     let attached = started.elapsed();
@@ -168,7 +169,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         clock,
     ));
     eprintln!(
-        "tracer daemon: attached in {} ms; {} processes and {} cgroups found at start; journal {}; socket {}{}",
+        "tracer daemon: attached in {} ms; {} processes and {} cgroups found at start; journal {}; socket {}{}{}",
         attached.as_millis(),
         running.len(),
         cgroups.len(),
@@ -178,6 +179,11 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             String::new()
         } else {
             format!("; metrics http://{}/metrics", cfg.metrics_listen)
+        },
+        if cfg.failed_execs {
+            ""
+        } else {
+            "; failed execs not caught (failed_execs = false)"
         }
     );
 
