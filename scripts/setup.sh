@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs what building and testing tracer needs on a Debian 12 host, idempotently:
-# Debian packages (LLVM 22 for bpf-linker, bpftrace for the benchmark, qemu and mmdebstrap
-# for the VM tests), rust-src for the nightly toolchain that builds the eBPF crate, and
+# Debian packages (LLVM 22 for bpf-linker, bpftrace and strace for the benchmark, qemu
+# and mmdebstrap for the VM tests), rust-src for the nightly toolchain that builds the eBPF crate, and
 # bpf-linker built against LLVM 22.
 # Quick when everything is already there. Needs root for apt (uses sudo when not root).
 set -euo pipefail
 
 BPF_LINKER_VERSION=0.13.0
-APT_PACKAGES=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev bpftrace
+APT_PACKAGES=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev bpftrace strace
   mmdebstrap busybox-static cpio e2fsprogs xz-utils zstd kmod prometheus librsvg2-bin)
 # From bookworm-backports: the machine's qemu-utils 10 (backports) breaks bookworm's own
 # qemu-system-x86 7.2.

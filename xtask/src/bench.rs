@@ -76,6 +76,8 @@ enum Setup {
     None2,
     /// Two storms at once under the daemon.
     Daemon2,
+    /// The daemon with `failed_execs = false`: no syscall tracepoint.
+    DaemonLean,
 }
 
 impl Setup {
@@ -87,6 +89,7 @@ impl Setup {
             Setup::Bpftrace => "bpftrace one-liner > /dev/null",
             Setup::None2 => "2 parallel storms, no tracer",
             Setup::Daemon2 => "2 parallel storms, tracer daemon",
+            Setup::DaemonLean => "tracer daemon, failed_execs = false",
         }
     }
 
@@ -161,7 +164,7 @@ pub fn run(bench: Bench) -> anyhow::Result<()> {
         }
     };
     let tracer = crate::build_release()?;
-    let mut setups = vec![Setup::None, Setup::Tracer, Setup::Daemon];
+    let mut setups = vec![Setup::None, Setup::Tracer, Setup::Daemon, Setup::DaemonLean];
     if Command::new("bpftrace")
         .arg("--version")
         .stdout(Stdio::null())
@@ -202,6 +205,12 @@ pub fn run(bench: Bench) -> anyhow::Result<()> {
         }
     }
     print_table(n, rounds, &setups, &samples);
+    let none: Vec<f64> = samples
+        .iter()
+        .filter(|(s, _)| *s == Setup::None)
+        .map(|(_, v)| v.rate)
+        .collect();
+    kernel_cost(n.min(5000), &tracer, median(none))?;
     for (setup, what) in [
         (Setup::Daemon, "one storm"),
         (Setup::Daemon2, "two parallel storms"),
@@ -338,7 +347,8 @@ fn measure(setup: Setup, n: u32, tracer: &Path) -> anyhow::Result<Sample> {
             lost: None,
             daemon: None,
         }),
-        Setup::Daemon | Setup::Daemon2 => measure_daemon(n, setup.storms(), tracer),
+        Setup::Daemon | Setup::Daemon2 => measure_daemon(n, setup.storms(), tracer, None),
+        Setup::DaemonLean => measure_daemon(n, 1, tracer, Some(LEAN_CONFIG)),
         Setup::Tracer => {
             let mut child = Command::new(tracer)
                 .args(["events", "--json", "--standalone"])
@@ -519,7 +529,8 @@ struct DaemonRun {
 }
 
 impl DaemonRun {
-    fn start(tracer: &Path) -> anyhow::Result<Self> {
+    /// Starts the daemon, with `config` as its tracer.toml when given.
+    fn start(tracer: &Path, config: Option<&str>) -> anyhow::Result<Self> {
         use std::{io::Write as _, os::unix::net::UnixStream};
         let dir = std::env::temp_dir().join(format!("tracer-bench-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -527,9 +538,13 @@ impl DaemonRun {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
+        let config_file = dir.join("tracer.toml");
+        std::fs::write(&config_file, config.unwrap_or(""))?;
         let spawned = Instant::now();
         let mut child = Command::new(tracer)
             .arg("daemon")
+            .arg("--config")
+            .arg(&config_file)
             .arg("--state-dir")
             .arg(dir.join("state"))
             .arg("--runtime-dir")
@@ -655,9 +670,18 @@ fn metric_sum(metrics: &str, name: &str) -> u64 {
         .sum::<f64>() as u64
 }
 
-/// The daemon with everything on during `storms` parallel storms of N execs.
-fn measure_daemon(n: u32, storms: u32, tracer: &Path) -> anyhow::Result<Sample> {
-    let d = DaemonRun::start(tracer)?;
+/// The daemon's configuration without failed execs.
+const LEAN_CONFIG: &str = "failed_execs = false\n";
+
+/// The daemon (everything on, or as `config` says) during `storms` parallel storms of N
+/// execs.
+fn measure_daemon(
+    n: u32,
+    storms: u32,
+    tracer: &Path,
+    config: Option<&str>,
+) -> anyhow::Result<Sample> {
+    let d = DaemonRun::start(tracer, config)?;
     let pid = d.pid();
     let (attach_ms, ready_ms) = (d.attach_ms, d.ready_ms);
     let (cpu_before, run_before) = (cpu_seconds(pid), run_seconds(pid));
@@ -712,7 +736,7 @@ fn soak(
     if let Some(root) = &churn_root {
         let _ = std::fs::create_dir(root);
     }
-    let d = DaemonRun::start(tracer)?;
+    let d = DaemonRun::start(tracer, None)?;
     let pid = d.pid();
     eprintln!(
         "bench: soak: daemon attached {:.0} ms after its start ({:.0} ms spawn → ready line); {storms} storms in a scope{}; until {}",
@@ -862,4 +886,171 @@ fn scrape(port: u16) -> std::io::Result<String> {
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     Ok(out)
+}
+
+/// Programs' run counts and run time (ns), by name, of those loaded since `since`.
+fn program_stats(since: std::time::SystemTime) -> Vec<(String, u64, u64)> {
+    let mut v: Vec<(String, u64, u64)> = aya::programs::loaded_programs()
+        .flatten()
+        .filter(|p| p.loaded_at().is_some_and(|t| t >= since))
+        .map(|p| {
+            (
+                p.name_as_str().unwrap_or("?").to_owned(),
+                p.run_count(),
+                p.run_time().as_nanos() as u64,
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// One getppid() round trip, ns: the best of three runs of two million.
+fn syscall_ns() -> f64 {
+    const N: u32 = 2_000_000;
+    (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..N {
+                // SAFETY: getppid has no arguments and no effects.
+                unsafe { libc::syscall(libc::SYS_getppid) };
+            }
+            t.elapsed().as_nanos() as f64 / f64::from(N)
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Syscalls the storm makes per exec (parent and child together), counted by strace
+/// attached to this process; None without strace.
+fn syscalls_per_exec(n: u32) -> Option<f64> {
+    let out = std::env::temp_dir().join(format!("tracer-bench-strace-{}", std::process::id()));
+    let mut child = Command::new("strace")
+        .args(["-f", "-c", "-o"])
+        .arg(&out)
+        .arg("-p")
+        .arg(std::process::id().to_string())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let traced = || {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("TracerPid:"))
+                    .map(|v| v.trim() != "0")
+            })
+            .unwrap_or(false)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !traced() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ran = traced() && storm(n, 1).is_ok();
+    // SAFETY: kill with our own child's pid; SIGINT makes strace detach and write its table.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let _ = child.wait();
+    let table = std::fs::read_to_string(&out).unwrap_or_default();
+    let _ = std::fs::remove_file(&out);
+    // "100.00    0.109998           6     15935       102 total"
+    let calls: f64 = table
+        .lines()
+        .find(|l| l.trim_end().ends_with("total"))?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    ran.then(|| calls / f64::from(n))
+}
+
+/// Where the kernel-side cost of an exec goes, measured apart from the throughput rounds
+/// (per-program statistics add two clock reads to every run): each program's run time
+/// (kernel.bpf_stats_enabled, for one storm of N under the daemon), and the syscall slow
+/// path every syscall takes while a syscall tracepoint is enabled.
+fn kernel_cost(n: u32, tracer: &Path, rate_none: f64) -> anyhow::Result<()> {
+    let plain = syscall_ns();
+    let since = std::time::SystemTime::now() - Duration::from_secs(1);
+    let d = DaemonRun::start(tracer, None)?;
+    let traced = syscall_ns();
+    let programs = match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+        Ok(fd) => {
+            let before = program_stats(since);
+            storm(n, 1)?;
+            let after = program_stats(since);
+            drop(fd);
+            Some(
+                after
+                    .into_iter()
+                    .map(|(name, runs, ns)| {
+                        let (r0, n0) = before
+                            .iter()
+                            .find(|(b, ..)| *b == name)
+                            .map_or((0, 0), |(_, r, t)| (*r, *t));
+                        (name, runs - r0, ns - n0)
+                    })
+                    .filter(|(_, runs, _)| *runs > 0)
+                    .collect::<Vec<_>>(),
+            )
+        }
+        Err(e) => {
+            eprintln!("bench: per-program statistics unavailable ({e})");
+            None
+        }
+    };
+    d.finish()?;
+    let lean = DaemonRun::start(tracer, Some(LEAN_CONFIG))?;
+    let lean_ns = syscall_ns();
+    lean.finish()?;
+    let per_exec = syscalls_per_exec(n.min(1000));
+
+    println!();
+    println!(
+        "kernel side, per exec of the storm (one storm of {n} under the daemon with kernel.bpf_stats_enabled, apart from the rounds above):"
+    );
+    let mut programs_ns = 0.0;
+    if let Some(programs) = &programs {
+        println!();
+        println!("| program | runs per exec | ns per run | ns per exec |");
+        println!("|---|---:|---:|---:|");
+        for (name, runs, ns) in programs {
+            let per = *ns as f64 / f64::from(n);
+            programs_ns += per;
+            println!(
+                "| {name} | {:.2} | {:.0} | {per:.0} |",
+                *runs as f64 / f64::from(n),
+                *ns as f64 / *runs as f64
+            );
+        }
+        println!("| all programs | | | {programs_ns:.0} |");
+    }
+    println!();
+    let extra = traced - plain;
+    println!(
+        "a syscall (getppid): {plain:.0} ns without tracer, {traced:.0} ns under the daemon (+{extra:.0} ns: the execve/execveat exit tracepoints put every syscall on the slow path), {lean_ns:.0} ns with failed_execs = false (+{:.0} ns)",
+        lean_ns - plain
+    );
+    let cycle_ns = 1e9 / rate_none;
+    match per_exec {
+        Some(calls) => {
+            let slow = calls * extra;
+            println!(
+                "the storm makes {calls:.0} syscalls per exec (strace -c): +{:.1} µs per exec on the slow path",
+                slow / 1e3
+            );
+            println!(
+                "together {:.1} µs per exec in the kernel = {:.1}% of the storm's {:.0} µs per exec without tracer (programs {:.1}%, syscall slow path {:.1}%)",
+                (programs_ns + slow) / 1e3,
+                100.0 * (programs_ns + slow) / cycle_ns,
+                cycle_ns / 1e3,
+                100.0 * programs_ns / cycle_ns,
+                100.0 * slow / cycle_ns
+            );
+        }
+        None => println!(
+            "(strace is not installed: syscalls per exec not counted; programs alone are {:.1}% of the storm's {:.0} µs per exec)",
+            100.0 * programs_ns / cycle_ns,
+            cycle_ns / 1e3
+        ),
+    }
+    Ok(())
 }
