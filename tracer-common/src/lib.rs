@@ -251,8 +251,9 @@ pub struct Config {
     pub tp_signal_result: u32,
     /// oom/mark_victim: `pid`.
     pub tp_oom_pid: u32,
-    /// Reserved, zero; keeps the size a multiple of 8.
-    pub reserved: u32,
+    /// Bytes waiting in the ring buffer past which a record wakes the reader even while
+    /// it reads on its timer (a quarter of the ring).
+    pub wake_bytes: u32,
 }
 
 const _: () = assert!(size_of::<Config>().is_multiple_of(8));

@@ -3,7 +3,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_probe_read_kernel,
         generated::{
@@ -179,7 +179,7 @@ fn copy<const MAX: usize, const USER: bool>(
 #[inline(always)]
 fn wakeup() -> u64 {
     if READER_ASLEEP.get(0).is_some_and(|&v| v != 0)
-        || EVENTS.query(BPF_RB_AVAIL_DATA.into()) > EVENTS.query(BPF_RB_RING_SIZE.into()) / 4
+        || EVENTS.query(BPF_RB_AVAIL_DATA.into()) > u64::from(cfg().wake_bytes)
     {
         BPF_RB_FORCE_WAKEUP.into()
     } else {

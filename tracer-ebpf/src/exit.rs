@@ -48,7 +48,12 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i32> {
     let status: u32 = if flags & c.signal_group_exit != 0 {
         unsafe { read_field(signal, c.signal_group_exit_code) }?
     } else {
-        let leader: *const u8 = unsafe { read_field(task, c.task_group_leader) }?;
+        // The last thread out is the leader itself unless it is a thread (pid != tgid).
+        let leader: *const u8 = if pid_tgid as u32 == (pid_tgid >> 32) as u32 {
+            task
+        } else {
+            unsafe { read_field(task, c.task_group_leader) }?
+        };
         unsafe { read_field(leader, c.task_exit_code) }?
     };
     submit_fixed(ExitRecord {

@@ -180,10 +180,10 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         } else {
             format!("; metrics http://{}/metrics", cfg.metrics_listen)
         },
-        if cfg.failed_execs {
-            ""
-        } else {
-            "; failed execs not caught (failed_execs = false)"
+        match (cfg.failed_execs, probe.failed_execs()) {
+            (_, true) => "",
+            (false, _) => "; failed execs not caught (failed_execs = false)",
+            (true, false) => "; failed execs not caught: this kernel refused their programs",
         }
     );
 

@@ -141,6 +141,7 @@ pub struct Probe {
     batch_delay: Duration,
     /// When the next read may start (set after a read that returned events).
     next_read: Option<tokio::time::Instant>,
+    failed_execs: bool,
 }
 
 impl Probe {
@@ -162,7 +163,10 @@ impl Probe {
             // The kernel's BTF (5 MiB on 6.18) is only read here, and freed before the
             // programs load.
             let vmlinux = std::fs::read(VMLINUX_BTF).map_err(ProbeError::MissingBtf)?;
-            kernel_config(&Btf::parse(&vmlinux)?, &tracefs, ignore_tgid)?
+            Config {
+                wake_bytes: opts.ring_size / 4,
+                ..kernel_config(&Btf::parse(&vmlinux)?, &tracefs, ignore_tgid)?
+            }
         };
         tracing::debug!(?config, "kernel offsets");
 
@@ -179,12 +183,21 @@ impl Probe {
         // says); give that back to the system before the ring buffer is mapped, so the two
         // never add up.
         release_free_memory();
+        let mut failed_execs = opts.failed_execs;
         for (program, category, event) in TRACEPOINTS {
-            if category == "syscalls" && !opts.failed_execs {
-                continue;
+            if category != "syscalls" {
+                attach_tracepoint(&mut ebpf, program, category, event)
+                    .map_err(|source| program_error(program, source))?;
+            } else if opts.failed_execs
+                && let Err(e) = attach_tracepoint(&mut ebpf, program, category, event)
+            {
+                // They need bpf_task_pt_regs (5.15): everything else still works without.
+                tracing::warn!(
+                    "failed execs are not caught on this kernel: {}",
+                    program_error(program, e)
+                );
+                failed_execs = false;
             }
-            attach_tracepoint(&mut ebpf, program, category, event)
-                .map_err(|source| program_error(program, source))?;
         }
         attach_raw_tracepoint(&mut ebpf, "process_fork", "sched_process_fork")
             .map_err(|source| program_error("process_fork", source))?;
@@ -221,7 +234,7 @@ impl Probe {
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             ring_fd = ring.get_ref().as_raw_fd(),
-            failed_execs = opts.failed_execs,
+            failed_execs,
             "programs attached"
         );
         Ok(Self {
@@ -233,7 +246,13 @@ impl Probe {
             malformed: 0,
             batch_delay: opts.batch_delay,
             next_read: None,
+            failed_execs,
         })
+    }
+
+    /// Whether failed execs are caught (asked for, and their programs attached).
+    pub fn failed_execs(&self) -> bool {
+        self.failed_execs
     }
 
     /// Waits until records are available, then decodes all of them into `out`.
@@ -469,7 +488,7 @@ fn kernel_config(btf: &Btf, tracefs: &TraceFs, ignore_tgid: u32) -> Result<Confi
         tp_signal_pid: signal_tp.offset("pid")?,
         tp_signal_result: signal_tp.offset("result")?,
         tp_oom_pid: oom.offset("pid")?,
-        reserved: 0,
+        wake_bytes: 0,
     })
 }
 
