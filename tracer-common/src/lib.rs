@@ -220,10 +220,16 @@ pub struct Config {
     // struct mm_struct
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
+    /// `struct linux_binprm::filename`.
+    pub binprm_filename: u32,
+    /// `struct kernel_siginfo::si_code`.
+    pub siginfo_code: u32,
+    /// 1 where the sched_process_exit raw tracepoint passes `bool group_dead` after the
+    /// task (kernels whose tracepoint record has the field), 0 where it does not (then
+    /// `signal->live == 0` decides).
+    pub exit_group_dead_arg: u32,
 
     // tracepoint record fields (from events/*/*/format)
-    /// sched/sched_process_exec: `__data_loc char[] filename`.
-    pub tp_exec_filename: u32,
     /// Where the filename argument of execve and execveat is in `struct pt_regs` (the
     /// task's saved user registers; x86-64: `di` and `si`).
     pub regs_execve_filename: u32,
@@ -241,25 +247,16 @@ pub struct Config {
     pub tp_attach_id: u32,
     pub tp_attach_pid: u32,
     pub tp_attach_path: u32,
-    /// sched/sched_process_exit: `bool group_dead` where the kernel has it (6.x with the
-    /// field), [`FIELD_ABSENT`] where it does not (then `signal->live == 0` decides).
-    pub tp_exit_group_dead: u32,
-    /// signal/signal_generate: `sig`, `code`, `pid`, `result`.
-    pub tp_signal_sig: u32,
-    pub tp_signal_code: u32,
-    pub tp_signal_pid: u32,
-    pub tp_signal_result: u32,
     /// oom/mark_victim: `pid`.
     pub tp_oom_pid: u32,
     /// Bytes waiting in the ring buffer past which a record wakes the reader even while
     /// it reads on its timer (a quarter of the ring).
     pub wake_bytes: u32,
+    /// Reserved, zero; keeps the size a multiple of 8.
+    pub reserved: u32,
 }
 
 const _: () = assert!(size_of::<Config>().is_multiple_of(8));
-
-/// A [`Config`] offset for a field this kernel does not have.
-pub const FIELD_ABSENT: u32 = u32::MAX;
 
 #[cfg(feature = "user")]
 mod user {

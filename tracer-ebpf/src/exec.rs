@@ -1,19 +1,18 @@
-//! exec: successful ones from `sched/sched_process_exec` (filename from the tracepoint,
-//! argv from the new image's `mm->arg_start..arg_end`), failed ones from the execve and
+//! exec: successful ones from the `sched_process_exec` raw tracepoint (filename from
+//! `bprm->filename`, argv from the new image's `mm->arg_start..arg_end`), failed ones from the execve and
 //! execveat syscall exit tracepoints: when the return value is an error, the filename
 //! pointer is read from the task's saved user registers, and the string from the old
 //! address space, still there then. No entry hook and no map: each syscall tracepoint
 //! enabled makes every syscall on the machine take the kernel's slow path.
 
 use aya_ebpf::{
-    EbpfContext,
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_uid_gid,
-        bpf_probe_read_user_str_bytes,
+        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes,
         generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
     },
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
 };
 use tracer_common::{
     EXEC_FIXED_SIZE, ExecFixed, FLAG_ARGV_TRUNCATED, FLAG_PATH_TRUNCATED, HEADER_SIZE, MAX_ARGV,
@@ -21,22 +20,24 @@ use tracer_common::{
 };
 
 use crate::common::{
-    cfg, copy_kernel, copy_user, count_error, header, ignored, parent_tgid, put, put_header,
-    read_field, scratch, submit,
+    cfg, copy_user, count_error, header, ignored, parent_tgid, put, put_header, read_field,
+    scratch, submit,
 };
 
 /// Where the strings start in an exec record.
 const BODY: usize = HEADER_SIZE + EXEC_FIXED_SIZE;
 
-#[tracepoint]
-pub fn process_exec(ctx: TracePointContext) -> u32 {
+/// A raw tracepoint: the classic one would have the kernel build its record (filename
+/// included) for every exec before the program runs.
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn process_exec(ctx: RawTracePointContext) -> i32 {
     if try_exec(&ctx).is_err() {
         count_error();
     }
     0
 }
 
-fn try_exec(ctx: &TracePointContext) -> Result<(), i32> {
+fn try_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     if ignored((pid_tgid >> 32) as u32) {
         return Ok(());
@@ -46,15 +47,19 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i32> {
     let mut hdr = header(RecordKind::Exec, pid_tgid);
     let task = unsafe { bpf_get_current_task() } as *const u8;
 
-    // __data_loc: the low 16 bits are the string's offset in the record, the high 16 bits its
-    // length including the NUL.
-    let loc: u32 = unsafe { ctx.read_at(c.tp_exec_filename as usize) }?;
-    let filename_len = ((loc >> 16) as usize).saturating_sub(1);
-    if filename_len > MAX_FILENAME {
+    // sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+    let bprm: *const u8 = ctx.arg(2);
+    let filename: *const u8 = unsafe { read_field(bprm, c.binprm_filename) }?;
+    let filename_n = match unsafe {
+        bpf_probe_read_kernel_str_bytes(filename, &mut buf[BODY..BODY + MAX_FILENAME])
+    } {
+        Ok(s) => s.len(),
+        Err(_) => 0,
+    };
+    // The helper stops one short of the buffer to leave room for the NUL.
+    if filename_n >= MAX_FILENAME - 1 {
         hdr.flags |= FLAG_PATH_TRUNCATED;
     }
-    let src = (ctx.as_ptr() as *const u8).wrapping_add((loc & 0xffff) as usize);
-    let filename_n = copy_kernel::<MAX_FILENAME>(buf, BODY, src, filename_len);
 
     let mut argv_n = 0;
     let mm: *const u8 = unsafe { read_field(task, c.task_mm) }?;

@@ -3,10 +3,10 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_task},
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
 };
-use tracer_common::{ExitFixed, FIELD_ABSENT, Header, RecordKind};
+use tracer_common::{ExitFixed, Header, RecordKind};
 
 use crate::common::{cfg, count_error, header, ignored, parent_tgid, read_field, submit_fixed};
 
@@ -16,15 +16,16 @@ struct ExitRecord {
     fixed: ExitFixed,
 }
 
-#[tracepoint]
-pub fn process_exit(ctx: TracePointContext) -> u32 {
+/// A raw tracepoint, like exec's: no record built by the kernel for every exit.
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn process_exit(ctx: RawTracePointContext) -> i32 {
     if try_exit(&ctx).is_err() {
         count_error();
     }
     0
 }
 
-fn try_exit(ctx: &TracePointContext) -> Result<(), i32> {
+fn try_exit(ctx: &RawTracePointContext) -> Result<(), i32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     if ignored((pid_tgid >> 32) as u32) {
         return Ok(());
@@ -32,10 +33,11 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i32> {
     let c = cfg();
     let task = unsafe { bpf_get_current_task() } as *const u8;
     let signal: *const u8 = unsafe { read_field(task, c.task_signal) }?;
-    // The thread group ends with this thread: the tracepoint says so on kernels that have
-    // `group_dead`; elsewhere the live-thread count has already been decremented to 0.
-    let last = if c.tp_exit_group_dead != FIELD_ABSENT {
-        unsafe { ctx.read_at::<u8>(c.tp_exit_group_dead as usize) }? != 0
+    // The thread group ends with this thread: the tracepoint says so on kernels that pass
+    // `group_dead` (sched_process_exit(struct task_struct *p, bool group_dead)); elsewhere
+    // the live-thread count has already been decremented to 0.
+    let last = if c.exit_group_dead_arg != 0 {
+        ctx.arg::<u64>(1) & 0xff != 0
     } else {
         unsafe { read_field::<i32>(signal, c.signal_live) }? == 0
     };

@@ -2,11 +2,13 @@
 //! `systemctl kill`, a supervisor's SIGKILL), and the OOM killer's choice of victim.
 
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
+    helpers::bpf_get_current_pid_tgid,
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
 };
 use tracer_common::{Header, OomFixed, REPORTED_SIGNALS, RecordKind, SignalFixed};
 
-use crate::common::{cfg, count_error, header, ignored, submit_fixed};
+use crate::common::{cfg, count_error, header, ignored, read_field, submit_fixed};
 
 #[repr(C)]
 struct SignalRecord {
@@ -20,21 +22,34 @@ struct OomRecord {
     fixed: OomFixed,
 }
 
-#[tracepoint]
-pub fn signal_generate(ctx: TracePointContext) -> u32 {
+/// A raw tracepoint: every signal sent on the machine (each SIGCHLD) passes here, and the
+/// classic tracepoint would have the kernel build a record for each before the program
+/// drops most of them.
+#[raw_tracepoint(tracepoint = "signal_generate")]
+pub fn signal_generate(ctx: RawTracePointContext) -> i32 {
     if try_signal(&ctx).is_err() {
         count_error();
     }
     0
 }
 
-fn try_signal(ctx: &TracePointContext) -> Result<(), i32> {
-    let c = cfg();
-    let sig: i32 = unsafe { ctx.read_at(c.tp_signal_sig as usize) }?;
+/// `info` values that are no pointer (include/linux/sched/signal.h), and the si_code the
+/// tracepoint reports for them.
+const SEND_SIG_NOINFO: u64 = 0;
+const SEND_SIG_PRIV: u64 = 1;
+const SI_USER: i32 = 0;
+const SI_KERNEL: i32 = 0x80;
+
+fn try_signal(ctx: &RawTracePointContext) -> Result<(), i32> {
+    // signal_generate(int sig, struct kernel_siginfo *info, struct task_struct *task,
+    //                 int group, int result)
+    let sig = ctx.arg::<u64>(0) as i32;
     if !(1..64).contains(&sig) || REPORTED_SIGNALS & (1 << sig) == 0 {
         return Ok(());
     }
-    let target: i32 = unsafe { ctx.read_at(c.tp_signal_pid as usize) }?;
+    let c = cfg();
+    let task: *const u8 = ctx.arg(2);
+    let target: i32 = unsafe { read_field(task, c.task_pid) }?;
     let pid_tgid = bpf_get_current_pid_tgid();
     let (pid, tgid) = (pid_tgid as u32, (pid_tgid >> 32) as u32);
     // A process signalling itself (abort(), kill $$) is told by its exit already.
@@ -46,8 +61,12 @@ fn try_signal(ctx: &TracePointContext) -> Result<(), i32> {
         fixed: SignalFixed {
             target_pid: target as u32,
             sig: sig as u32,
-            code: unsafe { ctx.read_at(c.tp_signal_code as usize) }?,
-            result: unsafe { ctx.read_at(c.tp_signal_result as usize) }?,
+            code: match ctx.arg::<u64>(1) {
+                SEND_SIG_NOINFO => SI_USER,
+                SEND_SIG_PRIV => SI_KERNEL,
+                info => unsafe { read_field(info as *const u8, c.siginfo_code) }?,
+            },
+            result: ctx.arg::<u64>(4) as i32,
         },
     });
     Ok(())

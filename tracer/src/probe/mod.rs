@@ -15,7 +15,7 @@ use aya::{
     programs::{ProgramError, RawTracePoint, TracePoint},
 };
 use tokio::io::{Interest, unix::AsyncFd};
-use tracer_common::{Config, FIELD_ABSENT, STAT_DROPS, STAT_ERRORS};
+use tracer_common::{Config, STAT_DROPS, STAT_ERRORS};
 
 use self::{btf::Btf, tracefs::TraceFs};
 use crate::{
@@ -34,16 +34,21 @@ const SIGNAL_GROUP_EXIT: u32 = 0x4;
 
 /// Classic tracepoints: (program, category, event). Program names fit the kernel's 15
 /// characters, so `bpftool prog` and the benchmark's per-program costs tell them apart.
-const TRACEPOINTS: [(&str, &str, &str); 9] = [
-    ("process_exec", "sched", "sched_process_exec"),
-    ("process_exit", "sched", "sched_process_exit"),
+const TRACEPOINTS: [(&str, &str, &str); 6] = [
     ("execve_failed", "syscalls", "sys_exit_execve"),
     ("execveat_failed", "syscalls", "sys_exit_execveat"),
     ("cgroup_mkdir", "cgroup", "cgroup_mkdir"),
     ("cgroup_rmdir", "cgroup", "cgroup_rmdir"),
     ("cgroup_attach", "cgroup", "cgroup_attach_task"),
-    ("signal_generate", "signal", "signal_generate"),
     ("mark_victim", "oom", "mark_victim"),
+];
+
+/// Raw tracepoints: (program, tracepoint). The hot ones: no record is built for them.
+const RAW_TRACEPOINTS: [(&str, &str); 4] = [
+    ("process_exec", "sched_process_exec"),
+    ("process_exit", "sched_process_exit"),
+    ("process_fork", "sched_process_fork"),
+    ("signal_generate", "signal_generate"),
 ];
 
 /// Why the probe could not start or read.
@@ -199,8 +204,10 @@ impl Probe {
                 failed_execs = false;
             }
         }
-        attach_raw_tracepoint(&mut ebpf, "process_fork", "sched_process_fork")
-            .map_err(|source| program_error("process_fork", source))?;
+        for (program, tracepoint) in RAW_TRACEPOINTS {
+            attach_raw_tracepoint(&mut ebpf, program, tracepoint)
+                .map_err(|source| program_error(program, source))?;
+        }
 
         let ring = ebpf
             .take_map("EVENTS")
@@ -431,14 +438,12 @@ fn kernel_config(btf: &Btf, tracefs: &TraceFs, ignore_tgid: u32) -> Result<Confi
     let task = |m| btf.member_offset("task_struct", m);
     let signal = |m| btf.member_offset("signal_struct", m);
     let mm = |m| btf.member_offset("mm_struct", m);
-    let exec = tracefs.format("sched", "sched_process_exec")?;
     let exit = tracefs.format("sched", "sched_process_exit")?;
     let sys_exit = tracefs.format("syscalls", "sys_exit_execve")?;
     let sys_exitat = tracefs.format("syscalls", "sys_exit_execveat")?;
     let mkdir = tracefs.format("cgroup", "cgroup_mkdir")?;
     let rmdir = tracefs.format("cgroup", "cgroup_rmdir")?;
     let attach = tracefs.format("cgroup", "cgroup_attach_task")?;
-    let signal_tp = tracefs.format("signal", "signal_generate")?;
     let oom = tracefs.format("oom", "mark_victim")?;
     // The programs use one set of offsets for mkdir and rmdir, and one for both syscall exits.
     for field in ["root", "level", "id", "path"] {
@@ -469,7 +474,10 @@ fn kernel_config(btf: &Btf, tracefs: &TraceFs, ignore_tgid: u32) -> Result<Confi
         signal_group_exit_code: signal("group_exit_code")?,
         mm_arg_start: mm("arg_start")?,
         mm_arg_end: mm("arg_end")?,
-        tp_exec_filename: exec.offset("filename")?,
+        binprm_filename: btf.member_offset("linux_binprm", "filename")?,
+        siginfo_code: btf.member_offset("kernel_siginfo", "si_code")?,
+        // The raw tracepoint gained the argument together with the record's field.
+        exit_group_dead_arg: u32::from(exit.optional("group_dead").is_some()),
         regs_execve_filename: execve_filename,
         regs_execveat_filename: execveat_filename,
         tp_sys_exit_ret: sys_exit.offset("ret")?,
@@ -482,13 +490,9 @@ fn kernel_config(btf: &Btf, tracefs: &TraceFs, ignore_tgid: u32) -> Result<Confi
         tp_attach_id: attach.offset("dst_id")?,
         tp_attach_pid: attach.offset("pid")?,
         tp_attach_path: attach.offset("dst_path")?,
-        tp_exit_group_dead: exit.optional("group_dead").unwrap_or(FIELD_ABSENT),
-        tp_signal_sig: signal_tp.offset("sig")?,
-        tp_signal_code: signal_tp.offset("code")?,
-        tp_signal_pid: signal_tp.offset("pid")?,
-        tp_signal_result: signal_tp.offset("result")?,
         tp_oom_pid: oom.offset("pid")?,
         wake_bytes: 0,
+        reserved: 0,
     })
 }
 
