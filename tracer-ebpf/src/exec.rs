@@ -1,9 +1,9 @@
 //! exec: successful ones from the `sched_process_exec` raw tracepoint (filename from
-//! `bprm->filename`, argv from the new image's `mm->arg_start..arg_end`), failed ones from the execve and
-//! execveat syscall exit tracepoints: when the return value is an error, the filename
-//! pointer is read from the task's saved user registers, and the string from the old
-//! address space, still there then. No entry hook and no map: each syscall tracepoint
-//! enabled makes every syscall on the machine take the kernel's slow path.
+//! `bprm->filename`, argv from the new image's `mm->arg_start..arg_end`), failed ones
+//! from the execve and execveat syscall exit tracepoints: when the return value is an
+//! error, the filename pointer is read from the task's saved user registers, and the
+//! string from the old address space, still there then. No entry hook and no map: each
+//! syscall tracepoint enabled makes every syscall on the machine take the slow path.
 
 use aya_ebpf::{
     helpers::{

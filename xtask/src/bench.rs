@@ -260,10 +260,20 @@ fn print_table(n: u32, rounds: u32, setups: &[Setup], samples: &[(Setup, Sample)
                 .collect(),
         )
     };
-    let base = rate(Setup::None);
+    // Each round's rate over its own baseline's, then the median: the machine's speed
+    // drifts between rounds more than the differences measured here.
+    let ratio = |s: Setup, of: Setup| {
+        let rates = |x: Setup| {
+            samples
+                .iter()
+                .filter(move |(y, _)| *y == x)
+                .map(|(_, v)| v.rate)
+        };
+        median(rates(s).zip(rates(of)).map(|(a, b)| a / b).collect())
+    };
     println!();
     println!(
-        "exec storm: {n} × fork+exec+exit of /bin/true, {rounds} interleaved rounds, median exec/s"
+        "exec storm: {n} × fork+exec+exit of /bin/true, {rounds} interleaved rounds; exec/s: the median; vs none: the median of each round's ratio"
     );
     println!();
     println!(
@@ -273,7 +283,7 @@ fn print_table(n: u32, rounds: u32, setups: &[Setup], samples: &[(Setup, Sample)
     println!("|---|---:|---:|---:|---:|---:|");
     for &s in setups {
         let r = rate(s);
-        let base = rate(s.baseline());
+        let vs = ratio(s, s.baseline());
         let of = |f: fn(&Sample) -> Option<u64>| {
             let v: Vec<u64> = samples
                 .iter()
@@ -290,25 +300,24 @@ fn print_table(n: u32, rounds: u32, setups: &[Setup], samples: &[(Setup, Sample)
             "| {} | {:.0} | {:.3} | {:.1}% | {} | {} |",
             s.label(),
             r,
-            r / base,
-            100.0 * (1.0 - r / base),
+            vs,
+            100.0 * (1.0 - vs),
             of(|v| v.seen),
             of(|v| v.lost),
         );
     }
     if setups.contains(&Setup::Bpftrace) {
-        let b = rate(Setup::Bpftrace);
+        let b = ratio(Setup::Bpftrace, Setup::None);
         println!();
         for (s, what) in [
             (Setup::Tracer, "tracer events"),
             (Setup::Daemon, "tracer daemon"),
         ] {
-            let t = rate(s);
             println!(
                 "{what}'s throughput relative to bpftrace's: {:.3} ({what} slows the storm {:.1}%, bpftrace {:.1}%)",
-                t / b,
-                100.0 * (1.0 - t / base),
-                100.0 * (1.0 - b / base)
+                ratio(s, Setup::Bpftrace),
+                100.0 * (1.0 - ratio(s, Setup::None)),
+                100.0 * (1.0 - b)
             );
         }
     }
