@@ -81,12 +81,12 @@ fn split_argv(bytes: &[u8]) -> Vec<String> {
 }
 
 /// The strings that follow a fixed part, checked against the lengths it declares.
-fn strings<'a>(
+fn strings<'a, const N: usize>(
     buf: &'a [u8],
     kind: RecordKind,
     body: usize,
-    lens: &[usize],
-) -> Result<Vec<&'a [u8]>, DecodeError> {
+    lens: [usize; N],
+) -> Result<[&'a [u8]; N], DecodeError> {
     let declared: usize = lens.iter().sum();
     let present = buf.len() - body;
     if declared > present {
@@ -97,14 +97,11 @@ fn strings<'a>(
         });
     }
     let mut off = body;
-    Ok(lens
-        .iter()
-        .map(|&n| {
-            let s = &buf[off..off + n];
-            off += n;
-            s
-        })
-        .collect())
+    Ok(lens.map(|n| {
+        let s = &buf[off..off + n];
+        off += n;
+        s
+    }))
 }
 
 /// Decodes one record.
@@ -122,7 +119,7 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
             let uid = r.u32(h + 4);
             let ret = r.u32(h + 8) as i32;
             let lens = [r.u16(h + 12) as usize, r.u16(h + 14) as usize];
-            let s = strings(buf, kind, h + EXEC_FIXED_SIZE, &lens)?;
+            let s = strings(buf, kind, h + EXEC_FIXED_SIZE, lens)?;
             let filename = text(s[0]);
             let filename_truncated = flags & FLAG_PATH_TRUNCATED != 0;
             if kind == RecordKind::Exec {
@@ -160,7 +157,7 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
         RecordKind::CgroupMkdir | RecordKind::CgroupRmdir | RecordKind::CgroupAttach => {
             need(buf, "cgroup record", h + CGROUP_FIXED_SIZE)?;
             let lens = [r.u16(h + 14) as usize];
-            let s = strings(buf, kind, h + CGROUP_FIXED_SIZE, &lens)?;
+            let s = strings(buf, kind, h + CGROUP_FIXED_SIZE, lens)?;
             let cgroup = CgroupRef {
                 id: r.u64(h),
                 level: r.u16(h + 12),
