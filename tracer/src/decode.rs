@@ -81,12 +81,12 @@ fn split_argv(bytes: &[u8]) -> Vec<String> {
 }
 
 /// The strings that follow a fixed part, checked against the lengths it declares.
-fn strings<'a, const N: usize>(
-    buf: &'a [u8],
+fn strings<const N: usize>(
+    buf: &[u8],
     kind: RecordKind,
     body: usize,
     lens: [usize; N],
-) -> Result<[&'a [u8]; N], DecodeError> {
+) -> Result<[&[u8]; N], DecodeError> {
     let declared: usize = lens.iter().sum();
     let present = buf.len() - body;
     if declared > present {
