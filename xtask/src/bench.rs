@@ -1,7 +1,9 @@
 //! `cargo xtask bench exec-storm`: what tracing costs a fork+exec+exit storm of /bin/true,
 //! measured side by side in one interleaved run: no tracer, `tracer events --json`, the
-//! daemon, and an equivalent bpftrace one-liner on the same tracepoints; then no tracer and
-//! the daemon again with two storms in parallel (both cores busy).
+//! daemon, the daemon with `failed_execs = false`, and an equivalent bpftrace one-liner on
+//! the same tracepoints; then no tracer and the daemon again with two storms in parallel
+//! (both cores busy). Then, apart from the timed rounds, where the kernel-side cost of an
+//! exec goes: each program's run time, and the syscall slow path.
 //!
 //! `cargo xtask bench soak`: the daemon under a long storm (two in parallel, plus cgroups
 //! created and removed), its resident memory sampled over time.
