@@ -495,7 +495,7 @@ fn the_seed_story_replays() {
             "started by systemctl start"
         );
         assert_eq!(h.state(), "inactive");
-        let (text, _) = tracer::cli::units::explanation(&m, "mylog.service").unwrap();
+        let (text, _) = tracer::report::why::explanation(&m, "mylog.service").unwrap();
         assert!(text.contains("ran to completion and exited 0"), "{text}");
     }
 }

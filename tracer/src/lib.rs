@@ -10,13 +10,19 @@ pub mod clock;
 pub mod daemon;
 pub mod decode;
 pub mod event;
+pub mod filter;
 pub mod idhash;
 pub mod journal;
 pub mod metrics;
 pub mod model;
 pub mod probe;
 pub mod procfs;
+pub mod protocol;
 pub mod replay;
 pub mod report;
+pub mod startup;
 pub mod systemd;
 pub mod unit;
+
+#[cfg(test)]
+mod testing;

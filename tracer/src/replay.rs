@@ -170,9 +170,9 @@ pub fn read_file(path: &Path) -> io::Result<(Vec<Event>, Vec<ReplayError>)> {
 mod tests {
     use super::*;
     use crate::{
-        cli::events::write_json,
         clock::BootClock,
         event::{CgroupRef, Errno, Signal, WaitStatus},
+        report::events::write_json,
     };
 
     fn all_kinds() -> Vec<Event> {

@@ -519,6 +519,26 @@ pub async fn try_unit(name: &str, limit: Duration) -> Option<SystemdUnit> {
     r.map_err(|e| tracing::debug!("{e}")).ok()
 }
 
+/// How long a report waits for systemd's facts before going on without them.
+const REPORT_WAIT: Duration = Duration::from_secs(10);
+
+/// What systemd says that a report shows next to the kernel's account: every unit for
+/// `units`, the unit (`mylog` is mylog.service) for `why`; None when systemd cannot be
+/// asked, or the report shows nothing of it.
+pub async fn facts_for(query: &crate::protocol::Query) -> Option<Snapshot> {
+    use crate::protocol::Query;
+    match query {
+        Query::Units { .. } => try_snapshot(REPORT_WAIT).await,
+        Query::Why { unit, .. } => try_unit(&crate::unit::full_unit_name(unit), REPORT_WAIT)
+            .await
+            .map(|u| Snapshot {
+                units: vec![u],
+                ..Snapshot::default()
+            }),
+        Query::Restarts { .. } => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

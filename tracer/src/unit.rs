@@ -21,6 +21,18 @@ pub enum UnitKind {
 }
 
 impl UnitKind {
+    /// The suffix: `service`, `scope`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Service => "service",
+            Self::Scope => "scope",
+            Self::Slice => "slice",
+            Self::Socket => "socket",
+            Self::Mount => "mount",
+            Self::Swap => "swap",
+        }
+    }
+
     fn of(name: &str) -> Option<Self> {
         let (_, suffix) = name.rsplit_once('.')?;
         Some(match suffix {

@@ -3,15 +3,16 @@
 use std::io::{self, BufWriter, Write};
 
 use anyhow::Context as _;
-use clap::{Args, ValueEnum};
-use serde::Serialize;
+use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     cgroup::CgroupPaths,
-    clock::{BootClock, local_time_of_day, rfc3339_utc},
-    event::{Event, EventKind},
-    probe::{Probe, ProbeOptions},
+    clock::BootClock,
+    event::Event,
+    probe::ProbeOptions,
+    protocol::{Filter, KindFilter},
+    report::events::{Output, TEXT_HEADER, write_event},
 };
 
 #[derive(Debug, Args)]
@@ -83,307 +84,24 @@ pub struct EventsArgs {
     pub state_dir: std::path::PathBuf,
 }
 
-/// How `tracer events` prints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    Short,
-    Json,
-    Cat,
-}
-
-/// Event kinds `--kind` selects; `cgroup` is all three cgroup kinds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum KindFilter {
-    Exec,
-    ExecFailed,
-    Exit,
-    Fork,
-    Cgroup,
-    CgroupMkdir,
-    CgroupRmdir,
-    CgroupAttach,
-    Signal,
-    OomKill,
-}
-
-impl KindFilter {
-    fn matches(self, kind: &EventKind) -> bool {
-        match self {
-            Self::Cgroup => matches!(
-                kind,
-                EventKind::CgroupMkdir { .. }
-                    | EventKind::CgroupRmdir { .. }
-                    | EventKind::CgroupAttach { .. }
-            ),
-            _ => self
-                .to_possible_value()
-                .is_some_and(|v| v.get_name() == kind.name()),
+impl EventsArgs {
+    /// The events asked for.
+    fn filter(&self) -> Filter {
+        Filter {
+            units: self.units.clone(),
+            pids: self.pids.clone(),
+            comms: self.comms.clone(),
+            cgroup_prefix: self.cgroup.clone(),
+            kinds: self.kinds.clone(),
+            failed_only: self.failed,
         }
     }
-}
-
-/// What `tracer events` shows.
-#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct Filter {
-    /// Unit name patterns (globs); empty: any.
-    pub units: Vec<String>,
-    pub pids: Vec<u32>,
-    pub comms: Vec<String>,
-    pub cgroup_prefix: Option<String>,
-    pub kinds: Vec<KindFilter>,
-    pub failed_only: bool,
-}
-
-impl Filter {
-    pub fn from_args(args: &EventsArgs) -> Self {
-        Self {
-            units: args.units.clone(),
-            pids: args.pids.clone(),
-            comms: args.comms.clone(),
-            cgroup_prefix: args.cgroup.clone(),
-            kinds: args.kinds.clone(),
-            failed_only: args.failed,
-        }
-    }
-
-    /// Whether to show `ev`, whose task's cgroup resolved to `cgroup` (None: unknown).
-    pub fn matches(&self, ev: &Event, cgroup: Option<&str>) -> bool {
-        if !self.units.is_empty() {
-            let path = match &ev.kind {
-                EventKind::CgroupMkdir { cgroup }
-                | EventKind::CgroupRmdir { cgroup }
-                | EventKind::CgroupAttach { cgroup, .. } => Some(cgroup.path.as_str()),
-                _ => cgroup,
-            };
-            let unit = path.and_then(crate::unit::unit_of_cgroup);
-            if !unit.is_some_and(|u| self.units.iter().any(|p| unit_matches(p, &u.name))) {
-                return false;
-            }
-        }
-        if !self.pids.is_empty()
-            && !self
-                .pids
-                .iter()
-                .any(|&p| p == ev.tgid || p == ev.pid || p == ev.subject_pid())
-        {
-            return false;
-        }
-        if !self.comms.is_empty() && !self.comms.contains(&ev.comm) {
-            return false;
-        }
-        if let Some(prefix) = &self.cgroup_prefix {
-            let path = match &ev.kind {
-                EventKind::CgroupMkdir { cgroup }
-                | EventKind::CgroupRmdir { cgroup }
-                | EventKind::CgroupAttach { cgroup, .. } => Some(cgroup.path.as_str()),
-                _ => cgroup,
-            };
-            if !path.is_some_and(|p| p.starts_with(prefix.as_str())) {
-                return false;
-            }
-        }
-        if !self.kinds.is_empty() && !self.kinds.iter().any(|k| k.matches(&ev.kind)) {
-            return false;
-        }
-        !self.failed_only || ev.is_failure()
-    }
-}
-
-/// journalctl's -u: a glob over unit names; a pattern without a type suffix means a
-/// service (`mylog` is `mylog.service`).
-pub fn unit_matches(pattern: &str, unit: &str) -> bool {
-    if glob(pattern, unit) {
-        return true;
-    }
-    !pattern.contains('.') && glob(&format!("{pattern}.service"), unit)
-}
-
-/// `*` and `?` globbing.
-fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
-}
-
-/// The column header of the text output.
-pub const TEXT_HEADER: &str = "TIME            KIND          PID     PPID    COMM             CGROUP                           DETAIL";
-
-/// Writes one line of text output.
-pub fn write_text(
-    out: &mut impl Write,
-    ev: &Event,
-    clock: &BootClock,
-    cgroup: Option<&str>,
-) -> io::Result<()> {
-    write_short(out, ev, clock, cgroup, false)
-}
-
-/// Writes one event as `-o short` (columns) or `-o cat` (the detail alone).
-fn write_short(
-    out: &mut impl Write,
-    ev: &Event,
-    clock: &BootClock,
-    cgroup: Option<&str>,
-    cat: bool,
-) -> io::Result<()> {
-    let time = local_time_of_day(clock.wall(ev.ts_ns));
-    let unknown;
-    let cgroup = match cgroup {
-        Some(c) => c,
-        None => {
-            unknown = format!("cgroup:{}", ev.cgroup_id);
-            &unknown
-        }
-    };
-    let (pid, ppid, cgroup, detail): (u32, Option<u32>, &str, String) = match &ev.kind {
-        EventKind::Exec {
-            ppid,
-            filename,
-            argv,
-            filename_truncated,
-            argv_truncated,
-            ..
-        } => {
-            let mut d = filename.clone();
-            if *filename_truncated {
-                d.push('…');
-            }
-            if !argv.is_empty() {
-                d.push_str("  ");
-                d.push_str(&shell_words(argv));
-                if *argv_truncated {
-                    d.push('…');
-                }
-            }
-            (ev.tgid, Some(*ppid), cgroup, d)
-        }
-        EventKind::ExecFailed {
-            ppid,
-            errno,
-            filename,
-            ..
-        } => (ev.tgid, Some(*ppid), cgroup, format!("{errno}  {filename}")),
-        EventKind::Exit { ppid, status } => (ev.tgid, Some(*ppid), cgroup, status.to_string()),
-        EventKind::Fork { child_pid } => (*child_pid, Some(ev.tgid), cgroup, "new process".into()),
-        EventKind::CgroupMkdir { cgroup: c } => {
-            (ev.tgid, None, c.path.as_str(), format!("mkdir id={}", c.id))
-        }
-        EventKind::CgroupRmdir { cgroup: c } => {
-            (ev.tgid, None, c.path.as_str(), format!("rmdir id={}", c.id))
-        }
-        EventKind::CgroupAttach {
-            cgroup: c,
-            target_pid,
-        } => (
-            ev.tgid,
-            None,
-            c.path.as_str(),
-            format!("attach pid {target_pid} id={}", c.id),
-        ),
-        EventKind::Signal {
-            target_pid, signal, ..
-        } => (
-            *target_pid,
-            None,
-            cgroup,
-            format!("{signal} sent by {} ({})", ev.tgid, ev.comm),
-        ),
-        EventKind::OomKill { victim_pid } => (
-            *victim_pid,
-            None,
-            cgroup,
-            "chosen by the OOM killer".to_owned(),
-        ),
-    };
-    if cat {
-        return writeln!(out, "{detail}");
-    }
-    let ppid = ppid.map_or_else(|| "-".to_owned(), |p| p.to_string());
-    writeln!(
-        out,
-        "{time:<15} {kind:<13} {pid:<7} {ppid:<7} {comm:<16} {cgroup:<32} {detail}",
-        kind = ev.kind_name(),
-        comm = ev.comm,
-    )
-}
-
-/// Writes one event in the chosen format.
-pub fn write_event(
-    out: &mut impl Write,
-    ev: &Event,
-    clock: &BootClock,
-    cgroup: Option<&str>,
-    output: Output,
-) -> io::Result<()> {
-    match output {
-        Output::Json => write_json(out, ev, clock, cgroup),
-        Output::Short => write_short(out, ev, clock, cgroup, false),
-        Output::Cat => write_short(out, ev, clock, cgroup, true),
-    }
-}
-
-/// Arguments joined with spaces, quoted where a shell would need it.
-fn shell_words(argv: &[String]) -> String {
-    let quote = |a: &String| {
-        if !a.is_empty()
-            && a.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
-        {
-            a.clone()
-        } else {
-            format!("'{}'", a.replace('\'', r"'\''"))
-        }
-    };
-    argv.iter().map(quote).collect::<Vec<_>>().join(" ")
-}
-
-/// One JSON line: the event's fields plus its wall-clock time and resolved cgroup path.
-#[derive(Serialize)]
-struct JsonLine<'a> {
-    time: String,
-    #[serde(flatten)]
-    event: &'a Event,
-    cgroup: Option<&'a str>,
-}
-
-/// Writes one event as a JSON line.
-pub fn write_json(
-    out: &mut impl Write,
-    ev: &Event,
-    clock: &BootClock,
-    cgroup: Option<&str>,
-) -> io::Result<()> {
-    let line = JsonLine {
-        time: rfc3339_utc(clock.wall(ev.ts_ns)),
-        event: ev,
-        cgroup,
-    };
-    serde_json::to_writer(&mut *out, &line)?;
-    out.write_all(b"\n")
 }
 
 /// Runs the live stream until Ctrl-C, SIGTERM or a closed stdout: from the daemon when
 /// one runs, else standalone; or replays a recorded boot.
 pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
-    let filter = Filter::from_args(&args);
+    let filter = args.filter();
     let output = if args.json { Output::Json } else { args.output };
     let tail = args.lines.or(args.follow.then_some(10));
     if args.boot.is_some() || tail.is_some() {
@@ -423,13 +141,17 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         }
         eprintln!("tracer: no daemon is running: tracing standalone");
     }
-    let mut cgroups = CgroupPaths::scan_system().context("reading the cgroup2 tree")?;
-    let mut probe = Probe::load(&ProbeOptions {
-        ring_size: args.ring_size,
-        ..ProbeOptions::default()
-    })?;
-    // Cgroups made while the programs were being attached.
-    cgroups.rescan().context("reading the cgroup2 tree")?;
+    let crate::startup::Started {
+        mut probe,
+        mut cgroups,
+        ..
+    } = crate::startup::start(
+        &ProbeOptions {
+            ring_size: args.ring_size,
+            ..ProbeOptions::default()
+        },
+        false,
+    )?;
     eprintln!(
         "tracer: streaming exec, exit, fork and cgroup events (cgroup2 at {}); Ctrl-C to stop",
         cgroups.mount().display()
@@ -667,194 +389,4 @@ fn emit(
         cgroups.observe(&ev);
     }
     out.flush()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::{CgroupRef, Errno, WaitStatus};
-
-    fn text_line(ev: &Event, clock: &BootClock, cgroup: Option<&str>) -> String {
-        let mut out = Vec::new();
-        write_text(&mut out, ev, clock, cgroup).unwrap();
-        String::from_utf8(out)
-            .unwrap()
-            .trim_end_matches('\n')
-            .to_owned()
-    }
-
-    fn json_line(ev: &Event, clock: &BootClock, cgroup: Option<&str>) -> String {
-        let mut out = Vec::new();
-        write_json(&mut out, ev, clock, cgroup).unwrap();
-        let line = String::from_utf8(out).unwrap();
-        assert_eq!(line.matches('\n').count(), 1, "one line: {line}");
-        line
-    }
-
-    fn ev(kind: EventKind) -> Event {
-        Event {
-            ts_ns: 1_000_000_000,
-            pid: 100,
-            tgid: 100,
-            cgroup_id: 5,
-            comm: "mylog.sh".into(),
-            kind,
-        }
-    }
-
-    fn exec() -> Event {
-        ev(EventKind::Exec {
-            ppid: 1,
-            uid: 0,
-            filename: "/usr/local/bin/mylog.sh".into(),
-            argv: vec![
-                "/bin/sh".into(),
-                "/usr/local/bin/mylog.sh".into(),
-                "a b".into(),
-            ],
-            filename_truncated: false,
-            argv_truncated: false,
-        })
-    }
-
-    fn failed_exec() -> Event {
-        ev(EventKind::ExecFailed {
-            ppid: 1,
-            uid: 0,
-            errno: Errno(libc::EACCES),
-            filename: "/usr/local/bin/mylog.sh".into(),
-            filename_truncated: false,
-        })
-    }
-
-    fn exit(status: u32) -> Event {
-        ev(EventKind::Exit {
-            ppid: 1,
-            status: WaitStatus(status),
-        })
-    }
-
-    #[test]
-    fn text_lines_say_what_happened() {
-        let clock = BootClock::new();
-        let line = text_line(&exec(), &clock, Some("/system.slice/mylog.service"));
-        assert!(line.contains(" exec "), "{line}");
-        assert!(line.contains("/system.slice/mylog.service"), "{line}");
-        assert!(
-            line.ends_with("/usr/local/bin/mylog.sh  /bin/sh /usr/local/bin/mylog.sh 'a b'"),
-            "{line}"
-        );
-        let line = text_line(&failed_exec(), &clock, None);
-        assert!(
-            line.ends_with("EACCES (Permission denied)  /usr/local/bin/mylog.sh"),
-            "{line}"
-        );
-        assert!(line.contains("cgroup:5"), "{line}");
-        assert!(text_line(&exit(3 << 8), &clock, None).ends_with("exit 3"));
-        assert!(text_line(&exit(9), &clock, None).ends_with("killed by SIGKILL"));
-        assert!(
-            text_line(&exit(11 | 0x80), &clock, None).ends_with("killed by SIGSEGV (core dumped)")
-        );
-    }
-
-    #[test]
-    fn json_lines_carry_time_and_cgroup() {
-        let clock = BootClock::new();
-        let v: serde_json::Value =
-            serde_json::from_str(&json_line(&failed_exec(), &clock, Some("/a.slice"))).unwrap();
-        assert_eq!(v["kind"], "exec-failed");
-        assert_eq!(v["error"], "EACCES");
-        assert_eq!(v["cgroup"], "/a.slice");
-        assert_eq!(v["pid"], 100);
-        assert!(v["time"].as_str().unwrap().ends_with('Z'));
-    }
-
-    #[test]
-    fn unit_patterns_glob_like_journalctl() {
-        assert!(unit_matches("mylog", "mylog.service"));
-        assert!(unit_matches("mylog.service", "mylog.service"));
-        assert!(!unit_matches("mylog", "mylog.socket"));
-        assert!(unit_matches("getty@*", "getty@tty1.service"));
-        assert!(unit_matches("*.socket", "dbus.socket"));
-        assert!(unit_matches("sys?emd-*", "systemd-udevd.service"));
-        assert!(!unit_matches("nginx", "mylog.service"));
-        let f = Filter {
-            units: vec!["mylog".into()],
-            ..Filter::default()
-        };
-        assert!(f.matches(&exec(), Some("/system.slice/mylog.service")));
-        assert!(!f.matches(&exec(), Some("/system.slice/other.service")));
-        assert!(!f.matches(&exec(), None));
-    }
-
-    #[test]
-    fn cat_output_is_the_detail_alone() {
-        let mut out = Vec::new();
-        write_event(
-            &mut out,
-            &failed_exec(),
-            &BootClock::new(),
-            None,
-            Output::Cat,
-        )
-        .unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "EACCES (Permission denied)  /usr/local/bin/mylog.sh\n"
-        );
-    }
-
-    #[test]
-    fn filters_select_what_was_asked() {
-        let all = Filter::default();
-        assert!(all.matches(&exec(), None));
-
-        let failed = Filter {
-            failed_only: true,
-            ..Filter::default()
-        };
-        assert!(!failed.matches(&exec(), None));
-        assert!(failed.matches(&failed_exec(), None));
-        assert!(!failed.matches(&exit(0), None));
-        assert!(failed.matches(&exit(1 << 8), None));
-        assert!(failed.matches(&exit(9), None));
-
-        let kinds = Filter {
-            kinds: vec![KindFilter::ExecFailed, KindFilter::Cgroup],
-            ..Filter::default()
-        };
-        assert!(!kinds.matches(&exec(), None));
-        assert!(kinds.matches(&failed_exec(), None));
-        let mkdir = ev(EventKind::CgroupMkdir {
-            cgroup: CgroupRef {
-                id: 9,
-                level: 1,
-                path: "/system.slice/x.service".into(),
-                path_truncated: false,
-            },
-        });
-        assert!(kinds.matches(&mkdir, None));
-
-        let pid = Filter {
-            pids: vec![200],
-            ..Filter::default()
-        };
-        assert!(!pid.matches(&exec(), None));
-        assert!(pid.matches(&ev(EventKind::Fork { child_pid: 200 }), None));
-
-        let cg = Filter {
-            cgroup_prefix: Some("/system.slice/".into()),
-            ..Filter::default()
-        };
-        assert!(cg.matches(&exec(), Some("/system.slice/mylog.service")));
-        assert!(!cg.matches(&exec(), Some("/user.slice")));
-        assert!(!cg.matches(&exec(), None));
-        assert!(cg.matches(&mkdir, None));
-
-        let comm = Filter {
-            comms: vec!["other".into()],
-            ..Filter::default()
-        };
-        assert!(!comm.matches(&exec(), None));
-    }
 }

@@ -4,13 +4,12 @@
 
 use std::{io, path::PathBuf};
 
-use serde_json::Value;
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
     net::{UnixStream, unix::OwnedReadHalf},
 };
 
-use crate::cli::{events::Filter, units::Query};
+use crate::protocol::{Filter, Query, Reply, Request};
 
 /// The daemon's socket: $TRACER_SOCKET, or the default runtime directory's.
 pub fn socket_path() -> PathBuf {
@@ -35,7 +34,7 @@ async fn connect() -> io::Result<Option<UnixStream>> {
 }
 
 /// Asks the daemon for a report; None when no daemon runs.
-pub async fn query(q: &Query) -> anyhow::Result<Option<Result<Vec<u8>, String>>> {
+pub async fn query(q: &Query) -> anyhow::Result<Option<Reply>> {
     let Some(sock) = connect().await? else {
         return Ok(None);
     };
@@ -45,15 +44,7 @@ pub async fn query(q: &Query) -> anyhow::Result<Option<Result<Vec<u8>, String>>>
         .await?;
     let mut line = String::new();
     BufReader::new(read).read_line(&mut line).await?;
-    let v: Value = serde_json::from_str(&line)?;
-    Ok(Some(if v["ok"] == true {
-        Ok(v["output"].as_str().unwrap_or_default().as_bytes().to_vec())
-    } else {
-        Err(v["error"]
-            .as_str()
-            .unwrap_or("the daemon failed")
-            .to_owned())
-    }))
+    Ok(Some(Reply::from_line(&line)?))
 }
 
 /// Subscribes to the daemon's live stream with a filter; None when no daemon runs.
@@ -62,8 +53,12 @@ pub async fn events(filter: &Filter) -> anyhow::Result<Option<Lines<BufReader<Ow
         return Ok(None);
     };
     let (read, mut write) = sock.into_split();
-    let req = serde_json::json!({"op": "events", "filter": filter});
-    write.write_all(format!("{req}\n").as_bytes()).await?;
+    let req = Request::Events {
+        filter: filter.clone(),
+    };
+    write
+        .write_all(format!("{}\n", serde_json::to_string(&req)?).as_bytes())
+        .await?;
     // Dropping the write half shuts our side down: the daemon reads nothing after the
     // request, and keeps streaming.
     drop(write);

@@ -1,5 +1,5 @@
 //! The stream's JSON lines, written directly: byte for byte what
-//! [`crate::cli::events::write_json`] writes through serde (a test holds them equal), at a
+//! [`crate::report::events::write_json`] writes through serde (a test holds them equal), at a
 //! fraction of the cost. Formatting is the daemon's largest cost per event with a client
 //! connected: serde's map and flatten layers escape every key and dispatch every field.
 
@@ -194,7 +194,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::{cli::events::write_json, decode::arb};
+    use crate::{decode::arb, report::events::write_json};
 
     fn both(ev: &Event, cgroup: Option<&str>) -> (String, String) {
         let clock = BootClock::new();

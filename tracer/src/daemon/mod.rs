@@ -17,7 +17,6 @@ use std::{
 
 use anyhow::Context as _;
 use clap::Args;
-use serde_json::Value;
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::{UnixListener, UnixStream},
@@ -27,19 +26,16 @@ use tokio::{
 
 use self::config::Config;
 use crate::{
-    cgroup::CgroupPaths,
-    cli::{
-        events::Filter,
-        units::{Query, Question},
-    },
     clock::BootClock,
     decode::decode,
     event::{Event, EventKind},
     journal::{self, Writer},
     metrics::Metrics,
     model::{Model, ModelConfig, facts::LiveFacts},
-    probe::{Probe, ProbeOptions},
-    procfs,
+    probe::ProbeOptions,
+    protocol::{Filter, Query, Reply, Request},
+    report,
+    systemd::Snapshot,
 };
 
 #[derive(Debug, Args)]
@@ -81,7 +77,15 @@ const STREAM_BATCH_MAX: usize = 64;
 /// 16384 events held for a slow client, as many seconds of them as 256 reads take.
 const STREAM_BACKLOG_BATCHES: usize = 256;
 
-type QueryTx = mpsc::Sender<(Question, oneshot::Sender<Result<Vec<u8>, String>>)>;
+/// A query on its way to the loop that owns the model, with systemd's facts for it
+/// (asked before, off the loop), and where the reply goes.
+struct Question {
+    query: Query,
+    systemd: Option<Snapshot>,
+    reply: oneshot::Sender<Reply>,
+}
+
+type QueryTx = mpsc::Sender<Question>;
 
 pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -108,21 +112,20 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
     }
-    // Snapshot first, then attach: what starts meanwhile is seen by the programs.
-    let mut cgroups = CgroupPaths::scan_system().context("reading the cgroup2 tree")?;
-    let running = procfs::snapshot();
-    let mut probe = Probe::load(&ProbeOptions {
-        ring_size: cfg.ring_size,
-        batch_delay: Duration::from_millis(cfg.batch_ms),
-        failed_execs: cfg.failed_execs,
-        ..ProbeOptions::default()
-    })?;
-    let attached = started.elapsed();
-    cgroups.rescan().context("reading the cgroup2 tree")?;
+    let start = crate::startup::start(
+        &ProbeOptions {
+            ring_size: cfg.ring_size,
+            batch_delay: Duration::from_millis(cfg.batch_ms),
+            failed_execs: cfg.failed_execs,
+            ..ProbeOptions::default()
+        },
+        true,
+    )?;
+    let attached = start.attached_at.duration_since(started);
     tracing::info!(
         attach_ms = attached.as_millis() as u64,
-        processes = running.len(),
-        cgroups = cgroups.len(),
+        processes = start.running.len(),
+        cgroups = start.cgroups.len(),
         "tracer daemon: programs attached"
     );
 
@@ -137,15 +140,20 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             ..ModelConfig::default()
         },
     );
-    for (id, path) in cgroups.iter() {
-        model.know_cgroup(id, path);
+    start.seed(&mut model);
+    for (id, path) in start.cgroups.iter() {
         journal.append_cgroup(id, path)?;
     }
-    for p in &running {
-        model.found_at_start(p);
+    for p in &start.running {
         journal.append_process(p)?;
     }
     journal.flush()?;
+    let crate::startup::Started {
+        mut probe,
+        mut cgroups,
+        running,
+        ..
+    } = start;
 
     let clock = BootClock::new();
     let mut metrics = Metrics::new(cfg.metrics_unit_cap);
@@ -202,8 +210,8 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         tokio::select! {
             _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
-            Some((q, reply)) = query_rx.recv() => {
-                let _ = reply.send(q.answer(&model));
+            Some(q) = query_rx.recv() => {
+                let _ = q.reply.send(report::answer(&q.query, &model, q.systemd.as_ref()));
             }
             Some(snapshot) = systemd_rx.recv() => {
                 match journal.append_systemd(&snapshot).and_then(|()| journal.flush()) {
@@ -338,7 +346,7 @@ fn group_id(name: &str) -> Option<u32> {
 /// it (its timestamps, every unit's, the ordering dependencies) for the journal, so that
 /// `tracer boot` of this boot can use it later. Quietly gives up when systemd is not on
 /// D-Bus (pid 1 is not systemd).
-async fn record_systemd_when_booted(tx: mpsc::Sender<crate::systemd::Snapshot>) {
+async fn record_systemd_when_booted(tx: mpsc::Sender<Snapshot>) {
     use crate::systemd::{Systemd, booted_with_systemd};
     if !booted_with_systemd() {
         tracing::info!(
@@ -416,46 +424,52 @@ async fn serve_client(
     let mut line = String::new();
     let got = tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await;
     let request = match got {
-        Ok(Ok(n)) if n > 0 => serde_json::from_str::<Value>(&line).map_err(|e| e.to_string()),
-        Ok(Ok(_)) => Err("empty request".into()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("no request within 5 s".into()),
-    };
-    let request = match request {
-        Ok(v) => v,
-        Err(e) => return reply_error(&mut write, &format!("malformed request: {e}")).await,
-    };
-    if request["op"] == "events" {
-        let filter: Filter = match serde_json::from_value(request["filter"].clone()) {
-            Ok(f) => f,
-            Err(e) => return reply_error(&mut write, &format!("malformed filter: {e}")).await,
-        };
-        clients.inc();
-        let r = stream_events(&mut write, &mut rx, &filter, &clock).await;
-        clients.dec();
-        return r;
+        Ok(Ok(n)) if n > 0 => serde_json::from_str::<serde_json::Value>(&line)
+            .map_err(|e| format!("malformed request: {e}")),
+        Ok(Ok(_)) => Err("malformed request: empty request".into()),
+        Ok(Err(e)) => Err(format!("malformed request: {e}")),
+        Err(_) => Err("malformed request: no request within 5 s".into()),
     }
-    let query: Query = match serde_json::from_value(request) {
-        Ok(q) => q,
-        Err(e) => return reply_error(&mut write, &format!("unknown request: {e}")).await,
+    .and_then(|v| {
+        let op_events = v["op"] == "events";
+        serde_json::from_value::<Request>(v).map_err(|e| {
+            if op_events {
+                format!("malformed filter: {e}")
+            } else {
+                format!("unknown request: {e}")
+            }
+        })
+    });
+    let query = match request {
+        Ok(Request::Events { filter }) => {
+            clients.inc();
+            let r = stream_events(&mut write, &mut rx, &filter, &clock).await;
+            clients.dec();
+            return r;
+        }
+        Ok(Request::Query(q)) => q,
+        Err(e) => return reply_error(&mut write, &e).await,
     };
     // systemd is asked here, not in the loop that reads the ring buffer.
-    let question = Question::ask(query).await;
+    let systemd = crate::systemd::facts_for(&query).await;
     let (reply_tx, reply_rx) = oneshot::channel();
-    if queries.send((question, reply_tx)).await.is_err() {
+    let question = Question {
+        query,
+        systemd,
+        reply: reply_tx,
+    };
+    if queries.send(question).await.is_err() {
         return reply_error(&mut write, "the daemon is stopping").await;
     }
-    let reply = match reply_rx.await {
-        Ok(Ok(bytes)) => serde_json::json!({"ok": true, "output": String::from_utf8_lossy(&bytes)}),
-        Ok(Err(e)) => serde_json::json!({"ok": false, "error": e}),
-        Err(_) => serde_json::json!({"ok": false, "error": "the daemon is stopping"}),
-    };
-    write.write_all(format!("{reply}\n").as_bytes()).await
+    let reply = reply_rx
+        .await
+        .unwrap_or_else(|_| Reply::Error("the daemon is stopping".into()));
+    write.write_all(reply.to_line().as_bytes()).await
 }
 
 async fn reply_error(write: &mut (impl AsyncWriteExt + Unpin), msg: &str) -> io::Result<()> {
-    let v = serde_json::json!({"ok": false, "error": msg});
-    write.write_all(format!("{v}\n").as_bytes()).await?;
+    let line = Reply::Error(msg.to_owned()).to_line();
+    write.write_all(line.as_bytes()).await?;
     write.shutdown().await
 }
 
@@ -472,7 +486,7 @@ async fn stream_events(
         if let Some(n) = next
             && batch.first > n
         {
-            missed(buf, batch.first - n);
+            crate::protocol::missed_line(buf, batch.first - n);
         }
         next = Some(batch.first + batch.lines.len() as u64);
         for line in &batch.lines {
@@ -503,8 +517,4 @@ async fn stream_events(
             buf.clear();
         }
     }
-}
-
-fn missed(buf: &mut Vec<u8>, n: u64) {
-    buf.extend_from_slice(format!("{{\"kind\":\"missed\",\"count\":{n}}}\n").as_bytes());
 }

@@ -1,0 +1,431 @@
+//! `tracer why UNIT`: why a unit failed (or did not), in plain words, with the evidence
+//! and the fix: the model's account of its latest run, joined with what systemd says of
+//! it when systemd could be asked.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use super::{ReportError, Source, secs};
+use crate::{
+    event::WaitStatus,
+    model::{
+        Model, Run, UnitHistory,
+        cause::{Cause, ExecEvidence},
+        facts::Facts,
+    },
+    systemd::{Snapshot, SystemdUnit},
+};
+
+/// The explanation `tracer why` gives.
+#[derive(Serialize)]
+pub struct Why<'a> {
+    pub unit: &'a str,
+    pub state: &'static str,
+    pub runs: usize,
+    pub restarts: usize,
+    pub crash_loop: bool,
+    /// The sentence.
+    pub explanation: String,
+    pub hint: Option<String>,
+    pub evidence: Vec<String>,
+    pub cause: Option<&'a Cause>,
+    /// What systemd says about the unit, when it could be asked.
+    pub systemd: Option<&'a SystemdUnit>,
+}
+
+/// `ExecStart=` as written or as systemd parsed it, and the file it is from.
+fn exec_start_line(h: &UnitHistory, sd: Option<&SystemdUnit>) -> Option<String> {
+    if let Some(file) = &h.file
+        && let Some(line) = file.exec_start_lines.first()
+    {
+        return Some(format!("ExecStart={line} (from {})", file.path));
+    }
+    let u = sd?;
+    let cmd = u.service.as_ref()?.exec_start.first()?;
+    let argv = if cmd.argv.is_empty() {
+        cmd.path.clone()
+    } else {
+        cmd.argv.join(" ")
+    };
+    Some(format!(
+        "ExecStart={}{argv} (from {})",
+        if cmd.ignore_failure { "-" } else { "" },
+        u.fragment_path
+    ))
+}
+
+/// What systemd says about the unit, in a line or two.
+fn systemd_lines(u: &SystemdUnit) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut file = if u.fragment_path.is_empty() {
+        format!("no unit file (load state {})", u.load_state)
+    } else {
+        u.fragment_path.clone()
+    };
+    if !u.unit_file_state.is_empty() {
+        file.push_str(&format!(", {}", u.unit_file_state));
+    }
+    let links = u.enablement_links();
+    if !links.is_empty() {
+        file.push_str(&format!(" (symlink {})", links.join(", ")));
+    }
+    lines.push(format!("unit file: {file}"));
+    let mut state = format!("systemd says: {} ({})", u.active_state, u.sub_state);
+    if let Some(s) = &u.service {
+        state.push_str(&format!(
+            "; Type={} Restart={} Result={} NRestarts={}",
+            s.service_type, s.restart, s.result, s.n_restarts
+        ));
+        if s.remain_after_exit {
+            state.push_str(" RemainAfterExit=yes");
+        }
+    }
+    lines.push(state);
+    if let Some(target) = u.part_of() {
+        lines.push(format!("started as part of {target}"));
+    }
+    lines
+}
+
+fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
+    let name = h.unit.name.as_str();
+    let mut evidence = Vec::new();
+    // The latest run is what `why` explains; an earlier failure is history.
+    let failed = h.runs.last().filter(|r| r.failed());
+    if failed.is_none()
+        && let Some(earlier) = h.last_failure()
+        && let Some(c) = earlier.outcome.as_ref().and_then(|o| o.cause.as_ref())
+    {
+        evidence.push(format!(
+            "an earlier run ({}, started at {}) failed: {}",
+            earlier.number,
+            secs(earlier.started_ns),
+            c.summary()
+        ));
+    }
+    let (explanation, hint, cause) = match failed.and_then(|r| r.outcome.as_ref().map(|o| (r, o))) {
+        Some((run, outcome)) => {
+            let cause = outcome.cause.as_ref();
+            evidence.push(format!(
+                "run {} started at {}: pid {} ended with {}",
+                run.number,
+                secs(run.started_ns),
+                outcome.pid,
+                describe_status(run, outcome.pid, outcome.status)
+            ));
+            if let Some(Cause::ExecFailed { evidence: how, .. }) = cause {
+                evidence.push(
+                    match how {
+                        ExecEvidence::Execve => "the kernel saw the execve fail with that error",
+                        ExecEvidence::SystemdCheck => {
+                            "no execve reached the kernel: systemd's own check refused the file; the error is what the file's state implies"
+                        }
+                    }
+                    .to_owned(),
+                );
+            }
+            evidence.extend(exec_start_line(h, sd));
+            match cause {
+                Some(c) => (c.explain(name), c.hint(), Some(c)),
+                None => (format!("{name}: run {} failed", run.number), None, None),
+            }
+        }
+        None => match h.runs.last() {
+            None => (
+                format!("{name}: never started: no process ever ran in it while tracer watched"),
+                None,
+                None,
+            ),
+            Some(run) => (not_failed(h, run, sd), None, None),
+        },
+    };
+    if h.crash_loop {
+        let failed_runs = h.runs.iter().filter(|r| r.failed()).count();
+        evidence.push(format!(
+            "crash loop: {failed_runs} failed runs; systemd stops restarting once StartLimitBurst= starts fall within StartLimitIntervalSec="
+        ));
+    }
+    Why {
+        unit: name,
+        state: h.state(),
+        runs: h.runs.len(),
+        restarts: h.restarts(),
+        crash_loop: h.crash_loop,
+        explanation,
+        hint,
+        evidence,
+        cause,
+        systemd: sd,
+    }
+}
+
+fn describe_status(run: &Run, pid: u32, status: WaitStatus) -> String {
+    let executed = run.command(pid).and_then(|c| c.program.clone());
+    match (status.exit_code(), executed) {
+        (Some(code), None) => match crate::model::cause::systemd_exit_status_name(code) {
+            Some(name) => format!("exit status {code}/{name} before executing anything"),
+            None => status.to_string(),
+        },
+        (_, Some(program)) => format!("{status} (it was running {program})"),
+        (None, None) => status.to_string(),
+    }
+}
+
+/// What to say about a unit whose last run did not fail.
+fn not_failed(h: &UnitHistory, run: &Run, sd: Option<&SystemdUnit>) -> String {
+    let name = h.unit.name.as_str();
+    let service = sd.and_then(|u| u.service.as_ref());
+    let ty = service
+        .map(|s| s.service_type.as_str())
+        .or_else(|| h.file.as_ref().and_then(|f| f.service_type.as_deref()))
+        .unwrap_or("simple");
+    let remain = service.map_or_else(
+        || h.file.as_ref().is_some_and(|f| f.remain_after_exit),
+        |s| s.remain_after_exit,
+    );
+    match &run.outcome {
+        Some(o) => {
+            let cmd = run.command(o.pid);
+            let program = cmd
+                .and_then(|c| c.program.clone())
+                .unwrap_or_else(|| "its main process".into());
+            let took = cmd
+                .and_then(|c| {
+                    c.exited_ns
+                        .map(|e| e.saturating_sub(c.exec_ns.unwrap_or(c.started_ns)))
+                })
+                .map_or_else(String::new, |ns| {
+                    format!(" after {:.0} ms", ns as f64 / 1e6)
+                });
+            if o.status.success() && matches!(ty, "simple" | "exec") && !remain {
+                format!(
+                    "{name}: {program} ran to completion and exited 0{took}; a Type={ty} service whose main process exits becomes inactive — it is not a long-running daemon; if it is meant to run once, use Type=oneshot (with RemainAfterExit=yes to stay active)"
+                )
+            } else if o.status.success() {
+                format!(
+                    "{name}: not failed: {program} ran to completion and exited 0{took} (Type={ty})"
+                )
+            } else {
+                format!(
+                    "{name}: not failed: {program} ended cleanly ({}){took}, as a stop ends it",
+                    o.status
+                )
+            }
+        }
+        // Type=forking: ExecStart's process exited 0 and nothing stayed behind.
+        None if ty == "forking"
+            && run.main_pid.is_none()
+            && run.commands.iter().all(|c| c.exited_ns.is_some())
+            && let Some(c) = run.commands.iter().find(|c| {
+                c.role.as_deref() == Some("ExecStart") && c.status.is_some_and(|s| s.success())
+            }) =>
+        {
+            let program = c.program.as_deref().unwrap_or("ExecStart's process");
+            let took = c
+                .exited_ns
+                .map(|e| e.saturating_sub(c.exec_ns.unwrap_or(c.started_ns)))
+                .map_or_else(String::new, |ns| {
+                    format!(" after {:.0} ms", ns as f64 / 1e6)
+                });
+            format!(
+                "{name}: {program} exited 0{took} and left no process behind; a Type=forking service is expected to start a daemon that keeps running after ExecStart's process exits — with nothing left, it becomes inactive; if the program stays in the foreground use Type=simple (or exec), if it is meant to run once use Type=oneshot"
+            )
+        }
+        None if run.is_open() && run.main_pid.is_none() => {
+            let now: Vec<String> = run
+                .commands
+                .iter()
+                .filter(|c| c.exited_ns.is_none())
+                .filter_map(|c| c.program.clone())
+                .collect();
+            format!(
+                "{name}: still activating since {}{}",
+                secs(run.started_ns),
+                if now.is_empty() {
+                    String::new()
+                } else {
+                    format!(", running {}", now.join(", "))
+                }
+            )
+        }
+        None if run.is_open() => {
+            format!("{name}: not failed: running since {}", secs(run.started_ns))
+        }
+        None => format!(
+            "{name}: not failed: its last run ended at {}",
+            secs(run.ended_ns.unwrap_or(0))
+        ),
+    }
+}
+
+/// The `tracer why` report of a unit of a model; `origin` says where the model's events
+/// came from (for the errors: what was not seen, and where).
+pub fn build<'a, F: Facts>(
+    model: &'a Model<F>,
+    unit: &str,
+    origin: Source,
+    sd: Option<&'a Snapshot>,
+) -> Result<Why<'a>, ReportError> {
+    let Some(h) = model.unit(unit) else {
+        let name = crate::unit::full_unit_name(unit);
+        return Err(match sd.and_then(|s| s.unit(&name)) {
+            Some(u) if u.load_state == "not-found" => ReportError::NoUnitFile { unit: name },
+            Some(u) => ReportError::NeverRan {
+                unit: name,
+                origin,
+                active: u.active_state.clone(),
+                sub: u.sub_state.clone(),
+                file: if u.fragment_path.is_empty() {
+                    "-".into()
+                } else {
+                    u.fragment_path.clone()
+                },
+            },
+            None => ReportError::NoEvents {
+                unit: unit.to_owned(),
+                origin,
+            },
+        });
+    };
+    Ok(why_of(h, sd.and_then(|s| s.unit(&h.unit.name))))
+}
+
+pub fn json(out: &mut impl Write, why: &Why) -> Result<(), ReportError> {
+    writeln!(out, "{}", serde_json::to_string_pretty(why)?)?;
+    Ok(())
+}
+
+/// The explanation, the fix, the evidence, then systemd's account and the counts.
+pub fn text(out: &mut impl Write, why: &Why) -> Result<(), ReportError> {
+    writeln!(out, "{}", why.explanation)?;
+    if let Some(hint) = &why.hint {
+        writeln!(out, "  fix: {hint}")?;
+    }
+    for e in &why.evidence {
+        writeln!(out, "  evidence: {e}")?;
+    }
+    if let Some(u) = why.systemd {
+        for line in systemd_lines(u) {
+            writeln!(out, "  {line}")?;
+        }
+    }
+    writeln!(
+        out,
+        "  runs: {} ({} restarts), state as seen: {}",
+        why.runs, why.restarts, why.state
+    )?;
+    Ok(())
+}
+
+/// For tests: the explanation of a unit in a model built from any facts.
+pub fn explanation<F: Facts>(model: &Model<F>, unit: &str) -> Option<(String, Option<String>)> {
+    model.unit(unit).map(|h| {
+        let w = why_of(h, None);
+        (w.explanation, w.hint)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        event::{CgroupRef, Event, EventKind},
+        model::{
+            ModelConfig,
+            facts::{RecordedFacts, parse_unit_file},
+        },
+    };
+
+    fn ev(ts_ms: u64, tgid: u32, cgroup_id: u64, comm: &str, kind: EventKind) -> Event {
+        Event {
+            ts_ns: ts_ms * 1_000_000,
+            pid: tgid,
+            tgid,
+            cgroup_id,
+            comm: comm.into(),
+            kind,
+        }
+    }
+
+    /// A Type=forking service whose ExecStart exits 0 without leaving a daemon, as the
+    /// kernel reports it: its cgroup, pid 1's fork, the move, the exec, the exit, the
+    /// cgroup's removal.
+    #[test]
+    fn a_forking_service_that_left_nothing_behind_is_explained() {
+        let mut facts = RecordedFacts::default();
+        facts.units.insert(
+            "f.service".into(),
+            parse_unit_file(
+                "/etc/systemd/system/f.service",
+                &["[Service]\nType=forking\nExecStart=/usr/sbin/f\n".into()],
+            ),
+        );
+        let mut m = Model::new(facts, ModelConfig::default());
+        let cg = CgroupRef {
+            id: 60,
+            level: 2,
+            path: "/system.slice/f.service".into(),
+            path_truncated: false,
+        };
+        m.know_cgroup(1, "/init.scope");
+        m.apply(&ev(
+            1,
+            1,
+            1,
+            "systemd",
+            EventKind::CgroupMkdir { cgroup: cg.clone() },
+        ));
+        m.apply(&ev(2, 1, 1, "systemd", EventKind::Fork { child_pid: 400 }));
+        m.apply(&ev(
+            3,
+            1,
+            1,
+            "systemd",
+            EventKind::CgroupAttach {
+                cgroup: cg.clone(),
+                target_pid: 400,
+            },
+        ));
+        m.apply(&ev(
+            4,
+            400,
+            60,
+            "f",
+            EventKind::Exec {
+                ppid: 1,
+                uid: 0,
+                filename: "/usr/sbin/f".into(),
+                argv: vec!["/usr/sbin/f".into()],
+                filename_truncated: false,
+                argv_truncated: false,
+            },
+        ));
+        m.apply(&ev(
+            16,
+            400,
+            60,
+            "f",
+            EventKind::Exit {
+                ppid: 1,
+                status: WaitStatus(0),
+            },
+        ));
+        m.apply(&ev(
+            17,
+            1,
+            1,
+            "systemd",
+            EventKind::CgroupRmdir { cgroup: cg },
+        ));
+        let (text, hint) = explanation(&m, "f.service").unwrap();
+        assert!(
+            text.starts_with(
+                "f.service: /usr/sbin/f exited 0 after 12 ms and left no process behind; a Type=forking service"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("use Type=simple"), "{text}");
+        assert_eq!(hint, None);
+    }
+}

@@ -1,0 +1,71 @@
+//! The start-up every tracing command shares (the daemon, standalone `tracer events`, live
+//! `tracer units|why|restarts`): what runs already is read first, then the programs are
+//! attached, then the cgroup tree is read again; whatever starts in between is seen by
+//! the programs, and no cgroup made meanwhile is unknown.
+
+use std::time::Instant;
+
+use crate::{
+    cgroup::{CgroupError, CgroupPaths},
+    model::{Model, facts::Facts},
+    probe::{Probe, ProbeError, ProbeOptions},
+    procfs::{self, ProcInfo},
+};
+
+/// Why the start-up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("reading the cgroup2 tree: {0}")]
+    Cgroups(#[from] CgroupError),
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+}
+
+/// What the start-up found, and the attached programs.
+pub struct Started {
+    pub probe: Probe,
+    /// The cgroup2 tree, read before and after the programs were attached.
+    pub cgroups: CgroupPaths,
+    /// The processes running before the programs were attached (empty when not asked).
+    pub running: Vec<ProcInfo>,
+    /// When the programs were attached.
+    pub attached_at: Instant,
+}
+
+/// Reads the cgroup tree (and the processes, when `processes`), loads and attaches the
+/// programs, then reads the cgroup tree again.
+pub fn start(opts: &ProbeOptions, processes: bool) -> Result<Started, StartError> {
+    let mut cgroups = CgroupPaths::scan_system()?;
+    let running = if processes {
+        procfs::snapshot()
+    } else {
+        Vec::new()
+    };
+    let probe = Probe::load(opts)?;
+    let attached_at = Instant::now();
+    cgroups.rescan()?;
+    Ok(Started {
+        probe,
+        cgroups,
+        running,
+        attached_at,
+    })
+}
+
+impl Started {
+    /// Tells a model what was there before the programs were: the cgroups, then the
+    /// processes (in the order they started).
+    pub fn seed<F: Facts>(&self, model: &mut Model<F>) {
+        for (id, path) in self.cgroups.iter() {
+            model.know_cgroup(id, path);
+        }
+        for p in &self.running {
+            model.found_at_start(p);
+        }
+        tracing::info!(
+            processes = self.running.len(),
+            cgroups = self.cgroups.len(),
+            "found at start"
+        );
+    }
+}
