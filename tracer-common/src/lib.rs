@@ -3,9 +3,13 @@
 //! Every record the kernel writes to the ring buffer starts with a [`Header`], followed by
 //! the kind's fixed part and then, for kinds that carry strings, the strings back to back
 //! with their lengths in the fixed part (no NUL terminators, no padding). The layouts are
-//! `#[repr(C)]` with fixed-width fields and no implicit padding; the `const _` assertions
-//! below pin their sizes so the two sides cannot drift.
+//! `#[repr(C)]` with fixed-width fields in the CPU's byte order and no implicit padding; the
+//! layout tables below pin every field's offset and every size at compile time, so the two
+//! sides cannot drift, and make the structs [`Plain`]: userspace reads and writes records
+//! as the bytes of these structs, with no offsets of its own.
 #![no_std]
+
+use core::mem::offset_of;
 
 /// Length of a task's `comm`, as the kernel defines `TASK_COMM_LEN`.
 pub const COMM_LEN: usize = 16;
@@ -174,13 +178,122 @@ pub const CGROUP_FIXED_SIZE: usize = size_of::<CgroupFixed>();
 pub const SIGNAL_FIXED_SIZE: usize = size_of::<SignalFixed>();
 pub const OOM_FIXED_SIZE: usize = size_of::<OomFixed>();
 
-const _: () = assert!(HEADER_SIZE == 48);
-const _: () = assert!(EXEC_FIXED_SIZE == 16);
-const _: () = assert!(EXIT_FIXED_SIZE == 8);
-const _: () = assert!(FORK_FIXED_SIZE == 8);
-const _: () = assert!(CGROUP_FIXED_SIZE == 16);
-const _: () = assert!(SIGNAL_FIXED_SIZE == 16);
-const _: () = assert!(OOM_FIXED_SIZE == 8);
+/// A record struct that is nothing but its bytes: `#[repr(C)]`, every field an integer or
+/// an array of bytes, no padding. Any `size_of::<Self>()` bytes are a value of it, and all
+/// of a value's bytes are initialized, so a record is read from and written as bytes.
+///
+/// # Safety
+///
+/// Implemented only by `layout!` below, next to the compile-time proof of those three
+/// properties for the struct; implement it nowhere else.
+pub unsafe trait Plain: Copy + 'static {
+    /// The value in the first `size_of::<Self>()` bytes of `bytes`; `None` when there are
+    /// fewer.
+    #[inline]
+    fn read_from(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() < size_of::<Self>() {
+            return None;
+        }
+        // SAFETY: the check above makes `size_of::<Self>()` bytes from the start of `bytes`
+        // readable; `read_unaligned` needs no alignment; and every bit pattern of that size
+        // is a value of `Self` (the trait's contract: integer fields, no padding).
+        Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<Self>()) })
+    }
+
+    /// The value's bytes, as the kernel writes them to the ring buffer.
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        // SAFETY: `self` is `size_of::<Self>()` readable bytes for the borrow's lifetime,
+        // all of them initialized because `Self` has no padding (the trait's contract), and
+        // `u8` has no alignment requirement.
+        unsafe {
+            core::slice::from_raw_parts(core::ptr::from_ref(self).cast::<u8>(), size_of::<Self>())
+        }
+    }
+}
+
+/// The field types a [`Plain`] struct may have: those for which every bit pattern is a
+/// value and that have no padding of their own.
+trait Field {}
+impl Field for u8 {}
+impl Field for u16 {}
+impl Field for u32 {}
+impl Field for i32 {}
+impl Field for u64 {}
+impl<const N: usize> Field for [u8; N] {}
+
+/// The size of a field type, which must be a [`Field`].
+const fn field_size<F: Field>() -> usize {
+    size_of::<F>()
+}
+
+/// Pins the layout of a record struct, `field @ offset: type` for every field in order, and
+/// makes it [`Plain`]. Each line fails to compile when the struct disagrees: its size, a
+/// field's offset (two fields swapped, one inserted), a field's type; and the fields'
+/// sizes must add up to the struct's, so that no field is left out and there is no padding.
+macro_rules! layout {
+    ($t:ident: $size:literal { $($field:ident @ $off:literal: $ty:ty),+ $(,)? }) => {
+        const _: () = {
+            assert!(size_of::<$t>() == $size);
+            $(assert!(offset_of!($t, $field) == $off);)+
+            $(let _: fn(&$t) -> &$ty = |s| &s.$field;)+
+            assert!(0 $(+ field_size::<$ty>())+ == size_of::<$t>(), "padding or a field left out");
+        };
+        // SAFETY: the assertions above prove what `Plain` requires: the fields of `$t` have
+        // exactly the listed types, all of them `Field`s, and their sizes add up to the
+        // struct's, so no byte of it is padding. (`#[repr(C)]` on the definition, and the
+        // pinned offsets, make that the same layout in the kernel build.)
+        unsafe impl Plain for $t {}
+    };
+}
+
+layout!(Header: 48 {
+    kind @ 0: u32,
+    flags @ 4: u32,
+    ts_ns @ 8: u64,
+    pid @ 16: u32,
+    tgid @ 20: u32,
+    cgroup_id @ 24: u64,
+    comm @ 32: [u8; COMM_LEN],
+});
+
+layout!(ExecFixed: 16 {
+    ppid @ 0: u32,
+    uid @ 4: u32,
+    ret @ 8: i32,
+    filename_len @ 12: u16,
+    argv_len @ 14: u16,
+});
+
+layout!(ExitFixed: 8 {
+    ppid @ 0: u32,
+    status @ 4: u32,
+});
+
+layout!(ForkFixed: 8 {
+    child_pid @ 0: u32,
+    reserved @ 4: u32,
+});
+
+layout!(CgroupFixed: 16 {
+    id @ 0: u64,
+    target_pid @ 8: u32,
+    level @ 12: u16,
+    path_len @ 14: u16,
+});
+
+layout!(SignalFixed: 16 {
+    target_pid @ 0: u32,
+    sig @ 4: u32,
+    code @ 8: i32,
+    result @ 12: i32,
+});
+
+layout!(OomFixed: 8 {
+    victim_pid @ 0: u32,
+    reserved @ 4: u32,
+});
+
 const _: () = assert!(HEADER_SIZE + EXEC_FIXED_SIZE + MAX_FILENAME + MAX_ARGV <= SCRATCH_SIZE);
 const _: () = assert!(HEADER_SIZE + CGROUP_FIXED_SIZE + MAX_CGROUP_PATH <= SCRATCH_SIZE);
 const _: () = assert!(MAX_FILENAME.is_power_of_two() && MAX_ARGV.is_power_of_two());

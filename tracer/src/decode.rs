@@ -1,9 +1,11 @@
 //! Ring-buffer record bytes → [`Event`]: a pure function that never panics, whatever the
-//! bytes. [`encode`] is its inverse (fixtures, replay, round-trip tests).
+//! bytes. [`encode`] is its inverse (fixtures, replay, round-trip tests). Both read and
+//! write the record structs of `tracer_common` as bytes ([`Plain`]), the structs the kernel
+//! programs write: there are no offsets here to drift from theirs.
 
 use tracer_common::{
-    CGROUP_FIXED_SIZE, EXEC_FIXED_SIZE, EXIT_FIXED_SIZE, FLAG_ARGV_TRUNCATED, FLAG_PATH_TRUNCATED,
-    FORK_FIXED_SIZE, HEADER_SIZE, OOM_FIXED_SIZE, RecordKind, SIGNAL_FIXED_SIZE,
+    COMM_LEN, CgroupFixed, ExecFixed, ExitFixed, FLAG_ARGV_TRUNCATED, FLAG_PATH_TRUNCATED,
+    ForkFixed, HEADER_SIZE, Header, OomFixed, Plain, RecordKind, SignalFixed,
 };
 
 use crate::event::{CgroupRef, Errno, Event, EventKind, Signal, WaitStatus};
@@ -27,34 +29,19 @@ pub enum DecodeError {
     },
 }
 
-/// Little-endian field reads on a slice already checked to be long enough.
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn u16(&self, off: usize) -> u16 {
-        u16::from_le_bytes([self.0[off], self.0[off + 1]])
-    }
-    fn u32(&self, off: usize) -> u32 {
-        let b = &self.0[off..off + 4];
-        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-    }
-    fn u64(&self, off: usize) -> u64 {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&self.0[off..off + 8]);
-        u64::from_le_bytes(a)
-    }
-}
-
-fn need(buf: &[u8], what: &'static str, need: usize) -> Result<(), DecodeError> {
-    if buf.len() < need {
-        Err(DecodeError::NotEnoughBytes {
+/// The struct `T` at byte `at` of the record, and the bytes after it.
+fn fixed<'a, T: Plain>(
+    buf: &'a [u8],
+    at: usize,
+    what: &'static str,
+) -> Result<(T, &'a [u8]), DecodeError> {
+    buf.get(at..)
+        .and_then(|b| Some((T::read_from(b)?, b.get(size_of::<T>()..)?)))
+        .ok_or(DecodeError::NotEnoughBytes {
             what,
             len: buf.len(),
-            need,
+            need: at + size_of::<T>(),
         })
-    } else {
-        Ok(())
-    }
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -80,121 +67,112 @@ fn split_argv(bytes: &[u8]) -> Vec<String> {
     bytes.split(|&b| b == 0).map(text).collect()
 }
 
-/// The strings that follow a fixed part, checked against the lengths it declares.
+/// The strings that follow a fixed part (`rest`), checked against the lengths it declares.
 fn strings<const N: usize>(
-    buf: &[u8],
+    rest: &[u8],
     kind: RecordKind,
-    body: usize,
-    lens: [usize; N],
+    lens: [u16; N],
 ) -> Result<[&[u8]; N], DecodeError> {
-    let declared: usize = lens.iter().sum();
-    let present = buf.len() - body;
-    if declared > present {
+    let declared: usize = lens.iter().map(|&n| usize::from(n)).sum();
+    if declared > rest.len() {
         return Err(DecodeError::SizeMismatch {
             kind,
             declared,
-            present,
+            present: rest.len(),
         });
     }
-    let mut off = body;
+    let mut rest = rest;
     Ok(lens.map(|n| {
-        let s = &buf[off..off + n];
-        off += n;
+        // In bounds: the lengths add up to no more than `rest` holds (checked above).
+        let (s, after) = rest.split_at(usize::from(n));
+        rest = after;
         s
     }))
 }
 
 /// Decodes one record.
 pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
-    need(buf, "header", HEADER_SIZE)?;
-    let r = Reader(buf);
-    let raw_kind = r.u32(0);
-    let kind = RecordKind::from_u32(raw_kind).ok_or(DecodeError::UnknownKind(raw_kind))?;
-    let flags = r.u32(4);
-    let h = HEADER_SIZE;
+    let (hdr, _) = fixed::<Header>(buf, 0, "header")?;
+    let kind = RecordKind::from_u32(hdr.kind).ok_or(DecodeError::UnknownKind(hdr.kind))?;
+    let flag = |f: u32| hdr.flags & f != 0;
     let kind = match kind {
         RecordKind::Exec | RecordKind::ExecFailed => {
-            need(buf, "exec record", h + EXEC_FIXED_SIZE)?;
-            let ppid = r.u32(h);
-            let uid = r.u32(h + 4);
-            let ret = r.u32(h + 8) as i32;
-            let lens = [r.u16(h + 12) as usize, r.u16(h + 14) as usize];
-            let s = strings(buf, kind, h + EXEC_FIXED_SIZE, lens)?;
-            let filename = text(s[0]);
-            let filename_truncated = flags & FLAG_PATH_TRUNCATED != 0;
+            let (f, rest) = fixed::<ExecFixed>(buf, HEADER_SIZE, "exec record")?;
+            let [filename, argv] = strings(rest, kind, [f.filename_len, f.argv_len])?;
+            let filename = text(filename);
+            let filename_truncated = flag(FLAG_PATH_TRUNCATED);
             if kind == RecordKind::Exec {
                 EventKind::Exec {
-                    ppid,
-                    uid,
+                    ppid: f.ppid,
+                    uid: f.uid,
                     filename,
-                    argv: split_argv(s[1]),
+                    argv: split_argv(argv),
                     filename_truncated,
-                    argv_truncated: flags & FLAG_ARGV_TRUNCATED != 0,
+                    argv_truncated: flag(FLAG_ARGV_TRUNCATED),
                 }
             } else {
                 EventKind::ExecFailed {
-                    ppid,
-                    uid,
-                    errno: Errno(ret.saturating_neg()),
+                    ppid: f.ppid,
+                    uid: f.uid,
+                    errno: Errno(f.ret.saturating_neg()),
                     filename,
                     filename_truncated,
                 }
             }
         }
         RecordKind::Exit => {
-            need(buf, "exit record", h + EXIT_FIXED_SIZE)?;
+            let (f, _) = fixed::<ExitFixed>(buf, HEADER_SIZE, "exit record")?;
             EventKind::Exit {
-                ppid: r.u32(h),
-                status: WaitStatus(r.u32(h + 4)),
+                ppid: f.ppid,
+                status: WaitStatus(f.status),
             }
         }
         RecordKind::Fork => {
-            need(buf, "fork record", h + FORK_FIXED_SIZE)?;
+            let (f, _) = fixed::<ForkFixed>(buf, HEADER_SIZE, "fork record")?;
             EventKind::Fork {
-                child_pid: r.u32(h),
+                child_pid: f.child_pid,
             }
         }
         RecordKind::CgroupMkdir | RecordKind::CgroupRmdir | RecordKind::CgroupAttach => {
-            need(buf, "cgroup record", h + CGROUP_FIXED_SIZE)?;
-            let lens = [r.u16(h + 14) as usize];
-            let s = strings(buf, kind, h + CGROUP_FIXED_SIZE, lens)?;
+            let (f, rest) = fixed::<CgroupFixed>(buf, HEADER_SIZE, "cgroup record")?;
+            let [path] = strings(rest, kind, [f.path_len])?;
             let cgroup = CgroupRef {
-                id: r.u64(h),
-                level: r.u16(h + 12),
-                path: text(s[0]),
-                path_truncated: flags & FLAG_PATH_TRUNCATED != 0,
+                id: f.id,
+                level: f.level,
+                path: text(path),
+                path_truncated: flag(FLAG_PATH_TRUNCATED),
             };
             match kind {
                 RecordKind::CgroupMkdir => EventKind::CgroupMkdir { cgroup },
                 RecordKind::CgroupRmdir => EventKind::CgroupRmdir { cgroup },
                 _ => EventKind::CgroupAttach {
                     cgroup,
-                    target_pid: r.u32(h + 8),
+                    target_pid: f.target_pid,
                 },
             }
         }
         RecordKind::Signal => {
-            need(buf, "signal record", h + SIGNAL_FIXED_SIZE)?;
+            let (f, _) = fixed::<SignalFixed>(buf, HEADER_SIZE, "signal record")?;
             EventKind::Signal {
-                target_pid: r.u32(h),
-                signal: Signal(r.u32(h + 4) as i32),
-                code: r.u32(h + 8) as i32,
-                result: r.u32(h + 12) as i32,
+                target_pid: f.target_pid,
+                signal: Signal(f.sig as i32),
+                code: f.code,
+                result: f.result,
             }
         }
         RecordKind::OomKill => {
-            need(buf, "oom-kill record", h + OOM_FIXED_SIZE)?;
+            let (f, _) = fixed::<OomFixed>(buf, HEADER_SIZE, "oom-kill record")?;
             EventKind::OomKill {
-                victim_pid: r.u32(h),
+                victim_pid: f.victim_pid,
             }
         }
     };
     Ok(Event {
-        ts_ns: r.u64(8),
-        pid: r.u32(16),
-        tgid: r.u32(20),
-        cgroup_id: r.u64(24),
-        comm: comm(&buf[32..48]),
+        ts_ns: hdr.ts_ns,
+        pid: hdr.pid,
+        tgid: hdr.tgid,
+        cgroup_id: hdr.cgroup_id,
+        comm: comm(&hdr.comm),
         kind,
     })
 }
@@ -202,107 +180,78 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
 /// Encodes an event as the kernel programs write it. Strings longer than the record format
 /// allows (u16 lengths) are cut; comm is cut to 15 bytes.
 pub fn encode(ev: &Event) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128);
-    let (kind, mut flags) = match &ev.kind {
-        EventKind::Exec { .. } => (RecordKind::Exec, 0),
-        EventKind::ExecFailed { .. } => (RecordKind::ExecFailed, 0),
-        EventKind::Exit { .. } => (RecordKind::Exit, 0),
-        EventKind::Fork { .. } => (RecordKind::Fork, 0),
-        EventKind::CgroupMkdir { .. } => (RecordKind::CgroupMkdir, 0),
-        EventKind::CgroupRmdir { .. } => (RecordKind::CgroupRmdir, 0),
-        EventKind::CgroupAttach { .. } => (RecordKind::CgroupAttach, 0),
-        EventKind::Signal { .. } => (RecordKind::Signal, 0),
-        EventKind::OomKill { .. } => (RecordKind::OomKill, 0),
-    };
-    match &ev.kind {
-        EventKind::Exec {
-            filename_truncated,
-            argv_truncated,
-            ..
-        } => {
-            flags |= if *filename_truncated {
-                FLAG_PATH_TRUNCATED
-            } else {
-                0
-            };
-            flags |= if *argv_truncated {
-                FLAG_ARGV_TRUNCATED
-            } else {
-                0
-            };
-        }
-        EventKind::ExecFailed {
-            filename_truncated: true,
-            ..
-        } => flags |= FLAG_PATH_TRUNCATED,
-        EventKind::CgroupMkdir { cgroup }
-        | EventKind::CgroupRmdir { cgroup }
-        | EventKind::CgroupAttach { cgroup, .. }
-            if cgroup.path_truncated =>
-        {
-            flags |= FLAG_PATH_TRUNCATED
-        }
-        _ => {}
-    }
-    out.extend_from_slice(&(kind as u32).to_le_bytes());
-    out.extend_from_slice(&flags.to_le_bytes());
-    out.extend_from_slice(&ev.ts_ns.to_le_bytes());
-    out.extend_from_slice(&ev.pid.to_le_bytes());
-    out.extend_from_slice(&ev.tgid.to_le_bytes());
-    out.extend_from_slice(&ev.cgroup_id.to_le_bytes());
-    let mut comm = [0u8; 16];
-    let n = ev.comm.len().min(15);
-    comm[..n].copy_from_slice(&ev.comm.as_bytes()[..n]);
-    out.extend_from_slice(&comm);
-
-    let cut = |s: &[u8]| s[..s.len().min(u16::MAX as usize)].to_vec();
+    let flag = |set: bool, f: u32| if set { f } else { 0 };
     match &ev.kind {
         EventKind::Exec {
             ppid,
             uid,
             filename,
             argv,
-            ..
+            filename_truncated,
+            argv_truncated,
         } => {
-            let filename = cut(filename.as_bytes());
             let mut block = Vec::new();
             for a in argv {
                 block.extend_from_slice(a.as_bytes());
                 block.push(0);
             }
-            let block = cut(&block);
-            exec_fixed(&mut out, *ppid, *uid, 0, &filename, &block);
+            let (filename, filename_len) = cut(filename.as_bytes());
+            let (argv, argv_len) = cut(&block);
+            let flags = flag(*filename_truncated, FLAG_PATH_TRUNCATED)
+                | flag(*argv_truncated, FLAG_ARGV_TRUNCATED);
+            let fixed = ExecFixed {
+                ppid: *ppid,
+                uid: *uid,
+                ret: 0,
+                filename_len,
+                argv_len,
+            };
+            record(
+                &header(ev, RecordKind::Exec, flags),
+                &fixed,
+                &[filename, argv],
+            )
         }
         EventKind::ExecFailed {
             ppid,
             uid,
             errno,
             filename,
-            ..
+            filename_truncated,
         } => {
-            let filename = cut(filename.as_bytes());
-            exec_fixed(
-                &mut out,
-                *ppid,
-                *uid,
-                errno.0.saturating_neg(),
-                &filename,
-                &[],
-            );
+            let (filename, filename_len) = cut(filename.as_bytes());
+            let flags = flag(*filename_truncated, FLAG_PATH_TRUNCATED);
+            let fixed = ExecFixed {
+                ppid: *ppid,
+                uid: *uid,
+                ret: errno.0.saturating_neg(),
+                filename_len,
+                argv_len: 0,
+            };
+            record(
+                &header(ev, RecordKind::ExecFailed, flags),
+                &fixed,
+                &[filename],
+            )
         }
         EventKind::Exit { ppid, status } => {
-            out.extend_from_slice(&ppid.to_le_bytes());
-            out.extend_from_slice(&status.0.to_le_bytes());
+            let fixed = ExitFixed {
+                ppid: *ppid,
+                status: status.0,
+            };
+            record(&header(ev, RecordKind::Exit, 0), &fixed, &[])
         }
         EventKind::Fork { child_pid } => {
-            out.extend_from_slice(&child_pid.to_le_bytes());
-            out.extend_from_slice(&0u32.to_le_bytes());
+            let fixed = ForkFixed {
+                child_pid: *child_pid,
+                reserved: 0,
+            };
+            record(&header(ev, RecordKind::Fork, 0), &fixed, &[])
         }
-        EventKind::CgroupMkdir { cgroup } | EventKind::CgroupRmdir { cgroup } => {
-            cgroup_fixed(&mut out, cgroup, 0, &cut(cgroup.path.as_bytes()));
-        }
+        EventKind::CgroupMkdir { cgroup } => cgroup_record(ev, RecordKind::CgroupMkdir, cgroup, 0),
+        EventKind::CgroupRmdir { cgroup } => cgroup_record(ev, RecordKind::CgroupRmdir, cgroup, 0),
         EventKind::CgroupAttach { cgroup, target_pid } => {
-            cgroup_fixed(&mut out, cgroup, *target_pid, &cut(cgroup.path.as_bytes()));
+            cgroup_record(ev, RecordKind::CgroupAttach, cgroup, *target_pid)
         }
         EventKind::Signal {
             target_pid,
@@ -310,34 +259,72 @@ pub fn encode(ev: &Event) -> Vec<u8> {
             code,
             result,
         } => {
-            for v in [*target_pid, signal.0 as u32, *code as u32, *result as u32] {
-                out.extend_from_slice(&v.to_le_bytes());
-            }
+            let fixed = SignalFixed {
+                target_pid: *target_pid,
+                sig: signal.0 as u32,
+                code: *code,
+                result: *result,
+            };
+            record(&header(ev, RecordKind::Signal, 0), &fixed, &[])
         }
         EventKind::OomKill { victim_pid } => {
-            out.extend_from_slice(&victim_pid.to_le_bytes());
-            out.extend_from_slice(&0u32.to_le_bytes());
+            let fixed = OomFixed {
+                victim_pid: *victim_pid,
+                reserved: 0,
+            };
+            record(&header(ev, RecordKind::OomKill, 0), &fixed, &[])
         }
     }
+}
+
+/// The header the kernel writes for `ev`; comm is cut to leave its terminating NUL.
+fn header(ev: &Event, kind: RecordKind, flags: u32) -> Header {
+    let mut comm = [0u8; COMM_LEN];
+    let n = ev.comm.len().min(COMM_LEN - 1);
+    comm[..n].copy_from_slice(&ev.comm.as_bytes()[..n]);
+    Header {
+        kind: kind as u32,
+        flags,
+        ts_ns: ev.ts_ns,
+        pid: ev.pid,
+        tgid: ev.tgid,
+        cgroup_id: ev.cgroup_id,
+        comm,
+    }
+}
+
+fn cgroup_record(ev: &Event, kind: RecordKind, cgroup: &CgroupRef, target_pid: u32) -> Vec<u8> {
+    let (path, path_len) = cut(cgroup.path.as_bytes());
+    let flags = if cgroup.path_truncated {
+        FLAG_PATH_TRUNCATED
+    } else {
+        0
+    };
+    let fixed = CgroupFixed {
+        id: cgroup.id,
+        target_pid,
+        level: cgroup.level,
+        path_len,
+    };
+    record(&header(ev, kind, flags), &fixed, &[path])
+}
+
+/// At most as many bytes of `s` as a record's u16 length can declare, and their length.
+fn cut(s: &[u8]) -> (&[u8], u16) {
+    let n = u16::try_from(s.len()).unwrap_or(u16::MAX);
+    (&s[..usize::from(n)], n)
+}
+
+/// A record: the header, the kind's fixed part, the strings back to back.
+fn record<T: Plain>(hdr: &Header, fixed: &T, strings: &[&[u8]]) -> Vec<u8> {
+    let len = HEADER_SIZE + size_of::<T>() + strings.iter().map(|s| s.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(hdr.as_bytes());
+    out.extend_from_slice(fixed.as_bytes());
+    for s in strings {
+        out.extend_from_slice(s);
+    }
     out
-}
-
-fn exec_fixed(out: &mut Vec<u8>, ppid: u32, uid: u32, ret: i32, filename: &[u8], argv: &[u8]) {
-    out.extend_from_slice(&ppid.to_le_bytes());
-    out.extend_from_slice(&uid.to_le_bytes());
-    out.extend_from_slice(&ret.to_le_bytes());
-    out.extend_from_slice(&(filename.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(argv.len() as u16).to_le_bytes());
-    out.extend_from_slice(filename);
-    out.extend_from_slice(argv);
-}
-
-fn cgroup_fixed(out: &mut Vec<u8>, cgroup: &CgroupRef, target_pid: u32, path: &[u8]) {
-    out.extend_from_slice(&cgroup.id.to_le_bytes());
-    out.extend_from_slice(&target_pid.to_le_bytes());
-    out.extend_from_slice(&cgroup.level.to_le_bytes());
-    out.extend_from_slice(&(path.len() as u16).to_le_bytes());
-    out.extend_from_slice(path);
 }
 
 /// Arbitrary events, for property tests.
@@ -481,9 +468,9 @@ mod tests {
     #[test]
     fn unknown_kinds_are_errors() {
         let mut rec = encode(&exit_event());
-        rec[..4].copy_from_slice(&99u32.to_le_bytes());
+        rec[..4].copy_from_slice(&99u32.to_ne_bytes());
         assert_eq!(decode(&rec), Err(DecodeError::UnknownKind(99)));
-        rec[..4].copy_from_slice(&0u32.to_le_bytes());
+        rec[..4].copy_from_slice(&0u32.to_ne_bytes());
         assert_eq!(decode(&rec), Err(DecodeError::UnknownKind(0)));
     }
 
@@ -502,7 +489,8 @@ mod tests {
         };
         let mut rec = encode(&ev);
         // filename_len claims far more than the record holds
-        rec[HEADER_SIZE + 12..HEADER_SIZE + 14].copy_from_slice(&u16::MAX.to_le_bytes());
+        let at = HEADER_SIZE + std::mem::offset_of!(ExecFixed, filename_len);
+        rec[at..at + 2].copy_from_slice(&u16::MAX.to_ne_bytes());
         assert!(matches!(
             decode(&rec),
             Err(DecodeError::SizeMismatch {

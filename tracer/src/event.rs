@@ -151,18 +151,89 @@ impl Event {
 }
 
 impl EventKind {
-    pub fn name(&self) -> &'static str {
+    /// Which kind of event this is.
+    pub fn kind(&self) -> Kind {
         match self {
-            Self::Exec { .. } => "exec",
-            Self::ExecFailed { .. } => "exec-failed",
-            Self::Exit { .. } => "exit",
-            Self::Fork { .. } => "fork",
-            Self::CgroupMkdir { .. } => "cgroup-mkdir",
-            Self::CgroupRmdir { .. } => "cgroup-rmdir",
-            Self::CgroupAttach { .. } => "cgroup-attach",
-            Self::Signal { .. } => "signal",
-            Self::OomKill { .. } => "oom-kill",
+            Self::Exec { .. } => Kind::Exec,
+            Self::ExecFailed { .. } => Kind::ExecFailed,
+            Self::Exit { .. } => Kind::Exit,
+            Self::Fork { .. } => Kind::Fork,
+            Self::CgroupMkdir { .. } => Kind::CgroupMkdir,
+            Self::CgroupRmdir { .. } => Kind::CgroupRmdir,
+            Self::CgroupAttach { .. } => Kind::CgroupAttach,
+            Self::Signal { .. } => Kind::Signal,
+            Self::OomKill { .. } => Kind::OomKill,
         }
+    }
+
+    /// The kind's name, as `--kind` and the JSON `kind` field spell it.
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+}
+
+/// The kinds of event, one for each [`EventKind`] variant: the one table of their names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Exec,
+    ExecFailed,
+    Exit,
+    Fork,
+    CgroupMkdir,
+    CgroupRmdir,
+    CgroupAttach,
+    Signal,
+    OomKill,
+}
+
+impl Kind {
+    /// Every kind, in declaration order.
+    pub const ALL: [Self; 9] = [
+        Self::Exec,
+        Self::ExecFailed,
+        Self::Exit,
+        Self::Fork,
+        Self::CgroupMkdir,
+        Self::CgroupRmdir,
+        Self::CgroupAttach,
+        Self::Signal,
+        Self::OomKill,
+    ];
+
+    /// The kind's name: the JSON `kind` field (serde's kebab-case of the [`EventKind`]
+    /// variant) and what `--kind` takes.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Exec => "exec",
+            Self::ExecFailed => "exec-failed",
+            Self::Exit => "exit",
+            Self::Fork => "fork",
+            Self::CgroupMkdir => "cgroup-mkdir",
+            Self::CgroupRmdir => "cgroup-rmdir",
+            Self::CgroupAttach => "cgroup-attach",
+            Self::Signal => "signal",
+            Self::OomKill => "oom-kill",
+        }
+    }
+
+    /// The kind of that name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+// `ALL` is in declaration order, each kind once.
+const _: () = {
+    let mut i = 0;
+    while i < Kind::ALL.len() {
+        assert!(Kind::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -343,7 +414,10 @@ pub fn signal_name(sig: i32) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::decode::arb;
 
     #[test]
     fn wait_status_reads_like_waitpid() {
@@ -370,6 +444,32 @@ mod tests {
         assert_eq!(e.to_string(), "EACCES (Permission denied)");
         assert_eq!(Errno(libc::ENOEXEC).name(), Some("ENOEXEC"));
         assert!(Errno(4000).to_string().starts_with("errno 4000"));
+    }
+
+    #[test]
+    fn kinds_have_one_name_each() {
+        for k in Kind::ALL {
+            assert_eq!(Kind::from_name(k.name()), Some(k));
+            assert_eq!(k.to_string(), k.name());
+        }
+        let mut names: Vec<_> = Kind::ALL.iter().map(|k| k.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Kind::ALL.len());
+        assert_eq!(Kind::from_name("teleport"), None);
+        assert_eq!(Kind::from_name("Exec"), None);
+    }
+
+    proptest! {
+        /// The table's names are those serde writes in the `kind` field, and every kind an
+        /// event can have is in `ALL`.
+        #[test]
+        fn kind_names_are_what_serde_writes(ev in arb::event(arb::plain_string())) {
+            let v = serde_json::to_value(&ev).unwrap();
+            prop_assert_eq!(v["kind"].as_str(), Some(ev.kind_name()));
+            prop_assert!(Kind::ALL.contains(&ev.kind.kind()));
+            prop_assert_eq!(Kind::from_name(ev.kind_name()), Some(ev.kind.kind()));
+        }
     }
 
     #[test]

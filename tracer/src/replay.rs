@@ -10,7 +10,7 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::event::{CgroupRef, Errno, Event, EventKind, Signal, WaitStatus};
+use crate::event::{CgroupRef, Errno, Event, EventKind, Kind, Signal, WaitStatus};
 
 /// Why a line is not an event.
 #[derive(Debug, thiserror::Error)]
@@ -31,111 +31,185 @@ pub enum ReplayError {
     UnknownKind { line: usize, kind: String },
 }
 
-/// Every field any kind of JSON line carries; which are present depends on `kind`.
+/// What every line carries, whatever its kind (`Event`'s own fields). The kind's fields are
+/// read in a second pass over the line, into the kind's [`body`] struct: that way the keys
+/// may come in any order (`kind` after the kind's own) without buffering any values.
 #[derive(Deserialize)]
-struct Line {
+struct Head {
     ts_ns: u64,
     pid: u32,
     tgid: u32,
     cgroup_id: u64,
     comm: String,
     kind: String,
-    ppid: Option<u32>,
-    uid: Option<u32>,
-    filename: Option<String>,
-    argv: Option<Vec<String>>,
-    #[serde(default)]
-    filename_truncated: bool,
-    #[serde(default)]
-    argv_truncated: bool,
-    errno: Option<i32>,
-    status: Option<u32>,
-    child_pid: Option<u32>,
-    cgroup_target_id: Option<u64>,
-    level: Option<u16>,
-    cgroup_target: Option<String>,
-    #[serde(default)]
-    path_truncated: bool,
-    target_pid: Option<u32>,
-    signal: Option<i32>,
-    code: Option<i32>,
-    result: Option<i32>,
-    victim_pid: Option<u32>,
+}
+
+/// The fields each kind's line carries, as event.rs serializes its [`EventKind`] variant:
+/// flattened parts inline, renamed fields under their JSON names. A field without which
+/// there is no event is an `Option`, so that a line without it is a
+/// [`ReplayError::Missing`] naming it; the others have defaults (a recording may leave
+/// them out). Fields a writer adds for people (`time`, `cgroup`, `error_text`,
+/// `signal_name`, ...) are not read back.
+mod body {
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub(super) struct Exec {
+        pub ppid: Option<u32>,
+        pub uid: Option<u32>,
+        pub filename: Option<String>,
+        pub argv: Option<Vec<String>>,
+        #[serde(default)]
+        pub filename_truncated: bool,
+        #[serde(default)]
+        pub argv_truncated: bool,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct ExecFailed {
+        pub ppid: Option<u32>,
+        pub uid: Option<u32>,
+        /// [`crate::event::Errno`]: `errno` (and `error`, `error_text`, derived from it).
+        pub errno: Option<i32>,
+        pub filename: Option<String>,
+        #[serde(default)]
+        pub filename_truncated: bool,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Exit {
+        pub ppid: Option<u32>,
+        /// [`crate::event::WaitStatus`]: `status` (and the fields derived from it).
+        pub status: Option<u32>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Fork {
+        pub child_pid: Option<u32>,
+    }
+
+    /// [`crate::event::CgroupRef`], and for `cgroup-attach` the task moved.
+    #[derive(Deserialize)]
+    pub(super) struct Cgroup {
+        pub cgroup_target_id: Option<u64>,
+        pub level: Option<u16>,
+        pub cgroup_target: Option<String>,
+        #[serde(default)]
+        pub path_truncated: bool,
+        pub target_pid: Option<u32>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Signal {
+        pub target_pid: Option<u32>,
+        /// [`crate::event::Signal`]: `signal` (and `signal_name`).
+        pub signal: Option<i32>,
+        pub code: Option<i32>,
+        pub result: Option<i32>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct OomKill {
+        pub victim_pid: Option<u32>,
+    }
 }
 
 /// Parses one JSON line; `line` numbers the errors.
 pub fn parse_line(text: &str, line: usize) -> Result<Event, ReplayError> {
-    let l: Line =
-        serde_json::from_str(text).map_err(|source| ReplayError::Json { line, source })?;
+    let json = |source| ReplayError::Json { line, source };
+    let head: Head = serde_json::from_str(text).map_err(json)?;
+    let Some(kind) = Kind::from_name(&head.kind) else {
+        return Err(ReplayError::UnknownKind {
+            line,
+            kind: head.kind,
+        });
+    };
     let missing = |field| ReplayError::Missing {
         line,
-        kind: l.kind.clone(),
+        kind: head.kind.clone(),
         field,
     };
-    let cgroup = || -> Result<CgroupRef, ReplayError> {
-        Ok(CgroupRef {
-            id: l
-                .cgroup_target_id
-                .ok_or_else(|| missing("cgroup_target_id"))?,
-            level: l.level.unwrap_or(0),
-            path: l
-                .cgroup_target
-                .clone()
-                .ok_or_else(|| missing("cgroup_target"))?,
-            path_truncated: l.path_truncated,
-        })
-    };
-    let kind = match l.kind.as_str() {
-        "exec" => EventKind::Exec {
-            ppid: l.ppid.ok_or_else(|| missing("ppid"))?,
-            uid: l.uid.unwrap_or(0),
-            filename: l.filename.clone().ok_or_else(|| missing("filename"))?,
-            argv: l.argv.clone().unwrap_or_default(),
-            filename_truncated: l.filename_truncated,
-            argv_truncated: l.argv_truncated,
-        },
-        "exec-failed" => EventKind::ExecFailed {
-            ppid: l.ppid.ok_or_else(|| missing("ppid"))?,
-            uid: l.uid.unwrap_or(0),
-            errno: Errno(l.errno.ok_or_else(|| missing("errno"))?),
-            filename: l.filename.clone().ok_or_else(|| missing("filename"))?,
-            filename_truncated: l.filename_truncated,
-        },
-        "exit" => EventKind::Exit {
-            ppid: l.ppid.ok_or_else(|| missing("ppid"))?,
-            status: WaitStatus(l.status.ok_or_else(|| missing("status"))?),
-        },
-        "fork" => EventKind::Fork {
-            child_pid: l.child_pid.ok_or_else(|| missing("child_pid"))?,
-        },
-        "cgroup-mkdir" => EventKind::CgroupMkdir { cgroup: cgroup()? },
-        "cgroup-rmdir" => EventKind::CgroupRmdir { cgroup: cgroup()? },
-        "cgroup-attach" => EventKind::CgroupAttach {
-            cgroup: cgroup()?,
-            target_pid: l.target_pid.ok_or_else(|| missing("target_pid"))?,
-        },
-        "signal" => EventKind::Signal {
-            target_pid: l.target_pid.ok_or_else(|| missing("target_pid"))?,
-            signal: Signal(l.signal.ok_or_else(|| missing("signal"))?),
-            code: l.code.unwrap_or(0),
-            result: l.result.unwrap_or(0),
-        },
-        "oom-kill" => EventKind::OomKill {
-            victim_pid: l.victim_pid.ok_or_else(|| missing("victim_pid"))?,
-        },
-        other => {
-            return Err(ReplayError::UnknownKind {
-                line,
-                kind: other.to_owned(),
-            });
+    // `req!(b.field)`: the field's value, or the error that the line lacks it (by the name
+    // it has in the line, which is the body struct's field name).
+    macro_rules! req {
+        ($b:ident . $field:ident) => {
+            $b.$field.ok_or_else(|| missing(stringify!($field)))?
+        };
+    }
+    let kind = match kind {
+        Kind::Exec => {
+            let b: body::Exec = serde_json::from_str(text).map_err(json)?;
+            EventKind::Exec {
+                ppid: req!(b.ppid),
+                uid: b.uid.unwrap_or(0),
+                filename: req!(b.filename),
+                argv: b.argv.unwrap_or_default(),
+                filename_truncated: b.filename_truncated,
+                argv_truncated: b.argv_truncated,
+            }
+        }
+        Kind::ExecFailed => {
+            let b: body::ExecFailed = serde_json::from_str(text).map_err(json)?;
+            EventKind::ExecFailed {
+                ppid: req!(b.ppid),
+                uid: b.uid.unwrap_or(0),
+                errno: Errno(req!(b.errno)),
+                filename: req!(b.filename),
+                filename_truncated: b.filename_truncated,
+            }
+        }
+        Kind::Exit => {
+            let b: body::Exit = serde_json::from_str(text).map_err(json)?;
+            EventKind::Exit {
+                ppid: req!(b.ppid),
+                status: WaitStatus(req!(b.status)),
+            }
+        }
+        Kind::Fork => {
+            let b: body::Fork = serde_json::from_str(text).map_err(json)?;
+            EventKind::Fork {
+                child_pid: req!(b.child_pid),
+            }
+        }
+        Kind::CgroupMkdir | Kind::CgroupRmdir | Kind::CgroupAttach => {
+            let b: body::Cgroup = serde_json::from_str(text).map_err(json)?;
+            let cgroup = CgroupRef {
+                id: req!(b.cgroup_target_id),
+                level: b.level.unwrap_or(0),
+                path: req!(b.cgroup_target),
+                path_truncated: b.path_truncated,
+            };
+            match kind {
+                Kind::CgroupMkdir => EventKind::CgroupMkdir { cgroup },
+                Kind::CgroupRmdir => EventKind::CgroupRmdir { cgroup },
+                _ => EventKind::CgroupAttach {
+                    cgroup,
+                    target_pid: req!(b.target_pid),
+                },
+            }
+        }
+        Kind::Signal => {
+            let b: body::Signal = serde_json::from_str(text).map_err(json)?;
+            EventKind::Signal {
+                target_pid: req!(b.target_pid),
+                signal: Signal(req!(b.signal)),
+                code: b.code.unwrap_or(0),
+                result: b.result.unwrap_or(0),
+            }
+        }
+        Kind::OomKill => {
+            let b: body::OomKill = serde_json::from_str(text).map_err(json)?;
+            EventKind::OomKill {
+                victim_pid: req!(b.victim_pid),
+            }
         }
     };
     Ok(Event {
-        ts_ns: l.ts_ns,
-        pid: l.pid,
-        tgid: l.tgid,
-        cgroup_id: l.cgroup_id,
-        comm: l.comm,
+        ts_ns: head.ts_ns,
+        pid: head.pid,
+        tgid: head.tgid,
+        cgroup_id: head.cgroup_id,
+        comm: head.comm,
         kind,
     })
 }
@@ -168,9 +242,13 @@ pub fn read_file(path: &Path) -> io::Result<(Vec<Event>, Vec<ReplayError>)> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::{
         clock::BootClock,
+        daemon::json::write_line,
+        decode::arb,
         event::{CgroupRef, Errno, Signal, WaitStatus},
         report::events::write_json,
     };
@@ -269,5 +347,48 @@ mod tests {
             errors[2],
             ReplayError::UnknownKind { line: 4, .. }
         ));
+    }
+
+    #[test]
+    fn a_line_without_a_field_names_it() {
+        let head = ["ts_ns", "pid", "tgid", "cgroup_id", "comm", "kind"];
+        for ev in all_kinds() {
+            let v = serde_json::to_value(&ev).unwrap();
+            for key in v.as_object().unwrap().keys() {
+                let mut m = v.clone();
+                m.as_object_mut().unwrap().remove(key);
+                match parse_line(&m.to_string(), 1) {
+                    // A field with a default, or one derived from another.
+                    Ok(_) => {}
+                    Err(ReplayError::Missing { field, kind, .. }) => {
+                        assert_eq!(field, key);
+                        assert_eq!(kind, ev.kind_name());
+                    }
+                    Err(ReplayError::Json { .. }) => assert!(head.contains(&key.as_str()), "{key}"),
+                    Err(e) => panic!("{key}: {e}"),
+                }
+            }
+        }
+    }
+
+    proptest! {
+        /// The daemon's stream lines read back into the events written.
+        #[test]
+        fn stream_lines_read_back(ev in arb::event(any::<String>().boxed()), cgroup in proptest::option::of(any::<String>())) {
+            let mut out = Vec::new();
+            write_line(&mut out, &ev, &BootClock::new(), cgroup.as_deref());
+            let text = std::str::from_utf8(&out).unwrap();
+            prop_assert_eq!(parse_line(text.trim_end_matches('\n'), 1).unwrap(), ev);
+        }
+
+        /// What event.rs serializes reads back into the event, with its keys in any order
+        /// (a `serde_json::Value` writes them sorted, `kind` after some of the kind's own).
+        #[test]
+        fn serde_lines_read_back(ev in arb::event(any::<String>().boxed())) {
+            let text = serde_json::to_string(&ev).unwrap();
+            prop_assert_eq!(parse_line(&text, 1).unwrap(), ev.clone());
+            let sorted = serde_json::to_value(&ev).unwrap().to_string();
+            prop_assert_eq!(parse_line(&sorted, 1).unwrap(), ev);
+        }
     }
 }
