@@ -7,6 +7,7 @@
 use std::{collections::HashMap, fs, path::Path};
 
 use tracer::{
+    enrich::Resolver,
     event::Errno,
     model::{
         Model, ModelConfig, StartKind, UnitHistory,
@@ -88,8 +89,9 @@ fn replayed(fixture: &str) -> Model<RecordedFacts> {
     assert!(errors.is_empty(), "{errors:?}");
     assert!(events.len() > 300, "a whole boot: {} events", events.len());
     let mut model = Model::new(facts(), ModelConfig::default());
-    for ev in &events {
-        model.apply(ev);
+    let mut cgroups = Resolver::default();
+    for ev in events {
+        model.apply(&cgroups.enrich(ev));
     }
     model
 }
@@ -472,8 +474,9 @@ fn the_seed_story_replays() {
             },
         );
         let mut m = Model::new(f, ModelConfig::default());
-        for ev in &events {
-            m.apply(ev);
+        let mut cgroups = Resolver::default();
+        for ev in events {
+            m.apply(&cgroups.enrich(ev));
         }
         let h = unit(&m, "mylog");
         assert_eq!(

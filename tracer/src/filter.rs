@@ -1,41 +1,42 @@
 //! Which events a client asked to see: the matching of a [`Filter`] (the live stream, the
 //! daemon's stream clients, a replayed boot), and journalctl's unit globs.
 
-use clap::ValueEnum as _;
-
 use crate::{
-    event::{Event, EventKind},
+    enrich::Enriched,
+    event::{EventKind, Kind},
     protocol::{Filter, KindFilter},
 };
 
 impl KindFilter {
-    fn matches(self, kind: &EventKind) -> bool {
+    /// The event kinds it selects.
+    pub fn kinds(self) -> &'static [Kind] {
         match self {
-            Self::Cgroup => matches!(
-                kind,
-                EventKind::CgroupMkdir { .. }
-                    | EventKind::CgroupRmdir { .. }
-                    | EventKind::CgroupAttach { .. }
-            ),
-            _ => self
-                .to_possible_value()
-                .is_some_and(|v| v.get_name() == kind.name()),
+            Self::Exec => &[Kind::Exec],
+            Self::ExecFailed => &[Kind::ExecFailed],
+            Self::Exit => &[Kind::Exit],
+            Self::Fork => &[Kind::Fork],
+            Self::Cgroup => &[Kind::CgroupMkdir, Kind::CgroupRmdir, Kind::CgroupAttach],
+            Self::CgroupMkdir => &[Kind::CgroupMkdir],
+            Self::CgroupRmdir => &[Kind::CgroupRmdir],
+            Self::CgroupAttach => &[Kind::CgroupAttach],
+            Self::Signal => &[Kind::Signal],
+            Self::OomKill => &[Kind::OomKill],
         }
+    }
+
+    fn matches(self, kind: &EventKind) -> bool {
+        self.kinds().contains(&kind.kind())
     }
 }
 
 impl Filter {
-    /// Whether to show `ev`, whose task's cgroup resolved to `cgroup` (None: unknown).
-    pub fn matches(&self, ev: &Event, cgroup: Option<&str>) -> bool {
+    /// Whether to show an event.
+    pub fn matches(&self, e: &Enriched) -> bool {
+        let ev = &e.ev;
         // The cgroup an event is about: a cgroup event's own, else its task's.
-        let path = match &ev.kind {
-            EventKind::CgroupMkdir { cgroup }
-            | EventKind::CgroupRmdir { cgroup }
-            | EventKind::CgroupAttach { cgroup, .. } => Some(cgroup.path.as_str()),
-            _ => cgroup,
-        };
+        let path = e.path();
         if !self.units.is_empty() {
-            let unit = path.and_then(crate::unit::unit_of_cgroup);
+            let unit = e.about_unit();
             if !unit.is_some_and(|u| self.units.iter().any(|p| unit_matches(p, &u.name))) {
                 return false;
             }
@@ -100,8 +101,17 @@ mod tests {
     use super::*;
     use crate::{
         event::CgroupRef,
-        testing::{ev, exec, exit, failed_exec},
+        testing::{enriched, ev, exec, exit, failed_exec},
     };
+
+    #[test]
+    fn every_kind_is_selected_by_its_own_name() {
+        use clap::ValueEnum as _;
+        for k in Kind::ALL {
+            let f = KindFilter::from_str(k.name(), false).expect("a --kind value per kind");
+            assert_eq!(f.kinds(), &[k]);
+        }
+    }
 
     #[test]
     fn unit_patterns_glob_like_journalctl() {
@@ -116,32 +126,32 @@ mod tests {
             units: vec!["mylog".into()],
             ..Filter::default()
         };
-        assert!(f.matches(&exec(), Some("/system.slice/mylog.service")));
-        assert!(!f.matches(&exec(), Some("/system.slice/other.service")));
-        assert!(!f.matches(&exec(), None));
+        assert!(f.matches(&enriched(exec(), Some("/system.slice/mylog.service"))));
+        assert!(!f.matches(&enriched(exec(), Some("/system.slice/other.service"))));
+        assert!(!f.matches(&enriched(exec(), None)));
     }
 
     #[test]
     fn filters_select_what_was_asked() {
         let all = Filter::default();
-        assert!(all.matches(&exec(), None));
+        assert!(all.matches(&enriched(exec(), None)));
 
         let failed = Filter {
             failed_only: true,
             ..Filter::default()
         };
-        assert!(!failed.matches(&exec(), None));
-        assert!(failed.matches(&failed_exec(), None));
-        assert!(!failed.matches(&exit(0), None));
-        assert!(failed.matches(&exit(1 << 8), None));
-        assert!(failed.matches(&exit(9), None));
+        assert!(!failed.matches(&enriched(exec(), None)));
+        assert!(failed.matches(&enriched(failed_exec(), None)));
+        assert!(!failed.matches(&enriched(exit(0), None)));
+        assert!(failed.matches(&enriched(exit(1 << 8), None)));
+        assert!(failed.matches(&enriched(exit(9), None)));
 
         let kinds = Filter {
             kinds: vec![KindFilter::ExecFailed, KindFilter::Cgroup],
             ..Filter::default()
         };
-        assert!(!kinds.matches(&exec(), None));
-        assert!(kinds.matches(&failed_exec(), None));
+        assert!(!kinds.matches(&enriched(exec(), None)));
+        assert!(kinds.matches(&enriched(failed_exec(), None)));
         let mkdir = ev(EventKind::CgroupMkdir {
             cgroup: CgroupRef {
                 id: 9,
@@ -150,28 +160,28 @@ mod tests {
                 path_truncated: false,
             },
         });
-        assert!(kinds.matches(&mkdir, None));
+        assert!(kinds.matches(&enriched(mkdir.clone(), None)));
 
         let pid = Filter {
             pids: vec![200],
             ..Filter::default()
         };
-        assert!(!pid.matches(&exec(), None));
-        assert!(pid.matches(&ev(EventKind::Fork { child_pid: 200 }), None));
+        assert!(!pid.matches(&enriched(exec(), None)));
+        assert!(pid.matches(&enriched(ev(EventKind::Fork { child_pid: 200 }), None)));
 
         let cg = Filter {
             cgroup_prefix: Some("/system.slice/".into()),
             ..Filter::default()
         };
-        assert!(cg.matches(&exec(), Some("/system.slice/mylog.service")));
-        assert!(!cg.matches(&exec(), Some("/user.slice")));
-        assert!(!cg.matches(&exec(), None));
-        assert!(cg.matches(&mkdir, None));
+        assert!(cg.matches(&enriched(exec(), Some("/system.slice/mylog.service"))));
+        assert!(!cg.matches(&enriched(exec(), Some("/user.slice"))));
+        assert!(!cg.matches(&enriched(exec(), None)));
+        assert!(cg.matches(&enriched(mkdir, None)));
 
         let comm = Filter {
             comms: vec!["other".into()],
             ..Filter::default()
         };
-        assert!(!comm.matches(&exec(), None));
+        assert!(!comm.matches(&enriched(exec(), None)));
     }
 }

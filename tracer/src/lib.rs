@@ -9,6 +9,7 @@ pub mod cli;
 pub mod clock;
 pub mod daemon;
 pub mod decode;
+pub mod enrich;
 pub mod event;
 pub mod filter;
 pub mod idhash;

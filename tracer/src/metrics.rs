@@ -16,10 +16,11 @@ use tokio::{
 
 use crate::{
     clock::BootClock,
-    event::{Event, EventKind},
+    enrich::{Enriched, Unit},
+    event::EventKind,
     idhash::IdMap,
     model::{Model, StartKind, facts::Facts},
-    unit::{UnitKind, unit_of_cgroup},
+    unit::UnitKind,
 };
 
 /// Every series the daemon exports.
@@ -42,17 +43,21 @@ pub struct Metrics {
     labels: UnitLabels,
     /// `tracer_events_total` by kind, looked up once.
     by_kind: IdMap<&'static str, IntCounter>,
-    /// Per cgroup id: its unit's series (a live cgroup's unit never changes; removed
-    /// cgroups are forgotten, so this is bounded by the live tree).
-    by_cgroup: IdMap<u64, CgroupSeries>,
+    /// The per-event series of each unit the resolver interned, looked up once: a cache
+    /// of handles (the values live in the registry), emptied when it grows past
+    /// [`SERIES_CACHE`].
+    by_unit: IdMap<u64, UnitSeries>,
     /// Per unit: its history's serial, and its runs, failures and start durations already
     /// exported.
     synced: HashMap<String, (u64, usize, usize, usize)>,
     drops_seen: u64,
 }
 
-/// The per-event series of one cgroup's unit.
-struct CgroupSeries {
+/// Handles cached past this many units are dropped (and made again when next needed).
+const SERIES_CACHE: usize = 4096;
+
+/// The per-event series of one unit.
+struct UnitSeries {
     /// Its unit was folded into `_other` (each event counts in the folded total).
     folded: bool,
     label: String,
@@ -62,24 +67,24 @@ struct CgroupSeries {
     exits: [Option<IntCounter>; 3],
 }
 
-/// The series of the unit of a cgroup, whose path is `cgroup` (None: not known).
-fn cgroup_series<'a>(
-    by_cgroup: &'a mut IdMap<u64, CgroupSeries>,
+/// The series of a unit (None: the event's cgroup is no unit's, or not known).
+fn unit_series<'a>(
+    by_unit: &'a mut IdMap<u64, UnitSeries>,
     labels: &mut UnitLabels,
     folded: &IntCounter,
-    id: u64,
-    cgroup: Option<&str>,
-) -> &'a mut CgroupSeries {
-    // Events of a cgroup whose path is not known (yet) all count as unit="none".
-    const UNKNOWN: u64 = u64::MAX;
-    let key = if cgroup.is_some() { id } else { UNKNOWN };
+    unit: Option<&Unit>,
+) -> &'a mut UnitSeries {
+    // (Interned ids start at 1: 0 is unit="none".)
+    let key = unit.map_or(0, |u| u.id.0);
+    if by_unit.len() >= SERIES_CACHE && !by_unit.contains_key(&key) {
+        by_unit.clear();
+    }
     let mut created = false;
-    let series = by_cgroup.entry(key).or_insert_with(|| {
+    let series = by_unit.entry(key).or_insert_with(|| {
         created = true;
-        let unit = cgroup.and_then(unit_of_cgroup);
         let folded_before = folded.get();
-        let label = labels.label(unit.as_ref().map(|u| (u.name.as_str(), u.kind)), folded);
-        CgroupSeries {
+        let label = labels.label(unit.map(|u| (u.name.as_str(), u.kind)), folded);
+        UnitSeries {
             folded: folded.get() > folded_before,
             exec: None,
             exits: [None, None, None],
@@ -253,7 +258,7 @@ impl Metrics {
                 admitted: HashSet::new(),
             },
             by_kind: IdMap::default(),
-            by_cgroup: IdMap::default(),
+            by_unit: IdMap::default(),
             synced: HashMap::new(),
             drops_seen: 0,
         }
@@ -268,9 +273,9 @@ impl Metrics {
         self.labels.label(Some((name, kind)), &self.folded)
     }
 
-    /// Counts one event; `cgroup` is its task's cgroup path, `target_unit` the unit of a
-    /// signal's target.
-    pub fn observe(&mut self, ev: &Event, cgroup: Option<&str>, target_unit: Option<&str>) {
+    /// Counts one event; `target_unit` is the unit of a signal's target.
+    pub fn observe(&mut self, e: &Enriched, target_unit: Option<&str>) {
+        let ev = &e.ev;
         let kind = ev.kind_name();
         match self.by_kind.get(kind) {
             Some(c) => c.inc(),
@@ -282,23 +287,21 @@ impl Metrics {
         }
         match &ev.kind {
             EventKind::Exec { .. } => {
-                let CgroupSeries { exec, label, .. } = cgroup_series(
-                    &mut self.by_cgroup,
+                let UnitSeries { exec, label, .. } = unit_series(
+                    &mut self.by_unit,
                     &mut self.labels,
                     &self.folded,
-                    ev.cgroup_id,
-                    cgroup,
+                    e.unit.as_deref(),
                 );
                 exec.get_or_insert_with(|| self.exec.with_label_values(&[label]))
                     .inc();
             }
             EventKind::ExecFailed { errno, .. } => {
-                let u = &cgroup_series(
-                    &mut self.by_cgroup,
+                let u = &unit_series(
+                    &mut self.by_unit,
                     &mut self.labels,
                     &self.folded,
-                    ev.cgroup_id,
-                    cgroup,
+                    e.unit.as_deref(),
                 )
                 .label;
                 let name = errno
@@ -314,12 +317,11 @@ impl Metrics {
                 } else {
                     2
                 };
-                let CgroupSeries { exits, label, .. } = cgroup_series(
-                    &mut self.by_cgroup,
+                let UnitSeries { exits, label, .. } = unit_series(
+                    &mut self.by_unit,
                     &mut self.labels,
                     &self.folded,
-                    ev.cgroup_id,
-                    cgroup,
+                    e.unit.as_deref(),
                 );
                 exits[outcome]
                     .get_or_insert_with(|| {
@@ -327,9 +329,6 @@ impl Metrics {
                         self.exits.with_label_values(&[label.as_str(), name])
                     })
                     .inc();
-            }
-            EventKind::CgroupRmdir { cgroup } => {
-                self.by_cgroup.remove(&cgroup.id);
             }
             EventKind::Signal { signal, .. } => {
                 let u = match target_unit {

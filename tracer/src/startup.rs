@@ -6,7 +6,8 @@
 use std::time::Instant;
 
 use crate::{
-    cgroup::{CgroupError, CgroupPaths},
+    cgroup::CgroupError,
+    enrich::Resolver,
     model::{Model, facts::Facts},
     probe::{Probe, ProbeError, ProbeOptions},
     procfs::{self, ProcInfo},
@@ -25,7 +26,7 @@ pub enum StartError {
 pub struct Started {
     pub probe: Probe,
     /// The cgroup2 tree, read before and after the programs were attached.
-    pub cgroups: CgroupPaths,
+    pub cgroups: Resolver,
     /// The processes running before the programs were attached (empty when not asked).
     pub running: Vec<ProcInfo>,
     /// When the programs were attached.
@@ -35,7 +36,7 @@ pub struct Started {
 /// Reads the cgroup tree (and the processes, when `processes`), loads and attaches the
 /// programs, then reads the cgroup tree again.
 pub fn start(opts: &ProbeOptions, processes: bool) -> Result<Started, StartError> {
-    let mut cgroups = CgroupPaths::scan_system()?;
+    let mut cgroups = Resolver::scan_system()?;
     let running = if processes {
         procfs::snapshot()
     } else {
@@ -53,12 +54,9 @@ pub fn start(opts: &ProbeOptions, processes: bool) -> Result<Started, StartError
 }
 
 impl Started {
-    /// Tells a model what was there before the programs were: the cgroups, then the
-    /// processes (in the order they started).
+    /// Tells a model what ran before the programs were attached (in the order the
+    /// processes started).
     pub fn seed<F: Facts>(&self, model: &mut Model<F>) {
-        for (id, path) in self.cgroups.iter() {
-            model.know_cgroup(id, path);
-        }
         for p in &self.running {
             model.found_at_start(p);
         }

@@ -44,3 +44,52 @@ pub(crate) fn exit(status: u32) -> Event {
         status: WaitStatus(status),
     })
 }
+
+/// An event as the resolver enriches it, its task's cgroup known by `cgroup` (None: not
+/// known).
+pub(crate) fn enriched(ev: Event, cgroup: Option<&str>) -> crate::enrich::Enriched {
+    let mut r = crate::enrich::Resolver::default();
+    if let Some(path) = cgroup {
+        r.insert(ev.cgroup_id, path);
+    }
+    r.enrich(ev)
+}
+
+/// A model fed through the resolver, as the daemon feeds it.
+pub(crate) struct Fed<F: crate::model::facts::Facts> {
+    pub model: crate::model::Model<F>,
+    cgroups: crate::enrich::Resolver,
+}
+
+impl<F: crate::model::facts::Facts> Fed<F> {
+    pub(crate) fn new(model: crate::model::Model<F>) -> Self {
+        Self {
+            model,
+            cgroups: crate::enrich::Resolver::default(),
+        }
+    }
+
+    /// A cgroup that was there at start.
+    pub(crate) fn know_cgroup(&mut self, id: u64, path: &str) {
+        self.cgroups.insert(id, path);
+    }
+
+    pub(crate) fn apply(&mut self, ev: &Event) {
+        let e = self.cgroups.enrich(ev.clone());
+        self.model.apply(&e);
+    }
+}
+
+impl<F: crate::model::facts::Facts> std::ops::Deref for Fed<F> {
+    type Target = crate::model::Model<F>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.model
+    }
+}
+
+impl<F: crate::model::facts::Facts> std::ops::DerefMut for Fed<F> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.model
+    }
+}

@@ -6,6 +6,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 
 use crate::{
+    enrich::Resolver,
     journal::{self, Item},
     model::{Model, ModelConfig, facts::LiveFacts},
     report::boot::{self, BootReport},
@@ -125,19 +126,20 @@ pub async fn run(args: BootArgs) -> anyhow::Result<()> {
 /// the one recorded when that boot finished, or for the running boot, systemd's now.
 async fn from_journal(args: &BootArgs, which: &str) -> anyhow::Result<BootReport> {
     let mut model = Model::new(LiveFacts, ModelConfig::default());
+    let mut cgroups = Resolver::default();
     let mut found = Vec::new();
     let mut first_event = None;
     let mut systemd = None;
     let b = journal::find_boot(&args.state_dir.join("journal"), which)?;
     let damage = journal::read_boot(&b, |item| match item {
-        Item::Cgroup { id, path } => model.know_cgroup(id, &path),
+        Item::Cgroup { id, path } => cgroups.insert(id, &path),
         Item::Process(p) => {
             model.found_at_start(&p);
             found.push(p);
         }
         Item::Event(ev) => {
             first_event.get_or_insert(ev.ts_ns);
-            model.apply(&ev);
+            model.apply(&cgroups.enrich(ev));
         }
         Item::Systemd(s) => systemd = Some(*s),
     })?;

@@ -7,8 +7,8 @@ use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    cgroup::CgroupPaths,
     clock::BootClock,
+    enrich::{Enriched, Resolver},
     event::Event,
     probe::ProbeOptions,
     protocol::{Filter, KindFilter},
@@ -289,7 +289,7 @@ fn replay_boot(
     let root = args.state_dir.join("journal");
     let boot = crate::journal::find_boot(&root, which)?;
     let clock = BootClock::new();
-    let mut cgroups = CgroupPaths::default();
+    let mut cgroups = Resolver::default();
     let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
     if output == Output::Short {
         writeln!(out, "{TEXT_HEADER}")?;
@@ -316,7 +316,7 @@ fn replay_boot(
     let until = when(&args.until)?;
     let mut broken = false;
     let mut last = None;
-    let mut kept: std::collections::VecDeque<(Event, Option<String>)> = Default::default();
+    let mut kept: std::collections::VecDeque<Enriched> = Default::default();
     let damage = crate::journal::read_boot(&boot, |item| {
         if broken {
             return;
@@ -329,11 +329,10 @@ fn replay_boot(
             }
             crate::journal::Item::Process(_) | crate::journal::Item::Systemd(_) => return,
         };
-        let cgroup = cgroups.path(ev.cgroup_id).map(str::to_owned);
         let in_time = since.is_none_or(|s| ev.ts_ns >= s) && until.is_none_or(|u| ev.ts_ns < u);
         last = Some(last.unwrap_or(0).max(ev.ts_ns));
-        cgroups.observe(&ev);
-        if !in_time || !filter.matches(&ev, cgroup.as_deref()) {
+        let e = cgroups.enrich(ev);
+        if !in_time || !filter.matches(&e) {
             return;
         }
         match tail {
@@ -342,17 +341,17 @@ fn replay_boot(
                     kept.pop_front();
                 }
                 if n > 0 {
-                    kept.push_back((ev, cgroup));
+                    kept.push_back(e);
                 }
             }
             None => {
-                let r = write_event(&mut out, &ev, &boot_clock, cgroup.as_deref(), output);
+                let r = write_event(&mut out, &e.ev, &boot_clock, e.cgroup.as_deref(), output);
                 broken = r.is_err();
             }
         }
     })?;
-    for (ev, cgroup) in &kept {
-        if write_event(&mut out, ev, &boot_clock, cgroup.as_deref(), output).is_err() {
+    for e in &kept {
+        if write_event(&mut out, &e.ev, &boot_clock, e.cgroup.as_deref(), output).is_err() {
             break;
         }
     }
@@ -374,19 +373,18 @@ fn emit(
     out: &mut impl Write,
     batch: &mut Vec<Event>,
     filter: &Filter,
-    cgroups: &mut CgroupPaths,
+    cgroups: &mut Resolver,
     clock: &BootClock,
     output: Output,
     counts: &mut Counts,
 ) -> io::Result<()> {
     for ev in batch.drain(..) {
         counts.seen += 1;
-        let cgroup = cgroups.path(ev.cgroup_id);
-        if filter.matches(&ev, cgroup) {
+        let e = cgroups.enrich(ev);
+        if filter.matches(&e) {
             counts.shown += 1;
-            write_event(out, &ev, clock, cgroup, output)?;
+            write_event(out, &e.ev, clock, e.cgroup.as_deref(), output)?;
         }
-        cgroups.observe(&ev);
     }
     out.flush()
 }

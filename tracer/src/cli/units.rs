@@ -13,6 +13,7 @@ use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
+    enrich::Resolver,
     event::Event,
     model::{
         Model, ModelConfig,
@@ -162,10 +163,12 @@ pub fn apply_recording<F: Facts>(
             errors[0]
         );
     }
-    for ev in &events {
-        model.apply(ev);
+    let first = events.first().map(|e| e.ts_ns);
+    let mut cgroups = Resolver::default();
+    for ev in events {
+        model.apply(&cgroups.enrich(ev));
     }
-    Ok(events.first().map(|e| e.ts_ns))
+    Ok(first)
 }
 
 /// Builds the model from the source.
@@ -184,7 +187,11 @@ async fn model(src: &Source) -> anyhow::Result<Model<LiveFacts>> {
     }
     let started = crate::startup::start(&ProbeOptions::default(), true)?;
     started.seed(&mut model);
-    let mut probe = started.probe;
+    let crate::startup::Started {
+        mut probe,
+        mut cgroups,
+        ..
+    } = started;
     eprintln!(
         "tracer: watching units{}; Ctrl-C to report",
         src.duration
@@ -203,12 +210,12 @@ async fn model(src: &Source) -> anyhow::Result<Model<LiveFacts>> {
             r = probe.read(&mut batch) => r?,
         }
         for ev in batch.drain(..) {
-            model.apply(&ev);
+            model.apply(&cgroups.enrich(ev));
         }
     }
     probe.drain(&mut batch);
     for ev in batch.drain(..) {
-        model.apply(&ev);
+        model.apply(&cgroups.enrich(ev));
     }
     let stats = probe.kernel_stats();
     if stats.drops > 0 {

@@ -28,7 +28,8 @@ use self::config::Config;
 use crate::{
     clock::BootClock,
     decode::decode,
-    event::{Event, EventKind},
+    enrich::Enriched,
+    event::EventKind,
     journal::{self, Writer},
     metrics::Metrics,
     model::{Model, ModelConfig, facts::LiveFacts},
@@ -57,18 +58,12 @@ pub struct DaemonArgs {
     pub ring_size: Option<u32>,
 }
 
-/// An event as the stream sends it: with its task's cgroup path resolved.
-pub struct Line {
-    pub ev: Event,
-    pub cgroup: Option<Arc<str>>,
-}
-
 /// The events of one read of the ring buffer, as the stream's clients get them: one
 /// broadcast per batch, not per event. `first` numbers the first event (they are numbered
 /// in order), so a client that fell behind knows how many events it missed.
 pub struct Batch {
     pub first: u64,
-    pub lines: Vec<Line>,
+    pub lines: Vec<Enriched>,
 }
 
 /// A batch holds at most this many events (a read of a full ring is sent in several) ...
@@ -228,15 +223,14 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
                 }
                 match decode(raw) {
                     Ok(ev) => {
-                        let cgroup = cgroups.shared_path(ev.cgroup_id);
-                        let target_unit = match &ev.kind {
+                        let e = cgroups.enrich(ev);
+                        let target_unit = match &e.ev.kind {
                             EventKind::Signal { target_pid, .. } => model.unit_of_pid(*target_pid).map(str::to_owned),
                             _ => None,
                         };
-                        metrics.observe(&ev, cgroup.as_deref(), target_unit.as_deref());
-                        model.apply(&ev);
-                        cgroups.observe(&ev);
-                        lines.push(Line { ev, cgroup });
+                        metrics.observe(&e, target_unit.as_deref());
+                        model.apply(&e);
+                        lines.push(e);
                     }
                     Err(e) => malformed.push(e),
                 }
@@ -247,7 +241,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
                     // glibc a consolidation of its free lists.)
                     let mut rest = lines.drain(..);
                     loop {
-                        let chunk: Vec<Line> = rest.by_ref().take(STREAM_BATCH_MAX).collect();
+                        let chunk: Vec<Enriched> = rest.by_ref().take(STREAM_BATCH_MAX).collect();
                         if chunk.is_empty() {
                             break;
                         }
@@ -489,9 +483,9 @@ async fn stream_events(
             crate::protocol::missed_line(buf, batch.first - n);
         }
         next = Some(batch.first + batch.lines.len() as u64);
-        for line in &batch.lines {
-            if filter.matches(&line.ev, line.cgroup.as_deref()) {
-                json::write_line(buf, &line.ev, clock, line.cgroup.as_deref());
+        for e in &batch.lines {
+            if filter.matches(e) {
+                json::write_line(buf, &e.ev, clock, e.cgroup.as_deref());
             }
         }
     };

@@ -22,6 +22,7 @@ use self::{
     facts::{Facts, UnitFile},
 };
 use crate::{
+    enrich::{Enriched, Unit},
     event::{Errno, Event, EventKind, Signal, WaitStatus},
     idhash::{IdMap, IdSet},
     unit::{UnitKind, UnitRef, unit_of_cgroup},
@@ -259,8 +260,6 @@ pub const MAX_ENDED_UNITS: usize = 1000;
 pub struct Model<F: Facts> {
     facts: F,
     cfg: ModelConfig,
-    /// The unit of each live cgroup (None: not a unit's), worked out once per cgroup.
-    cgroups: IdMap<u64, Option<UnitRef>>,
     procs: IdMap<u32, Proc>,
     units: BTreeMap<String, UnitHistory>,
     signals: IdMap<u32, SignalSeen>,
@@ -277,7 +276,6 @@ impl<F: Facts> Model<F> {
         Self {
             facts,
             cfg,
-            cgroups: IdMap::default(),
             procs: IdMap::default(),
             units: BTreeMap::new(),
             signals: IdMap::default(),
@@ -289,11 +287,6 @@ impl<F: Facts> Model<F> {
         }
     }
 
-    /// Seeds cgroup id → path (from a walk of the cgroup2 mount at start).
-    pub fn know_cgroup(&mut self, id: u64, path: &str) {
-        self.cgroups.insert(id, unit_of_path(path));
-    }
-
     /// Takes in a process that was running before the programs were attached (the
     /// start-up snapshot). Its later events find it placed already, so nothing is counted
     /// twice; a fork of the same pid later means pid reuse and replaces it.
@@ -301,9 +294,7 @@ impl<F: Facts> Model<F> {
         let Some(path) = &p.cgroup else {
             return;
         };
-        let Some(unit) =
-            unit_of_cgroup(path).filter(|u| u.kind != UnitKind::Slice && u.cgroup != "/init.scope")
-        else {
+        let Some(unit) = unit_of_cgroup(path).filter(runs_in_its_cgroup) else {
             return;
         };
         let name = unit.name.clone();
@@ -393,35 +384,39 @@ impl<F: Facts> Model<F> {
     }
 
     /// Applies one event.
-    pub fn apply(&mut self, ev: &Event) {
+    pub fn apply(&mut self, e: &Enriched) {
+        let ev = &e.ev;
         self.last_ts = self.last_ts.max(ev.ts_ns);
+        // The unit whose run the event's task is in; for a cgroup event, the unit of the
+        // cgroup acted on.
+        let task_unit = e.unit.as_deref().filter(|u| runs_in_its_cgroup(u));
+        let subject_unit = e
+            .subject
+            .as_ref()
+            .and_then(|s| s.unit.as_deref())
+            .filter(|u| runs_in_its_cgroup(u));
         match &ev.kind {
             EventKind::CgroupMkdir { cgroup } => {
-                self.cgroups.insert(cgroup.id, unit_of_path(&cgroup.path));
-                if let Some(u) = unit_of_cgroup(&cgroup.path)
+                if let Some(u) = e.subject.as_ref().and_then(|s| s.unit.as_deref())
                     && u.cgroup == cgroup.path
                     && u.kind != UnitKind::Slice
                 {
-                    self.begin_run(u, cgroup.id, ev.ts_ns);
+                    self.begin_run(u.unit.clone(), cgroup.id, ev.ts_ns);
                 }
             }
             EventKind::CgroupRmdir { cgroup } => {
-                if let Some(u) = unit_of_cgroup(&cgroup.path)
+                if let Some(u) = e.subject.as_ref().and_then(|s| s.unit.as_deref())
                     && u.cgroup == cgroup.path
                 {
                     self.end_run(&u.name, cgroup.id, ev.ts_ns);
                 }
-                self.cgroups.remove(&cgroup.id);
             }
             EventKind::CgroupAttach { cgroup, target_pid } => {
-                self.cgroups
-                    .entry(cgroup.id)
-                    .or_insert_with(|| unit_of_path(&cgroup.path));
                 // systemd ≤ 254 can move a child that has already exited (failing its
                 // setup at once): its exit was seen outside any unit; account it now.
                 if let Some(i) = self.unplaced.iter().position(|u| u.pid == *target_pid) {
                     let u = self.unplaced.remove(i).expect("index from position");
-                    self.place(u.pid, 1, &u.comm, cgroup.id, u.ts_ns);
+                    self.place(u.pid, 1, &u.comm, (subject_unit, cgroup.id), u.ts_ns);
                     self.account_exit(u.pid, 1, &u.comm, u.status, u.ts_ns);
                     return;
                 }
@@ -430,7 +425,13 @@ impl<F: Facts> Model<F> {
                     .procs
                     .get(target_pid)
                     .map_or_else(|| ev.comm.clone(), |p| p.comm.clone());
-                self.place(*target_pid, ppid, &comm, cgroup.id, ev.ts_ns);
+                self.place(
+                    *target_pid,
+                    ppid,
+                    &comm,
+                    (subject_unit, cgroup.id),
+                    ev.ts_ns,
+                );
                 if ev.tgid == 1
                     && let Some(c) = self.command_of(*target_pid)
                     && c.moved_ns.is_none()
@@ -456,7 +457,13 @@ impl<F: Facts> Model<F> {
                 if ev.comm != "systemd"
                     && self.procs.get(&ev.tgid).is_some_and(|p| p.unit.is_some())
                 {
-                    self.place(*child_pid, ev.tgid, &ev.comm, ev.cgroup_id, ev.ts_ns);
+                    self.place(
+                        *child_pid,
+                        ev.tgid,
+                        &ev.comm,
+                        (task_unit, ev.cgroup_id),
+                        ev.ts_ns,
+                    );
                 }
             }
             EventKind::Exec {
@@ -464,14 +471,20 @@ impl<F: Facts> Model<F> {
                 filename,
                 argv,
                 ..
-            } => self.on_exec(ev, *ppid, filename, argv),
+            } => self.on_exec(ev, task_unit, *ppid, filename, argv),
             EventKind::ExecFailed {
                 ppid,
                 errno,
                 filename,
                 ..
             } => {
-                self.place(ev.tgid, *ppid, &ev.comm, ev.cgroup_id, ev.ts_ns);
+                self.place(
+                    ev.tgid,
+                    *ppid,
+                    &ev.comm,
+                    (task_unit, ev.cgroup_id),
+                    ev.ts_ns,
+                );
                 let problem = FileProblem::diagnose(*errno, self.facts.file(filename).as_ref());
                 if let Some(cmd) = self.command_of(ev.tgid) {
                     cmd.failed_execs.push(FailedExec {
@@ -482,7 +495,16 @@ impl<F: Facts> Model<F> {
                     });
                 }
             }
-            EventKind::Exit { ppid, status } => self.on_exit(ev, *ppid, *status),
+            EventKind::Exit { ppid, status } => {
+                self.place(
+                    ev.tgid,
+                    *ppid,
+                    &ev.comm,
+                    (task_unit, ev.cgroup_id),
+                    ev.ts_ns,
+                );
+                self.account_exit(ev.tgid, *ppid, &ev.comm, *status, ev.ts_ns);
+            }
             EventKind::Signal {
                 target_pid, signal, ..
             } => {
@@ -657,9 +679,16 @@ impl<F: Facts> Model<F> {
         update_crash_loop(h, &self.cfg);
     }
 
-    /// Puts a process into the run of the unit its cgroup belongs to.
-    fn place(&mut self, pid: u32, ppid: u32, comm: &str, cgroup_id: u64, ts: u64) {
-        let unit = self.cgroups.get(&cgroup_id).and_then(Option::as_ref);
+    /// Puts a process into the run of `unit` (None: it is in no unit's cgroup), whose
+    /// cgroup `cgroup_id` it was seen in.
+    fn place(
+        &mut self,
+        pid: u32,
+        ppid: u32,
+        comm: &str,
+        (unit, cgroup_id): (Option<&Unit>, u64),
+        ts: u64,
+    ) {
         let entry = self.procs.entry(pid).or_insert_with(|| Proc {
             ppid,
             comm: comm.to_owned(),
@@ -679,7 +708,7 @@ impl<F: Facts> Model<F> {
         if entry.unit.as_ref().is_some_and(|(u, _)| *u == unit.name) {
             return;
         }
-        let unit = unit.clone();
+        let unit = unit.unit.clone();
         // A run opened by the cgroup's mkdir, or one opened now for a unit whose cgroup
         // was there before the tracer.
         if !self
@@ -735,11 +764,18 @@ impl<F: Facts> Model<F> {
             .command_mut(pid)
     }
 
-    fn on_exec(&mut self, ev: &Event, ppid: u32, filename: &str, argv: &[String]) {
+    fn on_exec(
+        &mut self,
+        ev: &Event,
+        unit: Option<&Unit>,
+        ppid: u32,
+        filename: &str,
+        argv: &[String],
+    ) {
         if ev.comm == "systemctl" || argv.first().is_some_and(|a| a.ends_with("/systemctl")) {
             self.note_systemctl(ev, argv);
         }
-        self.place(ev.tgid, ppid, &ev.comm, ev.cgroup_id, ev.ts_ns);
+        self.place(ev.tgid, ppid, &ev.comm, (unit, ev.cgroup_id), ev.ts_ns);
         let executor = is_executor(filename, argv);
         let file = self
             .procs
@@ -804,11 +840,6 @@ impl<F: Facts> Model<F> {
         while self.systemctl.len() > 256 {
             self.systemctl.pop_front();
         }
-    }
-
-    fn on_exit(&mut self, ev: &Event, ppid: u32, status: WaitStatus) {
-        self.place(ev.tgid, ppid, &ev.comm, ev.cgroup_id, ev.ts_ns);
-        self.account_exit(ev.tgid, ppid, &ev.comm, status, ev.ts_ns);
     }
 
     /// A process's exit, once it has been placed (or not) in a unit's run.
@@ -904,10 +935,11 @@ impl<F: Facts> Model<F> {
     }
 }
 
-/// The unit a cgroup path belongs to. pid 1's own init.scope is not one: the children it
-/// holds are on their way into a unit (systemd ≤ 254 forks there, then moves them).
-fn unit_of_path(path: &str) -> Option<UnitRef> {
-    unit_of_cgroup(path).filter(|u| u.kind != UnitKind::Slice && u.cgroup != "/init.scope")
+/// Whether the processes of a cgroup are that unit's run: not for a slice, nor for pid 1's
+/// own init.scope, whose children are on their way into a unit (systemd ≤ 254 forks
+/// there, then moves them).
+fn runs_in_its_cgroup(u: &UnitRef) -> bool {
+    u.kind != UnitKind::Slice && u.cgroup != "/init.scope"
 }
 
 /// How a run ended, from its main process's exit and what was seen around it.
@@ -1099,6 +1131,7 @@ fn update_crash_loop(h: &mut UnitHistory, cfg: &ModelConfig) {
 #[cfg(test)]
 mod tests {
     use super::{facts::RecordedFacts, *};
+    use crate::testing::Fed;
     use crate::{event::CgroupRef, procfs::ProcInfo};
 
     fn ev(ts_ns: u64, tgid: u32, cgroup_id: u64, comm: &str, kind: EventKind) -> Event {
@@ -1123,7 +1156,7 @@ mod tests {
 
     #[test]
     fn units_that_came_and_went_are_forgotten_past_the_cap() {
-        let mut m = Model::new(RecordedFacts::default(), ModelConfig::default());
+        let mut m = Fed::new(Model::new(RecordedFacts::default(), ModelConfig::default()));
         m.know_cgroup(50, "/system.slice/a.service");
         m.apply(&ev(
             1,
@@ -1165,7 +1198,7 @@ mod tests {
 
     #[test]
     fn a_run_keeps_a_bounded_number_of_helpers() {
-        let mut m = Model::new(RecordedFacts::default(), ModelConfig::default());
+        let mut m = Fed::new(Model::new(RecordedFacts::default(), ModelConfig::default()));
         let path = "/user.slice/user-0.slice/session-1.scope";
         m.apply(&ev(
             1,
@@ -1210,7 +1243,7 @@ mod tests {
 
     #[test]
     fn a_process_found_at_start_is_not_counted_twice() {
-        let mut m = Model::new(RecordedFacts::default(), ModelConfig::default());
+        let mut m = Fed::new(Model::new(RecordedFacts::default(), ModelConfig::default()));
         m.know_cgroup(50, "/system.slice/a.service");
         m.found_at_start(&ProcInfo {
             pid: 300,

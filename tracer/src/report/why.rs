@@ -329,6 +329,7 @@ pub fn explanation<F: Facts>(model: &Model<F>, unit: &str) -> Option<(String, Op
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Fed;
     use crate::{
         event::{CgroupRef, Event, EventKind},
         model::{
@@ -361,7 +362,7 @@ mod tests {
                 &["[Service]\nType=forking\nExecStart=/usr/sbin/f\n".into()],
             ),
         );
-        let mut m = Model::new(facts, ModelConfig::default());
+        let mut m = Fed::new(Model::new(facts, ModelConfig::default()));
         let cg = CgroupRef {
             id: 60,
             level: 2,
@@ -418,7 +419,7 @@ mod tests {
             "systemd",
             EventKind::CgroupRmdir { cgroup: cg },
         ));
-        let (text, hint) = explanation(&m, "f.service").unwrap();
+        let (text, hint) = explanation(&m.model, "f.service").unwrap();
         assert!(
             text.starts_with(
                 "f.service: /usr/sbin/f exited 0 after 12 ms and left no process behind; a Type=forking service"
