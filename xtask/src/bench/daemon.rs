@@ -16,7 +16,9 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use super::{Sample, boottime_ns, cpu_seconds, percentile, run_seconds, status_kib, storm};
+use super::{
+    Sample, boottime_ns, cpu_seconds, percentile, read_stderr_until, run_seconds, status_kib, storm,
+};
 
 /// The daemon's configuration without failed execs.
 pub(super) const LEAN_CONFIG: &str = "failed_execs = false\n";
@@ -133,18 +135,7 @@ fn spawn(tracer: &Path, config_file: &Path, dir: &Path, port: u16) -> anyhow::Re
 /// Reads the daemon's stderr up to its ready line; the rest of its stderr, and the
 /// attach time the line reports.
 fn wait_ready(child: &mut Child) -> anyhow::Result<(BufReader<ChildStderr>, f64)> {
-    let mut err = BufReader::new(child.stderr.take().context("no stderr pipe")?);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if err.read_line(&mut line)? == 0 {
-            let status = child.wait()?;
-            bail!("the daemon exited ({status}) before it was ready");
-        }
-        if let Some(attach_ms) = parse_ready_line(&line) {
-            return Ok((err, attach_ms));
-        }
-    }
+    read_stderr_until(child, "the daemon", parse_ready_line)
 }
 
 /// The daemon's ready line, "tracer daemon: attached in N ms; ...": None for any other

@@ -137,16 +137,27 @@ fn storm(n: u32, storms: u32) -> anyhow::Result<f64> {
 
 /// Reads the child's stderr until a line containing `marker` (it is attached and running).
 fn wait_for_line(child: &mut Child, marker: &str) -> anyhow::Result<BufReader<ChildStderr>> {
+    read_stderr_until(child, "the tracer", |l| l.contains(marker).then_some(()))
+        .map(|(err, ())| err)
+}
+
+/// Reads the child's stderr (`who`, for the error when it exits first) until `ready`
+/// returns something for a line; the rest of its stderr, and what `ready` returned.
+fn read_stderr_until<T>(
+    child: &mut Child,
+    who: &str,
+    ready: impl Fn(&str) -> Option<T>,
+) -> anyhow::Result<(BufReader<ChildStderr>, T)> {
     let mut err = BufReader::new(child.stderr.take().context("no stderr pipe")?);
     let mut line = String::new();
     loop {
         line.clear();
         if err.read_line(&mut line)? == 0 {
             let status = child.wait()?;
-            bail!("the tracer exited ({status}) before it was ready");
+            bail!("{who} exited ({status}) before it was ready");
         }
-        if line.contains(marker) {
-            return Ok(err);
+        if let Some(found) = ready(&line) {
+            return Ok((err, found));
         }
     }
 }
