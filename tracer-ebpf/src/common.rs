@@ -114,7 +114,7 @@ pub fn scratch() -> Option<&'static mut [u8; SCRATCH_SIZE]> {
 /// Writes `value` at byte `off` of the scratch buffer.
 #[inline(always)]
 pub fn put<T>(buf: &mut [u8; SCRATCH_SIZE], off: usize, value: T) {
-    if off + core::mem::size_of::<T>() <= SCRATCH_SIZE {
+    if off + size_of::<T>() <= SCRATCH_SIZE {
         unsafe { (buf.as_mut_ptr().add(off) as *mut T).write_unaligned(value) };
     }
 }
