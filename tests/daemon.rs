@@ -15,20 +15,10 @@ use std::{
 use serde_json::Value;
 use tracer::journal::{self, Item};
 
-const CLI: &str = env!("CARGO_BIN_EXE_tracer-cli");
+mod common;
+use common::privileged;
 
-fn privileged() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "the daemon tests must run as root in CI"
-    );
-    eprintln!("skipped: the daemon loads eBPF programs, which needs root");
-    false
-}
+const CLI: &str = env!("CARGO_BIN_EXE_tracer-cli");
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

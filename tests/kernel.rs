@@ -19,24 +19,14 @@ use tracer::{
     probe::{Probe, ProbeOptions},
 };
 
+mod common;
+use common::privileged;
+
 /// A loaded probe and everything it has delivered so far.
 struct Capture {
     rt: tokio::runtime::Runtime,
     probe: Probe,
     events: Vec<Event>,
-}
-
-fn privileged() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "the kernel tests must run as root in CI (they load eBPF programs)"
-    );
-    eprintln!("skipped: loading eBPF programs needs root");
-    false
 }
 
 impl Capture {

@@ -4,7 +4,7 @@
 //! and checked against what systemd itself recorded in the same boots (`systemctl show`,
 //! kept next to the captures).
 
-use std::{collections::HashMap, fs, path::Path};
+use std::{fs, path::Path};
 
 use tracer::{
     enrich::Resolver,
@@ -19,6 +19,7 @@ use tracer::{
 };
 
 mod common;
+use common::Show;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -62,25 +63,8 @@ fn facts() -> RecordedFacts {
     f
 }
 
-struct Show(HashMap<String, String>);
-
-impl Show {
-    fn num(&self, k: &str) -> u64 {
-        self.0.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
-    }
-}
-
 fn show(suite: &str, scenario: &str) -> Show {
-    let text = fs::read_to_string(
-        Path::new(ROOT).join(format!("fixtures/vm-{suite}-units/{scenario}.show")),
-    )
-    .unwrap();
-    Show(
-        text.lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
-    )
+    Show::load(&Path::new(ROOT).join(format!("fixtures/vm-{suite}-units/{scenario}.show")))
 }
 
 fn replayed(fixture: &str) -> Model<RecordedFacts> {

@@ -5,7 +5,6 @@
 //! fails.
 
 use std::{
-    collections::HashMap,
     fs,
     path::{Path, PathBuf},
 };
@@ -13,38 +12,7 @@ use std::{
 use serde_json::Value;
 
 mod common;
-use common::analyze_chain;
-
-/// What `systemctl show` said about a unit.
-struct Show(HashMap<String, String>);
-
-impl Show {
-    fn load(path: &Path) -> Self {
-        let text = fs::read_to_string(path)
-            .unwrap_or_else(|e| panic!("{}: {e} (did the scenario run?)", path.display()));
-        Self(
-            text.lines()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
-        )
-    }
-
-    fn get(&self, key: &str) -> &str {
-        self.0.get(key).map_or("", String::as_str)
-    }
-
-    fn num(&self, key: &str) -> u64 {
-        self.get(key).parse().unwrap_or(0)
-    }
-
-    /// `ExecStart={ path=/bin/sleep ; argv[]=... }` → `/bin/sleep`.
-    fn exec_start_path(&self) -> Option<&str> {
-        let v = self.get("ExecStart");
-        let rest = &v[v.find("path=")? + 5..];
-        rest.split_whitespace().next()
-    }
-}
+use common::{Show, analyze_chain};
 
 /// One guest's results.
 struct Guest {

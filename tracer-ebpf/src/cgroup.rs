@@ -56,6 +56,10 @@ fn try_cgroup(ctx: &TracePointContext, kind: RecordKind) -> Result<(), i32> {
             c.tp_cgroup_path,
         )
     };
+    // SAFETY: `read_at` reads through the bpf_probe_read_kernel helper at the record's
+    // address plus an offset from the tracepoint's format file, so a wrong offset reads
+    // wrong bytes or fails (`Err`), never faults; integers are valid for any bytes. The
+    // same holds for every `read_at` below.
     let root: i32 = unsafe { ctx.read_at(root as usize) }?;
     if root != 0 {
         return Ok(());
@@ -64,13 +68,18 @@ fn try_cgroup(ctx: &TracePointContext, kind: RecordKind) -> Result<(), i32> {
     if ignored((pid_tgid >> 32) as u32) {
         return Ok(());
     }
+    // SAFETY: as for `root` above.
     let id: u64 = unsafe { ctx.read_at(id as usize) }?;
+    // SAFETY: as for `root` above.
     let level: i32 = unsafe { ctx.read_at(level as usize) }?;
     let target_pid: i32 = if attach {
+        // SAFETY: as for `root` above.
         unsafe { ctx.read_at(c.tp_attach_pid as usize) }?
     } else {
         0
     };
+    // SAFETY: as for `root` above; the `__data_loc` word: the path's offset in the record
+    // (low 16 bits) and its length with the NUL (high 16).
     let loc: u32 = unsafe { ctx.read_at(path as usize) }?;
     let buf = scratch().ok_or(-1)?;
     let mut hdr = header(kind, pid_tgid);

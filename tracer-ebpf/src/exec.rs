@@ -45,11 +45,17 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
     let c = cfg();
     let buf = scratch().ok_or(-1)?;
     let mut hdr = header(RecordKind::Exec, pid_tgid);
+    // SAFETY: a helper without arguments (the binding is `unsafe` as every raw helper
+    // binding is); the address it returns is only read through `read_field`.
     let task = unsafe { bpf_get_current_task() } as *const u8;
 
     // sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
     let bprm: *const u8 = ctx.arg(2);
+    // SAFETY: a raw pointer is valid for any bytes; `read_field` takes any address.
     let filename: *const u8 = unsafe { read_field(bprm, c.binprm_filename) }?;
+    // SAFETY: the destination is a `&mut` slice of the scratch buffer (BODY + MAX_FILENAME
+    // <= SCRATCH_SIZE, asserted in tracer-common), and the helper writes at most its length;
+    // the source may be any address: the helper fails (`Err`) where a read would fault.
     let filename_n = match unsafe {
         bpf_probe_read_kernel_str_bytes(filename, &mut buf[BODY..BODY + MAX_FILENAME])
     } {
@@ -62,9 +68,12 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
     }
 
     let mut argv_n = 0;
+    // SAFETY: a raw pointer is valid for any bytes; `read_field` takes any address.
     let mm: *const u8 = unsafe { read_field(task, c.task_mm) }?;
     if !mm.is_null() {
+        // SAFETY: as for `mm`.
         let start: u64 = unsafe { read_field(mm, c.mm_arg_start) }?;
+        // SAFETY: as for `mm`.
         let end: u64 = unsafe { read_field(mm, c.mm_arg_end) }?;
         if end > start {
             let total = (end - start) as usize;
@@ -79,7 +88,7 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
         buf,
         HEADER_SIZE,
         ExecFixed {
-            ppid: unsafe { parent_tgid(task) },
+            ppid: parent_tgid(task),
             uid: bpf_get_current_uid_gid() as u32,
             ret: 0,
             filename_len: filename_n as u16,
@@ -111,6 +120,9 @@ pub fn execveat_failed(ctx: TracePointContext) -> u32 {
 /// argument is (they are as the task entered the syscall: a failed exec returns to the
 /// same program, and the argument registers are not written on the way).
 fn try_exec_failed(ctx: &TracePointContext, regs_filename: u32) -> Result<(), i32> {
+    // SAFETY: `read_at` reads through the bpf_probe_read_kernel helper at the record's
+    // address plus the offset from the tracepoint's format file: a wrong offset reads wrong
+    // bytes or fails, never faults; an `i64` is valid for any bytes.
     let ret: i64 = unsafe { ctx.read_at(cfg().tp_sys_exit_ret as usize) }?;
     if ret >= 0 {
         return Ok(());
@@ -119,10 +131,18 @@ fn try_exec_failed(ctx: &TracePointContext, regs_filename: u32) -> Result<(), i3
     if ignored((pid_tgid >> 32) as u32) {
         return Ok(());
     }
+    // SAFETY: bpf_get_current_task_btf takes nothing and returns the current task as the
+    // trusted BTF pointer bpf_task_pt_regs requires (the verifier checks the type); the
+    // address of the task's saved user registers that it returns is only read through
+    // `read_field`.
     let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const u8;
+    // SAFETY: a `u64` is valid for any bytes; `read_field` takes any address.
     let filename: u64 = unsafe { read_field(regs, regs_filename) }?;
     let buf = scratch().ok_or(-1)?;
     let mut hdr = header(RecordKind::ExecFailed, pid_tgid);
+    // SAFETY: the destination is a `&mut` slice of the scratch buffer, which the helper
+    // writes at most the length of; the source is a user address, which may be anything:
+    // the helper fails (`Err`) where it is not mapped or not resident, and cannot fault.
     let n = match unsafe {
         bpf_probe_read_user_str_bytes(filename as *const u8, &mut buf[BODY..BODY + MAX_FILENAME])
     } {
@@ -133,12 +153,13 @@ fn try_exec_failed(ctx: &TracePointContext, regs_filename: u32) -> Result<(), i3
     if n >= MAX_FILENAME - 1 {
         hdr.flags |= FLAG_PATH_TRUNCATED;
     }
+    // SAFETY: a helper without arguments; the address is only read through `read_field`.
     let task = unsafe { bpf_get_current_task() } as *const u8;
     put(
         buf,
         HEADER_SIZE,
         ExecFixed {
-            ppid: unsafe { parent_tgid(task) },
+            ppid: parent_tgid(task),
             uid: bpf_get_current_uid_gid() as u32,
             ret: ret as i32,
             filename_len: n as u16,

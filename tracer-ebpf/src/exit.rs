@@ -31,7 +31,11 @@ fn try_exit(ctx: &RawTracePointContext) -> Result<(), i32> {
         return Ok(());
     }
     let c = cfg();
+    // SAFETY: a helper without arguments (the binding is `unsafe` as every raw helper
+    // binding is); the address it returns is only read through `read_field`.
     let task = unsafe { bpf_get_current_task() } as *const u8;
+    // SAFETY: a raw pointer is valid for any bytes (as are the integers read below);
+    // `read_field` takes any address.
     let signal: *const u8 = unsafe { read_field(task, c.task_signal) }?;
     // The thread group ends with this thread: the tracepoint says so on kernels that pass
     // `group_dead` (sched_process_exit(struct task_struct *p, bool group_dead)); elsewhere
@@ -39,6 +43,7 @@ fn try_exit(ctx: &RawTracePointContext) -> Result<(), i32> {
     let last = if c.exit_group_dead_arg != 0 {
         ctx.arg::<u64>(1) & 0xff != 0
     } else {
+        // SAFETY: as for `signal` above.
         unsafe { read_field::<i32>(signal, c.signal_live) }? == 0
     };
     if !last {
@@ -46,22 +51,26 @@ fn try_exit(ctx: &RawTracePointContext) -> Result<(), i32> {
     }
     // As wait_task_zombie() computes it: the group exit code when the group was taken down
     // (exit_group from a multi-threaded process, a fatal signal), else the leader's own.
+    // SAFETY: as for `signal` above.
     let flags: u32 = unsafe { read_field(signal, c.signal_flags) }?;
     let status: u32 = if flags & c.signal_group_exit != 0 {
+        // SAFETY: as for `signal` above.
         unsafe { read_field(signal, c.signal_group_exit_code) }?
     } else {
         // The last thread out is the leader itself unless it is a thread (pid != tgid).
         let leader: *const u8 = if pid_tgid as u32 == (pid_tgid >> 32) as u32 {
             task
         } else {
+            // SAFETY: as for `signal` above.
             unsafe { read_field(task, c.task_group_leader) }?
         };
+        // SAFETY: as for `signal` above.
         unsafe { read_field(leader, c.task_exit_code) }?
     };
     submit_fixed(ExitRecord {
         hdr: header(RecordKind::Exit, pid_tgid),
         fixed: ExitFixed {
-            ppid: unsafe { parent_tgid(task) },
+            ppid: parent_tgid(task),
             status,
         },
     });

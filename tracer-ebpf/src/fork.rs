@@ -32,7 +32,9 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i32> {
     let c = cfg();
     // sched_process_fork(struct task_struct *parent, struct task_struct *child)
     let child: *const u8 = ctx.arg(1);
+    // SAFETY: a `u32` is valid for any bytes; `read_field` takes any address.
     let pid: u32 = unsafe { read_field(child, c.task_pid) }?;
+    // SAFETY: as for `pid`.
     let tgid: u32 = unsafe { read_field(child, c.task_tgid) }?;
     if pid != tgid {
         return Ok(());

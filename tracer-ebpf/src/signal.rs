@@ -49,6 +49,7 @@ fn try_signal(ctx: &RawTracePointContext) -> Result<(), i32> {
     }
     let c = cfg();
     let task: *const u8 = ctx.arg(2);
+    // SAFETY: an `i32` is valid for any bytes; `read_field` takes any address.
     let target: i32 = unsafe { read_field(task, c.task_pid) }?;
     let pid_tgid = bpf_get_current_pid_tgid();
     let (pid, tgid) = (pid_tgid as u32, (pid_tgid >> 32) as u32);
@@ -64,6 +65,8 @@ fn try_signal(ctx: &RawTracePointContext) -> Result<(), i32> {
             code: match ctx.arg::<u64>(1) {
                 SEND_SIG_NOINFO => SI_USER,
                 SEND_SIG_PRIV => SI_KERNEL,
+                // SAFETY: an `i32` is valid for any bytes; `read_field` takes any address
+                // (here a `struct kernel_siginfo *`, the special values being handled above).
                 info => unsafe { read_field(info as *const u8, c.siginfo_code) }?,
             },
             result: ctx.arg::<u64>(4) as i32,
@@ -74,6 +77,9 @@ fn try_signal(ctx: &RawTracePointContext) -> Result<(), i32> {
 
 #[tracepoint]
 pub fn mark_victim(ctx: TracePointContext) -> u32 {
+    // SAFETY: `read_at` reads through the bpf_probe_read_kernel helper at the record's
+    // address plus the offset from the tracepoint's format file: a wrong offset reads wrong
+    // bytes or fails, never faults; an `i32` is valid for any bytes.
     match unsafe { ctx.read_at::<i32>(cfg().tp_oom_pid as usize) } {
         Ok(victim) => submit_fixed(OomRecord {
             hdr: header(RecordKind::OomKill, bpf_get_current_pid_tgid()),
