@@ -134,7 +134,7 @@ fn span(r: &Run, pid: u32) -> Option<ProcessSpan> {
     Some(ProcessSpan {
         pid: c.pid,
         program: c.program.clone(),
-        role: c.role.clone(),
+        role: c.role.map(|r| r.name().to_owned()),
         start_ns: c.exec_ns.unwrap_or(c.started_ns),
         end_ns: c.exited_ns,
         status: c.status.map(|s| s.to_string()),
@@ -154,7 +154,7 @@ fn timeline(h: &UnitHistory, sd: Option<&SystemdUnit>) -> Option<UnitTimeline> {
     let exec_start_exit = r
         .commands
         .iter()
-        .find(|c| c.role.as_deref() == Some("ExecStart"))
+        .find(|c| c.role == Some(crate::model::Role::ExecStart))
         .and_then(|c| c.exited_ns);
     let failed_ns = r
         .outcome

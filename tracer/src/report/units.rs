@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::ReportError;
 use crate::{
-    model::{Model, UnitHistory, cause::Cause, facts::Facts},
+    model::{Model, UnitHistory, UnitState, cause::Cause, facts::Facts},
     protocol::UnitSelect,
     systemd::{Snapshot, SystemdUnit},
     unit::UnitKind,
@@ -23,7 +23,7 @@ pub struct UnitRow<'a> {
     pub user: Option<u32>,
     pub runs: usize,
     pub restarts: usize,
-    pub state: &'static str,
+    pub state: UnitState,
     pub crash_loop: bool,
     /// How the latest run that ended, ended.
     pub last_exit: Option<String>,
@@ -42,7 +42,7 @@ pub struct UnitsReport<'a> {
 impl UnitSelect {
     fn matches(&self, h: &UnitHistory) -> bool {
         (self.types.is_empty() || self.types.iter().any(|t| t == h.unit.kind.name()))
-            && (self.states.is_empty() || self.states.iter().any(|s| s == h.state()))
+            && (self.states.is_empty() || self.states.iter().any(|s| s == h.state().name()))
     }
 }
 

@@ -10,7 +10,7 @@ use super::{ReportError, Source, secs};
 use crate::{
     event::WaitStatus,
     model::{
-        Model, Run, UnitHistory,
+        Model, Role, Run, ServiceType, UnitHistory, UnitState,
         cause::{Cause, ExecEvidence},
         facts::Facts,
     },
@@ -21,7 +21,7 @@ use crate::{
 #[derive(Serialize)]
 pub struct Why<'a> {
     pub unit: &'a str,
-    pub state: &'static str,
+    pub state: UnitState,
     pub runs: usize,
     pub restarts: usize,
     pub crash_loop: bool,
@@ -180,6 +180,7 @@ fn not_failed(h: &UnitHistory, run: &Run, sd: Option<&SystemdUnit>) -> String {
         .map(|s| s.service_type.as_str())
         .or_else(|| h.file.as_ref().and_then(|f| f.service_type.as_deref()))
         .unwrap_or("simple");
+    let service_type = ServiceType::from_name(ty);
     let remain = service.map_or_else(
         || h.file.as_ref().is_some_and(|f| f.remain_after_exit),
         |s| s.remain_after_exit,
@@ -198,7 +199,10 @@ fn not_failed(h: &UnitHistory, run: &Run, sd: Option<&SystemdUnit>) -> String {
                 .map_or_else(String::new, |ns| {
                     format!(" after {:.0} ms", ns as f64 / 1e6)
                 });
-            if o.status.success() && matches!(ty, "simple" | "exec") && !remain {
+            if o.status.success()
+                && matches!(service_type, Some(ServiceType::Simple | ServiceType::Exec))
+                && !remain
+            {
                 format!(
                     "{name}: {program} ran to completion and exited 0{took}; a Type={ty} service whose main process exits becomes inactive — it is not a long-running daemon; if it is meant to run once, use Type=oneshot (with RemainAfterExit=yes to stay active)"
                 )
@@ -214,11 +218,11 @@ fn not_failed(h: &UnitHistory, run: &Run, sd: Option<&SystemdUnit>) -> String {
             }
         }
         // Type=forking: ExecStart's process exited 0 and nothing stayed behind.
-        None if ty == "forking"
+        None if service_type == Some(ServiceType::Forking)
             && run.main_pid.is_none()
             && run.commands.iter().all(|c| c.exited_ns.is_some())
             && let Some(c) = run.commands.iter().find(|c| {
-                c.role.as_deref() == Some("ExecStart") && c.status.is_some_and(|s| s.success())
+                c.role == Some(Role::ExecStart) && c.status.is_some_and(|s| s.success())
             }) =>
         {
             let program = c.program.as_deref().unwrap_or("ExecStart's process");

@@ -1,0 +1,220 @@
+//! A run's lifecycle: opened by its unit's cgroup appearing, closed by it going; who asked
+//! for a start (a `systemctl` seen running); units that ended long ago forgotten.
+
+use super::{
+    Model,
+    facts::Facts,
+    outcome::{outcome_of, update_crash_loop},
+    run::{Command, Run, StartKind, UnitHistory},
+};
+use crate::{
+    enrich::{Enriched, Unit},
+    event::{CgroupRef, Event},
+    idhash::IdSet,
+    unit::{UnitKind, UnitRef},
+};
+
+/// The unit of the cgroup a cgroup event acted on.
+fn subject_unit(e: &Enriched) -> Option<&Unit> {
+    e.subject.as_ref()?.unit.as_deref()
+}
+
+/// A `systemctl VERB UNIT...` seen running.
+#[derive(Clone, Debug)]
+pub(super) struct SystemctlCall {
+    pub(super) ts_ns: u64,
+    pub(super) pid: u32,
+    pub(super) verb: String,
+    pub(super) units: Vec<String>,
+}
+
+/// Units kept whose last run has ended. Transient scopes and services (`systemd-run`,
+/// sessions) come and go by the thousand on a busy host: past this many, the ones that
+/// ended longest ago are forgotten (the journal keeps them), so memory does not grow with
+/// the number of units that have come and gone.
+pub const MAX_ENDED_UNITS: usize = 1000;
+
+impl<F: Facts> Model<F> {
+    /// A unit's own cgroup appearing opens a run.
+    pub(super) fn on_cgroup_mkdir(&mut self, e: &Enriched, cgroup: &CgroupRef) {
+        if let Some(u) = subject_unit(e)
+            && u.cgroup == cgroup.path
+            && u.kind != UnitKind::Slice
+        {
+            self.begin_run(u.unit.clone(), cgroup.id, e.ev.ts_ns);
+        }
+    }
+
+    /// A unit's own cgroup going closes its run.
+    pub(super) fn on_cgroup_rmdir(&mut self, e: &Enriched, cgroup: &CgroupRef) {
+        if let Some(u) = subject_unit(e)
+            && u.cgroup == cgroup.path
+        {
+            self.end_run(&u.name, cgroup.id, e.ev.ts_ns);
+        }
+    }
+
+    pub(super) fn begin_run(&mut self, unit: UnitRef, cgroup_id: u64, ts: u64) {
+        let name = unit.name.clone();
+        let new = !self.units.contains_key(&name);
+        if new {
+            let file = self.facts.unit_file(&name);
+            self.units.insert(
+                name.clone(),
+                UnitHistory {
+                    unit,
+                    runs: Vec::new(),
+                    file,
+                    crash_loop: false,
+                    serial: self.next_serial,
+                },
+            );
+            self.next_serial += 1;
+        }
+        let manual = self.manual_request(&name, ts);
+        let h = self.units.get_mut(&name).expect("inserted above");
+        if let Some(prev) = h.runs.last_mut()
+            && prev.is_open()
+        {
+            // A new cgroup while the old one was never seen to go: close the old run.
+            prev.ended_ns = Some(ts);
+        }
+        let start = match (h.runs.last(), manual) {
+            (None, _) => StartKind::First,
+            (Some(_), Some(call)) => StartKind::Manual {
+                by_pid: call.pid,
+                command: format!("systemctl {}", call.verb),
+            },
+            (Some(prev), None) if prev.failed() => StartKind::AutomaticRestart,
+            (Some(_), None) => StartKind::Again,
+        };
+        h.runs.push(Run {
+            number: h.runs.len() + 1,
+            cgroup_id: Some(cgroup_id),
+            started_ns: ts,
+            ended_ns: None,
+            start,
+            commands: Vec::new(),
+            main_pid: None,
+            outcome: None,
+            pids: IdSet::default(),
+        });
+        if new {
+            self.forget_ended_units();
+        }
+    }
+
+    /// Past [`MAX_ENDED_UNITS`] units whose last run ended, forgets the oldest quarter.
+    fn forget_ended_units(&mut self) {
+        if self.units.len() <= MAX_ENDED_UNITS {
+            return;
+        }
+        let mut ended: Vec<(u64, &String)> = self
+            .units
+            .iter()
+            .filter_map(|(name, h)| Some((h.runs.last()?.ended_ns?, name)))
+            .collect();
+        if ended.len() <= MAX_ENDED_UNITS {
+            return;
+        }
+        ended.sort_unstable();
+        let forget: Vec<String> = ended[..ended.len() - MAX_ENDED_UNITS * 3 / 4]
+            .iter()
+            .map(|(_, name)| (*name).clone())
+            .collect();
+        for name in &forget {
+            self.units.remove(name);
+        }
+        self.procs
+            .values_mut()
+            .filter(|p| {
+                p.unit
+                    .as_ref()
+                    .is_some_and(|(u, _)| !self.units.contains_key(u))
+            })
+            .for_each(|p| p.unit = None);
+    }
+
+    /// The systemctl call that asked for this unit shortly before `ts`, if any.
+    fn manual_request(&self, unit: &str, ts: u64) -> Option<SystemctlCall> {
+        let short = unit.strip_suffix(".service").unwrap_or(unit);
+        self.systemctl
+            .iter()
+            .rev()
+            .take_while(|c| ts.saturating_sub(c.ts_ns) <= self.cfg.manual_window_ns)
+            .find(|c| {
+                matches!(
+                    c.verb.as_str(),
+                    "restart"
+                        | "try-restart"
+                        | "reload-or-restart"
+                        | "try-reload-or-restart"
+                        | "start"
+                ) && c.units.iter().any(|u| u == unit || u == short)
+            })
+            .cloned()
+    }
+
+    pub(super) fn end_run(&mut self, unit: &str, cgroup_id: u64, ts: u64) {
+        let Some(h) = self.units.get_mut(unit) else {
+            return;
+        };
+        let Some(run) = h
+            .runs
+            .iter_mut()
+            .rev()
+            .find(|r| r.cgroup_id == Some(cgroup_id) || (r.cgroup_id.is_none() && r.is_open()))
+        else {
+            return;
+        };
+        run.ended_ns = Some(ts);
+        if run.outcome.is_none() && run.commands.is_empty() {
+            // systemd ≤ 254: the child may have failed its setup in /init.scope before it
+            // was moved here. Take the one that failed while this run was open.
+            let started = run.started_ns;
+            if let Some(i) = self
+                .unplaced
+                .iter()
+                .position(|u| u.ts_ns >= started && u.ts_ns <= ts)
+            {
+                let u = self.unplaced.remove(i).expect("index from position");
+                run.push_command(Command {
+                    exited_ns: Some(u.ts_ns),
+                    status: Some(u.status),
+                    ..Command::new(u.pid, u.ts_ns, true)
+                });
+                run.main_pid = Some(u.pid);
+                run.outcome = Some(outcome_of(
+                    run,
+                    u.pid,
+                    u.status,
+                    h.file.as_ref(),
+                    &self.facts,
+                    None,
+                    false,
+                ));
+            }
+        }
+        update_crash_loop(h, &self.cfg);
+    }
+
+    pub(super) fn note_systemctl(&mut self, ev: &Event, argv: &[String]) {
+        let args: Vec<&String> = argv
+            .iter()
+            .skip(1)
+            .filter(|a| !a.starts_with('-'))
+            .collect();
+        let Some(verb) = args.first() else {
+            return;
+        };
+        self.systemctl.push_back(SystemctlCall {
+            ts_ns: ev.ts_ns,
+            pid: ev.tgid,
+            verb: (*verb).clone(),
+            units: args[1..].iter().map(|s| (*s).clone()).collect(),
+        });
+        while self.systemctl.len() > 256 {
+            self.systemctl.pop_front();
+        }
+    }
+}

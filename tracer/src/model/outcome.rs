@@ -1,0 +1,264 @@
+//! How a run ended: which exit was its main process's, and the cause of a failure from
+//! what was seen around it (a failed exec, a signal and its sender, the OOM killer,
+//! systemd's setup exit statuses).
+
+use super::{
+    Model, ModelConfig,
+    cause::{Cause, ExecEvidence, FileProblem, systemd_exit_status_name},
+    facts::{Facts, UnitFile},
+    procs::{SignalSeen, Unplaced},
+    run::{Outcome, Run, UnitHistory},
+    systemd::{Role, forking},
+};
+use crate::event::{Errno, Signal, WaitStatus};
+
+impl<F: Facts> Model<F> {
+    /// A process's exit, once it has been placed (or not) in a unit's run.
+    pub(super) fn account_exit(
+        &mut self,
+        pid: u32,
+        ppid: u32,
+        comm: &str,
+        status: WaitStatus,
+        ts_ns: u64,
+    ) {
+        let placed = self.procs.remove(&pid).and_then(|p| p.unit);
+        let signal = self.signals.remove(&pid);
+        let oom = self.oom_victims.remove(&pid).is_some();
+        let Some((unit, run_index)) = placed else {
+            // A service-manager child that failed its setup outside any unit's cgroup.
+            if ppid == 1
+                && comm.starts_with('(')
+                && status
+                    .exit_code()
+                    .is_some_and(|c| systemd_exit_status_name(c).is_some())
+            {
+                self.unplaced.push_back(Unplaced {
+                    ts_ns,
+                    pid,
+                    comm: comm.to_owned(),
+                    status,
+                });
+                while self.unplaced.len() > 64 {
+                    self.unplaced.pop_front();
+                }
+            }
+            return;
+        };
+        let Some(h) = self.units.get_mut(&unit) else {
+            return;
+        };
+        let file = h.file.clone();
+        let Some(run) = h.runs.get_mut(run_index) else {
+            return;
+        };
+        let Some(cmd) = run.command_mut(pid) else {
+            return;
+        };
+        cmd.exited_ns = Some(ts_ns);
+        cmd.status = Some(status);
+        let top_level = cmd.top_level;
+        let is_exec_start = cmd.role == Some(Role::ExecStart);
+        let setup_failure = cmd.program.is_none()
+            && status
+                .exit_code()
+                .is_some_and(|c| systemd_exit_status_name(c).is_some());
+        let forking = forking(file.as_ref());
+
+        // Which exit ends the run's main process:
+        // - a command that failed systemd's setup, or any failing top-level command;
+        // - ExecStart's process (for Type=forking: unless it exited 0, leaving a daemon);
+        // - without a unit file: the last top-level command to exit;
+        // - for Type=forking, the daemon ExecStart left behind.
+        let is_main = if run.main_pid == Some(pid) {
+            true
+        } else if run.outcome.is_some() {
+            false
+        } else if top_level {
+            setup_failure
+                || !status.success()
+                || (is_exec_start && !forking)
+                || (file.is_none() && !forking)
+        } else {
+            forking
+                && run
+                    .commands
+                    .iter()
+                    .any(|c| c.role == Some(Role::ExecStart) && c.status == Some(WaitStatus(0)))
+        };
+        if is_exec_start && forking && status.success() {
+            // The daemon is the process still running in the cgroup.
+            run.main_pid = run
+                .commands
+                .iter()
+                .find(|c| !c.top_level && c.exited_ns.is_none())
+                .map(|c| c.pid);
+            return;
+        }
+        if is_main {
+            run.main_pid = Some(pid);
+            run.outcome = Some(outcome_of(
+                run,
+                pid,
+                status,
+                file.as_ref(),
+                &self.facts,
+                signal,
+                oom,
+            ));
+            update_crash_loop(h, &self.cfg);
+        }
+    }
+}
+
+/// How a run ended, from its main process's exit and what was seen around it.
+pub(super) fn outcome_of(
+    run: &Run,
+    pid: u32,
+    status: WaitStatus,
+    file: Option<&UnitFile>,
+    facts: &impl Facts,
+    signal: Option<SignalSeen>,
+    oom: bool,
+) -> Outcome {
+    let cmd = run.command(pid);
+    let program = cmd
+        .and_then(|c| c.program.clone())
+        .or_else(|| file.and_then(|f| f.exec_start.first().cloned()))
+        .unwrap_or_else(|| "the main process".to_owned());
+    // (The cause names the role as a setting's name.)
+    let role = cmd
+        .and_then(|c| c.role)
+        .unwrap_or(Role::ExecStart)
+        .name()
+        .to_owned();
+    let cause = if status.success() {
+        None
+    } else if oom {
+        Some(Cause::OomKilled { pid, program })
+    } else if let Some(sig) = status.signal() {
+        let sender = signal.filter(|s| s.sig == sig);
+        Some(Cause::Killed {
+            signal: Signal(sig),
+            core_dumped: status.core_dumped(),
+            sender_pid: sender.as_ref().map(|s| s.sender_pid),
+            sender_comm: sender.map(|s| s.sender_comm),
+            pid,
+            program,
+        })
+    } else {
+        let code = status.exit_code().unwrap_or(0);
+        let failed_exec = cmd.and_then(|c| c.failed_execs.last());
+        match (code, failed_exec) {
+            // The exec itself failed: the kernel saw execve return the error.
+            (203, Some(f)) => Some(Cause::ExecFailed {
+                command: role,
+                path: f.path.clone(),
+                errno: f.errno,
+                problem: f.problem.clone(),
+                evidence: ExecEvidence::Execve,
+                pid,
+            }),
+            // systemd's own check refused the file before any execve: the file's state
+            // says why.
+            (203, None) if file.is_some_and(|f| !f.exec_start.is_empty()) => {
+                let path = file.expect("checked").exec_start[0].clone();
+                let state = facts.file(&path);
+                let errno = match &state {
+                    None => Errno(libc::ENOENT),
+                    Some(_) => Errno(libc::EACCES),
+                };
+                Some(Cause::ExecFailed {
+                    command: role,
+                    problem: FileProblem::diagnose(errno, state.as_ref()),
+                    path,
+                    errno,
+                    evidence: ExecEvidence::SystemdCheck,
+                    pid,
+                })
+            }
+            (c, _)
+                if systemd_exit_status_name(c).is_some()
+                    && cmd.is_none_or(|c| c.program.is_none()) =>
+            {
+                let (setting, detail) = setup_setting(c, file, facts);
+                Some(Cause::SetupFailed {
+                    status: c,
+                    name: systemd_exit_status_name(c).unwrap_or_default().to_owned(),
+                    setting,
+                    detail,
+                    pid,
+                })
+            }
+            (c, _) => Some(Cause::ExitCode {
+                code: c,
+                pid,
+                program,
+            }),
+        }
+    };
+    Outcome {
+        pid,
+        status,
+        success: clean_exit(status),
+        cause,
+    }
+}
+
+/// systemd counts exit 0 and death by SIGHUP, SIGINT, SIGTERM or SIGPIPE (how a stop ends
+/// a service) as a clean end.
+fn clean_exit(status: WaitStatus) -> bool {
+    status.success()
+        || status.signal().is_some_and(|s| {
+            [libc::SIGHUP, libc::SIGINT, libc::SIGTERM, libc::SIGPIPE].contains(&s)
+        })
+}
+
+/// The unit-file setting behind a setup failure, and what is wrong with it.
+fn setup_setting(
+    status: u8,
+    file: Option<&UnitFile>,
+    facts: &impl Facts,
+) -> (Option<String>, Option<String>) {
+    let Some(file) = file else {
+        return (None, None);
+    };
+    match status {
+        200 => match &file.working_directory {
+            Some(dir) => {
+                let detail = match facts.file(dir.trim_start_matches('-')) {
+                    None => "the directory does not exist",
+                    Some(f) if !f.is_dir => "it is not a directory",
+                    Some(_) => "the directory is not accessible",
+                };
+                (Some(format!("WorkingDirectory={dir}")), Some(detail.into()))
+            }
+            None => (None, None),
+        },
+        217 => match &file.user {
+            Some(user) => {
+                let detail = match facts.user_exists(user) {
+                    Some(false) => Some("no such user".to_owned()),
+                    _ => None,
+                };
+                (Some(format!("User={user}")), detail)
+            }
+            None => (None, None),
+        },
+        _ => (None, None),
+    }
+}
+
+pub(super) fn update_crash_loop(h: &mut UnitHistory, cfg: &ModelConfig) {
+    let Some(last) = h.runs.iter().rev().find(|r| r.failed()) else {
+        h.crash_loop = false;
+        return;
+    };
+    let end = last.started_ns;
+    let failed = h
+        .runs
+        .iter()
+        .filter(|r| r.failed() && end.saturating_sub(r.started_ns) <= cfg.crash_loop_window_ns)
+        .count();
+    h.crash_loop = failed >= cfg.crash_loop_runs;
+}

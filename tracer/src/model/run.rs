@@ -1,0 +1,234 @@
+//! A unit's runs and what each ran: the model's account, as the reports read it.
+
+use serde::Serialize;
+
+use super::{
+    cause::{Cause, FileProblem},
+    facts::UnitFile,
+    systemd::Role,
+};
+use crate::{
+    event::{Errno, WaitStatus},
+    idhash::IdSet,
+    unit::UnitRef,
+};
+
+/// Why a run began.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "start", rename_all = "kebab-case")]
+pub enum StartKind {
+    /// The unit's first run seen.
+    First,
+    /// Started again by systemd after the previous run failed (Restart=).
+    AutomaticRestart,
+    /// Started again after `systemctl` asked (the pid of that systemctl).
+    Manual { by_pid: u32, command: String },
+    /// Started again, with no sign of who asked.
+    Again,
+    /// Already running when the tracer started.
+    FoundAtStart,
+}
+
+/// One process a run executed.
+#[derive(Clone, Debug, Serialize)]
+pub struct Command {
+    pub pid: u32,
+    /// First seen (fork or exec), CLOCK_BOOTTIME ns.
+    pub started_ns: u64,
+    /// The program it executed (None: it never got past systemd's setup).
+    pub program: Option<String>,
+    pub argv: Vec<String>,
+    /// Started by the service manager itself (ExecStart and friends), not by another command.
+    pub top_level: bool,
+    /// `ExecStartPre`, `ExecStart`, ... where the unit file tells.
+    pub role: Option<Role>,
+    /// When it executed its program (after systemd ≥ 255's executor), CLOCK_BOOTTIME ns.
+    pub exec_ns: Option<u64>,
+    /// When pid 1 moved it into the unit's cgroup (systemd ≤ 254 forks its children in
+    /// its own cgroup and moves them; later versions clone them straight into the unit's).
+    pub moved_ns: Option<u64>,
+    pub exited_ns: Option<u64>,
+    pub status: Option<WaitStatus>,
+    /// Failed execs in this process.
+    pub failed_execs: Vec<FailedExec>,
+}
+
+impl Command {
+    /// A process first seen at `started_ns`, of which nothing else is known yet.
+    pub fn new(pid: u32, started_ns: u64, top_level: bool) -> Self {
+        Self {
+            pid,
+            started_ns,
+            program: None,
+            argv: Vec::new(),
+            top_level,
+            role: None,
+            exec_ns: None,
+            moved_ns: None,
+            exited_ns: None,
+            status: None,
+            failed_execs: Vec::new(),
+        }
+    }
+}
+
+/// An exec that failed, with the file's state when it did.
+#[derive(Clone, Debug, Serialize)]
+pub struct FailedExec {
+    pub ts_ns: u64,
+    pub path: String,
+    pub errno: Errno,
+    pub problem: FileProblem,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, Serialize)]
+pub struct Outcome {
+    pub pid: u32,
+    pub status: WaitStatus,
+    pub success: bool,
+    pub cause: Option<Cause>,
+}
+
+/// One activation of a unit.
+#[derive(Clone, Debug, Serialize)]
+pub struct Run {
+    /// 1 for the first run seen.
+    pub number: usize,
+    pub cgroup_id: Option<u64>,
+    pub started_ns: u64,
+    pub ended_ns: Option<u64>,
+    #[serde(flatten)]
+    pub start: StartKind,
+    pub commands: Vec<Command>,
+    pub main_pid: Option<u32>,
+    pub outcome: Option<Outcome>,
+    /// The pids of `commands`.
+    #[serde(skip)]
+    pub(super) pids: IdSet<u32>,
+}
+
+/// A run keeps at most this many commands: past it, half of its helpers (processes not
+/// started by the service manager) that have exited are forgotten, the oldest first, so a
+/// unit that runs processes by the million (a session's shell loop) does not grow.
+pub const MAX_COMMANDS_PER_RUN: usize = 512;
+
+impl Run {
+    pub(super) fn push_command(&mut self, cmd: Command) {
+        if self.commands.len() >= MAX_COMMANDS_PER_RUN {
+            let main = self.main_pid;
+            let forgettable =
+                |c: &Command| !c.top_level && c.exited_ns.is_some() && Some(c.pid) != main;
+            let n = self.commands.iter().filter(|c| forgettable(c)).count();
+            let mut forget = n.saturating_sub(n / 2).max(usize::from(n > 0));
+            self.commands.retain(|c| {
+                let gone = forget > 0 && forgettable(c);
+                forget -= usize::from(gone);
+                !gone
+            });
+            self.pids = self.commands.iter().map(|c| c.pid).collect();
+        }
+        self.pids.insert(cmd.pid);
+        self.commands.push(cmd);
+    }
+
+    pub(super) fn command_mut(&mut self, pid: u32) -> Option<&mut Command> {
+        self.commands.iter_mut().rev().find(|c| c.pid == pid)
+    }
+
+    pub fn command(&self, pid: u32) -> Option<&Command> {
+        self.commands.iter().rev().find(|c| c.pid == pid)
+    }
+
+    /// Failed: the main process failed, or the run ended without one that succeeded.
+    pub fn failed(&self) -> bool {
+        self.outcome.as_ref().is_some_and(|o| !o.success)
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.ended_ns.is_none()
+    }
+}
+
+/// Everything seen of one unit.
+#[derive(Clone, Debug, Serialize)]
+pub struct UnitHistory {
+    pub unit: UnitRef,
+    pub runs: Vec<Run>,
+    /// What its unit file says, when one was found.
+    pub file: Option<UnitFile>,
+    /// Failed runs within the crash-loop window at the last failure.
+    pub crash_loop: bool,
+    /// Tells this history from an earlier one of the same name that was forgotten.
+    #[serde(skip)]
+    pub serial: u64,
+}
+
+impl UnitHistory {
+    /// Runs after the first.
+    pub fn restarts(&self) -> usize {
+        self.runs
+            .iter()
+            .filter(|r| !matches!(r.start, StartKind::First | StartKind::FoundAtStart))
+            .count()
+    }
+
+    /// The latest failure, if any run failed.
+    pub fn last_failure(&self) -> Option<&Run> {
+        self.runs.iter().rev().find(|r| r.failed())
+    }
+
+    /// What the unit looks like now, as far as the events tell.
+    pub fn state(&self) -> UnitState {
+        let remain = self.file.as_ref().is_some_and(|f| f.remain_after_exit);
+        match self.runs.last() {
+            None => UnitState::Unknown,
+            Some(r) if r.failed() => UnitState::Failed,
+            Some(r) if r.is_open() && r.commands.iter().any(|c| c.exited_ns.is_none()) => {
+                UnitState::Running
+            }
+            Some(r) if r.outcome.is_some() && (r.is_open() || remain) => UnitState::Exited,
+            Some(r) if r.is_open() => UnitState::Active,
+            Some(_) => UnitState::Inactive,
+        }
+    }
+}
+
+/// A unit's state as the events tell it (systemd's own may differ: it knows what the
+/// events cannot, such as RemainAfterExit= without a unit file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnitState {
+    Unknown,
+    Failed,
+    Running,
+    Exited,
+    Active,
+    Inactive,
+}
+
+impl UnitState {
+    /// As `--state` names it: `failed`, `running`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Failed => "failed",
+            Self::Running => "running",
+            Self::Exited => "exited",
+            Self::Active => "active",
+            Self::Inactive => "inactive",
+        }
+    }
+}
+
+impl std::fmt::Display for UnitState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+impl PartialEq<&str> for UnitState {
+    fn eq(&self, other: &&str) -> bool {
+        self.name() == *other
+    }
+}

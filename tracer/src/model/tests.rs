@@ -1,0 +1,179 @@
+//! The model on hand-made event sequences.
+
+use super::{cause::Cause, facts::RecordedFacts, *};
+use crate::{
+    event::{CgroupRef, Event, WaitStatus},
+    procfs::ProcInfo,
+    testing::Fed,
+};
+
+fn ev(ts_ns: u64, tgid: u32, cgroup_id: u64, comm: &str, kind: EventKind) -> Event {
+    Event {
+        ts_ns,
+        pid: tgid,
+        tgid,
+        cgroup_id,
+        comm: comm.into(),
+        kind,
+    }
+}
+
+fn cgroup(id: u64, path: &str) -> CgroupRef {
+    CgroupRef {
+        id,
+        level: 2,
+        path: path.into(),
+        path_truncated: false,
+    }
+}
+
+#[test]
+fn units_that_came_and_went_are_forgotten_past_the_cap() {
+    let mut m = Fed::new(Model::new(RecordedFacts::default(), ModelConfig::default()));
+    m.know_cgroup(50, "/system.slice/a.service");
+    m.apply(&ev(
+        1,
+        1,
+        1,
+        "systemd",
+        EventKind::CgroupMkdir {
+            cgroup: cgroup(50, "/system.slice/a.service"),
+        },
+    ));
+    for i in 0..3 * MAX_ENDED_UNITS as u64 {
+        let cg = cgroup(1000 + i, &format!("/system.slice/run-u{i}.scope"));
+        m.apply(&ev(
+            10 + 2 * i,
+            1,
+            1,
+            "systemd",
+            EventKind::CgroupMkdir { cgroup: cg.clone() },
+        ));
+        m.apply(&ev(
+            11 + 2 * i,
+            1,
+            1,
+            "systemd",
+            EventKind::CgroupRmdir { cgroup: cg },
+        ));
+    }
+    assert!(
+        m.units().count() <= MAX_ENDED_UNITS + 1,
+        "{}",
+        m.units().count()
+    );
+    // The running unit and the latest ended ones are kept.
+    assert!(m.unit("a.service").is_some());
+    let last = format!("run-u{}.scope", 3 * MAX_ENDED_UNITS - 1);
+    assert!(m.unit(&last).is_some());
+    assert!(m.unit("run-u0.scope").is_none());
+}
+
+#[test]
+fn a_run_keeps_a_bounded_number_of_helpers() {
+    let mut m = Fed::new(Model::new(RecordedFacts::default(), ModelConfig::default()));
+    let path = "/user.slice/user-0.slice/session-1.scope";
+    m.apply(&ev(
+        1,
+        1,
+        1,
+        "systemd",
+        EventKind::CgroupMkdir {
+            cgroup: cgroup(60, path),
+        },
+    ));
+    for i in 0..10 * MAX_COMMANDS_PER_RUN as u32 {
+        let pid = 10_000 + i;
+        let exec = EventKind::Exec {
+            ppid: 500,
+            uid: 0,
+            filename: "/bin/true".into(),
+            argv: vec!["true".into()],
+            filename_truncated: false,
+            argv_truncated: false,
+        };
+        m.apply(&ev(u64::from(10 + 2 * i), pid, 60, "true", exec));
+        let exit = EventKind::Exit {
+            ppid: 500,
+            status: WaitStatus(0),
+        };
+        m.apply(&ev(u64::from(11 + 2 * i), pid, 60, "true", exit));
+    }
+    let run = &m.unit("session-1.scope").unwrap().runs[0];
+    assert!(
+        run.commands.len() <= MAX_COMMANDS_PER_RUN,
+        "{}",
+        run.commands.len()
+    );
+    // The latest ones are kept.
+    let last = 10_000 + 10 * MAX_COMMANDS_PER_RUN as u32 - 1;
+    assert!(
+        run.command(last)
+            .is_some_and(|c| c.status == Some(WaitStatus(0)))
+    );
+    assert_eq!(m.tracked_processes(), 0);
+}
+
+#[test]
+fn a_process_found_at_start_is_not_counted_twice() {
+    let mut m = Fed::new(Model::new(RecordedFacts::default(), ModelConfig::default()));
+    m.know_cgroup(50, "/system.slice/a.service");
+    m.found_at_start(&ProcInfo {
+        pid: 300,
+        ppid: 1,
+        start_ns: 1_000,
+        comm: "a".into(),
+        exe: Some("/usr/bin/a".into()),
+        cmdline: vec!["/usr/bin/a".into()],
+        cgroup: Some("/system.slice/a.service".into()),
+    });
+    let h = m.unit("a.service").unwrap();
+    assert_eq!(h.runs.len(), 1);
+    assert_eq!(h.runs[0].start, StartKind::FoundAtStart);
+    assert_eq!(h.state(), "running");
+    // Its exit, then the cgroup going, then a new activation.
+    m.apply(&ev(
+        5_000,
+        300,
+        50,
+        "a",
+        EventKind::Exit {
+            ppid: 1,
+            status: WaitStatus(2 << 8),
+        },
+    ));
+    let cg = CgroupRef {
+        id: 50,
+        level: 2,
+        path: "/system.slice/a.service".into(),
+        path_truncated: false,
+    };
+    m.apply(&ev(
+        6_000,
+        1,
+        1,
+        "systemd",
+        EventKind::CgroupRmdir { cgroup: cg.clone() },
+    ));
+    let h = m.unit("a.service").unwrap();
+    assert_eq!(h.runs.len(), 1, "the exit closed the run found at start");
+    assert_eq!(h.runs[0].commands.len(), 1);
+    assert_eq!(h.runs[0].main_pid, Some(300));
+    assert!(matches!(
+        h.runs[0].outcome.as_ref().and_then(|o| o.cause.clone()),
+        Some(Cause::ExitCode { code: 2, .. })
+    ));
+    assert_eq!(h.state(), "failed");
+    let next = CgroupRef { id: 51, ..cg };
+    m.apply(&ev(
+        7_000,
+        1,
+        1,
+        "systemd",
+        EventKind::CgroupMkdir { cgroup: next },
+    ));
+    let h = m.unit("a.service").unwrap();
+    assert_eq!(h.runs.len(), 2);
+    assert_eq!(h.runs[1].start, StartKind::AutomaticRestart);
+    assert_eq!(m.tracked_processes(), 0, "the exited process is not kept");
+}
