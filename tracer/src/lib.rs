@@ -6,6 +6,7 @@
 
 pub mod cgroup;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod daemon;
 pub mod decode;
@@ -14,13 +15,13 @@ pub mod event;
 pub mod filter;
 pub mod idhash;
 pub mod journal;
-pub mod metrics;
 pub mod model;
 pub mod probe;
 pub mod procfs;
 pub mod protocol;
 pub mod replay;
 pub mod report;
+pub mod sink;
 pub mod startup;
 pub mod systemd;
 pub mod unit;

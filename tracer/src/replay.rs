@@ -247,10 +247,10 @@ mod tests {
     use super::*;
     use crate::{
         clock::BootClock,
-        daemon::json::write_line,
         decode::arb,
         event::{CgroupRef, Errno, Signal, WaitStatus},
         report::events::write_json,
+        sink::stream::json::write_line,
     };
 
     fn all_kinds() -> Vec<Event> {

@@ -519,6 +519,52 @@ pub async fn try_unit(name: &str, limit: Duration) -> Option<SystemdUnit> {
     r.map_err(|e| tracing::debug!("{e}")).ok()
 }
 
+/// Once boot has finished (systemd's FinishTimestamp is set), takes systemd's account of
+/// it (its timestamps, every unit's, the ordering dependencies) for the journal, so that
+/// `tracer boot` of this boot can use it later. Quietly gives up when systemd is not on
+/// D-Bus (pid 1 is not systemd).
+pub async fn account_when_booted(tx: tokio::sync::mpsc::Sender<Snapshot>) {
+    if !booted_with_systemd() {
+        tracing::info!(
+            "pid 1 is not systemd (no /run/systemd/system): systemd's account of the boot is not recorded"
+        );
+        return;
+    }
+    // The daemon starts before the system bus: wait for it, less often as time goes by.
+    let mut tries = 0u32;
+    let sd = loop {
+        match Systemd::connect_within(Duration::from_secs(5)).await {
+            Ok(sd) => break sd,
+            Err(e) => {
+                tries += 1;
+                if tries == 60 {
+                    tracing::info!(
+                        "systemd's own timestamps cannot be recorded yet (still trying every 30 s): {e}"
+                    );
+                }
+                let pause = if tries < 60 { 2 } else { 30 };
+                tokio::time::sleep(Duration::from_secs(pause)).await;
+            }
+        }
+    };
+    loop {
+        match sd.boot_times().await {
+            Ok(t) if t.finished() => break,
+            Ok(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+            Err(e) => {
+                tracing::warn!("systemd's own timestamps will not be recorded: {e}");
+                return;
+            }
+        }
+    }
+    match sd.snapshot().await {
+        Ok(s) => {
+            let _ = tx.send(s).await;
+        }
+        Err(e) => tracing::warn!("systemd's own timestamps will not be recorded: {e}"),
+    }
+}
+
 /// How long a report waits for systemd's facts before going on without them.
 const REPORT_WAIT: Duration = Duration::from_secs(10);
 

@@ -111,7 +111,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         }
         // Subscribe before reading the journal's tail, so nothing falls in between.
         let live = if args.follow {
-            let Some(live) = crate::daemon::client::events(&filter).await? else {
+            let Some(live) = crate::client::events(&filter).await? else {
                 anyhow::bail!(
                     "-f follows the daemon's stream and journal, and no daemon is running: start it (systemctl start tracer), or run `tracer events` to trace here"
                 );
@@ -132,10 +132,10 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         );
     }
     if !args.standalone {
-        if let Some(lines) = crate::daemon::client::events(&filter).await? {
+        if let Some(lines) = crate::client::events(&filter).await? {
             eprintln!(
                 "tracer: streaming from the daemon ({}); Ctrl-C to stop",
-                crate::daemon::client::socket_path().display()
+                crate::client::socket_path().display()
             );
             return from_daemon(lines, output, None, true).await;
         }

@@ -125,7 +125,7 @@ pub async fn restarts(args: RestartsArgs) -> anyhow::Result<()> {
 /// tracing, not a recording, whose units may be another machine's).
 async fn report(src: &Source, query: Query) -> anyhow::Result<()> {
     let live = src.events.is_none() && src.duration.is_none();
-    if live && let Some(reply) = crate::daemon::client::query(&query).await? {
+    if live && let Some(reply) = crate::client::query(&query).await? {
         return match reply {
             Reply::Output(text) => Ok(io::stdout().lock().write_all(text.as_bytes())?),
             Reply::Error(e) => bail!("{e}"),

@@ -1,42 +1,41 @@
-//! `tracer daemon`: one task owns the state (probe, unit model, journal, metrics); the
-//! live stream's clients and the metrics endpoint are served beside it. Events reach the
-//! stream clients over a broadcast channel, so a slow client only ever loses its own
-//! events (and is told how many), never slows the daemon.
+//! `tracer daemon`: the composition. One task owns the state and runs the pipeline —
+//! ring buffer → decode → enrich → model, the journal recording every record, the
+//! metrics counting events and the model's changes, the stream publishing events to its
+//! clients — while the socket's clients, the `/metrics` endpoint and the wait for
+//! systemd's account of the boot are served beside it.
 
-pub mod client;
 pub mod config;
-pub mod json;
+mod notify;
 
 use std::{
-    io,
-    os::unix::fs::PermissionsExt,
+    fmt::Write as _,
     path::PathBuf,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
 use clap::Args;
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
-    net::{UnixListener, UnixStream},
     signal::unix::{SignalKind, signal},
-    sync::{broadcast, mpsc, oneshot},
+    sync::mpsc,
 };
 
 use self::config::Config;
 use crate::{
     clock::BootClock,
-    decode::decode,
-    enrich::Enriched,
+    decode::{DecodeError, decode},
+    enrich::Resolver,
     event::EventKind,
     journal::{self, Writer},
-    metrics::Metrics,
     model::{Model, ModelConfig, facts::LiveFacts},
-    probe::ProbeOptions,
-    protocol::{Filter, Query, Reply, Request},
+    probe::{Probe, ProbeOptions},
     report,
-    systemd::Snapshot,
+    sink::{
+        metrics::Metrics,
+        stream::{self, Publisher, Question},
+    },
+    startup::{self, Started},
+    systemd::{self, Snapshot},
 };
 
 #[derive(Debug, Args)]
@@ -58,56 +57,31 @@ pub struct DaemonArgs {
     pub ring_size: Option<u32>,
 }
 
-/// The events of one read of the ring buffer, as the stream's clients get them: one
-/// broadcast per batch, not per event. `first` numbers the first event (they are numbered
-/// in order), so a client that fell behind knows how many events it missed.
-pub struct Batch {
-    pub first: u64,
-    pub lines: Vec<Enriched>,
+impl DaemonArgs {
+    /// The configuration file's settings, with the flags' overrides.
+    fn config(self) -> anyhow::Result<Config> {
+        let mut cfg = Config::load(self.config.as_deref())?;
+        if let Some(d) = self.state_dir {
+            cfg.state_dir = d;
+        }
+        if let Some(d) = self.runtime_dir {
+            cfg.runtime_dir = d;
+        }
+        if let Some(m) = self.metrics_listen {
+            cfg.metrics_listen = m;
+        }
+        if let Some(r) = self.ring_size {
+            cfg.ring_size = r;
+        }
+        Ok(cfg)
+    }
 }
-
-/// A batch holds at most this many events (a read of a full ring is sent in several) ...
-const STREAM_BATCH_MAX: usize = 64;
-/// ... and a client may fall behind by this many batches before it misses events: at most
-/// 16384 events held for a slow client, as many seconds of them as 256 reads take.
-const STREAM_BACKLOG_BATCHES: usize = 256;
-
-/// A query on its way to the loop that owns the model, with systemd's facts for it
-/// (asked before, off the loop), and where the reply goes.
-struct Question {
-    query: Query,
-    systemd: Option<Snapshot>,
-    reply: oneshot::Sender<Reply>,
-}
-
-type QueryTx = mpsc::Sender<Question>;
 
 pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let mut cfg = Config::load(args.config.as_deref())?;
-    if let Some(d) = args.state_dir {
-        cfg.state_dir = d;
-    }
-    if let Some(d) = args.runtime_dir {
-        cfg.runtime_dir = d;
-    }
-    if let Some(m) = args.metrics_listen {
-        cfg.metrics_listen = m;
-    }
-    if let Some(r) = args.ring_size {
-        cfg.ring_size = r;
-    }
-
-    // Large blocks (the kernel's BTF, read and parsed twice while the programs load) get
-    // their own mappings, returned when freed and grown in place: glibc's default raises
-    // that threshold after the first such free, and the next ones then come from the heap,
-    // where growing copies them and freeing keeps them resident.
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only sets a tunable.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
-    }
-    let start = crate::startup::start(
+    let cfg = args.config()?;
+    give_large_blocks_their_own_mappings();
+    let start = startup::start(
         &ProbeOptions {
             ring_size: cfg.ring_size,
             batch_delay: Duration::from_millis(cfg.batch_ms),
@@ -116,399 +90,280 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         },
         true,
     )?;
-    let attached = start.attached_at.duration_since(started);
+    let attach_ms = start.attached_at.duration_since(started).as_millis();
+    let found = (start.running.len(), start.cgroups.len());
     tracing::info!(
-        attach_ms = attached.as_millis() as u64,
-        processes = start.running.len(),
-        cgroups = start.cgroups.len(),
+        attach_ms = attach_ms as u64,
+        processes = found.0,
+        cgroups = found.1,
         "tracer daemon: programs attached"
     );
-
     let boot_id = journal::current_boot_id().context("reading the boot id")?;
-    let mut journal = Writer::open(&cfg.journal_dir(), &boot_id, cfg.journal.clone())
-        .context("opening the journal")?;
-    let mut model = Model::new(
-        LiveFacts,
-        ModelConfig {
-            crash_loop_runs: cfg.crash_loop_runs,
-            crash_loop_window_ns: (cfg.crash_loop_window_secs * 1e9) as u64,
-            ..ModelConfig::default()
-        },
-    );
-    start.seed(&mut model);
-    for (id, path) in start.cgroups.iter() {
-        journal.append_cgroup(id, path)?;
-    }
-    for p in &start.running {
-        journal.append_process(p)?;
-    }
-    journal.flush()?;
-    let crate::startup::Started {
-        mut probe,
-        mut cgroups,
-        running,
-        ..
-    } = start;
+    let (mut probe, mut pipeline) = Pipeline::new(&cfg, start, &boot_id)?;
 
-    let clock = BootClock::new();
-    let mut metrics = Metrics::new(cfg.metrics_unit_cap);
-    if !cfg.metrics_listen.is_empty() {
-        let listener = tokio::net::TcpListener::bind(&cfg.metrics_listen)
-            .await
-            .with_context(|| format!("listening for /metrics on {}", cfg.metrics_listen))?;
-        tokio::spawn(crate::metrics::serve(listener, metrics.registry.clone()));
-    }
-
-    let (tx, _) = broadcast::channel::<Arc<Batch>>(STREAM_BACKLOG_BATCHES);
-    let (query_tx, mut query_rx) = mpsc::channel(16);
-    let (systemd_tx, mut systemd_rx) = mpsc::channel(1);
-    tokio::spawn(record_systemd_when_booted(systemd_tx));
-    let listener = bind_socket(&cfg)?;
-    tokio::spawn(serve_stream(
-        listener,
-        tx.clone(),
-        query_tx,
-        metrics.stream_clients.clone(),
-        clock,
-    ));
-    eprintln!(
-        "tracer daemon: attached in {} ms; {} processes and {} cgroups found at start; journal {}; socket {}{}{}",
-        attached.as_millis(),
-        running.len(),
-        cgroups.len(),
-        cfg.journal_dir().join(&boot_id).display(),
-        cfg.socket_path().display(),
-        if cfg.metrics_listen.is_empty() {
-            String::new()
-        } else {
-            format!("; metrics http://{}/metrics", cfg.metrics_listen)
-        },
-        match (cfg.failed_execs, probe.failed_execs()) {
-            (_, true) => "",
-            (false, _) => "; failed execs not caught (failed_execs = false)",
-            (true, false) => "; failed execs not caught: this kernel refused their programs",
-        }
-    );
+    let (queries_tx, queries) = mpsc::channel(16);
+    let (systemd_tx, systemd_rx) = mpsc::channel(1);
+    tokio::spawn(systemd::account_when_booted(systemd_tx));
+    pipeline.serve(&cfg, queries_tx).await?;
+    let ready = [
+        ("attach_ms", attach_ms.to_string()),
+        ("processes", found.0.to_string()),
+        ("cgroups", found.1.to_string()),
+        (
+            "journal",
+            cfg.journal_dir().join(&boot_id).display().to_string(),
+        ),
+        ("socket", cfg.socket_path().display().to_string()),
+        ("metrics", metrics_url(&cfg.metrics_listen)),
+        (
+            "failed_execs",
+            match (cfg.failed_execs, probe.failed_execs()) {
+                (_, true) => "caught",
+                (false, _) => "off",
+                (true, false) => "refused-by-kernel",
+            }
+            .to_owned(),
+        ),
+    ];
+    eprintln!("{}", ready_line(&ready));
 
     // What the start-up needed (the /proc and cgroup walks, the journal's seeding) is freed.
     crate::probe::release_free_memory();
-    sd_notify("READY=1\nSTATUS=programs attached, recording");
+    notify::sd_notify("READY=1\nSTATUS=programs attached, recording");
 
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let mut journal_errors = 0u64;
-    let mut malformed = Vec::new();
-    let mut numbered = 0u64;
-    let mut lines = Vec::new();
-    loop {
-        tokio::select! {
-            _ = interrupt.recv() => break,
-            _ = terminate.recv() => break,
-            Some(q) = query_rx.recv() => {
-                let _ = q.reply.send(report::answer(&q.query, &model, q.systemd.as_ref()));
-            }
-            Some(snapshot) = systemd_rx.recv() => {
-                match journal.append_systemd(&snapshot).and_then(|()| journal.flush()) {
-                    Ok(()) => tracing::info!(units = snapshot.units.len(), "recorded systemd's account of the boot"),
-                    Err(e) => {
-                        journal_errors += 1;
-                        tracing::warn!("journal: {e}");
-                    }
-                }
-            }
-            r = probe.read_raw(|raw| {
-                if journal.append_record(raw).is_err() {
-                    journal_errors += 1;
-                }
-                match decode(raw) {
-                    Ok(ev) => {
-                        let e = cgroups.enrich(ev);
-                        let target_unit = match &e.ev.kind {
-                            EventKind::Signal { target_pid, .. } => model.unit_of_pid(*target_pid).map(str::to_owned),
-                            _ => None,
-                        };
-                        metrics.observe(&e, target_unit.as_deref());
-                        model.apply(&e);
-                        lines.push(e);
-                    }
-                    Err(e) => malformed.push(e),
-                }
-            }) => {
-                r?;
-                if tx.receiver_count() > 0 {
-                    // (`lines` keeps its capacity: freeing a large block per read costs
-                    // glibc a consolidation of its free lists.)
-                    let mut rest = lines.drain(..);
-                    loop {
-                        let chunk: Vec<Enriched> = rest.by_ref().take(STREAM_BATCH_MAX).collect();
-                        if chunk.is_empty() {
-                            break;
-                        }
-                        let first = numbered;
-                        numbered += chunk.len() as u64;
-                        let _ = tx.send(Arc::new(Batch { first, lines: chunk }));
-                    }
-                } else {
-                    numbered += lines.len() as u64;
-                    lines.clear();
-                }
-            }
-            _ = tick.tick() => {
-                if let Err(e) = journal.maybe_flush() {
-                    journal_errors += 1;
-                    tracing::warn!("journal: {e}");
-                }
-                for e in malformed.drain(..) {
-                    probe.note_malformed(&e);
-                }
-                metrics.sync(&model, &clock, probe.kernel_stats().drops, journal.total_bytes());
-            }
+    pipeline.run(&mut probe, queries, systemd_rx).await?;
+    pipeline.stop(&cfg, &probe)
+}
+
+/// The line the daemon prints once it records: `tracer daemon: ready:` and `key=value`
+/// fields (a value with a space, `"`, `\` or `=` in double quotes, `"` and `\` escaped),
+/// for people and for programs (`cargo xtask bench` reads `attach_ms`).
+pub fn ready_line(fields: &[(&str, String)]) -> String {
+    let mut line = String::from("tracer daemon: ready:");
+    for (key, value) in fields {
+        let plain = !value.is_empty()
+            && !value
+                .chars()
+                .any(|c| c.is_whitespace() || c == '"' || c == '\\' || c == '=');
+        if plain {
+            let _ = write!(line, " {key}={value}");
+        } else {
+            let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = write!(line, " {key}=\"{escaped}\"");
         }
     }
-    let t = Instant::now();
-    journal.sync().context("flushing the journal")?;
-    let _ = std::fs::remove_file(cfg.socket_path());
-    let stats = probe.kernel_stats();
-    eprintln!(
-        "tracer daemon: stopping; journal flushed in {} ms; {} dropped in the kernel, {} journal write errors, {} malformed",
-        t.elapsed().as_millis(),
-        stats.drops,
-        journal_errors,
-        probe.malformed()
-    );
-    Ok(())
+    line
 }
 
-/// Tells systemd (Type=notify) how the service is doing; nothing without $NOTIFY_SOCKET.
-fn sd_notify(msg: &str) {
-    use std::os::{
-        linux::net::SocketAddrExt,
-        unix::net::{SocketAddr, UnixDatagram},
-    };
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let path = path.to_string_lossy().into_owned();
-    let addr = match path.strip_prefix('@') {
-        Some(name) => SocketAddr::from_abstract_name(name.as_bytes()),
-        None => SocketAddr::from_pathname(&path),
-    };
-    let sent = addr.and_then(|a| UnixDatagram::unbound()?.send_to_addr(msg.as_bytes(), &a));
-    if let Err(e) = sent {
-        tracing::warn!("telling systemd {msg:?} failed: {e}");
+fn metrics_url(listen: &str) -> String {
+    if listen.is_empty() {
+        "none".into()
+    } else {
+        format!("http://{listen}/metrics")
     }
 }
 
-fn bind_socket(cfg: &Config) -> anyhow::Result<UnixListener> {
-    std::fs::create_dir_all(&cfg.runtime_dir)
-        .with_context(|| format!("creating {}", cfg.runtime_dir.display()))?;
-    let path = cfg.socket_path();
-    // A socket left by a daemon that died is in the way; a live daemon answers.
-    if std::os::unix::net::UnixStream::connect(&path).is_ok() {
-        anyhow::bail!(
-            "another tracer daemon is running ({} answers)",
-            path.display()
+/// Large blocks (the kernel's BTF, read and parsed twice while the programs load) get
+/// their own mappings, returned when freed and grown in place: glibc's default raises that
+/// threshold after the first such free, and the next ones then come from the heap, where
+/// growing copies them and freeing keeps them resident.
+fn give_large_blocks_their_own_mappings() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets a tunable.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
+    }
+}
+
+/// Everything after the ring buffer, owned by the daemon's one task.
+struct Pipeline {
+    cgroups: Resolver,
+    model: Model<LiveFacts>,
+    journal: Writer,
+    metrics: Metrics,
+    stream: Publisher,
+    clock: BootClock,
+    journal_errors: u64,
+    /// Records that did not decode since the last tick, for the probe's count.
+    malformed: Vec<DecodeError>,
+}
+
+impl Pipeline {
+    /// Opens this boot's journal, seeds it and the model with what the start-up found.
+    fn new(cfg: &Config, start: Started, boot_id: &str) -> anyhow::Result<(Probe, Self)> {
+        let mut journal = Writer::open(&cfg.journal_dir(), boot_id, cfg.journal.clone())
+            .context("opening the journal")?;
+        let mut model = Model::new(
+            LiveFacts,
+            ModelConfig {
+                crash_loop_runs: cfg.crash_loop_runs,
+                crash_loop_window_ns: (cfg.crash_loop_window_secs * 1e9) as u64,
+                ..ModelConfig::default()
+            },
         );
-    }
-    let _ = std::fs::remove_file(&path);
-    let listener =
-        UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
-    if let Some(group) = &cfg.socket_group {
-        let gid =
-            group_id(group).with_context(|| format!("socket_group {group}: no such group"))?;
-        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
-        // SAFETY: a valid path; uid -1 leaves the owner as it is.
-        if unsafe { libc::chown(c.as_ptr(), u32::MAX, gid) } != 0 {
-            return Err(io::Error::last_os_error()).context("chown of the socket");
+        model.announce_changes();
+        start.seed(&mut model);
+        for (id, path) in start.cgroups.iter() {
+            journal.append_cgroup(id, path)?;
         }
+        for p in &start.running {
+            journal.append_process(p)?;
+        }
+        journal.flush()?;
+        let pipeline = Self {
+            cgroups: start.cgroups,
+            model,
+            journal,
+            metrics: Metrics::new(cfg.metrics_unit_cap),
+            stream: Publisher::new(),
+            clock: BootClock::new(),
+            journal_errors: 0,
+            malformed: Vec::new(),
+        };
+        Ok((start.probe, pipeline))
     }
-    Ok(listener)
-}
 
-fn group_id(name: &str) -> Option<u32> {
-    let text = std::fs::read_to_string("/etc/group").ok()?;
-    text.lines().find_map(|l| {
-        let mut f = l.split(':');
-        (f.next()? == name).then_some(())?;
-        f.nth(1)?.parse().ok()
-    })
-}
-
-/// Once boot has finished (systemd's FinishTimestamp is set), takes systemd's account of
-/// it (its timestamps, every unit's, the ordering dependencies) for the journal, so that
-/// `tracer boot` of this boot can use it later. Quietly gives up when systemd is not on
-/// D-Bus (pid 1 is not systemd).
-async fn record_systemd_when_booted(tx: mpsc::Sender<Snapshot>) {
-    use crate::systemd::{Systemd, booted_with_systemd};
-    if !booted_with_systemd() {
-        tracing::info!(
-            "pid 1 is not systemd (no /run/systemd/system): systemd's account of the boot is not recorded"
-        );
-        return;
+    /// Starts serving `/metrics` (when configured) and the stream socket.
+    async fn serve(&self, cfg: &Config, queries: mpsc::Sender<Question>) -> anyhow::Result<()> {
+        if !cfg.metrics_listen.is_empty() {
+            let listener = tokio::net::TcpListener::bind(&cfg.metrics_listen)
+                .await
+                .with_context(|| format!("listening for /metrics on {}", cfg.metrics_listen))?;
+            tokio::spawn(crate::sink::metrics::http::serve(
+                listener,
+                self.metrics.registry.clone(),
+            ));
+        }
+        let listener = stream::bind(&cfg.socket_path(), cfg.socket_group.as_deref())?;
+        tokio::spawn(stream::serve(
+            listener,
+            self.stream.feed(),
+            queries,
+            self.metrics.stream_clients.clone(),
+            self.clock,
+        ));
+        Ok(())
     }
-    // The daemon starts before the system bus: wait for it, less often as time goes by.
-    let mut tries = 0u32;
-    let sd = loop {
-        match Systemd::connect_within(Duration::from_secs(5)).await {
-            Ok(sd) => break sd,
-            Err(e) => {
-                tries += 1;
-                if tries == 60 {
-                    tracing::info!(
-                        "systemd's own timestamps cannot be recorded yet (still trying every 30 s): {e}"
-                    );
+
+    /// Until SIGINT or SIGTERM: the ring buffer's records, the clients' queries, systemd's
+    /// account once boot is done, and the periodic flush.
+    async fn run(
+        &mut self,
+        probe: &mut Probe,
+        mut queries: mpsc::Receiver<Question>,
+        mut systemd: mpsc::Receiver<Snapshot>,
+    ) -> anyhow::Result<()> {
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => return Ok(()),
+                _ = terminate.recv() => return Ok(()),
+                Some(q) = queries.recv() => {
+                    let _ = q.reply.send(report::answer(&q.query, &self.model, q.systemd.as_ref()));
                 }
-                let pause = if tries < 60 { 2 } else { 30 };
-                tokio::time::sleep(Duration::from_secs(pause)).await;
+                Some(snapshot) = systemd.recv() => self.record_systemd(&snapshot),
+                r = probe.read_raw(|raw| self.take(raw)) => {
+                    r?;
+                    self.stream.publish();
+                }
+                _ = tick.tick() => self.tick(probe),
             }
         }
-    };
-    loop {
-        match sd.boot_times().await {
-            Ok(t) if t.finished() => break,
-            Ok(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+    }
+
+    /// One ring-buffer record: journaled as it came, then decoded, enriched, applied to
+    /// the model, counted, and queued for the stream.
+    fn take(&mut self, raw: &[u8]) {
+        if self.journal.append_record(raw).is_err() {
+            self.journal_errors += 1;
+        }
+        let ev = match decode(raw) {
+            Ok(ev) => ev,
             Err(e) => {
-                tracing::warn!("systemd's own timestamps will not be recorded: {e}");
+                self.malformed.push(e);
                 return;
             }
-        }
-    }
-    match sd.snapshot().await {
-        Ok(s) => {
-            let _ = tx.send(s).await;
-        }
-        Err(e) => tracing::warn!("systemd's own timestamps will not be recorded: {e}"),
-    }
-}
-
-async fn serve_stream(
-    listener: UnixListener,
-    tx: broadcast::Sender<Arc<Batch>>,
-    queries: QueryTx,
-    clients: prometheus::IntGauge,
-    clock: BootClock,
-) {
-    loop {
-        let Ok((sock, _)) = listener.accept().await else {
-            continue;
         };
-        let rx = tx.subscribe();
-        let queries = queries.clone();
-        let clients = clients.clone();
-        tokio::spawn(async move {
-            if let Err(e) = serve_client(sock, rx, queries, clients, clock).await {
-                tracing::debug!("stream client: {e}");
-            }
-        });
-    }
-}
-
-/// One client: a request line, then a stream of event lines or one reply.
-async fn serve_client(
-    sock: UnixStream,
-    mut rx: broadcast::Receiver<Arc<Batch>>,
-    queries: QueryTx,
-    clients: prometheus::IntGauge,
-    clock: BootClock,
-) -> io::Result<()> {
-    let (read, mut write) = sock.into_split();
-    let mut reader = BufReader::new(read.take(64 * 1024));
-    let mut line = String::new();
-    let got = tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await;
-    let request = match got {
-        Ok(Ok(n)) if n > 0 => serde_json::from_str::<serde_json::Value>(&line)
-            .map_err(|e| format!("malformed request: {e}")),
-        Ok(Ok(_)) => Err("malformed request: empty request".into()),
-        Ok(Err(e)) => Err(format!("malformed request: {e}")),
-        Err(_) => Err("malformed request: no request within 5 s".into()),
-    }
-    .and_then(|v| {
-        let op_events = v["op"] == "events";
-        serde_json::from_value::<Request>(v).map_err(|e| {
-            if op_events {
-                format!("malformed filter: {e}")
-            } else {
-                format!("unknown request: {e}")
-            }
-        })
-    });
-    let query = match request {
-        Ok(Request::Events { filter }) => {
-            clients.inc();
-            let r = stream_events(&mut write, &mut rx, &filter, &clock).await;
-            clients.dec();
-            return r;
+        let e = self.cgroups.enrich(ev);
+        let target_unit = match &e.ev.kind {
+            EventKind::Signal { target_pid, .. } => self.model.unit_of_pid(*target_pid),
+            _ => None,
+        };
+        self.metrics.observe(&e, target_unit);
+        self.model.apply(&e);
+        for change in self.model.take_changes() {
+            self.metrics.count(&change, &self.clock);
         }
-        Ok(Request::Query(q)) => q,
-        Err(e) => return reply_error(&mut write, &e).await,
-    };
-    // systemd is asked here, not in the loop that reads the ring buffer.
-    let systemd = crate::systemd::facts_for(&query).await;
-    let (reply_tx, reply_rx) = oneshot::channel();
-    let question = Question {
-        query,
-        systemd,
-        reply: reply_tx,
-    };
-    if queries.send(question).await.is_err() {
-        return reply_error(&mut write, "the daemon is stopping").await;
+        self.stream.push(e);
     }
-    let reply = reply_rx
-        .await
-        .unwrap_or_else(|_| Reply::Error("the daemon is stopping".into()));
-    write.write_all(reply.to_line().as_bytes()).await
-}
 
-async fn reply_error(write: &mut (impl AsyncWriteExt + Unpin), msg: &str) -> io::Result<()> {
-    let line = Reply::Error(msg.to_owned()).to_line();
-    write.write_all(line.as_bytes()).await?;
-    write.shutdown().await
-}
-
-async fn stream_events(
-    write: &mut (impl AsyncWriteExt + Unpin),
-    rx: &mut broadcast::Receiver<Arc<Batch>>,
-    filter: &Filter,
-    clock: &BootClock,
-) -> io::Result<()> {
-    let mut buf = Vec::with_capacity(64 * 1024);
-    // The number of the next event this client expects (None before its first batch).
-    let mut next: Option<u64> = None;
-    let mut take = |buf: &mut Vec<u8>, batch: &Batch| {
-        if let Some(n) = next
-            && batch.first > n
+    fn record_systemd(&mut self, snapshot: &Snapshot) {
+        match self
+            .journal
+            .append_systemd(snapshot)
+            .and_then(|()| self.journal.flush())
         {
-            crate::protocol::missed_line(buf, batch.first - n);
-        }
-        next = Some(batch.first + batch.lines.len() as u64);
-        for e in &batch.lines {
-            if filter.matches(e) {
-                json::write_line(buf, &e.ev, clock, e.cgroup.as_deref());
+            Ok(()) => tracing::info!(
+                units = snapshot.units.len(),
+                "recorded systemd's account of the boot"
+            ),
+            Err(e) => {
+                self.journal_errors += 1;
+                tracing::warn!("journal: {e}");
             }
         }
-    };
-    loop {
-        match rx.recv().await {
-            Ok(batch) => {
-                take(&mut buf, &batch);
-                // Take what else is queued without waiting, then write it at once.
-                while buf.len() < 60 * 1024 {
-                    match rx.try_recv() {
-                        Ok(batch) => take(&mut buf, &batch),
-                        // The next batch received tells how many events were missed.
-                        Err(broadcast::error::TryRecvError::Lagged(_)) => {}
-                        Err(_) => break,
-                    }
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(_)) => {}
-            Err(broadcast::error::RecvError::Closed) => return Ok(()),
+    }
+
+    fn tick(&mut self, probe: &mut Probe) {
+        if let Err(e) = self.journal.maybe_flush() {
+            self.journal_errors += 1;
+            tracing::warn!("journal: {e}");
         }
-        if !buf.is_empty() {
-            write.write_all(&buf).await?;
-            buf.clear();
+        for e in self.malformed.drain(..) {
+            probe.note_malformed(&e);
         }
+        self.metrics
+            .sync(probe.kernel_stats().drops, self.journal.total_bytes());
+    }
+
+    fn stop(mut self, cfg: &Config, probe: &Probe) -> anyhow::Result<()> {
+        let t = Instant::now();
+        self.journal.sync().context("flushing the journal")?;
+        let _ = std::fs::remove_file(cfg.socket_path());
+        let stats = probe.kernel_stats();
+        eprintln!(
+            "tracer daemon: stopping; journal flushed in {} ms; {} dropped in the kernel, {} journal write errors, {} malformed",
+            t.elapsed().as_millis(),
+            stats.drops,
+            self.journal_errors,
+            probe.malformed()
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ready_line_reads_as_key_value_pairs() {
+        let line = ready_line(&[
+            ("attach_ms", "33".into()),
+            ("journal", "/var/lib/my tracer".into()),
+            ("odd", "a\"b\\c=d".into()),
+            ("empty", String::new()),
+        ]);
+        assert_eq!(
+            line,
+            r#"tracer daemon: ready: attach_ms=33 journal="/var/lib/my tracer" odd="a\"b\\c=d" empty="""#
+        );
+        assert_eq!(metrics_url(""), "none");
+        assert_eq!(
+            metrics_url("127.0.0.1:9464"),
+            "http://127.0.0.1:9464/metrics"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! for a start (a `systemctl` seen running); units that ended long ago forgotten.
 
 use super::{
-    Model,
+    Change, Model,
     facts::Facts,
     outcome::{outcome_of, update_crash_loop},
     run::{Command, Run, StartKind, UnitHistory},
@@ -34,6 +34,18 @@ pub(super) struct SystemctlCall {
 /// the number of units that have come and gone.
 pub const MAX_ENDED_UNITS: usize = 1000;
 
+/// Whether a run began before the tracer saw its cgroup appear.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Found {
+    /// Its cgroup's mkdir was seen.
+    No,
+    /// A process of it was in the start-up snapshot.
+    AtStart,
+    /// A process of it was seen in a cgroup whose mkdir was not: found running, if it is
+    /// the unit's first run seen.
+    Running,
+}
+
 impl<F: Facts> Model<F> {
     /// A unit's own cgroup appearing opens a run.
     pub(super) fn on_cgroup_mkdir(&mut self, e: &Enriched, cgroup: &CgroupRef) {
@@ -41,7 +53,7 @@ impl<F: Facts> Model<F> {
             && u.cgroup == cgroup.path
             && u.kind != UnitKind::Slice
         {
-            self.begin_run(u.unit.clone(), cgroup.id, e.ev.ts_ns);
+            self.begin_run(u.unit.clone(), Some(cgroup.id), e.ev.ts_ns, Found::No);
         }
     }
 
@@ -54,7 +66,15 @@ impl<F: Facts> Model<F> {
         }
     }
 
-    pub(super) fn begin_run(&mut self, unit: UnitRef, cgroup_id: u64, ts: u64) {
+    /// Opens a run of a unit whose cgroup `cgroup_id` appeared at `ts` (or, `found`, was
+    /// there before the tracer saw it appear).
+    pub(super) fn begin_run(
+        &mut self,
+        unit: UnitRef,
+        cgroup_id: Option<u64>,
+        ts: u64,
+        found: Found,
+    ) {
         let name = unit.name.clone();
         let new = !self.units.contains_key(&name);
         if new {
@@ -80,6 +100,8 @@ impl<F: Facts> Model<F> {
             prev.ended_ns = Some(ts);
         }
         let start = match (h.runs.last(), manual) {
+            _ if found == Found::AtStart => StartKind::FoundAtStart,
+            (None, _) if found == Found::Running => StartKind::FoundAtStart,
             (None, _) => StartKind::First,
             (Some(_), Some(call)) => StartKind::Manual {
                 by_pid: call.pid,
@@ -88,17 +110,26 @@ impl<F: Facts> Model<F> {
             (Some(prev), None) if prev.failed() => StartKind::AutomaticRestart,
             (Some(_), None) => StartKind::Again,
         };
+        let number = h.runs.len() + 1;
         h.runs.push(Run {
-            number: h.runs.len() + 1,
-            cgroup_id: Some(cgroup_id),
+            number,
+            cgroup_id,
             started_ns: ts,
             ended_ns: None,
-            start,
+            start: start.clone(),
             commands: Vec::new(),
             main_pid: None,
             outcome: None,
             pids: IdSet::default(),
+            timed: false,
         });
+        let change = self.announcing.then(|| Change::RunStarted {
+            unit: h.unit.clone(),
+            run: number,
+            start,
+            started_ns: ts,
+        });
+        self.announce_some(change);
         if new {
             self.forget_ended_units();
         }
@@ -168,6 +199,7 @@ impl<F: Facts> Model<F> {
             return;
         };
         run.ended_ns = Some(ts);
+        let mut changes = Vec::new();
         if run.outcome.is_none() && run.commands.is_empty() {
             // systemd ≤ 254: the child may have failed its setup in /init.scope before it
             // was moved here. Take the one that failed while this run was open.
@@ -184,7 +216,7 @@ impl<F: Facts> Model<F> {
                     ..Command::new(u.pid, u.ts_ns, true)
                 });
                 run.main_pid = Some(u.pid);
-                run.outcome = Some(outcome_of(
+                let outcome = outcome_of(
                     run,
                     u.pid,
                     u.status,
@@ -192,10 +224,20 @@ impl<F: Facts> Model<F> {
                     &self.facts,
                     None,
                     false,
-                ));
+                );
+                changes.push(Change::RunOutcome {
+                    unit: h.unit.clone(),
+                    run: run.number,
+                    failed: !outcome.success,
+                    cause: outcome.cause.clone(),
+                });
+                run.outcome = Some(outcome);
             }
         }
-        update_crash_loop(h, &self.cfg);
+        changes.extend(update_crash_loop(h, &self.cfg));
+        if self.announcing {
+            self.changes.extend(changes);
+        }
     }
 
     pub(super) fn note_systemctl(&mut self, ev: &Event, argv: &[String]) {

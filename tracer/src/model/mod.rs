@@ -16,6 +16,7 @@
 //! types, the executor).
 
 pub mod cause;
+mod changes;
 pub mod facts;
 mod lifecycle;
 mod outcome;
@@ -25,17 +26,18 @@ pub mod systemd;
 
 use std::collections::{BTreeMap, VecDeque};
 
-use self::{
-    facts::Facts,
-    lifecycle::SystemctlCall,
-    procs::{Proc, SignalSeen, Unplaced},
-};
 pub use self::{
+    changes::Change,
     lifecycle::MAX_ENDED_UNITS,
     run::{
         Command, FailedExec, MAX_COMMANDS_PER_RUN, Outcome, Run, StartKind, UnitHistory, UnitState,
     },
     systemd::{Role, ServiceType},
+};
+use self::{
+    facts::Facts,
+    lifecycle::SystemctlCall,
+    procs::{Proc, SignalSeen, Unplaced},
 };
 use crate::{enrich::Enriched, event::EventKind, idhash::IdMap};
 
@@ -73,6 +75,9 @@ pub struct Model<F: Facts> {
     last_ts: u64,
     /// Serial of the next unit history made.
     next_serial: u64,
+    /// Whether to keep what changes, and what changed since it was last taken.
+    announcing: bool,
+    changes: Vec<Change>,
 }
 
 impl<F: Facts> Model<F> {
@@ -88,6 +93,8 @@ impl<F: Facts> Model<F> {
             unplaced: VecDeque::new(),
             last_ts: 0,
             next_serial: 1,
+            announcing: false,
+            changes: Vec::new(),
         }
     }
 

@@ -3,14 +3,17 @@
 //! systemd's setup exit statuses).
 
 use super::{
-    Model, ModelConfig,
+    Change, Model, ModelConfig,
     cause::{Cause, ExecEvidence, FileProblem, systemd_exit_status_name},
     facts::{Facts, UnitFile},
     procs::{SignalSeen, Unplaced},
     run::{Outcome, Run, UnitHistory},
     systemd::{Role, forking},
 };
-use crate::event::{Errno, Signal, WaitStatus};
+use crate::{
+    event::{Errno, Signal, WaitStatus},
+    unit::UnitRef,
+};
 
 impl<F: Facts> Model<F> {
     /// A process's exit, once it has been placed (or not) in a unit's run.
@@ -86,6 +89,7 @@ impl<F: Facts> Model<F> {
                     .iter()
                     .any(|c| c.role == Some(Role::ExecStart) && c.status == Some(WaitStatus(0)))
         };
+        let mut changes = Vec::new();
         if is_exec_start && forking && status.success() {
             // The daemon is the process still running in the cgroup.
             run.main_pid = run
@@ -93,20 +97,22 @@ impl<F: Facts> Model<F> {
                 .iter()
                 .find(|c| !c.top_level && c.exited_ns.is_none())
                 .map(|c| c.pid);
-            return;
-        }
-        if is_main {
+            changes.extend(main_started(&h.unit, run));
+        } else if is_main {
             run.main_pid = Some(pid);
-            run.outcome = Some(outcome_of(
-                run,
-                pid,
-                status,
-                file.as_ref(),
-                &self.facts,
-                signal,
-                oom,
-            ));
-            update_crash_loop(h, &self.cfg);
+            changes.extend(main_started(&h.unit, run));
+            let outcome = outcome_of(run, pid, status, file.as_ref(), &self.facts, signal, oom);
+            changes.push(Change::RunOutcome {
+                unit: h.unit.clone(),
+                run: run.number,
+                failed: !outcome.success,
+                cause: outcome.cause.clone(),
+            });
+            run.outcome = Some(outcome);
+            changes.extend(update_crash_loop(h, &self.cfg));
+        }
+        if self.announcing {
+            self.changes.extend(changes);
         }
     }
 }
@@ -249,10 +255,12 @@ fn setup_setting(
     }
 }
 
-pub(super) fn update_crash_loop(h: &mut UnitHistory, cfg: &ModelConfig) {
+/// Whether the unit is in a crash loop now; the change when it just entered one.
+pub(super) fn update_crash_loop(h: &mut UnitHistory, cfg: &ModelConfig) -> Option<Change> {
+    let was = h.crash_loop;
     let Some(last) = h.runs.iter().rev().find(|r| r.failed()) else {
         h.crash_loop = false;
-        return;
+        return None;
     };
     let end = last.started_ns;
     let failed = h
@@ -261,4 +269,17 @@ pub(super) fn update_crash_loop(h: &mut UnitHistory, cfg: &ModelConfig) {
         .filter(|r| r.failed() && end.saturating_sub(r.started_ns) <= cfg.crash_loop_window_ns)
         .count();
     h.crash_loop = failed >= cfg.crash_loop_runs;
+    (h.crash_loop && !was).then(|| Change::CrashLoop {
+        unit: h.unit.clone(),
+    })
+}
+
+/// The change when a run's main process is first known to have been executed.
+pub(super) fn main_started(unit: &UnitRef, run: &mut Run) -> Option<Change> {
+    let after_ns = run.main_started()?;
+    Some(Change::MainStarted {
+        unit: unit.clone(),
+        run: run.number,
+        after_ns,
+    })
 }

@@ -6,7 +6,9 @@ use super::{
     Model,
     cause::FileProblem,
     facts::Facts,
-    run::{Command, FailedExec, Run, StartKind},
+    lifecycle::Found,
+    outcome::main_started,
+    run::{Command, FailedExec, Run},
     systemd::{Role, forking, is_executor, is_top_level, role_of, runs_in_its_cgroup},
 };
 use crate::{
@@ -178,11 +180,7 @@ impl<F: Facts> Model<F> {
             .get(&name)
             .is_some_and(|h| h.runs.last().is_some_and(Run::is_open))
         {
-            self.begin_run(unit, 0, p.start_ns);
-            if let Some(r) = self.units.get_mut(&name).and_then(|h| h.runs.last_mut()) {
-                r.start = StartKind::FoundAtStart;
-                r.cgroup_id = None;
-            }
+            self.begin_run(unit, None, p.start_ns, Found::AtStart);
         }
         let comm = p.comm.clone();
         let top_level = is_top_level(p.ppid, self.procs.get(&p.ppid));
@@ -215,6 +213,8 @@ impl<F: Facts> Model<F> {
             exec_ns: Some(p.start_ns),
             ..Command::new(p.pid, p.start_ns, top_level)
         });
+        let change = main_started(&h.unit, run);
+        self.announce_some(change);
         self.procs.insert(
             p.pid,
             Proc {
@@ -263,13 +263,7 @@ impl<F: Facts> Model<F> {
             .get(&unit.name)
             .is_some_and(|h| h.runs.last().is_some_and(Run::is_open))
         {
-            let name = unit.name.clone();
-            self.begin_run(unit.clone(), cgroup_id, ts);
-            if let Some(r) = self.units.get_mut(&name).and_then(|h| h.runs.last_mut())
-                && r.number == 1
-            {
-                r.start = StartKind::FoundAtStart;
-            }
+            self.begin_run(unit.clone(), Some(cgroup_id), ts, Found::Running);
         }
         let top_level = is_top_level(ppid, self.procs.get(&ppid));
         let born = self.procs.get(&pid).and_then(|p| p.born_ns);
@@ -312,11 +306,10 @@ impl<F: Facts> Model<F> {
         let Some((unit, run_index)) = self.procs.get(&ev.tgid).and_then(|p| p.unit.clone()) else {
             return;
         };
-        let Some(run) = self
-            .units
-            .get_mut(&unit)
-            .and_then(|h| h.runs.get_mut(run_index))
-        else {
+        let Some(h) = self.units.get_mut(&unit) else {
+            return;
+        };
+        let Some(run) = h.runs.get_mut(run_index) else {
             return;
         };
         // The k-th top-level program of a run is the k-th entry of ExecStartPre= then
@@ -342,6 +335,8 @@ impl<F: Facts> Model<F> {
                     run.main_pid = Some(ev.tgid);
                 }
             }
+            let change = main_started(&h.unit, run);
+            self.announce_some(change);
         }
     }
 }

@@ -106,6 +106,9 @@ pub struct Run {
     /// The pids of `commands`.
     #[serde(skip)]
     pub(super) pids: IdSet<u32>,
+    /// Its main process's start was announced.
+    #[serde(skip)]
+    pub(super) timed: bool,
 }
 
 /// A run keeps at most this many commands: past it, half of its helpers (processes not
@@ -138,6 +141,19 @@ impl Run {
 
     pub fn command(&self, pid: u32) -> Option<&Command> {
         self.commands.iter().rev().find(|c| c.pid == pid)
+    }
+
+    /// When its main process was executed, the first time that is known: how long after
+    /// the run began (None: not known, or told before).
+    pub(super) fn main_started(&mut self) -> Option<u64> {
+        if self.timed {
+            return None;
+        }
+        let main = self.command(self.main_pid?)?;
+        main.program.as_ref()?;
+        let after = main.started_ns.saturating_sub(self.started_ns);
+        self.timed = true;
+        Some(after)
     }
 
     /// Failed: the main process failed, or the run ended without one that succeeded.

@@ -177,3 +177,104 @@ fn a_process_found_at_start_is_not_counted_twice() {
     assert_eq!(h.runs[1].start, StartKind::AutomaticRestart);
     assert_eq!(m.tracked_processes(), 0, "the exited process is not kept");
 }
+
+/// A service that fails three times in a row, as systemd ≥ 255 runs it: its cgroup, the
+/// process cloned into it, its exec, its exit 1, the cgroup's removal.
+#[test]
+fn the_model_announces_runs_their_outcomes_and_the_crash_loop() {
+    let mut facts = RecordedFacts::default();
+    facts.units.insert(
+        "a.service".into(),
+        facts::parse_unit_file(
+            "/etc/systemd/system/a.service",
+            &["[Service]\nExecStart=/usr/bin/a\n".into()],
+        ),
+    );
+    let mut m = Fed::new(Model::new(facts, ModelConfig::default()));
+    m.announce_changes();
+    m.know_cgroup(1, "/init.scope");
+    let mut changes = Vec::new();
+    for i in 0..3u64 {
+        let (t, id, pid) = (i * 1_000_000_000, 100 + i, 500 + i as u32);
+        let cg = cgroup(id, "/system.slice/a.service");
+        let exec = EventKind::Exec {
+            ppid: 1,
+            uid: 0,
+            filename: "/usr/bin/a".into(),
+            argv: vec!["/usr/bin/a".into()],
+            filename_truncated: false,
+            argv_truncated: false,
+        };
+        let exit = EventKind::Exit {
+            ppid: 1,
+            status: WaitStatus(1 << 8),
+        };
+        m.apply(&ev(
+            t,
+            1,
+            1,
+            "systemd",
+            EventKind::CgroupMkdir { cgroup: cg.clone() },
+        ));
+        m.apply(&ev(t + 10_000_000, pid, id, "a", exec));
+        m.apply(&ev(t + 20_000_000, pid, id, "a", exit));
+        m.apply(&ev(
+            t + 30_000_000,
+            1,
+            1,
+            "systemd",
+            EventKind::CgroupRmdir { cgroup: cg },
+        ));
+        changes.extend(m.take_changes());
+    }
+    let unit = crate::unit::unit_of_cgroup("/system.slice/a.service").unwrap();
+    let cause = Some(Cause::ExitCode {
+        code: 1,
+        pid: 502,
+        program: "/usr/bin/a".into(),
+    });
+    assert_eq!(changes.len(), 3 * 3 + 1, "{changes:#?}");
+    assert_eq!(
+        changes[6..],
+        [
+            Change::RunStarted {
+                unit: unit.clone(),
+                run: 3,
+                start: StartKind::AutomaticRestart,
+                started_ns: 2_000_000_000,
+            },
+            Change::MainStarted {
+                unit: unit.clone(),
+                run: 3,
+                // (A process first seen at its exec: it started then.)
+                after_ns: 10_000_000,
+            },
+            Change::RunOutcome {
+                unit: unit.clone(),
+                run: 3,
+                failed: true,
+                cause,
+            },
+            Change::CrashLoop { unit },
+        ]
+    );
+    assert!(matches!(
+        changes[0],
+        Change::RunStarted {
+            start: StartKind::First,
+            ..
+        }
+    ));
+    // A model nobody asks keeps nothing.
+    let mut quiet = Fed::new(Model::new(RecordedFacts::default(), ModelConfig::default()));
+    quiet.apply(&ev(
+        0,
+        1,
+        1,
+        "systemd",
+        EventKind::CgroupMkdir {
+            cgroup: cgroup(9, "/system.slice/b.service"),
+        },
+    ));
+    assert_eq!(quiet.take_changes().count(), 0);
+}

@@ -1,6 +1,6 @@
 //! Events as `tracer events` prints them: `-o short` (columns), `-o cat` (the detail
 //! alone) and `-o json` (JSON lines through serde; the daemon's stream writes the same
-//! lines faster with [`crate::daemon::json`]).
+//! lines faster with [`crate::sink::stream::json`]).
 
 use std::io::{self, Write};
 

@@ -138,16 +138,25 @@ fn wait_ready(child: &mut Child) -> anyhow::Result<(BufReader<ChildStderr>, f64)
     read_stderr_until(child, "the daemon", parse_ready_line)
 }
 
-/// The daemon's ready line, "tracer daemon: attached in N ms; ...": None for any other
+/// The daemon's ready line, "tracer daemon: ready: attach_ms=N ...": None for any other
 /// line; for the ready line, N (its start → programs attached, ms), NaN when N is not a
-/// number. The one place that knows the line's form.
+/// number. The one place that knows the line's form. (Daemons before the key=value line
+/// said "tracer daemon: attached in N ms; ...": read too, so that an older binary can be
+/// measured beside a newer one.)
 fn parse_ready_line(line: &str) -> Option<f64> {
-    line.contains("attached in").then(|| {
-        line.split("attached in ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next()?.parse().ok())
+    let number = |rest: &str| {
+        rest.split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
             .unwrap_or(f64::NAN)
-    })
+    };
+    if let Some((_, fields)) = line.split_once("tracer daemon: ready:") {
+        let ms = fields
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("attach_ms="));
+        return Some(ms.map_or(f64::NAN, number));
+    }
+    line.split_once("attached in").map(|(_, rest)| number(rest))
 }
 
 /// Connects to the daemon's socket (waiting up to 30 s for it) and asks for every event;
@@ -273,6 +282,8 @@ mod tests {
 
     #[test]
     fn the_ready_line_gives_the_attach_time() {
+        let line = "tracer daemon: ready: attach_ms=33 processes=120 cgroups=80 journal=/var/lib/tracer/journal/x socket=/run/tracer/tracer.sock metrics=none failed_execs=caught\n";
+        assert_eq!(parse_ready_line(line), Some(33.0));
         let line = "tracer daemon: attached in 87 ms; 312 processes and 41 cgroups found at start; journal /var/lib/tracer; socket /run/tracer/tracer.sock\n";
         assert_eq!(parse_ready_line(line), Some(87.0));
         assert_eq!(
@@ -291,5 +302,6 @@ mod tests {
     fn a_ready_line_without_a_time_is_still_ready() {
         assert!(parse_ready_line("tracer daemon: attached in ? ms\n").is_some_and(f64::is_nan));
         assert!(parse_ready_line("attached in\n").is_some_and(f64::is_nan));
+        assert!(parse_ready_line("tracer daemon: ready: processes=1\n").is_some_and(f64::is_nan));
     }
 }

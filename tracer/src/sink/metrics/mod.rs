@@ -1,17 +1,14 @@
-//! Prometheus metrics: counters fed per event, unit-level series synced from the model,
-//! served as text on `/metrics` by a minimal HTTP/1.1 server. Unit labels are bounded:
+//! Prometheus metrics: counters fed per event, unit-level series fed by what the model
+//! announces, served as text on `/metrics` by a minimal HTTP/1.1 server ([`http`]). Unit labels are bounded:
 //! scopes (sessions, `run-*.scope`) fold into `unit="_scope"`, units past the cap into
 //! `unit="_other"`, and `tracer_metrics_folded_total` counts the folding.
 
-use std::collections::{HashMap, HashSet};
+pub mod http;
+
+use std::collections::HashSet;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
-};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpListener,
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 use crate::{
@@ -19,7 +16,7 @@ use crate::{
     enrich::{Enriched, Unit},
     event::EventKind,
     idhash::IdMap,
-    model::{Model, StartKind, facts::Facts},
+    model::{Change, StartKind, cause::Cause},
     unit::UnitKind,
 };
 
@@ -47,9 +44,6 @@ pub struct Metrics {
     /// of handles (the values live in the registry), emptied when it grows past
     /// [`SERIES_CACHE`].
     by_unit: IdMap<u64, UnitSeries>,
-    /// Per unit: its history's serial, and its runs, failures and start durations already
-    /// exported.
-    synced: HashMap<String, (u64, usize, usize, usize)>,
     drops_seen: u64,
 }
 
@@ -259,7 +253,6 @@ impl Metrics {
             },
             by_kind: IdMap::default(),
             by_unit: IdMap::default(),
-            synced: HashMap::new(),
             drops_seen: 0,
         }
     }
@@ -343,44 +336,29 @@ impl Metrics {
         }
     }
 
-    /// Brings the unit series up to date with the model, and the daemon's own gauges.
-    pub fn sync<F: Facts>(
-        &mut self,
-        model: &Model<F>,
-        clock: &BootClock,
-        drops: u64,
-        journal_bytes: u64,
-    ) {
+    /// The daemon's own gauges: what the kernel dropped, the journal's size.
+    pub fn sync(&mut self, drops: u64, journal_bytes: u64) {
         if drops > self.drops_seen {
             self.dropped.inc_by(drops - self.drops_seen);
             self.drops_seen = drops;
         }
         self.journal_bytes.set(journal_bytes as i64);
-        // Units the model forgot.
-        if self.synced.len() > 2 * crate::model::MAX_ENDED_UNITS {
-            self.synced
-                .retain(|name, (serial, ..)| model.unit(name).is_some_and(|h| h.serial == *serial));
-        }
-        for h in model.units() {
-            let (mut runs, mut failures, mut timed) = match self.synced.get(&h.unit.name) {
-                Some(&(serial, runs, failures, timed)) if serial == h.serial => {
-                    (runs, failures, timed)
-                }
-                // New, or a new history of a unit the model forgot.
-                _ => (0, 0, 0),
-            };
-            if runs == h.runs.len()
-                && failures == h.runs.iter().filter(|r| r.failed()).count()
-                && timed == runs
-            {
-                continue;
-            }
-            let label = self
-                .labels
-                .label(Some((h.unit.name.as_str(), h.unit.kind)), &self.folded);
-            for r in &h.runs[runs..] {
+    }
+
+    /// Counts what the model announced.
+    pub fn count(&mut self, change: &Change, clock: &BootClock) {
+        match change {
+            Change::RunStarted {
+                unit,
+                start,
+                started_ns,
+                ..
+            } => {
+                let label = self
+                    .labels
+                    .label(Some((&unit.name, unit.kind)), &self.folded);
                 self.runs.with_label_values(&[&label]).inc();
-                let reason = match r.start {
+                let reason = match start {
                     StartKind::AutomaticRestart => Some("automatic"),
                     StartKind::Manual { .. } => Some("manual"),
                     StartKind::Again => Some("again"),
@@ -390,103 +368,155 @@ impl Metrics {
                     self.restarts.with_label_values(&[&label, reason]).inc();
                 }
                 let wall = clock
-                    .wall(r.started_ns)
+                    .wall(*started_ns)
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap_or_default();
                 self.last_start
                     .with_label_values(&[&label])
                     .set(wall.as_secs() as i64);
             }
-            runs = h.runs.len();
-            let failed: Vec<_> = h.runs.iter().filter(|r| r.failed()).collect();
-            for r in &failed[failures.min(failed.len())..] {
-                let cause = r.outcome.as_ref().and_then(|o| o.cause.as_ref()).map_or(
-                    "unknown".to_owned(),
-                    |c| {
-                        serde_json::to_value(c)
-                            .ok()
-                            .and_then(|v| v["cause"].as_str().map(str::to_owned))
-                            .unwrap_or_default()
-                    },
-                );
-                self.failures.with_label_values(&[&label, &cause]).inc();
+            Change::MainStarted { after_ns, .. } => {
+                self.start_duration.observe(*after_ns as f64 / 1e9);
             }
-            failures = failed.len();
-            // Start durations of runs whose main process has been executed.
-            while timed < h.runs.len() {
-                let r = &h.runs[timed];
-                let main_exec = r
-                    .main_pid
-                    .and_then(|pid| r.command(pid))
-                    .filter(|c| c.program.is_some())
-                    .map(|c| c.started_ns);
-                match main_exec {
-                    Some(at) => self
-                        .start_duration
-                        .observe(at.saturating_sub(r.started_ns) as f64 / 1e9),
-                    None if r.is_open() && r.outcome.is_none() => break,
-                    None => {}
-                }
-                timed += 1;
+            Change::RunOutcome {
+                unit,
+                failed: true,
+                cause,
+                ..
+            } => {
+                let label = self
+                    .labels
+                    .label(Some((&unit.name, unit.kind)), &self.folded);
+                let cause = cause.as_ref().map_or("unknown", cause_name);
+                self.failures.with_label_values(&[&label, cause]).inc();
             }
-            self.synced
-                .insert(h.unit.name.clone(), (h.serial, runs, failures, timed));
+            Change::RunOutcome { failed: false, .. } | Change::CrashLoop { .. } => {}
         }
     }
 }
 
-/// The registry in Prometheus's text format.
-fn render(registry: &Registry) -> Vec<u8> {
-    let mut buf = Vec::new();
-    if let Err(e) = TextEncoder::new().encode(&registry.gather(), &mut buf) {
-        tracing::warn!("encoding metrics: {e}");
+/// The `cause` label of a failure: the cause's kind, as the JSON reports name it.
+fn cause_name(c: &Cause) -> &'static str {
+    match c {
+        Cause::ExecFailed { .. } => "exec-failed",
+        Cause::SetupFailed { .. } => "setup-failed",
+        Cause::ExitCode { .. } => "exit-code",
+        Cause::Killed { .. } => "killed",
+        Cause::OomKilled { .. } => "oom-killed",
     }
-    buf
 }
 
-/// Serves `GET /metrics`, rendered when asked (the series are atomics the daemon's loop
-/// keeps current; nothing is rendered between scrapes).
-pub async fn serve(listener: TcpListener, registry: Registry) {
-    loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            continue;
-        };
-        let registry = registry.clone();
-        tokio::spawn(async move {
-            let mut head = Vec::with_capacity(1024);
-            let mut buf = [0u8; 1024];
-            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
-                    match sock.read(&mut buf).await {
-                        Ok(0) | Err(_) => return false,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                true
-            })
-            .await;
-            if !matches!(read, Ok(true)) {
-                return;
-            }
-            let line = String::from_utf8_lossy(&head);
-            let (status, ctype, body) =
-                if line.starts_with("GET /metrics ") || line.starts_with("GET /metrics?") {
-                    let body = render(&registry);
-                    ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body)
-                } else {
-                    (
-                        "404 Not Found",
-                        "text/plain",
-                        b"tracer serves /metrics\n".to_vec(),
-                    )
-                };
-            let reply = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = sock.write_all(reply.as_bytes()).await;
-            let _ = sock.write_all(&body).await;
-            let _ = sock.shutdown().await;
-        });
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        testing::{enriched, exec},
+        unit::unit_of_cgroup,
+    };
+
+    fn rendered(m: &Metrics) -> String {
+        String::from_utf8(http::render(&m.registry)).unwrap()
+    }
+
+    fn started(path: &str, start: StartKind) -> Change {
+        Change::RunStarted {
+            unit: unit_of_cgroup(path).unwrap(),
+            run: 1,
+            start,
+            started_ns: 1_000_000_000,
+        }
+    }
+
+    #[test]
+    fn unit_labels_past_the_cap_fold_and_scopes_share_one() {
+        let mut m = Metrics::new(2);
+        let clock = BootClock::new();
+        for path in [
+            "/system.slice/a.service",
+            "/system.slice/b.service",
+            "/system.slice/c.service",
+            "/user.slice/user-0.slice/session-1.scope",
+            "/system.slice/a.service",
+        ] {
+            m.count(&started(path, StartKind::First), &clock);
+        }
+        let text = rendered(&m);
+        for line in [
+            "tracer_unit_runs_total{unit=\"a.service\"} 2",
+            "tracer_unit_runs_total{unit=\"b.service\"} 1",
+            "tracer_unit_runs_total{unit=\"_other\"} 1",
+            "tracer_unit_runs_total{unit=\"_scope\"} 1",
+            "tracer_metrics_folded_total 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_model_s_changes_are_counted() {
+        let mut m = Metrics::new(10);
+        let clock = BootClock::new();
+        let unit = unit_of_cgroup("/system.slice/a.service").unwrap();
+        m.count(
+            &started("/system.slice/a.service", StartKind::AutomaticRestart),
+            &clock,
+        );
+        m.count(
+            &Change::MainStarted {
+                unit: unit.clone(),
+                run: 1,
+                after_ns: 20_000_000,
+            },
+            &clock,
+        );
+        m.count(
+            &Change::RunOutcome {
+                unit: unit.clone(),
+                run: 1,
+                failed: true,
+                cause: Some(Cause::ExitCode {
+                    code: 3,
+                    pid: 9,
+                    program: "/bin/false".into(),
+                }),
+            },
+            &clock,
+        );
+        m.count(
+            &Change::RunOutcome {
+                unit,
+                run: 2,
+                failed: false,
+                cause: None,
+            },
+            &clock,
+        );
+        let text = rendered(&m);
+        for line in [
+            "tracer_unit_restarts_total{reason=\"automatic\",unit=\"a.service\"} 1",
+            "tracer_unit_failures_total{cause=\"exit-code\",unit=\"a.service\"} 1",
+            "tracer_unit_start_duration_seconds_count 1",
+            "tracer_unit_start_duration_seconds_bucket{le=\"0.05\"} 1",
+            "tracer_unit_start_duration_seconds_bucket{le=\"0.01\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn events_count_under_their_unit() {
+        let mut m = Metrics::new(10);
+        let e = enriched(exec(), Some("/system.slice/mylog.service"));
+        m.observe(&e, None);
+        m.observe(&e, None);
+        m.observe(&enriched(exec(), None), None);
+        let text = rendered(&m);
+        for line in [
+            "tracer_exec_total{unit=\"mylog.service\"} 2",
+            "tracer_exec_total{unit=\"none\"} 1",
+            "tracer_events_total{kind=\"exec\"} 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+        }
     }
 }

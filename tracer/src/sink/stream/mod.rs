@@ -1,0 +1,340 @@
+//! The live stream: clients of the daemon's unix socket ask for events (with a filter)
+//! or for a report. Events reach the clients in batches over a broadcast channel, so a
+//! slow client only ever loses its own events (and is told how many), never slows the
+//! daemon; a report is asked of the loop that owns the model, with systemd's facts asked
+//! beforehand, off that loop.
+
+pub mod json;
+
+use std::{io, os::unix::fs::PermissionsExt, path::Path, sync::Arc, time::Duration};
+
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+    sync::{broadcast, mpsc, oneshot},
+};
+
+use crate::{
+    clock::BootClock,
+    enrich::Enriched,
+    protocol::{Filter, Query, Reply, Request},
+    systemd::Snapshot,
+};
+
+/// The events of one read of the ring buffer, as the stream's clients get them: one
+/// broadcast per batch, not per event. `first` numbers the first event (they are numbered
+/// in order), so a client that fell behind knows how many events it missed.
+pub struct Batch {
+    pub first: u64,
+    pub lines: Vec<Enriched>,
+}
+
+/// A batch holds at most this many events (a read of a full ring is sent in several) ...
+const BATCH_MAX: usize = 64;
+/// ... and a client may fall behind by this many batches before it misses events: at most
+/// 16384 events held for a slow client, as many seconds of them as 256 reads take.
+const BACKLOG_BATCHES: usize = 256;
+
+/// A query on its way to the loop that owns the model, with systemd's facts for it
+/// (asked before, off the loop), and where the reply goes.
+pub struct Question {
+    pub query: Query,
+    pub systemd: Option<Snapshot>,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// The daemon's side of the stream: events are pushed as they come and published per
+/// read of the ring buffer.
+pub struct Publisher {
+    tx: broadcast::Sender<Arc<Batch>>,
+    /// The number of the next event.
+    numbered: u64,
+    pending: Vec<Enriched>,
+}
+
+impl Default for Publisher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Publisher {
+    pub fn new() -> Self {
+        Self {
+            tx: broadcast::channel(BACKLOG_BATCHES).0,
+            numbered: 0,
+            pending: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, e: Enriched) {
+        self.pending.push(e);
+    }
+
+    /// Sends what was pushed to the clients, in batches (numbered only, when none listens).
+    pub fn publish(&mut self) {
+        if self.tx.receiver_count() == 0 {
+            self.numbered += self.pending.len() as u64;
+            self.pending.clear();
+            return;
+        }
+        // (`pending` keeps its capacity: freeing a large block per read costs glibc a
+        // consolidation of its free lists.)
+        let mut rest = self.pending.drain(..);
+        loop {
+            let chunk: Vec<Enriched> = rest.by_ref().take(BATCH_MAX).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            let first = self.numbered;
+            self.numbered += chunk.len() as u64;
+            let _ = self.tx.send(Arc::new(Batch {
+                first,
+                lines: chunk,
+            }));
+        }
+    }
+
+    /// What the socket's server subscribes each new client to.
+    pub fn feed(&self) -> broadcast::Sender<Arc<Batch>> {
+        self.tx.clone()
+    }
+}
+
+/// Binds the daemon's socket (0660, its group `group` when given), where a dead
+/// daemon's may be in the way but a live one's answers.
+pub fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, StreamError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StreamError::Io(format!("creating {}", dir.display()), e))?;
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(StreamError::Running(path.to_owned()));
+    }
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)
+        .map_err(|e| StreamError::Io(format!("binding {}", path.display()), e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| StreamError::Io(format!("chmod of {}", path.display()), e))?;
+    if let Some(group) = group {
+        let gid = group_id(group).ok_or_else(|| StreamError::NoGroup(group.to_owned()))?;
+        chown_group(path, gid).map_err(|e| StreamError::Io("chown of the socket".into(), e))?;
+    }
+    Ok(listener)
+}
+
+/// Why the socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("another tracer daemon is running ({} answers)", .0.display())]
+    Running(std::path::PathBuf),
+    #[error("socket_group {0}: no such group")]
+    NoGroup(String),
+    #[error("{0}: {1}")]
+    Io(String, #[source] io::Error),
+}
+
+fn chown_group(path: &Path, gid: u32) -> io::Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+    // SAFETY: a valid NUL-terminated path; uid -1 leaves the owner as it is.
+    if unsafe { libc::chown(c.as_ptr(), u32::MAX, gid) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn group_id(name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == name).then_some(())?;
+        f.nth(1)?.parse().ok()
+    })
+}
+
+/// Serves the socket: each client gets the feed of events or asks `queries` for a report.
+pub async fn serve(
+    listener: UnixListener,
+    tx: broadcast::Sender<Arc<Batch>>,
+    queries: mpsc::Sender<Question>,
+    clients: prometheus::IntGauge,
+    clock: BootClock,
+) {
+    loop {
+        let Ok((sock, _)) = listener.accept().await else {
+            continue;
+        };
+        let rx = tx.subscribe();
+        let queries = queries.clone();
+        let clients = clients.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_client(sock, rx, queries, clients, clock).await {
+                tracing::debug!("stream client: {e}");
+            }
+        });
+    }
+}
+
+/// One client: a request line, then a stream of event lines or one reply.
+async fn serve_client(
+    sock: UnixStream,
+    mut rx: broadcast::Receiver<Arc<Batch>>,
+    queries: mpsc::Sender<Question>,
+    clients: prometheus::IntGauge,
+    clock: BootClock,
+) -> io::Result<()> {
+    let (read, mut write) = sock.into_split();
+    let mut reader = BufReader::new(read.take(64 * 1024));
+    let mut line = String::new();
+    let got = tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await;
+    let request = match got {
+        Ok(Ok(n)) if n > 0 => serde_json::from_str::<serde_json::Value>(&line)
+            .map_err(|e| format!("malformed request: {e}")),
+        Ok(Ok(_)) => Err("malformed request: empty request".into()),
+        Ok(Err(e)) => Err(format!("malformed request: {e}")),
+        Err(_) => Err("malformed request: no request within 5 s".into()),
+    }
+    .and_then(|v| {
+        let op_events = v["op"] == "events";
+        serde_json::from_value::<Request>(v).map_err(|e| {
+            if op_events {
+                format!("malformed filter: {e}")
+            } else {
+                format!("unknown request: {e}")
+            }
+        })
+    });
+    let query = match request {
+        Ok(Request::Events { filter }) => {
+            clients.inc();
+            let r = stream_events(&mut write, &mut rx, &filter, &clock).await;
+            clients.dec();
+            return r;
+        }
+        Ok(Request::Query(q)) => q,
+        Err(e) => return reply_error(&mut write, &e).await,
+    };
+    // systemd is asked here, not in the loop that reads the ring buffer.
+    let systemd = crate::systemd::facts_for(&query).await;
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let question = Question {
+        query,
+        systemd,
+        reply: reply_tx,
+    };
+    if queries.send(question).await.is_err() {
+        return reply_error(&mut write, "the daemon is stopping").await;
+    }
+    let reply = reply_rx
+        .await
+        .unwrap_or_else(|_| Reply::Error("the daemon is stopping".into()));
+    write.write_all(reply.to_line().as_bytes()).await
+}
+
+async fn reply_error(write: &mut (impl AsyncWriteExt + Unpin), msg: &str) -> io::Result<()> {
+    let line = Reply::Error(msg.to_owned()).to_line();
+    write.write_all(line.as_bytes()).await?;
+    write.shutdown().await
+}
+
+async fn stream_events(
+    write: &mut (impl AsyncWriteExt + Unpin),
+    rx: &mut broadcast::Receiver<Arc<Batch>>,
+    filter: &Filter,
+    clock: &BootClock,
+) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    // The number of the next event this client expects (None before its first batch).
+    let mut next: Option<u64> = None;
+    let mut take = |buf: &mut Vec<u8>, batch: &Batch| {
+        if let Some(n) = next
+            && batch.first > n
+        {
+            crate::protocol::missed_line(buf, batch.first - n);
+        }
+        next = Some(batch.first + batch.lines.len() as u64);
+        for e in &batch.lines {
+            if filter.matches(e) {
+                json::write_line(buf, &e.ev, clock, e.cgroup.as_deref());
+            }
+        }
+    };
+    loop {
+        match rx.recv().await {
+            Ok(batch) => {
+                take(&mut buf, &batch);
+                // Take what else is queued without waiting, then write it at once.
+                while buf.len() < 60 * 1024 {
+                    match rx.try_recv() {
+                        Ok(batch) => take(&mut buf, &batch),
+                        // The next batch received tells how many events were missed.
+                        Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                        Err(_) => break,
+                    }
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return Ok(()),
+        }
+        if !buf.is_empty() {
+            write.write_all(&buf).await?;
+            buf.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt as _;
+
+    use super::*;
+    use crate::testing::{enriched, exec};
+
+    #[test]
+    fn a_read_is_published_in_numbered_batches() {
+        let mut p = Publisher::new();
+        // Nobody listens: the events are numbered all the same.
+        p.push(enriched(exec(), None));
+        p.publish();
+        let mut rx = p.feed().subscribe();
+        for _ in 0..150 {
+            p.push(enriched(exec(), None));
+        }
+        p.publish();
+        let sizes: Vec<(u64, usize)> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|b| (b.first, b.lines.len()))
+            .collect();
+        assert_eq!(sizes, [(1, 64), (65, 64), (129, 22)]);
+    }
+
+    #[tokio::test]
+    async fn a_slow_client_is_told_how_many_events_it_missed() {
+        let mut p = Publisher::new();
+        let mut rx = p.feed().subscribe();
+        // The client's socket holds little: it stops reading the feed while it waits.
+        let (mut client, mut server) = tokio::io::duplex(512);
+        let task = tokio::spawn(async move {
+            let clock = BootClock::new();
+            stream_events(&mut server, &mut rx, &Filter::default(), &clock).await
+        });
+        p.push(enriched(exec(), None));
+        p.publish();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // 400 more batches while it cannot keep up: it is 256 behind at most.
+        for _ in 0..400 {
+            p.push(enriched(exec(), None));
+            p.publish();
+        }
+        drop(p);
+        let mut out = String::new();
+        client.read_to_string(&mut out).await.unwrap();
+        task.await.unwrap().unwrap();
+        let missed: Vec<&str> = out.lines().filter(|l| l.contains("\"missed\"")).collect();
+        assert_eq!(missed, [r#"{"kind":"missed","count":144}"#]);
+        assert_eq!(
+            out.lines().count(),
+            1 + 1 + 256,
+            "the first, the notice, the rest"
+        );
+    }
+}
