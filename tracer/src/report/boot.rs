@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::fmt::{min_secs, ms_or_secs, secs};
 use crate::{
     model::{Model, Run, UnitHistory, facts::Facts},
     procfs::ProcInfo,
@@ -344,31 +345,6 @@ impl BootReport {
     }
 }
 
-fn s(ns: u64) -> String {
-    format!("{:.3}s", ns as f64 / 1e9)
-}
-
-/// A span as systemd-analyze prints it (to the millisecond, truncated): `3.250s`,
-/// `1min 2.345s`.
-fn span_ms(ns: u64) -> String {
-    let ms = ns / 1_000_000;
-    let (min, rest) = (ms / 60_000, ms % 60_000);
-    let secs = format!("{}.{:03}s", rest / 1000, rest % 1000);
-    if min > 0 {
-        format!("{min}min {secs}")
-    } else {
-        secs
-    }
-}
-
-fn dur(ns: u64) -> String {
-    if ns >= 1_000_000_000 {
-        format!("{:.3}s", ns as f64 / 1e9)
-    } else {
-        format!("{}ms", ns / 1_000_000)
-    }
-}
-
 fn base(p: &str) -> &str {
     p.rsplit('/').next().unwrap_or(p)
 }
@@ -380,21 +356,21 @@ pub fn text(r: &BootReport, blame: bool) -> String {
     if let Some(p) = &r.phases {
         let mut parts = Vec::new();
         if let Some(k) = p.kernel_ns {
-            parts.push(format!("{} (kernel)", span_ms(k)));
+            parts.push(format!("{} (kernel)", min_secs(k)));
         }
         if let Some(i) = p.initrd_ns {
-            parts.push(format!("{} (initrd)", span_ms(i)));
+            parts.push(format!("{} (initrd)", min_secs(i)));
         }
         match p.userspace_ns {
             Some(u) => {
-                parts.push(format!("{} (userspace)", span_ms(u)));
+                parts.push(format!("{} (userspace)", min_secs(u)));
                 let total = p.kernel_ns.unwrap_or(0) + p.initrd_ns.unwrap_or(0) + u;
                 let _ = writeln!(
                     out,
                     "  systemd {}: Startup finished in {} = {}",
                     p.systemd_version,
                     parts.join(" + "),
-                    span_ms(total)
+                    min_secs(total)
                 );
             }
             None => {
@@ -407,30 +383,30 @@ pub fn text(r: &BootReport, blame: bool) -> String {
             }
         }
         if let (Some(t), Some(after)) = (&p.default_target, p.default_target_after_userspace_ns) {
-            let _ = writeln!(out, "  {t} reached after {} in userspace.", span_ms(after));
+            let _ = writeln!(out, "  {t} reached after {} in userspace.", min_secs(after));
         }
     } else if let Some(u) = r.userspace_start_ns {
-        let _ = writeln!(out, "  kernel (+initrd): {} (until pid 1 started)", s(u));
+        let _ = writeln!(out, "  kernel (+initrd): {} (until pid 1 started)", secs(u));
     }
     if let Some(a) = r.attached_ns {
         let before = r.units.iter().filter(|u| u.found_at_start).count();
         let after_userspace = r.userspace_start_ns.map_or(String::new(), |u| {
-            format!(", {} after pid 1 started", s(a.saturating_sub(u)))
+            format!(", {} after pid 1 started", secs(a.saturating_sub(u)))
         });
         let _ = writeln!(
             out,
             "  tracer attached: {}{after_userspace}; {before} units were running by then: reconstructed from /proc, marked (found at start)",
-            s(a)
+            secs(a)
         );
     }
     if let Some(l) = r.last_active_ns.filter(|_| r.phases.is_none()) {
         let _ = writeln!(
             out,
             "  userspace: the last unit became active at {} (inferred{})",
-            s(l),
+            secs(l),
             r.userspace_start_ns.map_or(String::new(), |u| format!(
                 ", {} after pid 1 started",
-                dur(l.saturating_sub(u))
+                ms_or_secs(l.saturating_sub(u))
             ))
         );
     }
@@ -458,18 +434,18 @@ pub fn text(r: &BootReport, blame: bool) -> String {
                 out,
                 "{:>9} {:>10} {:>8}  ── {} reached",
                 "",
-                s(m.at_ns),
+                secs(m.at_ns),
                 "",
                 m.unit
             );
         }
         let active = match (u.active_ns, u.found_at_start) {
             (_, true) => "before".to_owned(),
-            (Some(a), false) if u.active_inferred => format!("~{}", s(a)),
-            (Some(a), false) => s(a),
+            (Some(a), false) if u.active_inferred => format!("~{}", secs(a)),
+            (Some(a), false) => secs(a),
             (None, false) => "-".to_owned(),
         };
-        let took = u.took_ns.map_or("-".to_owned(), dur);
+        let took = u.took_ns.map_or("-".to_owned(), ms_or_secs);
         let mut note = String::new();
         if u.found_at_start {
             note.push_str("  (found at start)");
@@ -493,13 +469,13 @@ pub fn text(r: &BootReport, blame: bool) -> String {
                 "  ← {} {} took {}",
                 p.role.as_deref().unwrap_or("process"),
                 p.program.as_deref().map(base).unwrap_or("?"),
-                dur(held)
+                ms_or_secs(held)
             ));
         }
         let _ = writeln!(
             out,
             "{:>9} {:>10} {:>8}  {}{note}",
-            s(u.start_ns),
+            secs(u.start_ns),
             active,
             took,
             u.unit
@@ -509,10 +485,11 @@ pub fn text(r: &BootReport, blame: bool) -> String {
                 let _ = writeln!(
                     out,
                     "{:>9} {:>10} {:>8}    └ {}{}{}",
-                    s(p.start_ns),
+                    secs(p.start_ns),
                     "",
-                    p.end_ns
-                        .map_or("running".to_owned(), |e| dur(e.saturating_sub(p.start_ns))),
+                    p.end_ns.map_or("running".to_owned(), |e| ms_or_secs(
+                        e.saturating_sub(p.start_ns)
+                    )),
                     p.role.as_deref().map_or(String::new(), |r| format!("{r} ")),
                     p.program.as_deref().unwrap_or("(never executed)"),
                     p.status
@@ -527,7 +504,7 @@ pub fn text(r: &BootReport, blame: bool) -> String {
             out,
             "{:>9} {:>10} {:>8}  ── {} reached",
             "",
-            s(m.at_ns),
+            secs(m.at_ns),
             "",
             m.unit
         );
@@ -556,10 +533,10 @@ pub fn critical_text(r: &BootReport) -> String {
         };
         let mut line = format!("{indent}{}", link.unit);
         if let Some(a) = link.active_ns {
-            line.push_str(&format!(" @{}", s(a)));
+            line.push_str(&format!(" @{}", secs(a)));
         }
         if let Some(t) = link.took_ns {
-            line.push_str(&format!(" +{}", dur(t)));
+            line.push_str(&format!(" +{}", ms_or_secs(t)));
         }
         if let (Some(p), Some(t)) = (&link.held_by, link.took_ns) {
             let end = p.end_ns.unwrap_or(p.start_ns + t);
@@ -568,7 +545,7 @@ pub fn critical_text(r: &BootReport) -> String {
                 "  ← {}{} {}",
                 p.role.as_deref().map_or(String::new(), |r| format!("{r} ")),
                 p.program.as_deref().unwrap_or("?"),
-                dur(held)
+                ms_or_secs(held)
             ));
         }
         // systemd keeps only a unit's latest activation: one restarted before boot
@@ -644,12 +621,12 @@ pub fn svg(r: &BootReport) -> String {
             o,
             r##"<g class="milestone"><title>{} reached at {}</title><line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{height}" stroke="#2e7d32" stroke-dasharray="4 3"/><text x="{:.1}" y="{:.1}" fill="#2e7d32">{} {}</text></g>"##,
             xml(&m.unit),
-            s(m.at_ns),
+            secs(m.at_ns),
             label_y - 10.0,
             x + 3.0,
             label_y,
             xml(&m.unit),
-            s(m.at_ns)
+            secs(m.at_ns)
         );
     }
     for (i, u) in r.units.iter().enumerate() {
@@ -676,7 +653,7 @@ pub fn svg(r: &BootReport) -> String {
         }
         let title = match (&u.cause, u.took_ns) {
             (Some(c), _) => format!("{}: FAILED: {c}", u.unit),
-            (None, Some(t)) => format!("{}: active after {}", u.unit, dur(t)),
+            (None, Some(t)) => format!("{}: active after {}", u.unit, ms_or_secs(t)),
             (None, None) => u.unit.clone(),
         };
         let fill = if u.failed { "#e53935" } else { "#90caf9" };
@@ -827,8 +804,8 @@ pub fn compare_text(before: &BootReport, after: &BootReport, changes: &[Change])
             } => {
                 format!(
                     "  slower      {unit}: {} → {}",
-                    dur(*before_ns),
-                    dur(*after_ns)
+                    ms_or_secs(*before_ns),
+                    ms_or_secs(*after_ns)
                 )
             }
             Change::Faster {
@@ -838,8 +815,8 @@ pub fn compare_text(before: &BootReport, after: &BootReport, changes: &[Change])
             } => {
                 format!(
                     "  faster      {unit}: {} → {}",
-                    dur(*before_ns),
-                    dur(*after_ns)
+                    ms_or_secs(*before_ns),
+                    ms_or_secs(*after_ns)
                 )
             }
             Change::NewFailure { unit, cause } => format!(
