@@ -2,49 +2,28 @@
 
 use std::fmt::Write as _;
 
-use super::{BootReport, UnitTimeline};
+use super::{BootReport, Milestone, Phases, UnitTimeline};
 use crate::report::fmt::{min_secs, ms_or_secs, secs};
 
 fn base(p: &str) -> &str {
     p.rsplit('/').next().unwrap_or(p)
 }
 
-/// The text report.
+/// The text report: a summary of the boot, then a row per unit (slowest first for
+/// `blame`).
 pub fn text(r: &BootReport, blame: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Boot {}", r.boot_id);
+    summary(&mut out, r);
+    table(&mut out, r, blame);
+    out
+}
+
+/// How long the boot took (systemd's phases, else what the events tell), when tracer
+/// attached, how many units there were and how many failed.
+fn summary(out: &mut String, r: &BootReport) {
     if let Some(p) = &r.phases {
-        let mut parts = Vec::new();
-        if let Some(k) = p.kernel_ns {
-            parts.push(format!("{} (kernel)", min_secs(k)));
-        }
-        if let Some(i) = p.initrd_ns {
-            parts.push(format!("{} (initrd)", min_secs(i)));
-        }
-        match p.userspace_ns {
-            Some(u) => {
-                parts.push(format!("{} (userspace)", min_secs(u)));
-                let total = p.kernel_ns.unwrap_or(0) + p.initrd_ns.unwrap_or(0) + u;
-                let _ = writeln!(
-                    out,
-                    "  systemd {}: Startup finished in {} = {}",
-                    p.systemd_version,
-                    parts.join(" + "),
-                    min_secs(total)
-                );
-            }
-            None => {
-                let _ = writeln!(
-                    out,
-                    "  systemd {}: still booting ({})",
-                    p.systemd_version,
-                    parts.join(" + ")
-                );
-            }
-        }
-        if let (Some(t), Some(after)) = (&p.default_target, p.default_target_after_userspace_ns) {
-            let _ = writeln!(out, "  {t} reached after {} in userspace.", min_secs(after));
-        }
+        phases(out, p);
     } else if let Some(u) = r.userspace_start_ns {
         let _ = writeln!(out, "  kernel (+initrd): {} (until pid 1 started)", secs(u));
     }
@@ -72,6 +51,46 @@ pub fn text(r: &BootReport, blame: bool) -> String {
     }
     let failed = r.units.iter().filter(|u| u.failed).count();
     let _ = writeln!(out, "  {} units, {failed} failed\n", r.units.len());
+}
+
+/// systemd's phases, as systemd-analyze time prints them.
+fn phases(out: &mut String, p: &Phases) {
+    let mut parts = Vec::new();
+    if let Some(k) = p.kernel_ns {
+        parts.push(format!("{} (kernel)", min_secs(k)));
+    }
+    if let Some(i) = p.initrd_ns {
+        parts.push(format!("{} (initrd)", min_secs(i)));
+    }
+    match p.userspace_ns {
+        Some(u) => {
+            parts.push(format!("{} (userspace)", min_secs(u)));
+            let total = p.kernel_ns.unwrap_or(0) + p.initrd_ns.unwrap_or(0) + u;
+            let _ = writeln!(
+                out,
+                "  systemd {}: Startup finished in {} = {}",
+                p.systemd_version,
+                parts.join(" + "),
+                min_secs(total)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  systemd {}: still booting ({})",
+                p.systemd_version,
+                parts.join(" + ")
+            );
+        }
+    }
+    if let (Some(t), Some(after)) = (&p.default_target, p.default_target_after_userspace_ns) {
+        let _ = writeln!(out, "  {t} reached after {} in userspace.", min_secs(after));
+    }
+}
+
+/// The table of units: in boot order with each one's processes under it and the
+/// targets reached between them, or for `blame` the units alone, slowest first.
+fn table(out: &mut String, r: &BootReport, blame: bool) {
     let rows: Vec<&UnitTimeline> = if blame {
         r.blame()
     } else {
@@ -90,86 +109,102 @@ pub fn text(r: &BootReport, blame: bool) -> String {
     let mut milestones = r.milestones.iter().peekable();
     for u in rows {
         while !blame && let Some(m) = milestones.next_if(|m| m.at_ns <= u.start_ns) {
-            let _ = writeln!(
-                out,
-                "{:>9} {:>10} {:>8}  ── {} reached",
-                "",
-                secs(m.at_ns),
-                "",
-                m.unit
-            );
+            milestone_row(out, m);
         }
-        let active = match (u.active_ns, u.found_at_start) {
-            (_, true) => "before".to_owned(),
-            (Some(a), false) if u.active_inferred => format!("~{}", secs(a)),
-            (Some(a), false) => secs(a),
-            (None, false) => "-".to_owned(),
-        };
-        let took = u.took_ns.map_or("-".to_owned(), ms_or_secs);
-        let mut note = String::new();
-        if u.found_at_start {
-            note.push_str("  (found at start)");
-        }
-        if let Some(t) = &u.part_of {
-            note.push_str(&format!("  (part of {t})"));
-        }
-        if let Some(c) = &u.cause {
-            note.push_str(&format!("  FAILED: {c}"));
-        } else if let Some(p) = &u.slowest
-            && let (Some(active), Some(t)) = (u.active_ns, u.took_ns)
-            && let held = p
-                .end_ns
-                .unwrap_or(active)
-                .min(active)
-                .saturating_sub(p.start_ns)
-            && held * 2 > t
-            && t >= 100_000_000
-        {
-            note.push_str(&format!(
-                "  ← {} {} took {}",
-                p.role.as_deref().unwrap_or("process"),
-                p.program.as_deref().map(base).unwrap_or("?"),
-                ms_or_secs(held)
-            ));
-        }
-        let _ = writeln!(
-            out,
-            "{:>9} {:>10} {:>8}  {}{note}",
-            secs(u.start_ns),
-            active,
-            took,
-            u.unit
-        );
+        unit_row(out, u);
         if !blame {
-            for p in &u.processes {
-                let _ = writeln!(
-                    out,
-                    "{:>9} {:>10} {:>8}    └ {}{}{}",
-                    secs(p.start_ns),
-                    "",
-                    p.end_ns.map_or("running".to_owned(), |e| ms_or_secs(
-                        e.saturating_sub(p.start_ns)
-                    )),
-                    p.role.as_deref().map_or(String::new(), |r| format!("{r} ")),
-                    p.program.as_deref().unwrap_or("(never executed)"),
-                    p.status
-                        .as_deref()
-                        .map_or(String::new(), |st| format!("  {st}"))
-                );
-            }
+            process_rows(out, u);
         }
     }
     for m in milestones.filter(|_| !blame) {
+        milestone_row(out, m);
+    }
+}
+
+/// A target reached.
+fn milestone_row(out: &mut String, m: &Milestone) {
+    let _ = writeln!(
+        out,
+        "{:>9} {:>10} {:>8}  ── {} reached",
+        "",
+        secs(m.at_ns),
+        "",
+        m.unit
+    );
+}
+
+/// A unit: when it started, became active and how long that took, and a note.
+fn unit_row(out: &mut String, u: &UnitTimeline) {
+    let active = match (u.active_ns, u.found_at_start) {
+        (_, true) => "before".to_owned(),
+        (Some(a), false) if u.active_inferred => format!("~{}", secs(a)),
+        (Some(a), false) => secs(a),
+        (None, false) => "-".to_owned(),
+    };
+    let took = u.took_ns.map_or("-".to_owned(), ms_or_secs);
+    let _ = writeln!(
+        out,
+        "{:>9} {:>10} {:>8}  {}{}",
+        secs(u.start_ns),
+        active,
+        took,
+        u.unit,
+        note(u)
+    );
+}
+
+/// What a unit's row adds after its name: found at start, the target that pulled it in,
+/// why it failed or else the process that held its start up (when that was most of a
+/// start of at least 100ms).
+fn note(u: &UnitTimeline) -> String {
+    let mut note = String::new();
+    if u.found_at_start {
+        note.push_str("  (found at start)");
+    }
+    if let Some(t) = &u.part_of {
+        note.push_str(&format!("  (part of {t})"));
+    }
+    if let Some(c) = &u.cause {
+        note.push_str(&format!("  FAILED: {c}"));
+    } else if let Some(p) = &u.slowest
+        && let (Some(active), Some(t)) = (u.active_ns, u.took_ns)
+        && let held = p
+            .end_ns
+            .unwrap_or(active)
+            .min(active)
+            .saturating_sub(p.start_ns)
+        && held * 2 > t
+        && t >= 100_000_000
+    {
+        note.push_str(&format!(
+            "  ← {} {} took {}",
+            p.role.as_deref().unwrap_or("process"),
+            p.program.as_deref().map(base).unwrap_or("?"),
+            ms_or_secs(held)
+        ));
+    }
+    note
+}
+
+/// The processes a unit ran, under its row: when each started, how long it ran, what
+/// it was and how it ended.
+fn process_rows(out: &mut String, u: &UnitTimeline) {
+    for p in &u.processes {
         let _ = writeln!(
             out,
-            "{:>9} {:>10} {:>8}  ── {} reached",
+            "{:>9} {:>10} {:>8}    └ {}{}{}",
+            secs(p.start_ns),
             "",
-            secs(m.at_ns),
-            "",
-            m.unit
+            p.end_ns.map_or("running".to_owned(), |e| ms_or_secs(
+                e.saturating_sub(p.start_ns)
+            )),
+            p.role.as_deref().map_or(String::new(), |r| format!("{r} ")),
+            p.program.as_deref().unwrap_or("(never executed)"),
+            p.status
+                .as_deref()
+                .map_or(String::new(), |st| format!("  {st}"))
         );
     }
-    out
 }
 
 /// The critical chain as text, the target first: when each link became active (`@`),
