@@ -5,11 +5,12 @@
 
 pub mod boot;
 pub mod events;
+mod fmt;
 pub mod restarts;
 pub mod units;
 pub mod why;
 
-use std::{fmt, io::Write};
+use std::io::Write;
 
 use crate::{
     model::{Model, facts::Facts},
@@ -55,8 +56,8 @@ pub enum Source {
     Tracing,
 }
 
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Daemon => "since the daemon started",
             Self::Recording => "in the recording",
@@ -104,9 +105,4 @@ pub fn answer<F: Facts>(query: &Query, model: &Model<F>, sd: Option<&Snapshot>) 
         Ok(()) => Reply::Output(String::from_utf8_lossy(&out).into_owned()),
         Err(e) => Reply::Error(e.to_string()),
     }
-}
-
-/// A CLOCK_BOOTTIME time or a span, in seconds with milliseconds.
-pub(crate) fn secs(ns: u64) -> String {
-    format!("{:.3}s", ns as f64 / 1e9)
 }

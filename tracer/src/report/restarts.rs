@@ -5,7 +5,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::{ReportError, secs};
+use super::{ReportError, fmt::secs};
 use crate::model::{Model, Run, StartKind, UnitHistory, cause::Cause, facts::Facts};
 
 /// A unit's runs, as the JSON report gives them.

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::{ReportError, Source, secs};
+use super::{ReportError, Source, fmt::secs};
 use crate::{
     event::WaitStatus,
     model::{
