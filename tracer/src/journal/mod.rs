@@ -18,7 +18,6 @@ mod writer;
 use std::{
     fs, io,
     path::{Path, PathBuf},
-    time::Duration,
 };
 
 use serde::{Deserialize, Serialize};
@@ -135,53 +134,4 @@ fn dir_bytes(dir: &Path) -> u64 {
         .filter_map(|p| fs::metadata(p).ok())
         .map(|m| m.len())
         .sum()
-}
-
-/// `512K`, `100M`, `1G`, `1T` or plain bytes (powers of 1024, as journalctl).
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last()? {
-        (i, 'K' | 'k') => (&s[..i], 1u64 << 10),
-        (i, 'M' | 'm') => (&s[..i], 1 << 20),
-        (i, 'G' | 'g') => (&s[..i], 1 << 30),
-        (i, 'T' | 't') => (&s[..i], 1 << 40),
-        _ => (s, 1),
-    };
-    let v: f64 = num.trim().parse().ok()?;
-    (v >= 0.0).then_some((v * mult as f64) as u64)
-}
-
-/// A systemd-style time span: `30s`, `5min`, `12h`, `2d`, `2weeks`, `1month`, `1y`, or
-/// several (`1h 30min`).
-pub fn parse_span(s: &str) -> Option<Duration> {
-    let mut total = 0f64;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let value: f64 = rest[..num_end].parse().ok()?;
-        rest = rest[num_end..].trim_start();
-        let unit_end = rest
-            .find(|c: char| !c.is_ascii_alphabetic())
-            .unwrap_or(rest.len());
-        let secs = match &rest[..unit_end] {
-            "" | "s" | "sec" | "second" | "seconds" => 1.0,
-            "ms" | "msec" => 0.001,
-            "us" | "usec" => 0.000_001,
-            "m" | "min" | "minute" | "minutes" => 60.0,
-            "h" | "hr" | "hour" | "hours" => 3600.0,
-            "d" | "day" | "days" => 86_400.0,
-            "w" | "week" | "weeks" => 604_800.0,
-            "M" | "month" | "months" => 2_629_800.0,
-            "y" | "year" | "years" => 31_557_600.0,
-            _ => return None,
-        };
-        total += value * secs;
-        rest = rest[unit_end..].trim_start();
-    }
-    Some(Duration::from_secs_f64(total))
 }

@@ -144,15 +144,3 @@ fn not_a_journal_is_a_clear_error() {
     ));
     fs::remove_dir_all(root).unwrap();
 }
-
-#[test]
-fn sizes_and_spans_read_like_journalctl() {
-    assert_eq!(parse_size("100M"), Some(100 << 20));
-    assert_eq!(parse_size("1.5G"), Some(3 << 29));
-    assert_eq!(parse_size("4096"), Some(4096));
-    assert_eq!(parse_size("x"), None);
-    assert_eq!(parse_span("2weeks"), Some(Duration::from_secs(1_209_600)));
-    assert_eq!(parse_span("1h 30min"), Some(Duration::from_secs(5400)));
-    assert_eq!(parse_span("45"), Some(Duration::from_secs(45)));
-    assert_eq!(parse_span("3 fortnights"), None);
-}
