@@ -24,6 +24,7 @@ pub mod report;
 pub mod startup;
 pub mod systemd;
 pub mod unit;
+pub mod users;
 
 #[cfg(test)]
 mod testing;
