@@ -983,6 +983,7 @@ fn outcome_of(
                 command: role,
                 path: f.path.clone(),
                 errno: f.errno,
+                owner: f.problem.owner_names(facts),
                 problem: f.problem.clone(),
                 evidence: ExecEvidence::Execve,
                 pid,
@@ -996,9 +997,11 @@ fn outcome_of(
                     None => Errno(libc::ENOENT),
                     Some(_) => Errno(libc::EACCES),
                 };
+                let problem = FileProblem::diagnose(errno, state.as_ref());
                 Some(Cause::ExecFailed {
                     command: role,
-                    problem: FileProblem::diagnose(errno, state.as_ref()),
+                    owner: problem.owner_names(facts),
+                    problem,
                     path,
                     errno,
                     evidence: ExecEvidence::SystemdCheck,
