@@ -1,4 +1,5 @@
-//! Boot-time timestamps (CLOCK_BOOTTIME, what the kernel programs record) to wall-clock time.
+//! Boot-time timestamps (CLOCK_BOOTTIME, what the kernel programs record) to wall-clock time,
+//! and times, spans and sizes as systemd and journalctl write them.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -71,9 +72,9 @@ pub fn parse_when(s: &str, clock: &BootClock) -> Option<u64> {
     let wall = if let Some(epoch) = s.strip_prefix('@') {
         UNIX_EPOCH + Duration::from_secs_f64(epoch.parse::<f64>().ok()?)
     } else if let Some(span) = s.strip_prefix('-') {
-        now.checked_sub(crate::journal::parse_span(span)?)?
+        now.checked_sub(parse_span(span)?)?
     } else if let Some(span) = s.strip_prefix('+') {
-        now + crate::journal::parse_span(span)?
+        now + parse_span(span)?
     } else {
         match s {
             "now" => now,
@@ -89,6 +90,55 @@ pub fn parse_when(s: &str, clock: &BootClock) -> Option<u64> {
         }
     };
     Some(clock.boot_ns_of(wall))
+}
+
+/// `512K`, `100M`, `1G`, `1T` or plain bytes (powers of 1024, as journalctl).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 'K' | 'k') => (&s[..i], 1u64 << 10),
+        (i, 'M' | 'm') => (&s[..i], 1 << 20),
+        (i, 'G' | 'g') => (&s[..i], 1 << 30),
+        (i, 'T' | 't') => (&s[..i], 1 << 40),
+        _ => (s, 1),
+    };
+    let v: f64 = num.trim().parse().ok()?;
+    (v >= 0.0).then_some((v * mult as f64) as u64)
+}
+
+/// A systemd-style time span: `30s`, `5min`, `12h`, `2d`, `2weeks`, `1month`, `1y`, or
+/// several (`1h 30min`).
+pub fn parse_span(s: &str) -> Option<Duration> {
+    let mut total = 0f64;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..num_end].parse().ok()?;
+        rest = rest[num_end..].trim_start();
+        let unit_end = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
+        let secs = match &rest[..unit_end] {
+            "" | "s" | "sec" | "second" | "seconds" => 1.0,
+            "ms" | "msec" => 0.001,
+            "us" | "usec" => 0.000_001,
+            "m" | "min" | "minute" | "minutes" => 60.0,
+            "h" | "hr" | "hour" | "hours" => 3600.0,
+            "d" | "day" | "days" => 86_400.0,
+            "w" | "week" | "weeks" => 604_800.0,
+            "M" | "month" | "months" => 2_629_800.0,
+            "y" | "year" | "years" => 31_557_600.0,
+            _ => return None,
+        };
+        total += value * secs;
+        rest = rest[unit_end..].trim_start();
+    }
+    Some(Duration::from_secs_f64(total))
 }
 
 fn mktime(tm: &mut libc::tm) -> Option<SystemTime> {
@@ -261,6 +311,18 @@ mod tests {
         assert!(parse_when("2001-01-01 10:00:30", &clock).is_some());
         assert_eq!(parse_when("soonish", &clock), None);
         assert_eq!(parse_when("2026-13", &clock), None);
+    }
+
+    #[test]
+    fn sizes_and_spans_read_like_journalctl() {
+        assert_eq!(parse_size("100M"), Some(100 << 20));
+        assert_eq!(parse_size("1.5G"), Some(3 << 29));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_span("2weeks"), Some(Duration::from_secs(1_209_600)));
+        assert_eq!(parse_span("1h 30min"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_span("45"), Some(Duration::from_secs(45)));
+        assert_eq!(parse_span("3 fortnights"), None);
     }
 
     #[test]

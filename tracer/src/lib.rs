@@ -25,6 +25,7 @@ pub mod sink;
 pub mod startup;
 pub mod systemd;
 pub mod unit;
+pub mod users;
 
 #[cfg(test)]
 mod testing;

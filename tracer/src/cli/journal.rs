@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use crate::{
-    clock::rfc3339_utc,
+    clock::{parse_size, parse_span, rfc3339_utc},
     journal::{self, Item},
 };
 
@@ -77,7 +77,7 @@ pub fn run(args: JournalArgs) -> anyhow::Result<()> {
     if args.vacuum_size.is_some() || args.vacuum_time.is_some() {
         let size = match &args.vacuum_size {
             Some(s) => Some(
-                journal::parse_size(s)
+                parse_size(s)
                     .with_context(|| format!("--vacuum-size {s}: a size like 100M or 1G"))?,
             ),
             None => None,
@@ -85,7 +85,7 @@ pub fn run(args: JournalArgs) -> anyhow::Result<()> {
         let before = match &args.vacuum_time {
             Some(t) => Some(
                 std::time::SystemTime::now()
-                    - journal::parse_span(t)
+                    - parse_span(t)
                         .with_context(|| format!("--vacuum-time {t}: a span like 2weeks or 12h"))?,
             ),
             None => None,

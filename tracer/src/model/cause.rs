@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::facts::FileInfo;
+use super::facts::{Facts, FileInfo};
 use crate::event::{Errno, Signal};
 
 /// systemd's own exit statuses for a failure while setting up a unit's process, before
@@ -124,6 +124,34 @@ impl FileProblem {
             _ => Self::Unknown,
         }
     }
+
+    /// The names of the file's owner and group, for a problem that shows them.
+    pub fn owner_names(&self, facts: &impl Facts) -> OwnerNames {
+        match self {
+            Self::NotExecutable { uid, gid, .. } => OwnerNames {
+                user: facts.user_name(*uid),
+                group: facts.group_name(*gid),
+            },
+            _ => OwnerNames::default(),
+        }
+    }
+}
+
+/// The names of a file's owner and group, looked up (through [`Facts`]) when the cause was
+/// found: rendering looks nothing up, and a replay shows the recording's names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OwnerNames {
+    pub user: Option<String>,
+    pub group: Option<String>,
+}
+
+impl OwnerNames {
+    /// `user:group`, each by name when it has one, else by number.
+    pub fn show(&self, uid: u32, gid: u32) -> String {
+        let name_or =
+            |name: &Option<String>, id: u32| name.clone().unwrap_or_else(|| id.to_string());
+        format!("{}:{}", name_or(&self.user, uid), name_or(&self.group, gid))
+    }
 }
 
 /// How the kernel learned the exec would fail.
@@ -150,6 +178,9 @@ pub enum Cause {
         errno: Errno,
         #[serde(flatten)]
         problem: FileProblem,
+        /// The file's owner and group by name (the JSON has their ids, in `problem`).
+        #[serde(skip)]
+        owner: OwnerNames,
         evidence: ExecEvidence,
         pid: u32,
     },
@@ -233,14 +264,14 @@ impl Cause {
                 path,
                 errno,
                 problem,
+                owner,
                 ..
             } => {
                 let why = match problem {
                     FileProblem::Missing => "the file does not exist".to_owned(),
                     FileProblem::NotExecutable { mode, uid, gid } => format!(
-                        "the file is mode {mode:04o} {}:{} and not executable",
-                        user_name(*uid),
-                        group_name(*gid)
+                        "the file is mode {mode:04o} {} and not executable",
+                        owner.show(*uid, *gid)
                     ),
                     FileProblem::NoexecMount { mount } => {
                         format!("its filesystem {mount} is mounted noexec")
@@ -323,27 +354,10 @@ impl Cause {
     }
 }
 
-fn user_name(uid: u32) -> String {
-    name_from("/etc/passwd", uid).unwrap_or_else(|| uid.to_string())
-}
-
-fn group_name(gid: u32) -> String {
-    name_from("/etc/group", gid).unwrap_or_else(|| gid.to_string())
-}
-
-fn name_from(file: &str, id: u32) -> Option<String> {
-    let text = std::fs::read_to_string(file).ok()?;
-    text.lines().find_map(|l| {
-        let mut f = l.split(':');
-        let name = f.next()?;
-        let _ = f.next();
-        (f.next()?.parse::<u32>().ok()? == id).then(|| name.to_owned())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::facts::RecordedFacts;
 
     fn file(mode: u32) -> FileInfo {
         FileInfo {
@@ -413,6 +427,10 @@ mod tests {
                 uid: 0,
                 gid: 0,
             },
+            owner: OwnerNames {
+                user: Some("root".into()),
+                group: Some("root".into()),
+            },
             evidence: ExecEvidence::SystemdCheck,
             pid: 42,
         };
@@ -426,5 +444,127 @@ mod tests {
         );
         assert_eq!(systemd_exit_status_name(203), Some("EXEC"));
         assert_eq!(systemd_exit_status_name(223), None);
+    }
+
+    #[test]
+    fn owners_are_named_by_the_facts_when_the_cause_is_found() {
+        let mut facts = RecordedFacts::default();
+        facts.user_names.insert(1000, "app".into());
+        let problem = FileProblem::NotExecutable {
+            mode: 0o600,
+            uid: 1000,
+            gid: 1000,
+        };
+        let owner = problem.owner_names(&facts);
+        assert_eq!(
+            owner,
+            OwnerNames {
+                user: Some("app".into()),
+                group: None
+            }
+        );
+        assert_eq!(owner.show(1000, 1000), "app:1000", "no name: the number");
+        assert_eq!(
+            FileProblem::Missing.owner_names(&facts),
+            OwnerNames::default()
+        );
+        let cause = Cause::ExecFailed {
+            command: "ExecStart".into(),
+            path: "/opt/app".into(),
+            errno: Errno(libc::EACCES),
+            problem,
+            owner,
+            evidence: ExecEvidence::Execve,
+            pid: 7,
+        };
+        assert!(
+            cause
+                .explain("app.service")
+                .contains("mode 0600 app:1000 and"),
+            "{}",
+            cause.explain("app.service")
+        );
+        let json = serde_json::to_value(&cause).unwrap();
+        assert_eq!(json["uid"], 1000);
+        assert!(json.get("owner").is_none(), "the JSON is as it was: {json}");
+    }
+
+    /// systemd refuses a mode 0644 ExecStart= (203/EXEC, no execve): the explanation names
+    /// the owner as the facts the model was given do, not as this host would.
+    #[test]
+    fn the_model_names_the_owner_from_its_facts() {
+        use crate::{
+            event::{CgroupRef, Event, EventKind, WaitStatus},
+            model::{Model, ModelConfig, facts::parse_unit_file},
+            testing::Fed,
+        };
+        let mut facts = RecordedFacts::default();
+        facts.units.insert(
+            "m.service".into(),
+            parse_unit_file(
+                "/etc/systemd/system/m.service",
+                &["[Service]\nExecStart=/opt/m.sh\n".into()],
+            ),
+        );
+        facts.files.insert("/opt/m.sh".into(), file(0o644));
+        facts.user_names.insert(0, "admin".into());
+        let mut m = Fed::new(Model::new(facts, ModelConfig::default()));
+        let ev = |ts_ns, tgid, cgroup_id, kind| Event {
+            ts_ns,
+            pid: tgid,
+            tgid,
+            cgroup_id,
+            comm: "systemd".into(),
+            kind,
+        };
+        let cgroup = CgroupRef {
+            id: 60,
+            level: 2,
+            path: "/system.slice/m.service".into(),
+            path_truncated: false,
+        };
+        m.know_cgroup(1, "/init.scope");
+        m.apply(&ev(
+            1,
+            1,
+            1,
+            EventKind::CgroupMkdir {
+                cgroup: cgroup.clone(),
+            },
+        ));
+        m.apply(&ev(2, 1, 1, EventKind::Fork { child_pid: 400 }));
+        m.apply(&ev(
+            3,
+            1,
+            1,
+            EventKind::CgroupAttach {
+                cgroup: cgroup.clone(),
+                target_pid: 400,
+            },
+        ));
+        m.apply(&ev(
+            4,
+            400,
+            60,
+            EventKind::Exit {
+                ppid: 1,
+                status: WaitStatus(203 << 8),
+            },
+        ));
+        m.apply(&ev(5, 1, 1, EventKind::CgroupRmdir { cgroup }));
+        let cause = m
+            .model
+            .unit("m.service")
+            .and_then(|h| h.last_failure())
+            .and_then(|r| r.outcome.as_ref())
+            .and_then(|o| o.cause.as_ref())
+            .expect("a failed run with a cause");
+        assert!(
+            cause
+                .explain("m.service")
+                .contains("mode 0644 admin:0 and not executable"),
+            "{}",
+            cause.explain("m.service")
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! What the model looks up outside the event stream, behind a seam so the model is tested
 //! with recorded facts: a file's state when an event names it (mode, owner, noexec mount,
-//! `#!` interpreter) and what a unit's file says (ExecStart=, Type=, User=, ...).
+//! `#!` interpreter), what a unit's file says (ExecStart=, Type=, User=, ...) and users'
+//! and groups' names.
 
 use std::{
     collections::HashMap,
@@ -9,6 +10,8 @@ use std::{
 };
 
 use serde::Serialize;
+
+use crate::users;
 
 /// A file's state, as `stat` and its first line tell it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -58,6 +61,10 @@ pub trait Facts {
     fn unit_file(&self, unit: &str) -> Option<UnitFile>;
     /// Whether a user name exists (User= of a 217/USER failure).
     fn user_exists(&self, name: &str) -> Option<bool>;
+    /// The name of user `uid` (a file's owner), when it has one.
+    fn user_name(&self, uid: u32) -> Option<String>;
+    /// The name of group `gid` (a file's group), when it has one.
+    fn group_name(&self, gid: u32) -> Option<String>;
 }
 
 /// Directories systemd loads system units from, highest priority first.
@@ -133,11 +140,17 @@ impl Facts for LiveFacts {
     }
 
     fn user_exists(&self, name: &str) -> Option<bool> {
-        let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-        Some(
-            passwd.lines().any(|l| l.split(':').next() == Some(name))
-                || name.parse::<u32>().is_ok(),
-        )
+        // systemd takes a number for a user it does not know by name.
+        let known = users::user_by_name(name).ok()?.is_some();
+        Some(known || name.parse::<u32>().is_ok())
+    }
+
+    fn user_name(&self, uid: u32) -> Option<String> {
+        users::user_name(uid).ok()?
+    }
+
+    fn group_name(&self, gid: u32) -> Option<String> {
+        users::group_name(gid).ok()?
     }
 }
 
@@ -241,7 +254,12 @@ pub fn parse_unit_file(path: &str, texts: &[String]) -> UnitFile {
 pub struct RecordedFacts {
     pub files: HashMap<String, FileInfo>,
     pub units: HashMap<String, UnitFile>,
+    /// User names that exist.
     pub users: Vec<String>,
+    /// Users' names by uid (files' owners); an id not here is shown as its number.
+    pub user_names: HashMap<u32, String>,
+    /// Groups' names by gid.
+    pub group_names: HashMap<u32, String>,
 }
 
 impl Facts for RecordedFacts {
@@ -255,6 +273,14 @@ impl Facts for RecordedFacts {
 
     fn user_exists(&self, name: &str) -> Option<bool> {
         Some(self.users.iter().any(|u| u == name))
+    }
+
+    fn user_name(&self, uid: u32) -> Option<String> {
+        self.user_names.get(&uid).cloned()
+    }
+
+    fn group_name(&self, gid: u32) -> Option<String> {
+        self.group_names.get(&gid).cloned()
     }
 }
 
@@ -276,6 +302,23 @@ mod tests {
         let u = parse_unit_file("/x", &[main, dropin]);
         assert_eq!(u.exec_start, vec!["/opt/b"]);
         assert_eq!(u.exec_start_lines, vec!["+\"/opt/b\" x"]);
+    }
+
+    #[test]
+    fn user_and_group_names_come_from_the_host_or_the_recording() {
+        let live = LiveFacts;
+        assert_eq!(live.user_name(0).as_deref(), Some("root"));
+        assert_eq!(live.group_name(0).as_deref(), Some("root"));
+        assert_eq!(live.user_exists("root"), Some(true));
+        assert_eq!(live.user_exists("tracer-no-such-user"), Some(false));
+        assert_eq!(live.user_exists("4321"), Some(true), "a uid is taken as is");
+        let mut recorded = RecordedFacts::default();
+        assert_eq!(recorded.user_name(0), None);
+        recorded.user_names.insert(0, "admin".into());
+        recorded.group_names.insert(10, "wheel".into());
+        assert_eq!(recorded.user_name(0).as_deref(), Some("admin"));
+        assert_eq!(recorded.group_name(10).as_deref(), Some("wheel"));
+        assert_eq!(recorded.group_name(0), None);
     }
 
     #[test]

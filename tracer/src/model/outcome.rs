@@ -161,6 +161,7 @@ pub(super) fn outcome_of(
                 command: role,
                 path: f.path.clone(),
                 errno: f.errno,
+                owner: f.problem.owner_names(facts),
                 problem: f.problem.clone(),
                 evidence: ExecEvidence::Execve,
                 pid,
@@ -174,9 +175,11 @@ pub(super) fn outcome_of(
                     None => Errno(libc::ENOENT),
                     Some(_) => Errno(libc::EACCES),
                 };
+                let problem = FileProblem::diagnose(errno, state.as_ref());
                 Some(Cause::ExecFailed {
                     command: role,
-                    problem: FileProblem::diagnose(errno, state.as_ref()),
+                    owner: problem.owner_names(facts),
+                    problem,
                     path,
                     errno,
                     evidence: ExecEvidence::SystemdCheck,

@@ -117,7 +117,9 @@ pub fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, StreamErro
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .map_err(|e| StreamError::Io(format!("chmod of {}", path.display()), e))?;
     if let Some(group) = group {
-        let gid = group_id(group).ok_or_else(|| StreamError::NoGroup(group.to_owned()))?;
+        let gid = crate::users::group_id(group)
+            .map_err(|e| StreamError::Io(format!("looking up socket_group {group}"), e))?
+            .ok_or_else(|| StreamError::NoGroup(group.to_owned()))?;
         chown_group(path, gid).map_err(|e| StreamError::Io("chown of the socket".into(), e))?;
     }
     Ok(listener)
@@ -141,15 +143,6 @@ fn chown_group(path: &Path, gid: u32) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-fn group_id(name: &str) -> Option<u32> {
-    let text = std::fs::read_to_string("/etc/group").ok()?;
-    text.lines().find_map(|l| {
-        let mut f = l.split(':');
-        (f.next()? == name).then_some(())?;
-        f.nth(1)?.parse().ok()
-    })
 }
 
 /// Serves the socket: each client gets the feed of events or asks `queries` for a report.

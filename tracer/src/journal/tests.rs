@@ -1,0 +1,146 @@
+//! Writing and reading back whole boots, damage, restarts, the cap.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use super::*;
+use crate::{decode::encode, event::EventKind};
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tracer-journal-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn event(i: u32) -> Event {
+    Event {
+        ts_ns: u64::from(i) * 1000,
+        pid: i,
+        tgid: i,
+        cgroup_id: 7,
+        comm: format!("p{i}"),
+        kind: EventKind::Fork { child_pid: i + 1 },
+    }
+}
+
+fn write_boot(root: &Path, boot: &str, n: u32, limits: JournalLimits) {
+    let mut w = Writer::open(root, boot, limits).unwrap();
+    w.append_cgroup(7, "/system.slice/a.service").unwrap();
+    for i in 0..n {
+        w.append_record(&encode(&event(i))).unwrap();
+    }
+    w.sync().unwrap();
+}
+
+fn events_of(root: &Path, boot: &str) -> (Vec<Event>, Vec<Damage>) {
+    let b = find_boot(root, boot).unwrap();
+    let mut evs = Vec::new();
+    let damage = read_boot(&b, |i| {
+        if let Item::Event(e) = i {
+            evs.push(e)
+        }
+    })
+    .unwrap();
+    (evs, damage)
+}
+
+#[test]
+fn writes_and_reads_back_a_boot() {
+    let root = tmp("roundtrip");
+    write_boot(&root, "b1", 100, JournalLimits::default());
+    let (evs, damage) = events_of(&root, "b1");
+    assert!(damage.is_empty());
+    assert_eq!(evs, (0..100).map(event).collect::<Vec<_>>());
+    let b = find_boot(&root, "0").unwrap();
+    assert_eq!(b.boot_id, "b1");
+    assert!(matches!(
+        find_boot(&root, "-1"),
+        Err(JournalError::NoSuchBoot(_))
+    ));
+    fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn flipped_bytes_and_a_torn_tail_lose_only_what_they_hit() {
+    let root = tmp("damage");
+    write_boot(&root, "b1", 200, JournalLimits::default());
+    let seg = segments_of(&root.join("b1")).unwrap().remove(0);
+    let mut data = fs::read(&seg).unwrap();
+    // Flip bytes in the middle of some record, and cut the last one in half.
+    let mid = data.len() / 2;
+    data[mid] ^= 0xff;
+    data[mid + 1] ^= 0x55;
+    data.truncate(data.len() - 20);
+    fs::write(&seg, &data).unwrap();
+    let (evs, damage) = events_of(&root, "b1");
+    assert_eq!(damage.len(), 2, "{damage:?}");
+    assert!(damage[0].offset > 0);
+    assert!(damage[1].what.contains("tail"), "{}", damage[1]);
+    // One or two records lost to the flipped bytes, one to the cut; order is kept.
+    assert!((196..=198).contains(&evs.len()), "{}", evs.len());
+    assert!(evs.windows(2).all(|w| w[0].pid < w[1].pid));
+    assert_eq!(evs[0], event(0));
+    fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn a_restarted_daemon_continues_the_boot_in_a_new_segment() {
+    let root = tmp("continue");
+    write_boot(&root, "b1", 10, JournalLimits::default());
+    write_boot(&root, "b1", 10, JournalLimits::default());
+    let b = find_boot(&root, "b1").unwrap();
+    assert_eq!(b.segments, 2);
+    assert_eq!(events_of(&root, "b1").0.len(), 20);
+    fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn segments_rotate_and_the_cap_removes_the_oldest_boot_first() {
+    let root = tmp("cap");
+    let limits = JournalLimits {
+        max_bytes: 40_000,
+        segment_bytes: 8_000,
+        flush_interval_ms: 0,
+    };
+    // 1000 records of 65 bytes: each boot alone is over the cap.
+    write_boot(&root, "old", 1000, limits.clone());
+    std::thread::sleep(Duration::from_millis(5));
+    write_boot(&root, "new", 1000, limits.clone());
+    let boots = list_boots(&root).unwrap();
+    let total: u64 = boots.iter().map(|b| b.bytes).sum();
+    assert!(total <= limits.max_bytes + limits.segment_bytes, "{total}");
+    assert_eq!(boots.last().unwrap().boot_id, "new");
+    assert!(
+        boots.iter().all(|b| b.boot_id != "old"),
+        "the oldest boot went first"
+    );
+    let (evs, damage) = events_of(&root, "new");
+    assert!(damage.is_empty());
+    assert!(
+        !evs.is_empty() && evs.len() < 1000,
+        "oldest segments of the boot dropped: {}",
+        evs.len()
+    );
+    fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn not_a_journal_is_a_clear_error() {
+    let root = tmp("bad");
+    fs::create_dir_all(root.join("b1")).unwrap();
+    fs::write(
+        root.join("b1").join(segment_name(1)),
+        b"hello, this is not it at all!!!!!!",
+    )
+    .unwrap();
+    let b = find_boot(&root, "b1").unwrap();
+    assert!(matches!(
+        read_boot(&b, |_| {}),
+        Err(JournalError::NotAJournal { .. })
+    ));
+    fs::remove_dir_all(root).unwrap();
+}
