@@ -105,26 +105,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
     let output = if args.json { Output::Json } else { args.output };
     let tail = args.lines.or(args.follow.then_some(10));
     if args.boot.is_some() || tail.is_some() {
-        let boot = args.boot.as_deref().unwrap_or("0");
-        if args.follow && boot != "0" {
-            anyhow::bail!("-f follows the current boot: leave out -b, or use -b 0");
-        }
-        // Subscribe before reading the journal's tail, so nothing falls in between.
-        let live = if args.follow {
-            let Some(live) = crate::client::events(&filter).await? else {
-                anyhow::bail!(
-                    "-f follows the daemon's stream and journal, and no daemon is running: start it (systemctl start tracer), or run `tracer events` to trace here"
-                );
-            };
-            Some(live)
-        } else {
-            None
-        };
-        let last = replay_boot(&args, &filter, boot, output, tail)?;
-        return match live {
-            Some(lines) => from_daemon(lines, output, last, false).await,
-            None => Ok(()),
-        };
+        return recorded(&args, &filter, output, tail).await;
     }
     if args.since.is_some() || args.until.is_some() {
         anyhow::bail!(
@@ -141,6 +122,41 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         }
         eprintln!("tracer: no daemon is running: tracing standalone");
     }
+    standalone(&args, &filter, output).await
+}
+
+/// A recorded boot from the journal (its last `tail` events when given), then, with
+/// `-f`, the daemon's live stream from where the journal ended.
+async fn recorded(
+    args: &EventsArgs,
+    filter: &Filter,
+    output: Output,
+    tail: Option<usize>,
+) -> anyhow::Result<()> {
+    let boot = args.boot.as_deref().unwrap_or("0");
+    if args.follow && boot != "0" {
+        anyhow::bail!("-f follows the current boot: leave out -b, or use -b 0");
+    }
+    // Subscribe before reading the journal's tail, so nothing falls in between.
+    let live = if args.follow {
+        let Some(live) = crate::client::events(filter).await? else {
+            anyhow::bail!(
+                "-f follows the daemon's stream and journal, and no daemon is running: start it (systemctl start tracer), or run `tracer events` to trace here"
+            );
+        };
+        Some(live)
+    } else {
+        None
+    };
+    let last = replay_boot(args, filter, boot, output, tail)?;
+    match live {
+        Some(lines) => from_daemon(lines, output, last, false).await,
+        None => Ok(()),
+    }
+}
+
+/// Traces here until Ctrl-C, SIGTERM or a closed stdout.
+async fn standalone(args: &EventsArgs, filter: &Filter, output: Output) -> anyhow::Result<()> {
     let crate::startup::Started {
         mut probe,
         mut cgroups,
@@ -179,7 +195,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         closed = emit(
             &mut out,
             &mut batch,
-            &filter,
+            filter,
             &mut cgroups,
             &clock,
             output,
@@ -192,7 +208,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         let _ = emit(
             &mut out,
             &mut batch,
-            &filter,
+            filter,
             &mut cgroups,
             &clock,
             output,

@@ -188,56 +188,8 @@ impl Probe {
         // says); give that back to the system before the ring buffer is mapped, so the two
         // never add up.
         release_free_memory();
-        let mut failed_execs = opts.failed_execs;
-        for (program, category, event) in TRACEPOINTS {
-            if category != "syscalls" {
-                attach_tracepoint(&mut ebpf, program, category, event)
-                    .map_err(|source| program_error(program, source))?;
-            } else if opts.failed_execs
-                && let Err(e) = attach_tracepoint(&mut ebpf, program, category, event)
-            {
-                // They need bpf_task_pt_regs (5.15): everything else still works without.
-                tracing::warn!(
-                    "failed execs are not caught on this kernel: {}",
-                    program_error(program, e)
-                );
-                failed_execs = false;
-            }
-        }
-        for (program, tracepoint) in RAW_TRACEPOINTS {
-            attach_raw_tracepoint(&mut ebpf, program, tracepoint)
-                .map_err(|source| program_error(program, source))?;
-        }
-
-        let ring = ebpf
-            .take_map("EVENTS")
-            .ok_or(ProbeError::Missing("EVENTS map"))?;
-        let ring = RingBuf::try_from(ring).map_err(|source| ProbeError::Map {
-            name: "EVENTS",
-            source,
-        })?;
-        // SAFETY: the ring buffer's fd stays open for as long as the AsyncFd owns it.
-        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-            .map_err(|e| ProbeError::Io(e.into()))?;
-        let stats = ebpf
-            .take_map("STATS")
-            .ok_or(ProbeError::Missing("STATS map"))?;
-        let stats = PerCpuArray::try_from(stats).map_err(|source| ProbeError::Map {
-            name: "STATS",
-            source,
-        })?;
-        let asleep = ebpf
-            .take_map("READER_ASLEEP")
-            .ok_or(ProbeError::Missing("READER_ASLEEP map"))?;
-        let mut asleep = Array::try_from(asleep).map_err(|source| ProbeError::Map {
-            name: "READER_ASLEEP",
-            source,
-        })?;
-        // The first read sleeps until a record arrives.
-        asleep.set(0, 1, 0).map_err(|source| ProbeError::Map {
-            name: "READER_ASLEEP",
-            source,
-        })?;
+        let failed_execs = attach_all(&mut ebpf, opts.failed_execs)?;
+        let (ring, stats, asleep) = take_maps(&mut ebpf)?;
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             ring_fd = ring.get_ref().as_raw_fd(),
@@ -369,6 +321,72 @@ fn drain(ring: &mut RingBuf<MapData>, malformed: &mut u64, out: &mut Vec<Event>)
             Err(e) => record_malformed(malformed, &e),
         }
     }
+}
+
+/// Attaches every program; the failed-exec ones only when `failed_execs`, and a kernel
+/// that refuses them is warned about, not an error. Whether failed execs are caught.
+fn attach_all(ebpf: &mut Ebpf, failed_execs: bool) -> Result<bool, ProbeError> {
+    let mut caught = failed_execs;
+    for (program, category, event) in TRACEPOINTS {
+        if category != "syscalls" {
+            attach_tracepoint(ebpf, program, category, event)
+                .map_err(|source| program_error(program, source))?;
+        } else if failed_execs && let Err(e) = attach_tracepoint(ebpf, program, category, event) {
+            // They need bpf_task_pt_regs (5.15): everything else still works without.
+            tracing::warn!(
+                "failed execs are not caught on this kernel: {}",
+                program_error(program, e)
+            );
+            caught = false;
+        }
+    }
+    for (program, tracepoint) in RAW_TRACEPOINTS {
+        attach_raw_tracepoint(ebpf, program, tracepoint)
+            .map_err(|source| program_error(program, source))?;
+    }
+    Ok(caught)
+}
+
+/// The ring buffer, the per-CPU counters, the reader-asleep flag.
+type ReaderMaps = (
+    AsyncFd<RingBuf<MapData>>,
+    PerCpuArray<MapData, u64>,
+    Array<MapData, u32>,
+);
+
+/// The maps the reader uses: the ring buffer (registered with the runtime), the
+/// per-CPU counters, and the reader-asleep flag (set: the first read sleeps until a
+/// record arrives).
+fn take_maps(ebpf: &mut Ebpf) -> Result<ReaderMaps, ProbeError> {
+    let ring = ebpf
+        .take_map("EVENTS")
+        .ok_or(ProbeError::Missing("EVENTS map"))?;
+    let ring = RingBuf::try_from(ring).map_err(|source| ProbeError::Map {
+        name: "EVENTS",
+        source,
+    })?;
+    // SAFETY: the ring buffer's fd stays open for as long as the AsyncFd owns it.
+    let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| ProbeError::Io(e.into()))?;
+    let stats = ebpf
+        .take_map("STATS")
+        .ok_or(ProbeError::Missing("STATS map"))?;
+    let stats = PerCpuArray::try_from(stats).map_err(|source| ProbeError::Map {
+        name: "STATS",
+        source,
+    })?;
+    let asleep = ebpf
+        .take_map("READER_ASLEEP")
+        .ok_or(ProbeError::Missing("READER_ASLEEP map"))?;
+    let mut asleep = Array::try_from(asleep).map_err(|source| ProbeError::Map {
+        name: "READER_ASLEEP",
+        source,
+    })?;
+    asleep.set(0, 1, 0).map_err(|source| ProbeError::Map {
+        name: "READER_ASLEEP",
+        source,
+    })?;
+    Ok((ring, stats, asleep))
 }
 
 /// Returns the heap's free pages to the system (glibc keeps them otherwise).

@@ -115,121 +115,125 @@ impl UnitLabels {
     }
 }
 
-fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry
-        .register(Box::new(c.clone()))
-        .expect("registered once");
-    c
+/// The counters by label: name, help, labels.
+const COUNTERS: [(&str, &str, &[&str]); 8] = [
+    (
+        "tracer_events_total",
+        "Events received from the kernel, by kind.",
+        &["kind"],
+    ),
+    (
+        "tracer_exec_total",
+        "Programs executed, by unit.",
+        &["unit"],
+    ),
+    (
+        "tracer_exec_failures_total",
+        "Failed execve/execveat calls, by unit and errno name.",
+        &["unit", "errno"],
+    ),
+    (
+        "tracer_process_exits_total",
+        "Processes that ended, by unit and outcome (success, code, signal).",
+        &["unit", "outcome"],
+    ),
+    (
+        "tracer_process_signals_total",
+        "Terminating signals sent to processes of a unit by another process.",
+        &["unit", "signal"],
+    ),
+    (
+        "tracer_unit_runs_total",
+        "Unit activations seen.",
+        &["unit"],
+    ),
+    (
+        "tracer_unit_restarts_total",
+        "Unit runs after the first, by reason (automatic, manual, again).",
+        &["unit", "reason"],
+    ),
+    (
+        "tracer_unit_failures_total",
+        "Failed unit runs, by cause.",
+        &["unit", "cause"],
+    ),
+];
+
+/// Registers a metric, returning it.
+fn registered<M: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: M) -> M {
+    r.register(Box::new(m.clone())).expect("registered once");
+    m
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    registered(
+        r,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
 }
 
 impl Metrics {
     /// `unit_cap`: the most unit label values before folding into `_other`.
     pub fn new(unit_cap: usize) -> Self {
         let r = Registry::new();
-        let events = counter(
+        let [
+            events,
+            exec,
+            exec_failures,
+            exits,
+            signals,
+            runs,
+            restarts,
+            failures,
+        ] = COUNTERS.map(|(name, help, labels)| counter(&r, name, help, labels));
+        let last_start = registered(
             &r,
-            "tracer_events_total",
-            "Events received from the kernel, by kind.",
-            &["kind"],
-        );
-        let exec = counter(
-            &r,
-            "tracer_exec_total",
-            "Programs executed, by unit.",
-            &["unit"],
-        );
-        let exec_failures = counter(
-            &r,
-            "tracer_exec_failures_total",
-            "Failed execve/execveat calls, by unit and errno name.",
-            &["unit", "errno"],
-        );
-        let exits = counter(
-            &r,
-            "tracer_process_exits_total",
-            "Processes that ended, by unit and outcome (success, code, signal).",
-            &["unit", "outcome"],
-        );
-        let signals = counter(
-            &r,
-            "tracer_process_signals_total",
-            "Terminating signals sent to processes of a unit by another process.",
-            &["unit", "signal"],
-        );
-        let runs = counter(
-            &r,
-            "tracer_unit_runs_total",
-            "Unit activations seen.",
-            &["unit"],
-        );
-        let restarts = counter(
-            &r,
-            "tracer_unit_restarts_total",
-            "Unit runs after the first, by reason (automatic, manual, again).",
-            &["unit", "reason"],
-        );
-        let failures = counter(
-            &r,
-            "tracer_unit_failures_total",
-            "Failed unit runs, by cause.",
-            &["unit", "cause"],
-        );
-        let last_start = IntGaugeVec::new(
-            Opts::new(
-                "tracer_unit_last_start_timestamp_seconds",
-                "Wall-clock time the unit's latest run started.",
-            ),
-            &["unit"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(last_start.clone()))
-            .expect("registered once");
-        let start_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "tracer_unit_start_duration_seconds",
-                "From a unit's cgroup appearing to its main process being executed.",
+            IntGaugeVec::new(
+                Opts::new(
+                    "tracer_unit_last_start_timestamp_seconds",
+                    "Wall-clock time the unit's latest run started.",
+                ),
+                &["unit"],
             )
-            .buckets(vec![
-                0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ]),
-        )
-        .expect("valid metric");
-        r.register(Box::new(start_duration.clone()))
-            .expect("registered once");
-        let dropped = IntCounter::new(
+            .expect("valid metric"),
+        );
+        let start_duration = registered(
+            &r,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "tracer_unit_start_duration_seconds",
+                    "From a unit's cgroup appearing to its main process being executed.",
+                )
+                .buckets(vec![
+                    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ]),
+            )
+            .expect("valid metric"),
+        );
+        let int_counter =
+            |name, help| registered(&r, IntCounter::new(name, help).expect("valid metric"));
+        let dropped = int_counter(
             "tracer_events_dropped_total",
             "Kernel records lost because the ring buffer was full.",
-        )
-        .expect("valid metric");
-        r.register(Box::new(dropped.clone()))
-            .expect("registered once");
-        let stream_clients =
-            IntGauge::new("tracer_stream_clients", "Connected live-stream clients.")
-                .expect("valid metric");
-        r.register(Box::new(stream_clients.clone()))
-            .expect("registered once");
-        let journal_bytes = IntGauge::new(
-            "tracer_journal_bytes",
-            "Bytes of the on-disk event journal.",
-        )
-        .expect("valid metric");
-        r.register(Box::new(journal_bytes.clone()))
-            .expect("registered once");
-        let folded = IntCounter::new(
+        );
+        let folded = int_counter(
             "tracer_metrics_folded_total",
             "Unit label values folded into unit=\"_other\" by the series cap.",
-        )
-        .expect("valid metric");
-        r.register(Box::new(folded.clone()))
-            .expect("registered once");
-        let build = IntGaugeVec::new(
-            Opts::new("tracer_build_info", "The running tracer's version."),
-            &["version"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(build.clone()))
-            .expect("registered once");
+        );
+        let gauge = |name, help| registered(&r, IntGauge::new(name, help).expect("valid metric"));
+        let stream_clients = gauge("tracer_stream_clients", "Connected live-stream clients.");
+        let journal_bytes = gauge(
+            "tracer_journal_bytes",
+            "Bytes of the on-disk event journal.",
+        );
+        let build = registered(
+            &r,
+            IntGaugeVec::new(
+                Opts::new("tracer_build_info", "The running tracer's version."),
+                &["version"],
+            )
+            .expect("valid metric"),
+        );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         Self {
             registry: r,
