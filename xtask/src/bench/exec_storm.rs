@@ -26,6 +26,10 @@ enum Setup {
     Daemon2,
     /// The daemon with `failed_execs = false`: no syscall tracepoint.
     DaemonLean,
+    /// The daemon of the `--baseline` binary.
+    BaselineDaemon,
+    /// Two storms at once under the `--baseline` binary's daemon.
+    BaselineDaemon2,
 }
 
 impl Setup {
@@ -38,13 +42,15 @@ impl Setup {
             Setup::None2 => "2 parallel storms, no tracer",
             Setup::Daemon2 => "2 parallel storms, tracer daemon",
             Setup::DaemonLean => "tracer daemon, failed_execs = false",
+            Setup::BaselineDaemon => "baseline daemon + 1 stream client",
+            Setup::BaselineDaemon2 => "2 parallel storms, baseline daemon",
         }
     }
 
     /// Storms run at once.
     fn storms(self) -> u32 {
         match self {
-            Setup::None2 | Setup::Daemon2 => 2,
+            Setup::None2 | Setup::Daemon2 | Setup::BaselineDaemon2 => 2,
             _ => 1,
         }
     }
@@ -61,16 +67,30 @@ impl Setup {
 
 /// The whole `bench exec-storm`: the rounds and their table, the kernel-side cost, and
 /// the daemon's own figures.
-pub(super) fn run(n: u32, rounds: u32, tracer: &Path) -> anyhow::Result<()> {
-    let setups = setups();
-    let samples = run_rounds(n, rounds, &setups, tracer)?;
+pub(super) fn run(
+    n: u32,
+    rounds: u32,
+    tracer: &Path,
+    baseline: Option<&Path>,
+) -> anyhow::Result<()> {
+    let mut setups = setups();
+    if baseline.is_some() {
+        let at = setups
+            .iter()
+            .position(|s| *s == Setup::Daemon)
+            .map_or(setups.len(), |i| i + 1);
+        setups.insert(at, Setup::BaselineDaemon);
+        setups.push(Setup::BaselineDaemon2);
+    }
+    let bins = Bins { tracer, baseline };
+    let samples = run_rounds(n, rounds, &setups, &bins)?;
     print_table(n, rounds, &setups, &samples);
     let none: Vec<f64> = samples
         .iter()
         .filter(|(s, _)| *s == Setup::None)
         .map(|(_, v)| v.rate)
         .collect();
-    kernel_cost::run(n.min(5000), tracer, median(none))?;
+    kernel_cost::run(n.min(5000), bins.tracer, median(none))?;
     print_daemon_summary(&samples);
     Ok(())
 }
@@ -95,16 +115,22 @@ fn setups() -> Vec<Setup> {
 }
 
 /// Every setup once per round, `rounds` times; each sample as it is taken, on stderr.
+/// The binaries measured: this build's, and the `--baseline` one.
+struct Bins<'a> {
+    tracer: &'a Path,
+    baseline: Option<&'a Path>,
+}
+
 fn run_rounds(
     n: u32,
     rounds: u32,
     setups: &[Setup],
-    tracer: &Path,
+    bins: &Bins,
 ) -> anyhow::Result<Vec<(Setup, Sample)>> {
     let mut samples: Vec<(Setup, Sample)> = Vec::new();
     for round in 1..=rounds {
         for &setup in setups {
-            let s = measure(setup, n, tracer)?;
+            let s = measure(setup, n, bins)?;
             eprintln!(
                 "bench: round {round}/{rounds} {:<34} {:>8.0} exec/s  seen {:?} lost {:?}",
                 setup.label(),
@@ -135,6 +161,11 @@ fn print_daemon_summary(samples: &[(Setup, Sample)]) {
     for (setup, what) in [
         (Setup::Daemon, "one storm"),
         (Setup::Daemon2, "two parallel storms"),
+        (Setup::BaselineDaemon, "baseline binary, one storm"),
+        (
+            Setup::BaselineDaemon2,
+            "baseline binary, two parallel storms",
+        ),
     ] {
         let daemon: Vec<DaemonStats> = samples
             .iter()
@@ -239,7 +270,8 @@ fn print_vs_bpftrace(samples: &[(Setup, Sample)]) {
     }
 }
 
-fn measure(setup: Setup, n: u32, tracer: &Path) -> anyhow::Result<Sample> {
+fn measure(setup: Setup, n: u32, bins: &Bins) -> anyhow::Result<Sample> {
+    let tracer = bins.tracer;
     match setup {
         Setup::None | Setup::None2 => Ok(Sample {
             rate: storm(n, setup.storms())?,
@@ -251,6 +283,10 @@ fn measure(setup: Setup, n: u32, tracer: &Path) -> anyhow::Result<Sample> {
         Setup::DaemonLean => daemon::measure(n, 1, tracer, Some(daemon::LEAN_CONFIG)),
         Setup::Tracer => measure_tracer_events(n, tracer),
         Setup::Bpftrace => bpftrace::measure(n),
+        Setup::BaselineDaemon | Setup::BaselineDaemon2 => {
+            let baseline = bins.baseline.context("no --baseline binary")?;
+            daemon::measure(n, setup.storms(), baseline, None)
+        }
     }
 }
 

@@ -36,6 +36,10 @@ pub enum Bench {
         n: u32,
         #[arg(long, default_value_t = 3)]
         rounds: u32,
+        /// Another tracer binary (an earlier build) whose daemon is measured in the same
+        /// rounds, beside this build's: the same run with both binaries.
+        #[arg(long, value_name = "BIN")]
+        baseline: Option<std::path::PathBuf>,
     },
     /// The daemon (journal, metrics, one stream client, unit model) under STORMS parallel
     /// storms run in a scope unit of their own, with a scope cgroup created and removed
@@ -73,9 +77,13 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 pub fn run(bench: Bench) -> anyhow::Result<()> {
     match bench {
-        Bench::ExecStorm { n, rounds } => {
+        Bench::ExecStorm {
+            n,
+            rounds,
+            baseline,
+        } => {
             let tracer = crate::build_release()?;
-            exec_storm::run(n, rounds, &tracer)
+            exec_storm::run(n, rounds, &tracer, baseline.as_deref())
         }
         Bench::Soak {
             events,
