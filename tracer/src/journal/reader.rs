@@ -140,14 +140,33 @@ fn parse_payload(payload: &[u8]) -> Result<Item, String> {
     }
 }
 
-/// Reads a whole boot, segment by segment, in order.
+/// Reads a whole boot, segment by segment, in order. A segment that cannot be read as a
+/// journal (a 0-byte one a rotation on a full disk left, one of a format version this
+/// tracer does not know, one gone unreadable) is damage, reported and skipped, and the
+/// others are read; only a boot none of whose segments can be read is an error.
 pub fn read_boot(boot: &BootInfo, mut item: impl FnMut(Item)) -> Result<Vec<Damage>, JournalError> {
     let mut damage = Vec::new();
+    let mut first_error = None;
+    let mut any_read = false;
     for seg in segments_of(&boot.dir).map_err(|source| JournalError::Dir {
         path: boot.dir.clone(),
         source,
     })? {
-        read_segment(&seg, &mut item, &mut damage)?;
+        match read_segment(&seg, &mut item, &mut damage) {
+            Ok(()) => any_read = true,
+            Err(e) => {
+                tracing::warn!("journal damage: {e}");
+                damage.push(Damage {
+                    segment: seg.clone(),
+                    offset: 0,
+                    what: format!("segment skipped: {e}"),
+                });
+                first_error.get_or_insert(e);
+            }
+        }
     }
-    Ok(damage)
+    match first_error {
+        Some(e) if !any_read => Err(e),
+        _ => Ok(damage),
+    }
 }

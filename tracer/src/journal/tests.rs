@@ -144,3 +144,44 @@ fn not_a_journal_is_a_clear_error() {
     ));
     fs::remove_dir_all(root).unwrap();
 }
+
+/// What a rotation on a full disk leaves (a 0-byte segment) and a segment of a format
+/// version this tracer does not know are damage: the rest of the boot is still read.
+#[test]
+fn a_bad_segment_is_skipped_as_damage() {
+    let root = tmp("badseg");
+    let limits = JournalLimits {
+        segment_bytes: 2_000,
+        ..JournalLimits::default()
+    };
+    write_boot(&root, "b1", 400, limits);
+    let segs = segments_of(&root.join("b1")).unwrap();
+    assert!(segs.len() >= 4, "{} segments", segs.len());
+    let all = events_of(&root, "b1").0;
+    let in_segment = |seg: &Path| {
+        let mut n = 0;
+        read_segment(
+            seg,
+            |i| n += usize::from(matches!(i, Item::Event(_))),
+            &mut Vec::new(),
+        )
+        .unwrap();
+        n
+    };
+    let lost = in_segment(&segs[1]) + in_segment(&segs[2]);
+    fs::write(&segs[1], b"").unwrap();
+    let mut future = fs::read(&segs[2]).unwrap();
+    future[8..12].copy_from_slice(&99u32.to_le_bytes());
+    fs::write(&segs[2], future).unwrap();
+
+    let (evs, damage) = events_of(&root, "b1");
+    assert_eq!(evs.len(), all.len() - lost);
+    assert_eq!(evs.first(), all.first());
+    assert_eq!(evs.last(), all.last());
+    assert_eq!(damage.len(), 2, "{damage:?}");
+    assert_eq!(damage[0].segment, segs[1]);
+    assert_eq!(damage[1].segment, segs[2]);
+    assert!(damage[1].what.contains("99"), "{}", damage[1]);
+    assert_eq!(list_boots(&root).unwrap().len(), 1);
+    fs::remove_dir_all(root).unwrap();
+}

@@ -6,6 +6,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
+use super::term::printable;
 use crate::{
     clock::{BootClock, local_time_of_day, rfc3339_utc},
     event::{Event, EventKind},
@@ -108,6 +109,7 @@ fn write_short(
             "chosen by the OOM killer".to_owned(),
         ),
     };
+    let detail = printable(&detail);
     if cat {
         return writeln!(out, "{detail}");
     }
@@ -116,7 +118,8 @@ fn write_short(
         out,
         "{time:<15} {kind:<13} {pid:<7} {ppid:<7} {comm:<16} {cgroup:<32} {detail}",
         kind = ev.kind_name(),
-        comm = ev.comm,
+        comm = printable(&ev.comm),
+        cgroup = printable(cgroup),
     )
 }
 
@@ -230,6 +233,30 @@ mod tests {
         assert_eq!(v["cgroup"], "/a.slice");
         assert_eq!(v["pid"], 100);
         assert!(v["time"].as_str().unwrap().ends_with('Z'));
+    }
+
+    /// comm, argv, filenames and cgroup paths are anyone's to choose: their control
+    /// characters reach the terminal escaped, one event one line.
+    #[test]
+    fn recorded_strings_cannot_drive_the_terminal() {
+        let mut ev = exec();
+        ev.comm = "x\x1b]0;owned\x07".into();
+        if let EventKind::Exec { filename, argv, .. } = &mut ev.kind {
+            *filename = "/tmp/\x1b[2Jrun".into();
+            argv.push("a\nforged line".into());
+        }
+        let clock = BootClock::new();
+        for output in [Output::Short, Output::Cat] {
+            let mut out = Vec::new();
+            write_event(&mut out, &ev, &clock, Some("/evil\x1b[1A.scope"), output).unwrap();
+            let line = String::from_utf8(out).unwrap();
+            assert!(!line.contains('\x1b') && !line.contains('\x07'), "{line:?}");
+            assert_eq!(line.matches('\n').count(), 1, "{line:?}");
+            assert!(line.contains("\\x1b[2Jrun"), "{line}");
+        }
+        // JSON keeps the strings as they are (its encoder escapes them).
+        let v: serde_json::Value = serde_json::from_str(&json_line(&ev, &clock, None)).unwrap();
+        assert_eq!(v["comm"], "x\x1b]0;owned\x07");
     }
 
     #[test]

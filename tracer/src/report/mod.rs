@@ -7,6 +7,7 @@ pub mod boot;
 pub mod events;
 mod fmt;
 pub mod restarts;
+pub mod term;
 pub mod units;
 pub mod why;
 

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::{ReportError, fmt::secs};
+use super::{ReportError, fmt::secs, term::printable};
 use crate::model::{Model, Run, StartKind, UnitHistory, cause::Cause, facts::Facts};
 
 /// A unit's runs, as the JSON report gives them.
@@ -111,16 +111,16 @@ pub fn write(out: &mut impl Write, units: &[&UnitHistory], json: bool) -> Result
                 .outcome
                 .as_ref()
                 .and_then(|o| o.cause.as_ref())
-                .map_or_else(|| "-".to_owned(), Cause::summary);
+                .map_or_else(|| "-".to_owned(), |c| printable(&c.summary()).into_owned());
             writeln!(
                 out,
                 "{:<32} {:>3} {:>10} {:>10} {:>9} {:<24} {:<24} {cause}",
-                h.unit.display_name(),
+                printable(&h.unit.display_name()),
                 r.number,
                 secs(r.started_ns),
                 end,
                 dur,
-                start_text(&r.start),
+                printable(&start_text(&r.start)),
                 outcome
             )?;
         }

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::ReportError;
+use super::{ReportError, term::printable};
 use crate::{
     model::{Model, UnitHistory, UnitState, cause::Cause, facts::Facts},
     protocol::UnitSelect,
@@ -110,7 +110,7 @@ pub fn text(out: &mut impl Write, r: &UnitsReport) -> Result<(), ReportError> {
     for row in &r.rows {
         let mut cause = row
             .last_cause
-            .map_or_else(|| "-".to_owned(), Cause::summary);
+            .map_or_else(|| "-".to_owned(), |c| printable(&c.summary()).into_owned());
         if row.crash_loop {
             cause.push_str(" [crash loop]");
         }
@@ -119,18 +119,18 @@ pub fn text(out: &mut impl Write, r: &UnitsReport) -> Result<(), ReportError> {
             (true, None) => format!(" {:<18} {:<9}", "-", "-"),
             (true, Some(u)) => format!(
                 " {:<18} {:<9}",
-                format!("{}/{}", u.active_state, u.sub_state),
+                printable(&format!("{}/{}", u.active_state, u.sub_state)),
                 if u.unit_file_state.is_empty() {
                     "-"
                 } else {
-                    u.unit_file_state.as_str()
+                    &u.unit_file_state
                 }
             ),
         };
         writeln!(
             out,
             "{:<40} {:>4} {:>8} {:<9}{systemd} {:<28} {cause}",
-            row.display_name,
+            printable(&row.display_name),
             row.runs,
             row.restarts,
             row.state,
@@ -138,4 +138,46 @@ pub fn text(out: &mut impl Write, r: &UnitsReport) -> Result<(), ReportError> {
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        event::{CgroupRef, Event, EventKind},
+        model::{ModelConfig, facts::RecordedFacts},
+        testing::Fed,
+    };
+
+    /// A unit named (systemd escapes it so) with an ESC sequence, made by anyone with a
+    /// delegated cgroup: its name reaches the terminal escaped.
+    #[test]
+    fn a_unit_name_cannot_drive_the_terminal() {
+        let mut m = Fed::new(Model::new(RecordedFacts::default(), ModelConfig::default()));
+        let path = r"/user.slice/user-1000.slice/user@1000.service/app.slice/a\x1b]0;owned\x07\x0aforged.service";
+        m.apply(&Event {
+            ts_ns: 1,
+            pid: 1,
+            tgid: 1,
+            cgroup_id: 1,
+            comm: "systemd".into(),
+            kind: EventKind::CgroupMkdir {
+                cgroup: CgroupRef {
+                    id: 70,
+                    level: 6,
+                    path: path.into(),
+                    path_truncated: false,
+                },
+            },
+        });
+        let mut out = Vec::new();
+        text(&mut out, &build(&m.model, &UnitSelect::default(), None)).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.contains('\x1b') && !out.contains('\x07'), "{out:?}");
+        assert_eq!(out.lines().count(), 2, "the header and one row: {out}");
+        assert!(
+            out.contains(r"a\x1b]0;owned\x07\x0aforged.service"),
+            "{out}"
+        );
+    }
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::{ReportError, Source, fmt::secs};
+use super::{ReportError, Source, fmt::secs, term::printable};
 use crate::{
     event::WaitStatus,
     model::{
@@ -302,16 +302,16 @@ pub fn json(out: &mut impl Write, why: &Why) -> Result<(), ReportError> {
 
 /// The explanation, the fix, the evidence, then systemd's account and the counts.
 pub fn text(out: &mut impl Write, why: &Why) -> Result<(), ReportError> {
-    writeln!(out, "{}", why.explanation)?;
+    writeln!(out, "{}", printable(&why.explanation))?;
     if let Some(hint) = &why.hint {
-        writeln!(out, "  fix: {hint}")?;
+        writeln!(out, "  fix: {}", printable(hint))?;
     }
     for e in &why.evidence {
-        writeln!(out, "  evidence: {e}")?;
+        writeln!(out, "  evidence: {}", printable(e))?;
     }
     if let Some(u) = why.systemd {
         for line in systemd_lines(u) {
-            writeln!(out, "  {line}")?;
+            writeln!(out, "  {}", printable(&line))?;
         }
     }
     writeln!(

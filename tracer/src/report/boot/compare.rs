@@ -1,5 +1,6 @@
 //! What changed from one boot to another, and that as text.
 
+use crate::report::term::printable;
 use serde::Serialize;
 
 use super::{BootReport, UnitTimeline};
@@ -133,7 +134,8 @@ pub fn compare_text(before: &BootReport, after: &BootReport, changes: &[Change])
             Change::Appeared { unit } => format!("  appeared    {unit}"),
             Change::Vanished { unit } => format!("  vanished    {unit}"),
         };
-        out.push_str(&line);
+        // (One line per change, whatever the names hold.)
+        out.push_str(&printable(&line));
         out.push('\n');
     }
     out

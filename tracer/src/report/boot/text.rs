@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use crate::report::term::printable;
+
 use super::{BootReport, Milestone, Phases, UnitTimeline};
 use crate::report::fmt::{min_secs, ms_or_secs, secs};
 
@@ -129,7 +131,7 @@ fn milestone_row(out: &mut String, m: &Milestone) {
         "",
         secs(m.at_ns),
         "",
-        m.unit
+        printable(&m.unit)
     );
 }
 
@@ -148,8 +150,8 @@ fn unit_row(out: &mut String, u: &UnitTimeline) {
         secs(u.start_ns),
         active,
         took,
-        u.unit,
-        note(u)
+        printable(&u.unit),
+        printable(&note(u))
     );
 }
 
@@ -199,7 +201,7 @@ fn process_rows(out: &mut String, u: &UnitTimeline) {
                 e.saturating_sub(p.start_ns)
             )),
             p.role.as_deref().map_or(String::new(), |r| format!("{r} ")),
-            p.program.as_deref().unwrap_or("(never executed)"),
+            printable(p.program.as_deref().unwrap_or("(never executed)")),
             p.status
                 .as_deref()
                 .map_or(String::new(), |st| format!("  {st}"))
@@ -217,7 +219,7 @@ pub fn critical_text(r: &BootReport) -> String {
     let _ = writeln!(
         out,
         "The chain that decided when {} was reached, from systemd's After= dependencies:\n@ when the unit became active (seconds since the kernel started), + how long it took to start,\n← the process inside it that held it up (what only tracer sees).\n",
-        target.unit
+        printable(&target.unit)
     );
     let mut parent_active: Option<u64> = None;
     for (depth, link) in r.critical_chain.iter().enumerate() {
@@ -226,7 +228,7 @@ pub fn critical_text(r: &BootReport) -> String {
         } else {
             format!("{}└─", "  ".repeat(depth - 1))
         };
-        let mut line = format!("{indent}{}", link.unit);
+        let mut line = format!("{indent}{}", printable(&link.unit));
         if let Some(a) = link.active_ns {
             line.push_str(&format!(" @{}", secs(a)));
         }
@@ -239,7 +241,7 @@ pub fn critical_text(r: &BootReport) -> String {
             line.push_str(&format!(
                 "  ← {}{} {}",
                 p.role.as_deref().map_or(String::new(), |r| format!("{r} ")),
-                p.program.as_deref().unwrap_or("?"),
+                printable(p.program.as_deref().unwrap_or("?")),
                 ms_or_secs(held)
             ));
         }
