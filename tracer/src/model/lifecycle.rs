@@ -4,7 +4,7 @@
 use super::{
     Change, Model,
     facts::Facts,
-    outcome::{outcome_of, update_crash_loop},
+    outcome::{decided, outcome_of, update_crash_loop},
     run::{Command, Run, StartKind, UnitHistory},
 };
 use crate::{
@@ -225,13 +225,7 @@ impl<F: Facts> Model<F> {
                     None,
                     false,
                 );
-                changes.push(Change::RunOutcome {
-                    unit: h.unit.clone(),
-                    run: run.number,
-                    failed: !outcome.success,
-                    cause: outcome.cause.clone(),
-                });
-                run.outcome = Some(outcome);
+                changes.push(decided(&h.unit, run, outcome));
             }
         }
         changes.extend(update_crash_loop(h, &self.cfg));

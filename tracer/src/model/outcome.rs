@@ -102,13 +102,7 @@ impl<F: Facts> Model<F> {
             run.main_pid = Some(pid);
             changes.extend(main_started(&h.unit, run));
             let outcome = outcome_of(run, pid, status, file.as_ref(), &self.facts, signal, oom);
-            changes.push(Change::RunOutcome {
-                unit: h.unit.clone(),
-                run: run.number,
-                failed: !outcome.success,
-                cause: outcome.cause.clone(),
-            });
-            run.outcome = Some(outcome);
+            changes.push(decided(&h.unit, run, outcome));
             changes.extend(update_crash_loop(h, &self.cfg));
         }
         if self.announcing {
@@ -275,6 +269,18 @@ pub(super) fn update_crash_loop(h: &mut UnitHistory, cfg: &ModelConfig) -> Optio
     (h.crash_loop && !was).then(|| Change::CrashLoop {
         unit: h.unit.clone(),
     })
+}
+
+/// Records how a run ended; the change that announces it.
+pub(super) fn decided(unit: &UnitRef, run: &mut Run, outcome: Outcome) -> Change {
+    let change = Change::RunOutcome {
+        unit: unit.clone(),
+        run: run.number,
+        failed: !outcome.success,
+        cause: outcome.cause.clone(),
+    };
+    run.outcome = Some(outcome);
+    change
 }
 
 /// The change when a run's main process is first known to have been executed.

@@ -112,7 +112,8 @@ impl<F: Facts> Model<F> {
         }
     }
 
-    pub(super) fn on_exec_failed(&mut self, e: &Enriched, ppid: u32, errno: Errno, filename: &str) {
+    /// Places an event's own task (a process seen at its exec, failed exec or exit).
+    fn place_task(&mut self, e: &Enriched, ppid: u32) {
         let ev = &e.ev;
         self.place(
             ev.tgid,
@@ -121,6 +122,11 @@ impl<F: Facts> Model<F> {
             (task_unit(e), ev.cgroup_id),
             ev.ts_ns,
         );
+    }
+
+    pub(super) fn on_exec_failed(&mut self, e: &Enriched, ppid: u32, errno: Errno, filename: &str) {
+        let ev = &e.ev;
+        self.place_task(e, ppid);
         let problem = FileProblem::diagnose(errno, self.facts.file(filename).as_ref());
         if let Some(cmd) = self.command_of(ev.tgid) {
             cmd.failed_execs.push(FailedExec {
@@ -134,13 +140,7 @@ impl<F: Facts> Model<F> {
 
     pub(super) fn on_exit(&mut self, e: &Enriched, ppid: u32, status: WaitStatus) {
         let ev = &e.ev;
-        self.place(
-            ev.tgid,
-            ppid,
-            &ev.comm,
-            (task_unit(e), ev.cgroup_id),
-            ev.ts_ns,
-        );
+        self.place_task(e, ppid);
         self.account_exit(ev.tgid, ppid, &ev.comm, status, ev.ts_ns);
     }
 
@@ -291,11 +291,10 @@ impl<F: Facts> Model<F> {
 
     pub(super) fn on_exec(&mut self, e: &Enriched, ppid: u32, filename: &str, argv: &[String]) {
         let ev = &e.ev;
-        let unit = task_unit(e);
         if ev.comm == "systemctl" || argv.first().is_some_and(|a| a.ends_with("/systemctl")) {
             self.note_systemctl(ev, argv);
         }
-        self.place(ev.tgid, ppid, &ev.comm, (unit, ev.cgroup_id), ev.ts_ns);
+        self.place_task(e, ppid);
         let executor = is_executor(filename, argv);
         let file = self
             .procs

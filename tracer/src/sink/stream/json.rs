@@ -22,7 +22,16 @@ pub fn write_line(out: &mut Vec<u8>, ev: &Event, clock: &BootClock, cgroup: Opti
     out.extend_from_slice(b",\"kind\":\"");
     out.extend_from_slice(ev.kind_name().as_bytes());
     out.push(b'"');
-    match &ev.kind {
+    kind_fields(out, &ev.kind);
+    out.extend_from_slice(b",\"cgroup\":");
+    opt_string(out, cgroup);
+    out.extend_from_slice(b"}\n");
+}
+
+/// The fields of the event's kind, in the order serde writes them.
+#[inline]
+fn kind_fields(out: &mut Vec<u8>, kind: &EventKind) {
+    match kind {
         EventKind::Exec {
             ppid,
             uid,
@@ -108,9 +117,6 @@ pub fn write_line(out: &mut Vec<u8>, ev: &Event, clock: &BootClock, cgroup: Opti
         }
         EventKind::OomKill { victim_pid } => num(out, b",\"victim_pid\":", *victim_pid),
     }
-    out.extend_from_slice(b",\"cgroup\":");
-    opt_string(out, cgroup);
-    out.extend_from_slice(b"}\n");
 }
 
 fn cgroup_ref(out: &mut Vec<u8>, c: &CgroupRef) {
