@@ -185,3 +185,30 @@ fn a_bad_segment_is_skipped_as_damage() {
     assert_eq!(list_boots(&root).unwrap().len(), 1);
     fs::remove_dir_all(root).unwrap();
 }
+
+/// Every user's command lines are in the journal: only root may read it, whatever the
+/// umask, and a journal written with looser modes is tightened when the daemon opens it.
+#[test]
+fn the_journal_is_root_s_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let root = tmp("modes");
+    fs::create_dir_all(root.join("old")).unwrap();
+    fs::write(root.join("old").join(segment_name(1)), b"x").unwrap();
+    for (p, m) in [
+        (root.clone(), 0o755),
+        (root.join("old"), 0o755),
+        (root.join("old").join(segment_name(1)), 0o644),
+    ] {
+        fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+    }
+    write_boot(&root, "b1", 3, JournalLimits::default());
+    assert_eq!(mode(&root), 0o700);
+    assert_eq!(mode(&root.join("b1")), 0o700);
+    for seg in segments_of(&root.join("b1")).unwrap() {
+        assert_eq!(mode(&seg), 0o600, "{}", seg.display());
+    }
+    assert_eq!(mode(&root.join("old")), 0o700);
+    assert_eq!(mode(&root.join("old").join(segment_name(1))), 0o600);
+    fs::remove_dir_all(root).unwrap();
+}

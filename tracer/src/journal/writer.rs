@@ -3,6 +3,7 @@
 use std::{
     fs::{self, File, OpenOptions},
     io::{self, BufWriter, Write},
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -35,10 +36,15 @@ impl Writer {
     /// Opens (or continues, after a daemon restart) the journal of `boot_id` under `root`.
     pub fn open(root: &Path, boot_id: &str, limits: JournalLimits) -> Result<Self, JournalError> {
         let boot_dir = root.join(boot_id);
-        fs::create_dir_all(&boot_dir).map_err(|source| JournalError::Dir {
-            path: boot_dir.clone(),
-            source,
-        })?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(&boot_dir)
+            .map_err(|source| JournalError::Dir {
+                path: boot_dir.clone(),
+                source,
+            })?;
+        restrict(root)?;
         let last = segments_of(&boot_dir)
             .map_err(|source| JournalError::Dir {
                 path: boot_dir.clone(),
@@ -197,6 +203,54 @@ impl Writer {
     }
 }
 
+/// The journal holds every command line of the host: its directories are root's alone
+/// (0700), its segments too (0600), whatever the umask.
+const DIR_MODE: u32 = 0o700;
+const FILE_MODE: u32 = 0o600;
+
+/// Takes away what group and others may do with the journal's root, its boots'
+/// directories and their segments (a journal written before these modes, or a directory
+/// made by hand).
+fn restrict(root: &Path) -> Result<(), JournalError> {
+    let set = |path: &Path, mode: u32| -> Result<(), JournalError> {
+        let meta = fs::symlink_metadata(path).map_err(|source| JournalError::Dir {
+            path: path.to_owned(),
+            source,
+        })?;
+        // (A symlink is left alone: its target's mode is not the journal's to change.)
+        if meta.file_type().is_symlink() || meta.permissions().mode() & 0o077 == 0 {
+            return Ok(());
+        }
+        let mode = meta.permissions().mode() & mode & 0o7777;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|source| {
+            JournalError::Dir {
+                path: path.to_owned(),
+                source,
+            }
+        })
+    };
+    set(root, DIR_MODE)?;
+    let Ok(boots) = fs::read_dir(root) else {
+        return Ok(());
+    };
+    // (An older boot's that cannot be changed is said and left: this boot is recorded.)
+    let warn = |r: Result<(), JournalError>| {
+        if let Err(e) = r {
+            tracing::warn!("journal: could not make it root's alone: {e}");
+        }
+    };
+    for boot in boots.flatten() {
+        let path = boot.path();
+        if boot.file_type().is_ok_and(|t| t.is_dir()) {
+            warn(set(&path, DIR_MODE));
+            for seg in fs::read_dir(&path).into_iter().flatten().flatten() {
+                warn(set(&seg.path(), FILE_MODE));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn new_segment(
     dir: &Path,
     boot_id: &str,
@@ -210,6 +264,7 @@ fn new_segment(
     let file = OpenOptions::new()
         .create_new(true)
         .append(true)
+        .mode(FILE_MODE)
         .open(&path)
         .map_err(err)?;
     let mut header = [0u8; HEADER_LEN];
