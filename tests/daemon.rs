@@ -587,3 +587,30 @@ fn a_real_prometheus_scrapes_the_daemon() {
         "Prometheus never returned tracer_build_info; last answer: {last}"
     );
 }
+
+#[test]
+fn sighup_writes_the_journal_through_and_the_daemon_goes_on() {
+    if !privileged() {
+        return;
+    }
+    // No flush on the timer within the test: what is on disk, SIGHUP wrote.
+    let mut d = Daemon::start("hup", "[journal]\nflush_interval_ms = 600000\n");
+    let before = run_true(50);
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill with our own child's pid.
+    unsafe { libc::kill(d.child.id() as i32, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        d.child.try_wait().unwrap().is_none(),
+        "the daemon is still running after SIGHUP: {}",
+        d.log()
+    );
+    let (execs, damage, _) = journaled_execs(&d.state().join("journal"));
+    assert!(damage.is_empty(), "{damage:?}");
+    assert!(
+        before.iter().all(|p| execs.contains(p)),
+        "what ran before SIGHUP is on disk"
+    );
+    let (_, status) = d.stop();
+    assert!(status.success());
+}

@@ -246,7 +246,8 @@ impl Pipeline {
     }
 
     /// Until SIGINT or SIGTERM: the ring buffer's records, the clients' queries, systemd's
-    /// account once boot is done, and the periodic flush.
+    /// account once boot is done, and the periodic flush. SIGHUP (what `systemctl reload`
+    /// and a closed terminal send) writes the journal through to the disk and goes on.
     async fn run(
         &mut self,
         probe: &mut Probe,
@@ -255,11 +256,13 @@ impl Pipeline {
     ) -> anyhow::Result<()> {
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut terminate = signal(SignalKind::terminate())?;
+        let mut hangup = signal(SignalKind::hangup())?;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
             tokio::select! {
                 _ = interrupt.recv() => return Ok(()),
                 _ = terminate.recv() => return Ok(()),
+                _ = hangup.recv() => self.write_through(),
                 Some(q) = queries.recv() => {
                     let _ = q.reply.send(report::answer(&q.query, &self.model, q.systemd.as_ref()));
                 }
@@ -309,6 +312,16 @@ impl Pipeline {
                 units = snapshot.units.len(),
                 "recorded systemd's account of the boot"
             ),
+            Err(e) => {
+                self.journal_errors += 1;
+                tracing::warn!("journal: {e}");
+            }
+        }
+    }
+
+    fn write_through(&mut self) {
+        match self.journal.sync() {
+            Ok(()) => tracing::info!("SIGHUP: the journal is written through to the disk"),
             Err(e) => {
                 self.journal_errors += 1;
                 tracing::warn!("journal: {e}");
