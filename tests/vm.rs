@@ -681,6 +681,11 @@ fn check_daemon(g: &Guest, scenarios: &[String]) -> Vec<String> {
             g.suite
         )),
         Some(list) => {
+            // A TCG stall of seconds can hold up one unit's start in one boot (dbus and
+            // forking.service 5 s slower seen once, on a host that was quiet): one scenario
+            // unit slower or faster is let pass, a second is not; a new failure, a fix or a
+            // vanished unit never.
+            let mut stalls = 0;
             for c in list {
                 let unit = c["unit"].as_str().unwrap_or_default();
                 let scenario = unit
@@ -690,9 +695,12 @@ fn check_daemon(g: &Guest, scenarios: &[String]) -> Vec<String> {
                 // mylog.service: the story chmod'ed it in the first boot.
                 let expected =
                     change == "fixed" && matches!(unit, "killme.service" | "mylog.service");
+                let timing = scenario && matches!(change, "slower" | "faster");
+                stalls += usize::from(timing);
                 let false_alarm = !expected
                     && (matches!(change, "new-failure" | "fixed")
-                        || (scenario && matches!(change, "slower" | "faster" | "vanished")));
+                        || (scenario && change == "vanished")
+                        || (timing && stalls > 1));
                 if false_alarm {
                     problems.push(format!(
                         "{}: second boot compared with the first: {c}",
@@ -841,14 +849,16 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
     // TCG stalls a guest now and then for 100 ms and more: one unit may be that far off,
     // the typical one is not.
     // systemd stamps ExecMainStart right after the main process is in the unit: the
-    // typical unit within about 1 ms on a quiet host; TCG stalls put a few far off, and
-    // on a busy host the median reached 5 ms once.
+    // typical unit within about 1 ms on a quiet host; TCG stalls put some far off: on a
+    // slow host half the units of trixie were 6–35 ms off (median 12 ms) while the
+    // quarter nearest were within 1.5 ms. A tracer that took the wrong moment would be
+    // off for every unit: the quarter nearest must be within 10 ms.
     fork_deltas.sort_unstable();
-    if let Some(median) = fork_deltas.get(fork_deltas.len() / 2)
-        && *median > 10_000
+    if let Some(q1) = fork_deltas.get(fork_deltas.len() / 4)
+        && *q1 > 10_000
     {
         problems.push(format!(
-            "{}: main process in the unit vs ExecMainStart, median |Δ| {median} µs",
+            "{}: main process in the unit vs ExecMainStart, the nearest quarter's |Δ| up to {q1} µs",
             g.suite
         ));
     }
