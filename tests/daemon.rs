@@ -614,3 +614,52 @@ fn sighup_writes_the_journal_through_and_the_daemon_goes_on() {
     let (_, status) = d.stop();
     assert!(status.success());
 }
+
+/// Takes a write lease on `path` and ignores the kernel's call to give it up (SIGIO): an
+/// open of the file by anyone else then waits for fs.lease-break-time (45 s). Released
+/// when the file is dropped.
+fn hold_write_lease(path: &Path) -> std::fs::File {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: ignoring a signal; nothing in these tests relies on SIGIO.
+    unsafe { libc::signal(libc::SIGIO, libc::SIG_IGN) };
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    // SAFETY: fcntl on our own open descriptor.
+    let r = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLEASE, libc::F_WRLCK) };
+    assert_eq!(r, 0, "a write lease: {}", std::io::Error::last_os_error());
+    f
+}
+
+/// Issue 15, finding 2: any user could stop the whole daemon with one failed exec of a
+/// file they hold a write lease on. The daemon looked at the file inside the ring-buffer
+/// callback, and its open waited for the lease (45 s): nothing was read, journaled or
+/// served meanwhile. Now a look is had only for a unit's command, off the event path.
+#[test]
+fn a_failed_exec_of_a_leased_file_does_not_stop_the_daemon() {
+    use std::os::unix::fs::PermissionsExt as _;
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start("lease", "");
+    let file = d.dir.join("leased.sh");
+    std::fs::write(&file, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _lease = hold_write_lease(&file);
+    let reader = subscribe(&d.socket(), "{\"kinds\":[\"exec\"],\"comms\":[\"true\"]}");
+    std::thread::sleep(Duration::from_millis(300));
+    let refused = Command::new(&file).status().unwrap_err();
+    assert_eq!(refused.raw_os_error(), Some(libc::EACCES));
+    let started = Instant::now();
+    let pids = run_true(5);
+    let (tx, last) = std::sync::mpsc::channel();
+    tx.send(u64::from(*pids.last().unwrap())).unwrap();
+    let (seen, _) = read_until(reader, last);
+    let took = started.elapsed();
+    assert!(
+        pids.iter().all(|p| seen.contains(&u64::from(*p))),
+        "every exec after the failed one reached the stream: {seen:?} of {pids:?}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "the stream was stalled {took:?} after the failed exec"
+    );
+}

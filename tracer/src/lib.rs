@@ -19,6 +19,7 @@ pub mod enrich;
 pub mod event;
 pub(crate) mod filter;
 pub(crate) mod idhash;
+pub mod inspect;
 pub mod journal;
 pub mod model;
 pub mod probe;

@@ -26,8 +26,9 @@ use crate::{
     decode::{DecodeError, decode},
     enrich::Resolver,
     event::EventKind,
+    inspect::DaemonFacts,
     journal::{self, Writer},
-    model::{Model, ModelConfig, facts::LiveFacts},
+    model::{Model, ModelConfig},
     probe::{Probe, ProbeOptions},
     report,
     sink::{
@@ -178,7 +179,7 @@ fn give_large_blocks_their_own_mappings() {
 /// Everything after the ring buffer, owned by the daemon's one task.
 struct Pipeline {
     cgroups: Resolver,
-    model: Model<LiveFacts>,
+    model: Model<DaemonFacts>,
     journal: Writer,
     metrics: Metrics,
     stream: Publisher,
@@ -194,7 +195,7 @@ impl Pipeline {
         let mut journal = Writer::open(&cfg.journal_dir(), boot_id, cfg.journal.clone())
             .context("opening the journal")?;
         let mut model = Model::new(
-            LiveFacts,
+            DaemonFacts::start().context("starting the file lookup workers")?,
             ModelConfig {
                 crash_loop_runs: cfg.crash_loop_runs,
                 crash_loop_window_ns: (cfg.crash_loop_window_secs * 1e9) as u64,

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::facts::{Facts, FileInfo};
+use super::facts::{FileInfo, FileLookup, Looked};
 use crate::event::{Errno, Signal};
 
 /// systemd's own exit statuses for a failure while setting up a unit's process, before
@@ -80,22 +80,41 @@ pub enum FileProblem {
     InterpreterMissing { interpreter: String },
     /// Not a format the kernel can execute (no `#!`, not ELF).
     BadFormat,
+    /// The file's state is not known: why (the look failed, or has not been had yet).
+    NotLookedAt { reason: String },
     /// The file looked fine when checked.
     Unknown,
 }
 
 impl FileProblem {
-    /// The problem `errno` points to, given the file's state now.
-    pub fn diagnose(errno: Errno, file: Option<&FileInfo>) -> Self {
-        let Some(f) = file else {
+    /// The problem `errno` points to, given what a look at the file found (None: not
+    /// had yet).
+    pub fn diagnose(errno: Errno, looked: Option<&Looked>) -> Self {
+        match looked {
+            Some(Looked::Found { info, .. }) => Self::diagnose_file(errno, info),
             // Nothing at the path now: that explains ENOENT; for other errors the file
             // was there when it failed and has gone since.
-            return match errno.0 {
+            Some(Looked::Absent) => match errno.0 {
                 libc::ENOENT => Self::Missing,
                 libc::ENOEXEC => Self::BadFormat,
                 _ => Self::Unknown,
-            };
-        };
+            },
+            Some(Looked::Failed(reason)) => Self::unless_errno_tells(errno, reason),
+            None => Self::unless_errno_tells(errno, "the look at it has not finished"),
+        }
+    }
+
+    /// What `errno` alone tells, where it tells enough.
+    fn unless_errno_tells(errno: Errno, reason: &str) -> Self {
+        match errno.0 {
+            libc::ENOEXEC => Self::BadFormat,
+            _ => Self::NotLookedAt {
+                reason: reason.to_owned(),
+            },
+        }
+    }
+
+    fn diagnose_file(errno: Errno, f: &FileInfo) -> Self {
         match errno.0 {
             libc::EACCES => {
                 if f.is_dir {
@@ -124,21 +143,113 @@ impl FileProblem {
             _ => Self::Unknown,
         }
     }
+}
+
+/// The file an exec was refused, and the look at it: diagnosed when asked, since the look
+/// may finish after the failure was accounted. Serialized as its errno's and its
+/// [`FileProblem`]'s fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefusedFile {
+    /// The kernel's errno; None where no syscall failed (systemd's own check refused the
+    /// file) and the error is what the file's state implies.
+    errno: Option<Errno>,
+    lookup: FileLookup,
+}
+
+impl RefusedFile {
+    /// An exec the kernel refused with `errno`.
+    pub fn refused(errno: Errno, lookup: FileLookup) -> Self {
+        Self {
+            errno: Some(errno),
+            lookup,
+        }
+    }
+
+    /// A file systemd's own check refused: the error is implied by its state.
+    pub fn checked(lookup: FileLookup) -> Self {
+        Self {
+            errno: None,
+            lookup,
+        }
+    }
+
+    /// The error: the kernel's, or the one the file's state implies (none while that
+    /// state is not known).
+    pub fn errno(&self) -> Option<Errno> {
+        self.errno.or_else(|| match self.lookup.get()? {
+            Looked::Absent => Some(Errno(libc::ENOENT)),
+            Looked::Found { .. } => Some(Errno(libc::EACCES)),
+            Looked::Failed(_) => None,
+        })
+    }
+
+    pub fn problem(&self) -> FileProblem {
+        match self.errno() {
+            Some(errno) => FileProblem::diagnose(errno, self.lookup.get()),
+            None => FileProblem::diagnose(Errno(0), self.lookup.get()),
+        }
+    }
 
     /// The names of the file's owner and group, for a problem that shows them.
-    pub fn owner_names(&self, facts: &impl Facts) -> OwnerNames {
-        match self {
-            Self::NotExecutable { uid, gid, .. } => OwnerNames {
-                user: facts.user_name(*uid),
-                group: facts.group_name(*gid),
-            },
+    pub fn owner(&self) -> OwnerNames {
+        match self.lookup.get() {
+            Some(Looked::Found { owner, .. }) => owner.clone(),
             _ => OwnerNames::default(),
         }
     }
 }
 
-/// The names of a file's owner and group, looked up (through [`Facts`]) when the cause was
-/// found: rendering looks nothing up, and a replay shows the recording's names.
+impl Serialize for RefusedFile {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Shown {
+            #[serde(flatten)]
+            errno: Option<Errno>,
+            #[serde(flatten)]
+            problem: FileProblem,
+        }
+        Shown {
+            errno: self.errno(),
+            problem: self.problem(),
+        }
+        .serialize(s)
+    }
+}
+
+/// What is wrong with the setting behind a setup failure: known when the failure was
+/// accounted, or what a look at its directory finds (said when asked). Serialized as the
+/// text, or null.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SetupDetail {
+    Known(Option<String>),
+    /// WorkingDirectory=.
+    Directory(FileLookup),
+}
+
+impl SetupDetail {
+    pub fn text(&self) -> Option<String> {
+        let lookup = match self {
+            Self::Known(text) => return text.clone(),
+            Self::Directory(lookup) => lookup,
+        };
+        Some(match lookup.get() {
+            None => "the directory's state is not known (the look at it has not finished)".into(),
+            Some(Looked::Failed(why)) => format!("the directory's state is not known ({why})"),
+            Some(Looked::Absent) => "the directory does not exist".into(),
+            Some(Looked::Found { info, .. }) if !info.is_dir => "it is not a directory".into(),
+            Some(Looked::Found { .. }) => "the directory is not accessible".into(),
+        })
+    }
+}
+
+impl Serialize for SetupDetail {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.text().serialize(s)
+    }
+}
+
+/// The names of a file's owner and group, looked up with the file: rendering looks
+/// nothing up, and a replay shows the recording's names.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OwnerNames {
     pub user: Option<String>,
@@ -174,13 +285,9 @@ pub enum Cause {
         /// `ExecStart`, `ExecStartPre`, ... when known.
         command: String,
         path: String,
+        /// The error and the file's state (the JSON has their fields).
         #[serde(flatten)]
-        errno: Errno,
-        #[serde(flatten)]
-        problem: FileProblem,
-        /// The file's owner and group by name (the JSON has their ids, in `problem`).
-        #[serde(skip)]
-        owner: OwnerNames,
+        file: RefusedFile,
         evidence: ExecEvidence,
         pid: u32,
     },
@@ -190,7 +297,7 @@ pub enum Cause {
         name: String,
         /// The setting at fault, from the unit file (`WorkingDirectory=/x`).
         setting: Option<String>,
-        detail: Option<String>,
+        detail: SetupDetail,
         pid: u32,
     },
     /// The program exited with a non-zero code.
@@ -214,15 +321,10 @@ impl Cause {
     /// One line: what happened.
     pub fn summary(&self) -> String {
         match self {
-            Cause::ExecFailed {
-                errno,
-                path,
-                problem,
-                ..
-            } => format!(
+            Cause::ExecFailed { path, file, .. } => format!(
                 "{} {path}{}",
-                errno.name().unwrap_or("exec failed"),
-                match problem {
+                file.errno().and_then(Errno::name).unwrap_or("exec failed"),
+                match file.problem() {
                     FileProblem::Missing => " (missing)".to_owned(),
                     FileProblem::NotExecutable { mode, .. } => format!(" (mode {mode:04o})"),
                     FileProblem::NoexecMount { mount } => format!(" (noexec mount {mount})"),
@@ -231,7 +333,7 @@ impl Cause {
                         format!(" (interpreter {interpreter} missing)")
                     }
                     FileProblem::BadFormat => " (not an executable format)".to_owned(),
-                    FileProblem::Unknown => String::new(),
+                    FileProblem::NotLookedAt { .. } | FileProblem::Unknown => String::new(),
                 }
             ),
             Cause::SetupFailed { status, name, .. } => format!("{status}/{name}"),
@@ -262,16 +364,14 @@ impl Cause {
             Cause::ExecFailed {
                 command,
                 path,
-                errno,
-                problem,
-                owner,
+                file,
                 ..
             } => {
-                let why = match problem {
+                let why = match file.problem() {
                     FileProblem::Missing => "the file does not exist".to_owned(),
                     FileProblem::NotExecutable { mode, uid, gid } => format!(
                         "the file is mode {mode:04o} {} and not executable",
-                        owner.show(*uid, *gid)
+                        file.owner().show(uid, gid)
                     ),
                     FileProblem::NoexecMount { mount } => {
                         format!("its filesystem {mount} is mounted noexec")
@@ -283,9 +383,15 @@ impl Cause {
                     FileProblem::BadFormat => {
                         "it is neither a binary nor a script with a #! line".to_owned()
                     }
+                    FileProblem::NotLookedAt { reason } => {
+                        format!("the file's state is not known ({reason})")
+                    }
                     FileProblem::Unknown => "the file looked fine when checked".to_owned(),
                 };
-                format!("{unit}: {command}={path} could not be executed: {errno} — {why}")
+                let error = file
+                    .errno()
+                    .map_or_else(|| "an error not known".to_owned(), |e| e.to_string());
+                format!("{unit}: {command}={path} could not be executed: {error} — {why}")
             }
             Cause::SetupFailed {
                 status,
@@ -300,7 +406,7 @@ impl Cause {
                 if let Some(setting) = setting {
                     s.push_str(&format!(" — {setting}"));
                 }
-                if let Some(detail) = detail {
+                if let Some(detail) = detail.text() {
                     s.push_str(&format!(": {detail}"));
                 }
                 s
@@ -318,7 +424,7 @@ impl Cause {
     /// What to do about it, when that is clear.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Cause::ExecFailed { path, problem, .. } => match problem {
+            Cause::ExecFailed { path, file, .. } => match file.problem() {
                 FileProblem::NotExecutable { .. } => {
                     Some(format!("make it executable: chmod +x {path}"))
                 }
@@ -337,7 +443,7 @@ impl Cause {
                 FileProblem::IsDirectory => {
                     Some("point ExecStart= at the program, not its directory".into())
                 }
-                FileProblem::Unknown => None,
+                FileProblem::NotLookedAt { .. } | FileProblem::Unknown => None,
             },
             Cause::SetupFailed { status: 200, .. } => {
                 Some("create the directory, or fix WorkingDirectory= in the unit file".into())
@@ -357,7 +463,7 @@ impl Cause {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::facts::RecordedFacts;
+    use crate::model::facts::{Facts, RecordedFacts};
 
     fn file(mode: u32) -> FileInfo {
         FileInfo {
@@ -370,20 +476,28 @@ mod tests {
         }
     }
 
+    fn found(info: FileInfo) -> Looked {
+        Looked::Found {
+            info,
+            owner: OwnerNames::default(),
+        }
+    }
+
     #[test]
     fn file_problems_follow_errno_and_file_state() {
         let eacces = Errno(libc::EACCES);
+        let absent = Some(&Looked::Absent);
         assert_eq!(
-            FileProblem::diagnose(Errno(libc::ENOENT), None),
+            FileProblem::diagnose(Errno(libc::ENOENT), absent),
             FileProblem::Missing
         );
-        assert_eq!(FileProblem::diagnose(eacces, None), FileProblem::Unknown);
+        assert_eq!(FileProblem::diagnose(eacces, absent), FileProblem::Unknown);
         assert_eq!(
-            FileProblem::diagnose(Errno(libc::ENOEXEC), None),
+            FileProblem::diagnose(Errno(libc::ENOEXEC), absent),
             FileProblem::BadFormat
         );
         assert_eq!(
-            FileProblem::diagnose(eacces, Some(&file(0o644))),
+            FileProblem::diagnose(eacces, Some(&found(file(0o644)))),
             FileProblem::NotExecutable {
                 mode: 0o644,
                 uid: 0,
@@ -395,7 +509,7 @@ mod tests {
             ..file(0o755)
         };
         assert_eq!(
-            FileProblem::diagnose(eacces, Some(&noexec)),
+            FileProblem::diagnose(eacces, Some(&found(noexec))),
             FileProblem::NoexecMount {
                 mount: "/tmp".into()
             }
@@ -405,13 +519,25 @@ mod tests {
             ..file(0o755)
         };
         assert_eq!(
-            FileProblem::diagnose(Errno(libc::ENOENT), Some(&bad_interp)),
+            FileProblem::diagnose(Errno(libc::ENOENT), Some(&found(bad_interp))),
             FileProblem::InterpreterMissing {
                 interpreter: "/usr/bin/nope".into()
             }
         );
         assert_eq!(
-            FileProblem::diagnose(Errno(libc::ENOEXEC), Some(&file(0o755))),
+            FileProblem::diagnose(Errno(libc::ENOEXEC), Some(&found(file(0o755)))),
+            FileProblem::BadFormat
+        );
+        // Not looked at: said so, except where the errno alone tells.
+        let failed = Looked::Failed("it could not be opened".into());
+        assert_eq!(
+            FileProblem::diagnose(eacces, Some(&failed)),
+            FileProblem::NotLookedAt {
+                reason: "it could not be opened".into()
+            }
+        );
+        assert_eq!(
+            FileProblem::diagnose(Errno(libc::ENOEXEC), None),
             FileProblem::BadFormat
         );
     }
@@ -421,16 +547,13 @@ mod tests {
         let cause = Cause::ExecFailed {
             command: "ExecStart".into(),
             path: "/usr/local/bin/mylog.sh".into(),
-            errno: Errno(libc::EACCES),
-            problem: FileProblem::NotExecutable {
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-            },
-            owner: OwnerNames {
-                user: Some("root".into()),
-                group: Some("root".into()),
-            },
+            file: RefusedFile::checked(FileLookup::done(Looked::Found {
+                info: file(0o644),
+                owner: OwnerNames {
+                    user: Some("root".into()),
+                    group: Some("root".into()),
+                },
+            })),
             evidence: ExecEvidence::SystemdCheck,
             pid: 42,
         };
@@ -446,16 +569,61 @@ mod tests {
         assert_eq!(systemd_exit_status_name(223), None);
     }
 
+    /// The daemon accounts a failure before the look at its file is had: the cause says
+    /// the file's state is not known yet, and says what it is once the look is in.
     #[test]
-    fn owners_are_named_by_the_facts_when_the_cause_is_found() {
+    fn a_cause_reads_the_look_when_it_is_explained() {
+        let lookup = FileLookup::default();
+        let cause = Cause::ExecFailed {
+            command: "ExecStart".into(),
+            path: "/opt/app".into(),
+            file: RefusedFile::refused(Errno(libc::EACCES), lookup.clone()),
+            evidence: ExecEvidence::Execve,
+            pid: 7,
+        };
+        assert_eq!(
+            cause.explain("app.service"),
+            "app.service: ExecStart=/opt/app could not be executed: EACCES (Permission denied) — the file's state is not known (the look at it has not finished)"
+        );
+        assert_eq!(cause.hint(), None);
+        lookup.fill(found(file(0o600)));
+        assert!(
+            cause
+                .explain("app.service")
+                .ends_with("the file is mode 0600 0:0 and not executable")
+        );
+        assert_eq!(
+            cause.hint().as_deref(),
+            Some("make it executable: chmod +x /opt/app")
+        );
+        // systemd's own check with the state not known: no error is made up.
+        let unknown = Cause::ExecFailed {
+            command: "ExecStart".into(),
+            path: "/opt/app".into(),
+            file: RefusedFile::checked(FileLookup::done(Looked::Failed("hung".into()))),
+            evidence: ExecEvidence::SystemdCheck,
+            pid: 7,
+        };
+        assert_eq!(unknown.summary(), "exec failed /opt/app");
+        let json = serde_json::to_value(&unknown).unwrap();
+        assert!(json.get("errno").is_none(), "{json}");
+        assert_eq!(json["problem"], "not-looked-at");
+    }
+
+    #[test]
+    fn owners_are_named_as_the_look_found_them() {
         let mut facts = RecordedFacts::default();
         facts.user_names.insert(1000, "app".into());
-        let problem = FileProblem::NotExecutable {
-            mode: 0o600,
-            uid: 1000,
-            gid: 1000,
-        };
-        let owner = problem.owner_names(&facts);
+        facts.files.insert(
+            "/opt/app".into(),
+            FileInfo {
+                uid: 1000,
+                gid: 1000,
+                ..file(0o600)
+            },
+        );
+        let refused = RefusedFile::refused(Errno(libc::EACCES), facts.file("/opt/app", None));
+        let owner = refused.owner();
         assert_eq!(
             owner,
             OwnerNames {
@@ -464,16 +632,12 @@ mod tests {
             }
         );
         assert_eq!(owner.show(1000, 1000), "app:1000", "no name: the number");
-        assert_eq!(
-            FileProblem::Missing.owner_names(&facts),
-            OwnerNames::default()
-        );
+        let missing = RefusedFile::refused(Errno(libc::ENOENT), facts.file("/nope", None));
+        assert_eq!(missing.owner(), OwnerNames::default());
         let cause = Cause::ExecFailed {
             command: "ExecStart".into(),
             path: "/opt/app".into(),
-            errno: Errno(libc::EACCES),
-            problem,
-            owner,
+            file: refused,
             evidence: ExecEvidence::Execve,
             pid: 7,
         };
@@ -486,6 +650,8 @@ mod tests {
         );
         let json = serde_json::to_value(&cause).unwrap();
         assert_eq!(json["uid"], 1000);
+        assert_eq!(json["errno"], libc::EACCES);
+        assert_eq!(json["problem"], "not-executable");
         assert!(json.get("owner").is_none(), "the JSON is as it was: {json}");
     }
 

@@ -5,13 +5,14 @@
 
 use std::{
     collections::HashMap,
-    os::unix::fs::{MetadataExt, PermissionsExt},
     path::Path,
+    sync::{Arc, OnceLock},
 };
 
 use serde::Serialize;
 
-use crate::users;
+use super::cause::OwnerNames;
+use crate::{inspect, users};
 
 /// A file's state, as `stat` and its first line tell it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -34,6 +35,52 @@ impl FileInfo {
     }
 }
 
+/// What a look at a file found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Looked {
+    /// The file, and its owner's and group's names (looked up with it, so that rendering
+    /// looks nothing up and a replay shows the recording's names).
+    Found { info: FileInfo, owner: OwnerNames },
+    /// Nothing at the path.
+    Absent,
+    /// The file could not be looked at; why.
+    Failed(String),
+}
+
+/// A file's state, filled once by whoever looks at it: at once (a recording, a report),
+/// or later by the daemon's lookup workers, off the event path. Those who explain read it
+/// when they explain, by which time the look has usually been had; until then it is
+/// [`FileLookup::get`] None.
+#[derive(Clone, Debug, Default)]
+pub struct FileLookup(Arc<OnceLock<Looked>>);
+
+impl FileLookup {
+    /// A look already had.
+    pub fn done(looked: Looked) -> Self {
+        let l = Self::default();
+        l.fill(looked);
+        l
+    }
+
+    /// What the look found, once it has been had.
+    pub fn get(&self) -> Option<&Looked> {
+        self.0.get()
+    }
+
+    /// Records what the look found (the first fill wins).
+    pub fn fill(&self, looked: Looked) {
+        let _ = self.0.set(looked);
+    }
+}
+
+impl PartialEq for FileLookup {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for FileLookup {}
+
 /// The parts of a unit file the explanations use.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct UnitFile {
@@ -55,8 +102,9 @@ pub struct UnitFile {
 
 /// Looks things up when an event needs them.
 pub trait Facts {
-    /// The file at `path`, or None when it does not exist.
-    fn file(&self, path: &str) -> Option<FileInfo>;
+    /// The file at `path` as process `pid` saw it (its mount namespace, while it lives),
+    /// looked at now or soon.
+    fn file(&self, path: &str, pid: Option<u32>) -> FileLookup;
     /// The unit's file, when one can be found.
     fn unit_file(&self, unit: &str) -> Option<UnitFile>;
     /// Whether a user name exists (User= of a 217/USER failure).
@@ -81,25 +129,9 @@ const UNIT_DIRS: [&str; 5] = [
 pub struct LiveFacts;
 
 impl Facts for LiveFacts {
-    fn file(&self, path: &str) -> Option<FileInfo> {
-        let meta = std::fs::metadata(path).ok()?;
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let interpreter = if meta.is_file() {
-            read_shebang(path).map(|i| {
-                let exists = Path::new(&i).exists();
-                (i, exists)
-            })
-        } else {
-            None
-        };
-        Some(FileInfo {
-            mode: meta.permissions().mode() & 0o7777,
-            uid: meta.uid(),
-            gid: meta.gid(),
-            is_dir: meta.is_dir(),
-            noexec_mount: noexec_mount_of(&mountinfo, path),
-            interpreter,
-        })
+    /// As whoever asks sees it: a report's pids are of the past.
+    fn file(&self, path: &str, _pid: Option<u32>) -> FileLookup {
+        FileLookup::done(inspect::look(path, &inspect::Root::here()))
     }
 
     fn unit_file(&self, unit: &str) -> Option<UnitFile> {
@@ -152,14 +184,6 @@ impl Facts for LiveFacts {
     fn group_name(&self, gid: u32) -> Option<String> {
         users::group_name(gid).ok()?
     }
-}
-
-/// The interpreter named by a `#!` first line.
-fn read_shebang(path: &str) -> Option<String> {
-    use std::io::Read;
-    let mut buf = [0u8; 256];
-    let n = std::fs::File::open(path).ok()?.read(&mut buf).ok()?;
-    parse_shebang(&buf[..n])
 }
 
 /// `#!/usr/bin/env python3` → `/usr/bin/env`.
@@ -263,8 +287,17 @@ pub struct RecordedFacts {
 }
 
 impl Facts for RecordedFacts {
-    fn file(&self, path: &str) -> Option<FileInfo> {
-        self.files.get(path).cloned()
+    fn file(&self, path: &str, _pid: Option<u32>) -> FileLookup {
+        FileLookup::done(match self.files.get(path) {
+            Some(info) => Looked::Found {
+                owner: OwnerNames {
+                    user: self.user_names.get(&info.uid).cloned(),
+                    group: self.group_names.get(&info.gid).cloned(),
+                },
+                info: info.clone(),
+            },
+            None => Looked::Absent,
+        })
     }
 
     fn unit_file(&self, unit: &str) -> Option<UnitFile> {

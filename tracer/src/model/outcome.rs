@@ -4,14 +4,14 @@
 
 use super::{
     Change, Model, ModelConfig,
-    cause::{Cause, ExecEvidence, FileProblem, systemd_exit_status_name},
+    cause::{Cause, ExecEvidence, RefusedFile, SetupDetail, systemd_exit_status_name},
     facts::{Facts, UnitFile},
     procs::{SignalSeen, Unplaced},
     run::{Outcome, Run, UnitHistory},
     systemd::{Role, forking},
 };
 use crate::{
-    event::{Errno, Signal, WaitStatus},
+    event::{Signal, WaitStatus},
     unit::UnitRef,
 };
 
@@ -154,9 +154,7 @@ pub(super) fn outcome_of(
             (203, Some(f)) => Some(Cause::ExecFailed {
                 command: role,
                 path: f.path.clone(),
-                errno: f.errno,
-                owner: f.problem.owner_names(facts),
-                problem: f.problem.clone(),
+                file: f.problem.clone(),
                 evidence: ExecEvidence::Execve,
                 pid,
             }),
@@ -164,18 +162,12 @@ pub(super) fn outcome_of(
             // says why.
             (203, None) if file.is_some_and(|f| !f.exec_start.is_empty()) => {
                 let path = file.expect("checked").exec_start[0].clone();
-                let state = facts.file(&path);
-                let errno = match &state {
-                    None => Errno(libc::ENOENT),
-                    Some(_) => Errno(libc::EACCES),
-                };
-                let problem = FileProblem::diagnose(errno, state.as_ref());
+                // The process is gone: the host's view of the path.
+                let lookup = facts.file(&path, None);
                 Some(Cause::ExecFailed {
                     command: role,
-                    owner: problem.owner_names(facts),
-                    problem,
                     path,
-                    errno,
+                    file: RefusedFile::checked(lookup),
                     evidence: ExecEvidence::SystemdCheck,
                     pid,
                 })
@@ -222,21 +214,18 @@ fn setup_setting(
     status: u8,
     file: Option<&UnitFile>,
     facts: &impl Facts,
-) -> (Option<String>, Option<String>) {
+) -> (Option<String>, SetupDetail) {
+    let unknown = (None, SetupDetail::Known(None));
     let Some(file) = file else {
-        return (None, None);
+        return unknown;
     };
     match status {
         200 => match &file.working_directory {
-            Some(dir) => {
-                let detail = match facts.file(dir.trim_start_matches('-')) {
-                    None => "the directory does not exist",
-                    Some(f) if !f.is_dir => "it is not a directory",
-                    Some(_) => "the directory is not accessible",
-                };
-                (Some(format!("WorkingDirectory={dir}")), Some(detail.into()))
-            }
-            None => (None, None),
+            Some(dir) => (
+                Some(format!("WorkingDirectory={dir}")),
+                SetupDetail::Directory(facts.file(dir.trim_start_matches('-'), None)),
+            ),
+            None => unknown,
         },
         217 => match &file.user {
             Some(user) => {
@@ -244,11 +233,11 @@ fn setup_setting(
                     Some(false) => Some("no such user".to_owned()),
                     _ => None,
                 };
-                (Some(format!("User={user}")), detail)
+                (Some(format!("User={user}")), SetupDetail::Known(detail))
             }
-            None => (None, None),
+            None => unknown,
         },
-        _ => (None, None),
+        _ => unknown,
     }
 }
 

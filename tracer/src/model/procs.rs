@@ -4,7 +4,7 @@
 
 use super::{
     Model,
-    cause::FileProblem,
+    cause::RefusedFile,
     facts::Facts,
     lifecycle::Found,
     outcome::main_started,
@@ -127,13 +127,17 @@ impl<F: Facts> Model<F> {
     pub(super) fn on_exec_failed(&mut self, e: &Enriched, ppid: u32, errno: Errno, filename: &str) {
         let ev = &e.ev;
         self.place_task(e, ppid);
-        let problem = FileProblem::diagnose(errno, self.facts.file(filename).as_ref());
+        // Only a unit's commands are explained: nothing else is looked at.
+        if self.command_of(ev.tgid).is_none() {
+            return;
+        }
+        let lookup = self.facts.file(filename, Some(ev.tgid));
         if let Some(cmd) = self.command_of(ev.tgid) {
             cmd.failed_execs.push(FailedExec {
                 ts_ns: ev.ts_ns,
                 path: filename.to_owned(),
                 errno,
-                problem,
+                problem: RefusedFile::refused(errno, lookup),
             });
         }
     }

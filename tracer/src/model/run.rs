@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::{
-    cause::{Cause, FileProblem},
+    cause::{Cause, RefusedFile},
     facts::UnitFile,
     systemd::Role,
 };
@@ -72,13 +72,19 @@ impl Command {
     }
 }
 
-/// An exec that failed, with the file's state when it did.
+/// An exec that failed, with the file's state soon after it did.
 #[derive(Clone, Debug, Serialize)]
 pub struct FailedExec {
     pub ts_ns: u64,
     pub path: String,
     pub errno: Errno,
-    pub problem: FileProblem,
+    /// The file's state (the JSON has its problem).
+    #[serde(serialize_with = "problem_only")]
+    pub problem: RefusedFile,
+}
+
+fn problem_only<S: serde::Serializer>(f: &RefusedFile, s: S) -> Result<S::Ok, S::Error> {
+    f.problem().serialize(s)
 }
 
 /// How a run ended.
