@@ -37,13 +37,27 @@ struct Daemon {
 
 impl Daemon {
     fn start(name: &str, config: &str) -> Self {
+        Self::start_in(Self::fresh_dir(name), config, free_port())
+    }
+
+    fn fresh_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("tracer-daemon-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        Self::start_in(dir, config, free_port())
+        dir
     }
 
     fn start_in(dir: PathBuf, config: &str, port: u16) -> Self {
+        Self::start_prepared(dir, config, port, |_| {})
+    }
+
+    /// Started as `prepare` readies its command.
+    fn start_prepared(
+        dir: PathBuf,
+        config: &str,
+        port: u16,
+        prepare: impl FnOnce(&mut Command),
+    ) -> Self {
         let cfg = dir.join("tracer.toml");
         std::fs::write(
             &cfg,
@@ -53,12 +67,13 @@ impl Daemon {
             ),
         )
         .unwrap();
-        let child = Command::new(CLI)
+        let mut command = Command::new(CLI);
+        command
             .args(["daemon", "--config"])
             .arg(&cfg)
-            .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
-            .spawn()
-            .unwrap();
+            .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap());
+        prepare(&mut command);
+        let child = command.spawn().unwrap();
         let d = Self { child, dir, port };
         let deadline = Instant::now() + Duration::from_secs(20);
         while UnixStream::connect(d.socket()).is_err() {
@@ -662,4 +677,129 @@ fn a_failed_exec_of_a_leased_file_does_not_stop_the_daemon() {
         took < Duration::from_secs(10),
         "the stream was stalled {took:?} after the failed exec"
     );
+}
+
+/// The soft and hard limits on open files of this process.
+fn fd_limits() -> (u64, u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct it is given.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) },
+        0
+    );
+    (lim.rlim_cur, lim.rlim_max)
+}
+
+/// CPU time (user + system) a process has used.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command (which may hold spaces), from field 3 on.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis((f[11] + f[12]) * 1000 / hz)
+}
+
+/// Issue 15, finding 3: 1100 idle connections to the socket and as many to /metrics took
+/// the daemon (systemd's soft limit of 1024 open files) to EMFILE; its accept loops then
+/// retried at 100% CPU and /metrics timed out. Now the soft limit is raised to the hard
+/// one, a connection that has not asked closes the oldest waiting one past a cap, and a
+/// failed accept pauses.
+#[test]
+fn idle_connections_cannot_exhaust_the_daemon() {
+    use std::os::unix::process::CommandExt as _;
+    if !privileged() {
+        return;
+    }
+    let (_, hard) = fd_limits();
+    assert!(
+        hard >= 4000,
+        "the test needs 4000 open files (hard limit {hard})"
+    );
+    let lim = libc::rlimit {
+        rlim_cur: hard,
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit reads the struct it is given.
+    assert_eq!(
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) },
+        0
+    );
+    let port = free_port();
+    let d = Daemon::start_prepared(Daemon::fresh_dir("fds"), "", port, |c| {
+        // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
+        unsafe {
+            c.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: 1024,
+                    rlim_max: hard,
+                };
+                libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim);
+                Ok(())
+            });
+        }
+    });
+    // Open them on a thread: a daemon that stopped accepting would leave connect waiting.
+    let (tx, opened) = std::sync::mpsc::channel();
+    let socket = d.socket();
+    std::thread::spawn(move || {
+        for _ in 0..1100 {
+            let (Ok(u), Ok(t)) = (
+                UnixStream::connect(&socket),
+                TcpStream::connect(("127.0.0.1", port)),
+            ) else {
+                return;
+            };
+            if tx.send((u, t)).is_err() {
+                return;
+            }
+        }
+    });
+    let mut idle = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while idle.len() < 1100 && Instant::now() < deadline {
+        if let Ok(c) = opened.recv_timeout(Duration::from_millis(100)) {
+            idle.push(c);
+        }
+    }
+    assert_eq!(idle.len(), 1100, "every connection was made: {}", d.log());
+    // Within the 5 s a connection may wait for its request (the old daemon freed its
+    // descriptors only then).
+    std::thread::sleep(Duration::from_millis(200));
+    let before = cpu_time(d.child.id());
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = cpu_time(d.child.id()) - before;
+    assert!(
+        spent < Duration::from_millis(500),
+        "the daemon spent {spent:?} of CPU in 2 s with {} idle connections",
+        idle.len() * 2
+    );
+    let started = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let took = started.elapsed();
+    assert!(
+        resp.starts_with("HTTP/1.1 200") && resp.contains("tracer_build_info"),
+        "a scrape with {} idle connections open, after {took:?}: {resp:.200}",
+        idle.len() * 2,
+    );
+    assert!(took < Duration::from_secs(2), "the scrape took {took:?}");
+    let units = d.cli(&["units"]);
+    assert!(
+        units.status.success(),
+        "a report over the socket: {}",
+        String::from_utf8_lossy(&units.stderr)
+    );
+    assert!(d.log().contains("open_files_limit="), "{}", d.log());
+    drop(idle);
 }

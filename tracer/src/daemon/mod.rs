@@ -82,6 +82,9 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let cfg = args.config()?;
     give_large_blocks_their_own_mappings();
+    let open_files = crate::sink::conn::raise_fd_limit()
+        .map_err(|e| tracing::warn!("the limit on open files stays as it is: {e}"))
+        .unwrap_or(0);
     let start = startup::start(
         &ProbeOptions {
             ring_size: cfg.ring_size,
@@ -115,6 +118,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             cfg.journal_dir().join(&boot_id).display().to_string(),
         ),
         ("socket", cfg.socket_path().display().to_string()),
+        ("open_files_limit", open_files.to_string()),
         ("metrics", metrics_url(&cfg.metrics_listen)),
         (
             "failed_execs",

@@ -11,13 +11,14 @@ use std::{io, os::unix::fs::PermissionsExt, path::Path, sync::Arc, time::Duratio
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::{UnixListener, UnixStream},
-    sync::{broadcast, mpsc, oneshot},
+    sync::{Semaphore, broadcast, mpsc, oneshot},
 };
 
 use crate::{
     clock::BootClock,
     enrich::Enriched,
     protocol::{Filter, Query, Reply, Request},
+    sink::conn::{Backoff, Place, Waiting},
     systemd::Snapshot,
 };
 
@@ -145,6 +146,25 @@ fn chown_group(path: &Path, gid: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Clients streaming events at once; one more is told to try later.
+const MAX_STREAMING: usize = 64;
+/// Reports being asked for at once (each waits for systemd and for the loop).
+const MAX_ASKING: usize = 8;
+/// Connections that have not sent their request yet (a new one closes the oldest).
+const MAX_WAITING: usize = 64;
+/// A request line arrives within this.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+
+/// What every client's task shares.
+struct Shared {
+    tx: broadcast::Sender<Arc<Batch>>,
+    queries: mpsc::Sender<Question>,
+    clients: prometheus::IntGauge,
+    clock: BootClock,
+    streaming: Arc<Semaphore>,
+    asking: Arc<Semaphore>,
+}
+
 /// Serves the socket: each client gets the feed of events or asks `queries` for a report.
 pub async fn serve(
     listener: UnixListener,
@@ -153,15 +173,24 @@ pub async fn serve(
     clients: prometheus::IntGauge,
     clock: BootClock,
 ) {
+    let shared = Arc::new(Shared {
+        tx,
+        queries,
+        clients,
+        clock,
+        streaming: Arc::new(Semaphore::new(MAX_STREAMING)),
+        asking: Arc::new(Semaphore::new(MAX_ASKING)),
+    });
+    let waiting = Waiting::new(MAX_WAITING);
+    let mut backoff = Backoff::new("the daemon's socket");
     loop {
-        let Ok((sock, _)) = listener.accept().await else {
+        let Some((sock, _)) = backoff.accepted(listener.accept().await).await else {
             continue;
         };
-        let rx = tx.subscribe();
-        let queries = queries.clone();
-        let clients = clients.clone();
+        let place = waiting.enter();
+        let shared = shared.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_client(sock, rx, queries, clients, clock).await {
+            if let Err(e) = serve_client(sock, place, &shared).await {
                 tracing::debug!("stream client: {e}");
             }
         });
@@ -169,17 +198,17 @@ pub async fn serve(
 }
 
 /// One client: a request line, then a stream of event lines or one reply.
-async fn serve_client(
-    sock: UnixStream,
-    mut rx: broadcast::Receiver<Arc<Batch>>,
-    queries: mpsc::Sender<Question>,
-    clients: prometheus::IntGauge,
-    clock: BootClock,
-) -> io::Result<()> {
+async fn serve_client(sock: UnixStream, mut place: Place, shared: &Shared) -> io::Result<()> {
     let (read, mut write) = sock.into_split();
     let mut reader = BufReader::new(read.take(64 * 1024));
     let mut line = String::new();
-    let got = tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await;
+    let got = tokio::select! {
+        got = tokio::time::timeout(REQUEST_DEADLINE, reader.read_line(&mut line)) => got,
+        () = place.evicted() => {
+            return reply_error(&mut write, "closed: too many connections waiting to ask").await;
+        }
+    };
+    drop(place);
     let request = match got {
         Ok(Ok(n)) if n > 0 => serde_json::from_str::<serde_json::Value>(&line)
             .map_err(|e| format!("malformed request: {e}")),
@@ -199,13 +228,28 @@ async fn serve_client(
     });
     let query = match request {
         Ok(Request::Events { filter }) => {
-            clients.inc();
-            let r = stream_events(&mut write, &mut rx, &filter, &clock).await;
-            clients.dec();
+            let Ok(_streaming) = shared.streaming.try_acquire() else {
+                return reply_error(
+                    &mut write,
+                    &format!("busy: {MAX_STREAMING} clients are streaming already; try later"),
+                )
+                .await;
+            };
+            let mut rx = shared.tx.subscribe();
+            shared.clients.inc();
+            let r = stream_events(&mut write, &mut rx, &filter, &shared.clock).await;
+            shared.clients.dec();
             return r;
         }
         Ok(Request::Query(q)) => q,
         Err(e) => return reply_error(&mut write, &e).await,
+    };
+    let Ok(_asking) = shared.asking.try_acquire() else {
+        return reply_error(
+            &mut write,
+            &format!("busy: {MAX_ASKING} reports are being made already; try later"),
+        )
+        .await;
     };
     // systemd is asked here, not in the loop that reads the ring buffer.
     let systemd = crate::systemd::facts_for(&query).await;
@@ -215,7 +259,7 @@ async fn serve_client(
         systemd,
         reply: reply_tx,
     };
-    if queries.send(question).await.is_err() {
+    if shared.queries.send(question).await.is_err() {
         return reply_error(&mut write, "the daemon is stopping").await;
     }
     let reply = reply_rx
