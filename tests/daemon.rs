@@ -76,7 +76,8 @@ impl Daemon {
         let child = command.spawn().unwrap();
         let d = Self { child, dir, port };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while UnixStream::connect(d.socket()).is_err() {
+        // The socket is bound before the programs are loaded: the ready line says when.
+        while !d.log().contains("tracer daemon: ready:") {
             assert!(
                 Instant::now() < deadline,
                 "the daemon did not come up: {}",
@@ -802,4 +803,95 @@ fn idle_connections_cannot_exhaust_the_daemon() {
     );
     assert!(d.log().contains("open_files_limit="), "{}", d.log());
     drop(idle);
+}
+
+/// `tracer daemon` with this config, expected to refuse to start: its exit status and
+/// what it said, within 20 s.
+fn refused_start(dir: &Path, config: &str) -> (std::process::ExitStatus, String) {
+    let cfg = dir.join("refused.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let mut child = Command::new(CLI)
+        .args(["daemon", "--config"])
+        .arg(&cfg)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the daemon kept running with {config}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status, err)
+}
+
+/// Issue 15, finding 9: two daemons on one state directory both journaled every event;
+/// now the second is refused before it loads anything, and says who holds it.
+#[test]
+fn a_second_daemon_on_the_same_state_directory_is_refused() {
+    if !privileged() {
+        return;
+    }
+    let mut d = Daemon::start("lock", "");
+    let other = d.dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let (status, err) = refused_start(
+        &other,
+        &format!(
+            "state_dir = \"{}\"\nruntime_dir = \"{}/run\"\nmetrics_listen = \"\"\n",
+            d.state().display(),
+            other.display()
+        ),
+    );
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains("another tracer daemon") && err.contains(&format!("pid {}", d.child.id())),
+        "{err}"
+    );
+    assert!(
+        !other.join("run/tracer.sock").exists(),
+        "the second daemon set nothing up"
+    );
+    let (_, status) = d.stop();
+    assert!(status.success(), "the first goes on: {}", d.log());
+}
+
+/// Issue 15, finding 9: a /metrics port in use stopped the daemon only after its programs
+/// were loaded and a journal segment written. Now it is refused before anything is done.
+#[test]
+fn a_metrics_port_in_use_is_refused_before_anything_is_done() {
+    if !privileged() {
+        return;
+    }
+    let dir = Daemon::fresh_dir("port");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let (status, err) = refused_start(
+        &dir,
+        &format!(
+            "state_dir = \"{0}/state\"\nruntime_dir = \"{0}/run\"\nmetrics_listen = \"127.0.0.1:{port}\"\n",
+            dir.display()
+        ),
+    );
+    assert!(!status.success(), "{err}");
+    assert!(
+        !dir.join("state/journal").exists(),
+        "nothing was journaled: {err}"
+    );
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("metrics_listen"),
+        "{err}"
+    );
 }

@@ -82,9 +82,13 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let cfg = args.config()?;
     give_large_blocks_their_own_mappings();
+    // Before anything is loaded or written: one daemon per state directory, and the
+    // listeners bound (a port in use is a configuration error, said at once).
+    let _lock = lock_state_dir(&cfg.state_dir)?;
     let open_files = crate::sink::conn::raise_fd_limit()
         .map_err(|e| tracing::warn!("the limit on open files stays as it is: {e}"))
         .unwrap_or(0);
+    let listeners = Listeners::bind(&cfg).await?;
     let start = startup::start(
         &ProbeOptions {
             ring_size: cfg.ring_size,
@@ -108,7 +112,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let (queries_tx, queries) = mpsc::channel(16);
     let (systemd_tx, systemd_rx) = mpsc::channel(1);
     tokio::spawn(systemd::account_when_booted(systemd_tx));
-    pipeline.serve(&cfg, queries_tx).await?;
+    pipeline.serve(listeners, queries_tx);
     let ready = [
         ("attach_ms", attach_ms.to_string()),
         ("processes", found.0.to_string()),
@@ -138,6 +142,77 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
 
     pipeline.run(&mut probe, queries, systemd_rx).await?;
     pipeline.stop(&cfg, &probe)
+}
+
+/// The daemon's listening sockets, bound before anything else is done.
+struct Listeners {
+    metrics: Option<tokio::net::TcpListener>,
+    stream: tokio::net::UnixListener,
+}
+
+impl Listeners {
+    async fn bind(cfg: &Config) -> anyhow::Result<Self> {
+        let metrics = if cfg.metrics_listen.is_empty() {
+            None
+        } else {
+            Some(
+                tokio::net::TcpListener::bind(&cfg.metrics_listen)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "listening for /metrics on {} (set metrics_listen to a free address, or \"\" for none)",
+                            cfg.metrics_listen
+                        )
+                    })?,
+            )
+        };
+        let stream = stream::bind(&cfg.socket_path(), cfg.socket_group.as_deref())?;
+        Ok(Self { metrics, stream })
+    }
+}
+
+/// Takes the state directory for this daemon alone (an exclusive lock on `daemon.lock` in
+/// it, held until the process ends), creating the directory (0700) when it is missing.
+fn lock_state_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::{
+        io::{Read as _, Seek as _, Write as _},
+        os::{
+            fd::AsRawFd as _,
+            unix::fs::{DirBuilderExt as _, OpenOptionsExt as _},
+        },
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating the state directory {}", dir.display()))?;
+    let path = dir.join("daemon.lock");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let mut holder = String::new();
+            let _ = f.read_to_string(&mut holder);
+            anyhow::bail!(
+                "another tracer daemon (pid {}) uses the state directory {}: stop it, or give this one its own state_dir",
+                holder.trim(),
+                dir.display()
+            );
+        }
+        return Err(e).with_context(|| format!("locking {}", path.display()));
+    }
+    f.set_len(0)?;
+    f.rewind()?;
+    writeln!(f, "{}", std::process::id())?;
+    Ok(f)
 }
 
 /// The line the daemon prints once it records: `tracer daemon: ready:` and `key=value`
@@ -229,25 +304,20 @@ impl Pipeline {
     }
 
     /// Starts serving `/metrics` (when configured) and the stream socket.
-    async fn serve(&self, cfg: &Config, queries: mpsc::Sender<Question>) -> anyhow::Result<()> {
-        if !cfg.metrics_listen.is_empty() {
-            let listener = tokio::net::TcpListener::bind(&cfg.metrics_listen)
-                .await
-                .with_context(|| format!("listening for /metrics on {}", cfg.metrics_listen))?;
+    fn serve(&self, listeners: Listeners, queries: mpsc::Sender<Question>) {
+        if let Some(listener) = listeners.metrics {
             tokio::spawn(crate::sink::metrics::http::serve(
                 listener,
                 self.metrics.registry.clone(),
             ));
         }
-        let listener = stream::bind(&cfg.socket_path(), cfg.socket_group.as_deref())?;
         tokio::spawn(stream::serve(
-            listener,
+            listeners.stream,
             self.stream.feed(),
             queries,
             self.metrics.stream_clients.clone(),
             self.clock,
         ));
-        Ok(())
     }
 
     /// Until SIGINT or SIGTERM: the ring buffer's records, the clients' queries, systemd's
