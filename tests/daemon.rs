@@ -895,3 +895,36 @@ fn a_metrics_port_in_use_is_refused_before_anything_is_done() {
         "{err}"
     );
 }
+
+/// Issue 15, finding 9: no WatchdogSec=, so a stalled daemon went on looking alive. Now
+/// the loop that reads the ring buffer sends WATCHDOG=1 at half the interval systemd asks.
+#[test]
+fn the_daemon_keeps_systemd_s_watchdog() {
+    if !privileged() {
+        return;
+    }
+    let dir = Daemon::fresh_dir("watchdog");
+    let notify_path = dir.join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let _d = Daemon::start_prepared(dir, "", free_port(), |c| {
+        c.env("NOTIFY_SOCKET", &notify_path)
+            .env("WATCHDOG_USEC", "1000000");
+    });
+    let mut said = Vec::new();
+    let deadline = Instant::now() + Duration::from_millis(2600);
+    let mut buf = [0u8; 512];
+    while Instant::now() < deadline {
+        if let Ok(n) = notify.recv(&mut buf) {
+            said.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    assert!(said.iter().any(|m| m.starts_with("READY=1")), "{said:?}");
+    let pets = said.iter().filter(|m| *m == "WATCHDOG=1").count();
+    assert!(
+        (3..=8).contains(&pets),
+        "WATCHDOG=1 every 0.5 s for 2.6 s: {said:?}"
+    );
+}

@@ -333,6 +333,8 @@ impl Pipeline {
         let mut terminate = signal(SignalKind::terminate())?;
         let mut hangup = signal(SignalKind::hangup())?;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
+        // Kept by this loop: a loop stalled anywhere stops it.
+        let mut watchdog = notify::Watchdog::from_env();
         loop {
             tokio::select! {
                 _ = interrupt.recv() => return Ok(()),
@@ -346,7 +348,12 @@ impl Pipeline {
                     r?;
                     self.stream.publish();
                 }
-                _ = tick.tick() => self.tick(probe),
+                _ = tick.tick() => {
+                    self.tick(probe);
+                    if let Some(w) = &mut watchdog {
+                        w.pet();
+                    }
+                }
             }
         }
     }

@@ -19,3 +19,63 @@ pub fn sd_notify(msg: &str) {
         tracing::warn!("telling systemd {msg:?} failed: {e}");
     }
 }
+
+/// systemd's watchdog (WatchdogSec=): `WATCHDOG=1` sent from the loop that reads the ring
+/// buffer, at half the interval systemd asks for, so that a stalled loop is seen and the
+/// daemon restarted.
+pub struct Watchdog {
+    every: std::time::Duration,
+    last: Option<std::time::Instant>,
+}
+
+impl Watchdog {
+    /// The watchdog systemd asks for in $WATCHDOG_USEC (for this process, when
+    /// $WATCHDOG_PID names one), or None.
+    pub fn from_env() -> Option<Self> {
+        let usec = std::env::var("WATCHDOG_USEC").ok();
+        let pid = std::env::var("WATCHDOG_PID").ok();
+        Self::asked(usec.as_deref(), pid.as_deref(), std::process::id())
+    }
+
+    fn asked(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<Self> {
+        if pid.is_some_and(|p| p.parse::<u32>().ok() != Some(me)) {
+            return None;
+        }
+        let usec: u64 = usec?.parse().ok().filter(|&u| u > 0)?;
+        Some(Self {
+            every: std::time::Duration::from_micros(usec / 2),
+            last: None,
+        })
+    }
+
+    /// Tells systemd the loop is alive, when half its interval has passed.
+    pub fn pet(&mut self) {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_none_or(|l| now.duration_since(l) >= self.every)
+        {
+            sd_notify("WATCHDOG=1");
+            self.last = Some(now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watchdog_is_kept_at_half_the_interval_for_this_process_only() {
+        let w = Watchdog::asked(Some("30000000"), None, 7).unwrap();
+        assert_eq!(w.every, std::time::Duration::from_secs(15));
+        assert!(Watchdog::asked(Some("30000000"), Some("7"), 7).is_some());
+        assert!(
+            Watchdog::asked(Some("30000000"), Some("8"), 7).is_none(),
+            "another's"
+        );
+        assert!(Watchdog::asked(None, None, 7).is_none());
+        assert!(Watchdog::asked(Some("0"), None, 7).is_none());
+        assert!(Watchdog::asked(Some("x"), None, 7).is_none());
+    }
+}
