@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use boots::{BootInfo, find_boot, first_event_ns, list_boots, vacuum};
 pub use reader::{Damage, read_boot, read_segment};
-pub use writer::Writer;
+pub use writer::{JournalErrors, Writer};
 
 use crate::{event::Event, procfs::ProcInfo};
 
@@ -53,6 +53,19 @@ pub enum JournalError {
     NotAJournal { path: PathBuf },
     #[error("{path} has journal format {found}; this tracer reads format {FORMAT_VERSION}")]
     Version { path: PathBuf, found: u32 },
+    #[error(
+        "writing journal segment {path}: {source} (is its file system full? `tracer journal --vacuum-size SIZE` removes old boots)"
+    )]
+    Write { path: PathBuf, source: io::Error },
+    #[error(
+        "{what} is {bytes} bytes, more than a journal frame holds ({MAX_PAYLOAD}): not recorded"
+    )]
+    TooLarge { what: &'static str, bytes: usize },
+    #[error("encoding {what} for the journal: {source}")]
+    Encode {
+        what: &'static str,
+        source: serde_json::Error,
+    },
     #[error("no recorded boot {0} (see `tracer journal list`)")]
     NoSuchBoot(String),
 }

@@ -3,6 +3,7 @@
 use std::{
     fs,
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -210,5 +211,90 @@ fn the_journal_is_root_s_alone() {
     }
     assert_eq!(mode(&root.join("old")), 0o700);
     assert_eq!(mode(&root.join("old").join(segment_name(1))), 0o600);
+    fs::remove_dir_all(root).unwrap();
+}
+
+/// What the tracing macros say while the returned guard lives (this thread only).
+fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
+    #[derive(Clone)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf(Default::default());
+    let logs = buf.0.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || buf.clone())
+        .finish();
+    (logs, tracing::subscriber::set_default(subscriber))
+}
+
+fn lines_with(logs: &Mutex<Vec<u8>>, what: &str) -> Vec<String> {
+    String::from_utf8_lossy(&logs.lock().unwrap())
+        .lines()
+        .filter(|l| l.contains(what))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Puts directories where the segments `from..from + n` of `dir` would go: names a
+/// writer cannot take (and that root, too, cannot open as files).
+fn block_names(dir: &Path, from: u64, n: u64) {
+    for i in from..from + n {
+        fs::create_dir_all(dir.join(segment_name(i))).unwrap();
+    }
+}
+
+fn unblock_names(dir: &Path, from: u64, n: u64) {
+    for i in from..from + n {
+        fs::remove_dir(dir.join(segment_name(i))).unwrap();
+    }
+}
+
+/// A failing operation is counted under its name, for `tracer_journal_errors_total{op}`;
+/// it is said once when it starts failing and once when it works again, not per frame.
+#[test]
+fn failures_are_counted_by_operation_and_said_once_per_burst() {
+    let root = tmp("counted");
+    let limits = JournalLimits {
+        segment_bytes: 2_000,
+        ..JournalLimits::default()
+    };
+    let (logs, _guard) = capture_logs();
+    let mut w = Writer::open(&root, "b1", limits).unwrap();
+    assert_eq!(w.errors(), JournalErrors::default());
+    assert!(w.errors().by_op().iter().all(|&(_, n)| n == 0));
+    let dir = root.join("b1");
+    block_names(&dir, 2, 64);
+    for i in 0..200 {
+        let _ = w.append_record(&encode(&event(i)));
+    }
+    let failed = w.errors().rotate;
+    assert!(failed > 0, "{:?}", w.errors());
+    let by_op = w.errors().by_op();
+    assert!(by_op.contains(&("rotate", failed)), "{by_op:?}");
+    let warned = lines_with(&logs, "WARN");
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(warned[0].contains("rotate"), "{}", warned[0]);
+    unblock_names(&dir, 2, 64);
+    for i in 0..100 {
+        w.append_record(&encode(&event(i))).unwrap();
+    }
+    assert_eq!(
+        w.errors().rotate,
+        failed,
+        "no failure once the names are free"
+    );
+    let recovered = lines_with(&logs, "rotate works again");
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    assert!(recovered[0].contains("rotate"), "{}", recovered[0]);
     fs::remove_dir_all(root).unwrap();
 }

@@ -15,6 +15,112 @@ use super::{
 };
 use crate::procfs::ProcInfo;
 
+/// How often each of the journal's operations failed since the writer opened, for
+/// `tracer_journal_errors_total{op}`. A failing operation is said once, when it starts
+/// failing, and once when it works again: not once per frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JournalErrors {
+    /// Frames that could not be put into the segment's buffer (its earlier part could not
+    /// be handed to the kernel).
+    pub write: u64,
+    /// Handing the buffered frames to the kernel.
+    pub flush: u64,
+    /// Waiting for the written frames to reach the disk.
+    pub sync: u64,
+    /// Starting a new segment.
+    pub rotate: u64,
+}
+
+impl JournalErrors {
+    /// Every operation's name (the `op` label) and count, always all of them, in one order.
+    pub fn by_op(&self) -> [(&'static str, u64); Op::ALL.len()] {
+        Op::ALL.map(|op| (op.name(), *self.get(op)))
+    }
+
+    fn get(&self, op: Op) -> &u64 {
+        match op {
+            Op::Write => &self.write,
+            Op::Flush => &self.flush,
+            Op::Sync => &self.sync,
+            Op::Rotate => &self.rotate,
+        }
+    }
+
+    fn get_mut(&mut self, op: Op) -> &mut u64 {
+        match op {
+            Op::Write => &mut self.write,
+            Op::Flush => &mut self.flush,
+            Op::Sync => &mut self.sync,
+            Op::Rotate => &mut self.rotate,
+        }
+    }
+}
+
+/// What the writer does that can fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Write,
+    Flush,
+    Sync,
+    Rotate,
+}
+
+impl Op {
+    const ALL: [Op; 4] = [Op::Write, Op::Flush, Op::Sync, Op::Rotate];
+
+    fn name(self) -> &'static str {
+        match self {
+            Op::Write => "write",
+            Op::Flush => "flush",
+            Op::Sync => "sync",
+            Op::Rotate => "rotate",
+        }
+    }
+}
+
+/// The counts, and which operations are failing now (so a burst of failures is said once).
+#[derive(Default)]
+struct Health {
+    errors: JournalErrors,
+    /// Per [`Op::ALL`]: failures since the operation last worked.
+    failing: [u64; Op::ALL.len()],
+}
+
+impl Health {
+    fn failed(&mut self, op: Op, error: &dyn std::fmt::Display) {
+        *self.errors.get_mut(op) += 1;
+        let burst = &mut self.failing[op as usize];
+        if *burst == 0 {
+            tracing::warn!(
+                op = op.name(),
+                "journal: {error} (said once until it works again; tracer_journal_errors_total counts each)"
+            );
+        }
+        *burst += 1;
+    }
+
+    fn worked(&mut self, op: Op) {
+        let burst = std::mem::take(&mut self.failing[op as usize]);
+        if burst > 0 {
+            tracing::info!(
+                op = op.name(),
+                failures = burst,
+                "journal: {} works again",
+                op.name()
+            );
+        }
+    }
+
+    /// `result`, counted under `op`.
+    fn count<T>(&mut self, op: Op, result: Result<T, JournalError>) -> Result<T, JournalError> {
+        match &result {
+            Ok(_) => self.worked(op),
+            Err(e) => self.failed(op, e),
+        }
+        result
+    }
+}
+
 /// Appends to the current boot's journal.
 pub struct Writer {
     root: PathBuf,
@@ -30,6 +136,7 @@ pub struct Writer {
     bytes: u64,
     /// Older boots' bytes, as of the last cap check.
     older_bytes: u64,
+    health: Health,
 }
 
 impl Writer {
@@ -68,9 +175,15 @@ impl Writer {
             last_flush: Instant::now(),
             bytes: bytes + HEADER_LEN as u64,
             older_bytes: 0,
+            health: Health::default(),
         };
         w.enforce_cap();
         Ok(w)
+    }
+
+    /// How often each operation failed since the journal was opened.
+    pub fn errors(&self) -> JournalErrors {
+        self.health.errors
     }
 
     /// Total bytes of all recorded boots (as of the last cap check) plus this one's.
@@ -78,15 +191,32 @@ impl Writer {
         self.older_bytes + self.bytes
     }
 
-    fn frame(&mut self, kind: u8, body: &[u8]) -> io::Result<()> {
+    fn segment_path(&self) -> PathBuf {
+        self.boot_dir.join(segment_name(self.segment))
+    }
+
+    fn write_error(&self, source: io::Error) -> JournalError {
+        JournalError::Write {
+            path: self.segment_path(),
+            source,
+        }
+    }
+
+    fn frame(&mut self, kind: u8, body: &[u8]) -> Result<(), JournalError> {
         let len = body.len() + 1;
         let mut crc = crc32fast::Hasher::new();
         crc.update(&[kind]);
         crc.update(body);
-        self.file.write_all(&(len as u32).to_le_bytes())?;
-        self.file.write_all(&crc.finalize().to_le_bytes())?;
-        self.file.write_all(&[kind])?;
-        self.file.write_all(body)?;
+        let mut head = [0u8; FRAME_HEAD + 1];
+        head[..4].copy_from_slice(&(len as u32).to_le_bytes());
+        head[4..8].copy_from_slice(&crc.finalize().to_le_bytes());
+        head[8] = kind;
+        let written = self
+            .file
+            .write_all(&head)
+            .and_then(|()| self.file.write_all(body))
+            .map_err(|e| self.write_error(e));
+        self.health.count(Op::Write, written)?;
         let n = (FRAME_HEAD + len) as u64;
         self.segment_len += n;
         self.bytes += n;
@@ -98,19 +228,19 @@ impl Writer {
     }
 
     /// Appends a kernel record as the ring buffer delivered it.
-    pub fn append_record(&mut self, raw: &[u8]) -> io::Result<()> {
+    pub fn append_record(&mut self, raw: &[u8]) -> Result<(), JournalError> {
         self.frame(TYPE_EVENT, raw)
     }
 
     /// Appends a cgroup found at start.
-    pub fn append_cgroup(&mut self, id: u64, path: &str) -> io::Result<()> {
+    pub fn append_cgroup(&mut self, id: u64, path: &str) -> Result<(), JournalError> {
         let mut body = id.to_le_bytes().to_vec();
         body.extend_from_slice(path.as_bytes());
         self.frame(TYPE_CGROUP, &body)
     }
 
     /// Appends a process found at start.
-    pub fn append_process(&mut self, p: &ProcInfo) -> io::Result<()> {
+    pub fn append_process(&mut self, p: &ProcInfo) -> Result<(), JournalError> {
         let stored = StoredProc {
             pid: p.pid,
             ppid: p.ppid,
@@ -120,24 +250,33 @@ impl Writer {
             cmdline: p.cmdline.clone(),
             cgroup: p.cgroup.clone(),
         };
-        let body = serde_json::to_vec(&stored).map_err(io::Error::other)?;
+        let body = serde_json::to_vec(&stored).map_err(|source| JournalError::Encode {
+            what: "a process found at start",
+            source,
+        })?;
         self.frame(TYPE_PROCESS, &body)
     }
 
     /// Appends systemd's account of the boot.
-    pub fn append_systemd(&mut self, snapshot: &crate::systemd::Snapshot) -> io::Result<()> {
-        let body = serde_json::to_vec(snapshot).map_err(io::Error::other)?;
+    pub fn append_systemd(
+        &mut self,
+        snapshot: &crate::systemd::Snapshot,
+    ) -> Result<(), JournalError> {
+        let body = serde_json::to_vec(snapshot).map_err(|source| JournalError::Encode {
+            what: "systemd's account of the boot",
+            source,
+        })?;
         if body.len() >= MAX_PAYLOAD {
-            return Err(io::Error::other(format!(
-                "systemd's account of the boot is {} bytes, more than a journal frame holds ({MAX_PAYLOAD})",
-                body.len()
-            )));
+            return Err(JournalError::TooLarge {
+                what: "systemd's account of the boot",
+                bytes: body.len() + 1,
+            });
         }
         self.frame(TYPE_SYSTEMD, &body)
     }
 
     /// Hands buffered frames to the kernel when the flush interval has passed.
-    pub fn maybe_flush(&mut self) -> io::Result<()> {
+    pub fn maybe_flush(&mut self) -> Result<(), JournalError> {
         if self.unflushed > 0
             && (self.last_flush.elapsed() >= Duration::from_millis(self.limits.flush_interval_ms)
                 || self.unflushed >= 256 << 10)
@@ -148,23 +287,32 @@ impl Writer {
     }
 
     /// Hands everything buffered to the kernel (it then survives the process dying).
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()?;
-        self.unflushed = 0;
+    pub fn flush(&mut self) -> Result<(), JournalError> {
+        let flushed = self.file.flush().map_err(|e| self.write_error(e));
+        // (A failed flush is tried again a flush interval later, not at every tick.)
         self.last_flush = Instant::now();
+        self.health.count(Op::Flush, flushed)?;
+        self.unflushed = 0;
         Ok(())
     }
 
     /// Flushes and waits for the data to reach the disk.
-    pub fn sync(&mut self) -> io::Result<()> {
+    pub fn sync(&mut self) -> Result<(), JournalError> {
         self.flush()?;
-        self.file.get_ref().sync_data()
+        let synced = self
+            .file
+            .get_ref()
+            .sync_data()
+            .map_err(|e| self.write_error(e));
+        self.health.count(Op::Sync, synced)
     }
 
-    fn rotate(&mut self) -> io::Result<()> {
-        self.sync()?;
-        let (file, path) = new_segment(&self.boot_dir, &self.boot_id, self.segment + 1)
-            .map_err(|e| io::Error::other(e.to_string()))?;
+    fn rotate(&mut self) -> Result<(), JournalError> {
+        // (A segment that could not be written through is closed all the same: the
+        // failure is counted, and the next segment may fare better.)
+        let _ = self.sync();
+        let started = new_segment(&self.boot_dir, &self.boot_id, self.segment + 1);
+        let (file, path) = self.health.count(Op::Rotate, started)?;
         tracing::info!(segment = %path.display(), "journal segment started");
         self.segment += 1;
         self.file = file;
