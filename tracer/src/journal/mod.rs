@@ -61,6 +61,22 @@ pub enum JournalError {
         "{what} is {bytes} bytes, more than a journal frame holds ({MAX_PAYLOAD}): not recorded"
     )]
     TooLarge { what: &'static str, bytes: usize },
+    #[error(
+        "journal segment {path} is full ({bytes} bytes) and no new one could be started (said before): frames are dropped until one can"
+    )]
+    SegmentFull { path: PathBuf, bytes: u64 },
+    #[error(
+        "the journal in {root} is at its cap ({max_bytes} bytes) and nothing older can be removed: frames are dropped (raise [journal] max_bytes, or move out of {root} what is not the journal's)"
+    )]
+    AtCap { root: PathBuf, max_bytes: u64 },
+    #[error(
+        "journal segment names {first} to {last} in {dir} are all taken by files the journal did not make: move them away"
+    )]
+    NamesTaken {
+        dir: PathBuf,
+        first: String,
+        last: String,
+    },
     #[error("encoding {what} for the journal: {source}")]
     Encode {
         what: &'static str,
@@ -74,9 +90,11 @@ pub enum JournalError {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct JournalLimits {
-    /// All boots together stay under this many bytes; the oldest boot goes first.
+    /// All boots together stay under this many bytes; the oldest boot goes first. A new
+    /// segment makes room for itself to fill, so the cap holds while it grows.
     pub max_bytes: u64,
-    /// A segment is closed and a new one started past this size.
+    /// A segment is closed and a new one started before it would pass this size (or the
+    /// cap, if that is smaller); only a lone frame larger than this passes it.
     pub segment_bytes: u64,
     /// Written data reaches the kernel (survives `kill -9`) at least this often.
     pub flush_interval_ms: u64,
@@ -145,6 +163,7 @@ fn dir_bytes(dir: &Path) -> u64 {
         .unwrap_or_default()
         .iter()
         .filter_map(|p| fs::metadata(p).ok())
+        .filter(fs::Metadata::is_file)
         .map(|m| m.len())
         .sum()
 }

@@ -269,32 +269,174 @@ fn failures_are_counted_by_operation_and_said_once_per_burst() {
         ..JournalLimits::default()
     };
     let (logs, _guard) = capture_logs();
-    let mut w = Writer::open(&root, "b1", limits).unwrap();
+    let (clock, advance) = test_clock();
+    let mut w = Writer::open_with_clock(&root, "b1", limits, clock).unwrap();
     assert_eq!(w.errors(), JournalErrors::default());
     assert!(w.errors().by_op().iter().all(|&(_, n)| n == 0));
     let dir = root.join("b1");
-    block_names(&dir, 2, 64);
-    for i in 0..200 {
-        let _ = w.append_record(&encode(&event(i)));
+    block_names(&dir, 2, writer::NAME_TRIES);
+    for from in (0..200).step_by(20) {
+        append(&mut w, from, 20);
+        advance(writer::MAX_RETRY);
     }
-    let failed = w.errors().rotate;
-    assert!(failed > 0, "{:?}", w.errors());
-    let by_op = w.errors().by_op();
-    assert!(by_op.contains(&("rotate", failed)), "{by_op:?}");
-    let warned = lines_with(&logs, "WARN");
-    assert_eq!(warned.len(), 1, "{warned:?}");
-    assert!(warned[0].contains("rotate"), "{}", warned[0]);
-    unblock_names(&dir, 2, 64);
-    for i in 0..100 {
-        w.append_record(&encode(&event(i))).unwrap();
-    }
-    assert_eq!(
-        w.errors().rotate,
-        failed,
-        "no failure once the names are free"
+    let errors = w.errors();
+    assert!(
+        errors.rotate > 1 && errors.dropped > errors.rotate,
+        "{errors:?}"
     );
-    let recovered = lines_with(&logs, "rotate works again");
-    assert_eq!(recovered.len(), 1, "{recovered:?}");
-    assert!(recovered[0].contains("rotate"), "{}", recovered[0]);
+    let by_op = errors.by_op();
+    for (op, n) in [("rotate", errors.rotate), ("dropped", errors.dropped)] {
+        assert!(by_op.contains(&(op, n)), "{by_op:?}");
+        let warned = lines_with(&logs, &format!("op=\"{op}\""));
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(warned[0].contains("WARN"), "{}", warned[0]);
+    }
+    unblock_names(&dir, 2, writer::NAME_TRIES);
+    advance(writer::MAX_RETRY);
+    assert_eq!(append(&mut w, 200, 100), 100);
+    assert_eq!(w.errors(), errors, "no failure once the names are free");
+    for op in ["rotate", "dropped"] {
+        let recovered = lines_with(&logs, &format!("{op} works again"));
+        assert_eq!(recovered.len(), 1, "{recovered:?}");
+    }
+    fs::remove_dir_all(root).unwrap();
+}
+
+/// A clock for [`Writer::open_with_clock`] that moves only when told to.
+fn test_clock() -> (writer::Clock, impl Fn(Duration)) {
+    let start = std::time::Instant::now();
+    let offset = Arc::new(Mutex::new(Duration::ZERO));
+    let now = offset.clone();
+    (Box::new(move || start + *now.lock().unwrap()), move |by| {
+        *offset.lock().unwrap() += by
+    })
+}
+
+/// The records `from..from + n` appended; how many the writer took.
+fn append(w: &mut Writer, from: u32, n: u32) -> u64 {
+    (from..from + n)
+        .filter(|&i| w.append_record(&encode(&event(i))).is_ok())
+        .count() as u64
+}
+
+/// What is on disk holds the limits: every segment file within `segment_bytes`, all boots
+/// together within `max_bytes`.
+fn assert_within(root: &Path, limits: &JournalLimits) {
+    let mut total = 0;
+    for b in list_boots(root).unwrap() {
+        for seg in segments_of(&b.dir).unwrap() {
+            let meta = fs::metadata(&seg).unwrap();
+            if meta.is_file() {
+                assert!(
+                    meta.len() <= limits.segment_bytes,
+                    "{} is {} bytes, past segment_bytes {}",
+                    seg.display(),
+                    meta.len(),
+                    limits.segment_bytes
+                );
+                total += meta.len();
+            }
+        }
+    }
+    assert!(
+        total <= limits.max_bytes,
+        "the journal is {total} bytes, past max_bytes {}",
+        limits.max_bytes
+    );
+}
+
+/// A name someone else took (a file or directory the writer did not make) is passed
+/// over: the journal goes on in the next free one.
+#[test]
+fn a_taken_segment_name_is_passed_over() {
+    let root = tmp("taken");
+    let limits = JournalLimits {
+        segment_bytes: 2_000,
+        ..JournalLimits::default()
+    };
+    let mut w = Writer::open(&root, "b1", limits.clone()).unwrap();
+    let dir = root.join("b1");
+    block_names(&dir, 2, 1);
+    // 40 records of 65 bytes: one rotation.
+    assert_eq!(append(&mut w, 0, 40), 40, "{:?}", w.errors());
+    w.flush().unwrap();
+    assert!(dir.join(segment_name(3)).is_file());
+    assert_eq!(w.errors(), JournalErrors::default());
+    assert_within(&root, &limits);
+    let (evs, _) = events_of(&root, "b1");
+    assert_eq!(evs, (0..40).map(event).collect::<Vec<_>>());
+    fs::remove_dir_all(root).unwrap();
+}
+
+/// A rotation that fails (every name the writer would try taken here; a full disk, a
+/// read-only file system in life) is tried again after a while, not at every frame: till
+/// then what does not fit the open segment is dropped and counted, so no segment passes
+/// `segment_bytes` and the journal stays within `max_bytes` all along.
+#[test]
+fn a_failed_rotation_backs_off_and_the_limits_hold() {
+    let root = tmp("backoff");
+    let limits = JournalLimits {
+        max_bytes: 12_000,
+        segment_bytes: 2_000,
+        flush_interval_ms: 0,
+    };
+    write_boot(&root, "old", 50, limits.clone());
+    let (clock, advance) = test_clock();
+    let mut w = Writer::open_with_clock(&root, "b1", limits.clone(), clock).unwrap();
+    let dir = root.join("b1");
+    block_names(&dir, 2, writer::NAME_TRIES);
+
+    let took = append(&mut w, 0, 200);
+    assert!(took < 40, "{took}");
+    assert_eq!(w.errors().rotate, 1, "one try, not one per frame");
+    assert_eq!(w.errors().dropped, 200 - took);
+    w.flush().unwrap();
+    assert_within(&root, &limits);
+
+    // Time for another try, which fails too; then the writer waits longer.
+    advance(writer::FIRST_RETRY);
+    assert_eq!(append(&mut w, 200, 10), 0);
+    assert_eq!(w.errors().rotate, 2);
+    unblock_names(&dir, 2, writer::NAME_TRIES);
+    advance(writer::FIRST_RETRY);
+    assert_eq!(append(&mut w, 210, 10), 0, "still waiting");
+    assert_eq!(w.errors().rotate, 2);
+    advance(writer::FIRST_RETRY);
+
+    // The names free and the wait over: the journal goes on, within its cap.
+    assert_eq!(append(&mut w, 220, 300), 300);
+    assert_eq!(w.errors().rotate, 2);
+    assert_eq!(w.errors().dropped, 220 - took);
+    w.flush().unwrap();
+    assert_within(&root, &limits);
+    assert!(
+        list_boots(&root).unwrap().iter().all(|b| b.boot_id == "b1"),
+        "the older boot made room"
+    );
+    let (evs, damage) = events_of(&root, "b1");
+    assert!(damage.is_empty(), "{damage:?}");
+    assert_eq!(evs.last(), Some(&event(519)));
+    fs::remove_dir_all(root).unwrap();
+}
+
+/// A cap smaller than a segment holds too: the segment is cut at the cap, and the oldest
+/// segments make room.
+#[test]
+fn a_cap_below_the_segment_size_holds() {
+    let root = tmp("tinycap");
+    let limits = JournalLimits {
+        max_bytes: 3_000,
+        segment_bytes: 16 << 20,
+        flush_interval_ms: 0,
+    };
+    let mut w = Writer::open(&root, "b1", limits.clone()).unwrap();
+    for from in (0..1000).step_by(100) {
+        assert_eq!(append(&mut w, from, 100), 100, "{:?}", w.errors());
+        w.flush().unwrap();
+        assert_within(&root, &limits);
+    }
+    let (evs, damage) = events_of(&root, "b1");
+    assert!(damage.is_empty(), "{damage:?}");
+    assert_eq!(evs.last(), Some(&event(999)));
     fs::remove_dir_all(root).unwrap();
 }

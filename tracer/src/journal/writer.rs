@@ -29,6 +29,10 @@ pub struct JournalErrors {
     pub sync: u64,
     /// Starting a new segment.
     pub rotate: u64,
+    /// Frames not recorded because there was no room for them: the open segment was full
+    /// and no new one could be started, or the journal was at its cap and nothing older
+    /// could be removed.
+    pub dropped: u64,
 }
 
 impl JournalErrors {
@@ -43,6 +47,7 @@ impl JournalErrors {
             Op::Flush => &self.flush,
             Op::Sync => &self.sync,
             Op::Rotate => &self.rotate,
+            Op::Dropped => &self.dropped,
         }
     }
 
@@ -52,6 +57,7 @@ impl JournalErrors {
             Op::Flush => &mut self.flush,
             Op::Sync => &mut self.sync,
             Op::Rotate => &mut self.rotate,
+            Op::Dropped => &mut self.dropped,
         }
     }
 }
@@ -63,10 +69,11 @@ enum Op {
     Flush,
     Sync,
     Rotate,
+    Dropped,
 }
 
 impl Op {
-    const ALL: [Op; 4] = [Op::Write, Op::Flush, Op::Sync, Op::Rotate];
+    const ALL: [Op; 5] = [Op::Write, Op::Flush, Op::Sync, Op::Rotate, Op::Dropped];
 
     fn name(self) -> &'static str {
         match self {
@@ -74,6 +81,7 @@ impl Op {
             Op::Flush => "flush",
             Op::Sync => "sync",
             Op::Rotate => "rotate",
+            Op::Dropped => "dropped",
         }
     }
 }
@@ -122,6 +130,18 @@ impl Health {
 }
 
 /// Appends to the current boot's journal.
+///
+/// The limits hold whatever fails: no segment passes `segment_bytes` (but for a lone frame
+/// larger than that, which gets a segment of its own), and all boots together never pass
+/// `max_bytes`. When a frame does not fit the open segment and no new one can be started
+/// (the disk is full, the next names are taken), or the journal is at its cap and
+/// nothing older can be removed, the frame is dropped and counted
+/// ([`JournalErrors::dropped`]) rather than written: growing the segment instead is
+/// exactly what the limits are there to prevent, and on a full disk it would take the
+/// last space from every other service of the host. The frames dropped are the newest:
+/// what is recorded already stays. A failed rotation is not tried again at every frame
+/// but after [`FIRST_RETRY`], then after twice as long each time it fails again, up to
+/// [`MAX_RETRY`]: a frame is cheap, a failing `open` and `fsync` at each one would not be.
 pub struct Writer {
     root: PathBuf,
     boot_dir: PathBuf,
@@ -137,11 +157,37 @@ pub struct Writer {
     /// Older boots' bytes, as of the last cap check.
     older_bytes: u64,
     health: Health,
+    clock: Clock,
+    /// After a rotation or the cap failed: no new try before this.
+    retry_at: Option<Instant>,
+    /// The wait after the next failure.
+    retry_after: Duration,
 }
+
+/// The first wait after a failed rotation (or a cap that could not be kept).
+pub(super) const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// The longest wait: a disk freed is noticed within this.
+pub(super) const MAX_RETRY: Duration = Duration::from_secs(60);
+/// Names a rotation tries, from the next one on, before it fails: one can be taken by a
+/// file or directory the journal did not make (a segment copied back, a stray `mkdir`).
+pub(super) const NAME_TRIES: u64 = 16;
+
+/// Where the writer's time comes from: the monotonic clock, or a test's.
+pub(super) type Clock = Box<dyn Fn() -> Instant + Send>;
 
 impl Writer {
     /// Opens (or continues, after a daemon restart) the journal of `boot_id` under `root`.
     pub fn open(root: &Path, boot_id: &str, limits: JournalLimits) -> Result<Self, JournalError> {
+        Self::open_with_clock(root, boot_id, limits, Box::new(Instant::now))
+    }
+
+    /// [`Writer::open`] with the time taken from `clock` (a test's, to see the writer wait).
+    pub(super) fn open_with_clock(
+        root: &Path,
+        boot_id: &str,
+        limits: JournalLimits,
+        clock: Clock,
+    ) -> Result<Self, JournalError> {
         let boot_dir = root.join(boot_id);
         fs::DirBuilder::new()
             .recursive(true)
@@ -161,23 +207,26 @@ impl Writer {
             .and_then(|p| p.file_stem()?.to_str()?.parse::<u64>().ok())
             .unwrap_or(0);
         let bytes = dir_bytes(&boot_dir);
-        let (file, path) = new_segment(&boot_dir, boot_id, last + 1)?;
+        let (file, segment, path) = start_segment(&boot_dir, boot_id, last + 1)?;
         tracing::info!(segment = %path.display(), "journal opened");
         let mut w = Self {
             root: root.to_owned(),
             boot_dir,
             boot_id: boot_id.to_owned(),
             limits,
-            segment: last + 1,
+            segment,
             file,
             segment_len: HEADER_LEN as u64,
             unflushed: 0,
-            last_flush: Instant::now(),
+            last_flush: clock(),
+            clock,
             bytes: bytes + HEADER_LEN as u64,
             older_bytes: 0,
             health: Health::default(),
+            retry_at: None,
+            retry_after: FIRST_RETRY,
         };
-        w.enforce_cap();
+        w.enforce_cap(w.segment_room());
         Ok(w)
     }
 
@@ -202,8 +251,24 @@ impl Writer {
         }
     }
 
+    /// The most a segment holds: `segment_bytes`, or the cap if that is smaller.
+    fn segment_limit(&self) -> u64 {
+        self.limits.segment_bytes.min(self.limits.max_bytes)
+    }
+
+    /// What a new segment may grow by: the room a rotation makes under the cap.
+    fn segment_room(&self) -> u64 {
+        self.segment_limit().saturating_sub(HEADER_LEN as u64)
+    }
+
     fn frame(&mut self, kind: u8, body: &[u8]) -> Result<(), JournalError> {
         let len = body.len() + 1;
+        let n = (FRAME_HEAD + len) as u64;
+        if let Err(e) = self.make_room(n) {
+            self.health.failed(Op::Dropped, &e);
+            return Err(e);
+        }
+        self.health.worked(Op::Dropped);
         let mut crc = crc32fast::Hasher::new();
         crc.update(&[kind]);
         crc.update(body);
@@ -217,14 +282,52 @@ impl Writer {
             .and_then(|()| self.file.write_all(body))
             .map_err(|e| self.write_error(e));
         self.health.count(Op::Write, written)?;
-        let n = (FRAME_HEAD + len) as u64;
         self.segment_len += n;
         self.bytes += n;
         self.unflushed += FRAME_HEAD + len;
-        if self.segment_len >= self.limits.segment_bytes {
-            self.rotate()?;
-        }
         Ok(())
+    }
+
+    /// Makes room for a frame of `n` bytes: in the open segment, else in a new one, and
+    /// under the cap. See [`Writer`] for what happens when there is none.
+    fn make_room(&mut self, n: u64) -> Result<(), JournalError> {
+        let fits_segment =
+            self.segment_len == HEADER_LEN as u64 || self.segment_len + n <= self.segment_limit();
+        let fits_cap = |w: &Self| w.total_bytes() + n <= w.limits.max_bytes;
+        if fits_segment && fits_cap(self) {
+            return Ok(());
+        }
+        let now = (self.clock)();
+        let full = |w: &Self| {
+            if fits_segment {
+                JournalError::AtCap {
+                    root: w.root.clone(),
+                    max_bytes: w.limits.max_bytes,
+                }
+            } else {
+                JournalError::SegmentFull {
+                    path: w.segment_path(),
+                    bytes: w.segment_len,
+                }
+            }
+        };
+        if self.retry_at.is_some_and(|at| now < at) {
+            return Err(full(self));
+        }
+        let made = (fits_segment || self.rotate().is_ok())
+            && (fits_cap(self) || {
+                self.enforce_cap(n);
+                fits_cap(self)
+            });
+        if made {
+            self.retry_at = None;
+            self.retry_after = FIRST_RETRY;
+            Ok(())
+        } else {
+            self.retry_at = Some(now + self.retry_after);
+            self.retry_after = (self.retry_after * 2).min(MAX_RETRY);
+            Err(full(self))
+        }
     }
 
     /// Appends a kernel record as the ring buffer delivered it.
@@ -278,7 +381,8 @@ impl Writer {
     /// Hands buffered frames to the kernel when the flush interval has passed.
     pub fn maybe_flush(&mut self) -> Result<(), JournalError> {
         if self.unflushed > 0
-            && (self.last_flush.elapsed() >= Duration::from_millis(self.limits.flush_interval_ms)
+            && ((self.clock)().saturating_duration_since(self.last_flush)
+                >= Duration::from_millis(self.limits.flush_interval_ms)
                 || self.unflushed >= 256 << 10)
         {
             self.flush()?;
@@ -290,7 +394,7 @@ impl Writer {
     pub fn flush(&mut self) -> Result<(), JournalError> {
         let flushed = self.file.flush().map_err(|e| self.write_error(e));
         // (A failed flush is tried again a flush interval later, not at every tick.)
-        self.last_flush = Instant::now();
+        self.last_flush = (self.clock)();
         self.health.count(Op::Flush, flushed)?;
         self.unflushed = 0;
         Ok(())
@@ -311,41 +415,47 @@ impl Writer {
         // (A segment that could not be written through is closed all the same: the
         // failure is counted, and the next segment may fare better.)
         let _ = self.sync();
-        let started = new_segment(&self.boot_dir, &self.boot_id, self.segment + 1);
-        let (file, path) = self.health.count(Op::Rotate, started)?;
+        let started = start_segment(&self.boot_dir, &self.boot_id, self.segment + 1);
+        let (file, segment, path) = self.health.count(Op::Rotate, started)?;
         tracing::info!(segment = %path.display(), "journal segment started");
-        self.segment += 1;
+        self.segment = segment;
         self.file = file;
         self.segment_len = HEADER_LEN as u64;
         self.bytes += HEADER_LEN as u64;
-        self.enforce_cap();
+        self.enforce_cap(self.segment_room());
         Ok(())
     }
 
     /// Deletes the oldest boots, then this boot's oldest closed segments, until the
-    /// journal fits its cap.
-    fn enforce_cap(&mut self) {
+    /// journal and `room` bytes more fit the cap.
+    fn enforce_cap(&mut self, room: u64) {
+        let fits = |w: &Self| w.total_bytes() + room <= w.limits.max_bytes;
+        // This boot's bytes as the disk has them (someone may have removed some), and
+        // what is still buffered.
+        self.bytes = dir_bytes(&self.boot_dir) + self.file.buffer().len() as u64;
         let mut boots = list_boots(&self.root).unwrap_or_default();
         boots.retain(|b| b.boot_id != self.boot_id);
         self.older_bytes = boots.iter().map(|b| b.bytes).sum();
         for b in boots {
-            if self.total_bytes() <= self.limits.max_bytes {
+            if fits(self) {
                 return;
             }
-            tracing::info!(boot = %b.boot_id, bytes = b.bytes, "journal over its cap: removing the oldest boot");
             if fs::remove_dir_all(&b.dir).is_ok() {
+                tracing::info!(boot = %b.boot_id, bytes = b.bytes, "journal at its cap: removed the oldest boot");
                 self.older_bytes -= b.bytes;
             }
         }
-        let current = self.boot_dir.join(segment_name(self.segment));
+        let current = self.segment_path();
         for seg in segments_of(&self.boot_dir).unwrap_or_default() {
-            if self.total_bytes() <= self.limits.max_bytes || seg == current {
+            if fits(self) || seg == current {
                 return;
             }
-            let len = fs::metadata(&seg).map(|m| m.len()).unwrap_or(0);
-            tracing::info!(segment = %seg.display(), "journal over its cap: removing the oldest segment");
-            if fs::remove_file(&seg).is_ok() {
-                self.bytes = self.bytes.saturating_sub(len);
+            let Ok(meta) = fs::metadata(&seg) else {
+                continue;
+            };
+            if meta.is_file() && fs::remove_file(&seg).is_ok() {
+                tracing::info!(segment = %seg.display(), "journal at its cap: removed the oldest segment");
+                self.bytes = self.bytes.saturating_sub(meta.len());
             }
         }
     }
@@ -399,6 +509,31 @@ fn restrict(root: &Path) -> Result<(), JournalError> {
     Ok(())
 }
 
+/// Starts segment `from`, or the first free name of the [`NAME_TRIES`] from it on: its
+/// writer, number and path.
+fn start_segment(
+    dir: &Path,
+    boot_id: &str,
+    from: u64,
+) -> Result<(BufWriter<File>, u64, PathBuf), JournalError> {
+    for n in from..from + NAME_TRIES {
+        match new_segment(dir, boot_id, n) {
+            Ok((w, path)) => return Ok((w, n, path)),
+            Err(JournalError::Segment { path, source })
+                if source.kind() == io::ErrorKind::AlreadyExists =>
+            {
+                tracing::debug!(segment = %path.display(), "journal: segment name taken, trying the next");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(JournalError::NamesTaken {
+        dir: dir.to_owned(),
+        first: segment_name(from),
+        last: segment_name(from + NAME_TRIES - 1),
+    })
+}
+
 fn new_segment(
     dir: &Path,
     boot_id: &str,
@@ -427,7 +562,10 @@ fn new_segment(
         .as_nanos() as u64;
     header[24..32].copy_from_slice(&wall.to_le_bytes());
     let mut w = BufWriter::with_capacity(256 << 10, file);
-    w.write_all(&header).map_err(err)?;
-    w.flush().map_err(err)?;
+    if let Err(e) = w.write_all(&header).and_then(|()| w.flush()) {
+        // (Not left behind: a full disk would otherwise gather an empty segment at each try.)
+        let _ = fs::remove_file(&path);
+        return Err(err(e));
+    }
     Ok((w, path))
 }

@@ -230,13 +230,17 @@ impl Metrics {
             "tracer_journal_bytes",
             "Bytes of the on-disk event journal.",
         );
+        let ops = JournalErrors::default().by_op().map(|(op, _)| op);
         let journal_errors = counter(
             &r,
             "tracer_journal_errors_total",
-            "Journal operations that failed, by operation (write, flush, sync, rotate).",
+            &format!(
+                "Journal operations that failed, and frames not recorded, by op ({}).",
+                ops.join(", ")
+            ),
             &["op"],
         );
-        for (op, _) in JournalErrors::default().by_op() {
+        for op in ops {
             journal_errors.with_label_values(&[op]);
         }
         let build = registered(
