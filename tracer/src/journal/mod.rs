@@ -66,6 +66,10 @@ pub enum JournalError {
     )]
     SegmentFull { path: PathBuf, bytes: u64 },
     #[error(
+        "journal segment {path} was deleted and no new one could be started yet (said before): frames are dropped until one can"
+    )]
+    Deleted { path: PathBuf },
+    #[error(
         "the journal in {root} is at its cap ({max_bytes} bytes) and nothing older can be removed: frames are dropped (raise [journal] max_bytes, or move out of {root} what is not the journal's)"
     )]
     AtCap { root: PathBuf, max_bytes: u64 },

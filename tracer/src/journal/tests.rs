@@ -440,3 +440,92 @@ fn a_cap_below_the_segment_size_holds() {
     assert_eq!(evs.last(), Some(&event(999)));
     fs::remove_dir_all(root).unwrap();
 }
+
+/// Someone removes the boot's directory, or the whole journal, while the daemon writes:
+/// the writer notices at its next flush (or rotation), makes the directories again with
+/// the journal's modes and goes on in a new segment. What the deleted segment held is
+/// lost, and counted; what was still buffered is not.
+#[test]
+fn a_deleted_journal_is_made_again() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    for (name, segment_bytes) in [
+        ("segment", 1 << 20),
+        ("boot", 1 << 20),
+        ("root", 1 << 20),
+        ("rotation", 2_000),
+    ] {
+        let root = tmp(&format!("deleted-{name}"));
+        let limits = JournalLimits {
+            segment_bytes,
+            ..JournalLimits::default()
+        };
+        let mut w = Writer::open(&root, "b1", limits).unwrap();
+        assert_eq!(append(&mut w, 0, 10), 10);
+        w.flush().unwrap();
+        match name {
+            "segment" => fs::remove_file(root.join("b1").join(segment_name(1))).unwrap(),
+            "root" => fs::remove_dir_all(&root).unwrap(),
+            _ => fs::remove_dir_all(root.join("b1")).unwrap(),
+        }
+        // Buffered when the directory went: written again, into the new segment.
+        assert_eq!(append(&mut w, 10, 10), 10);
+        if name == "rotation" {
+            // Past the segment's size: the rotation notices, before any flush.
+            assert_eq!(append(&mut w, 20, 30), 30);
+            assert!(root.join("b1").is_dir(), "{name}");
+        }
+        w.flush().unwrap();
+        assert!(
+            root.join("b1").is_dir(),
+            "{name}: the directory is made again"
+        );
+        assert_eq!(w.errors().recreate, 1, "{name}: {:?}", w.errors());
+        assert_eq!(mode(&root), 0o700, "{name}");
+        assert_eq!(mode(&root.join("b1")), 0o700, "{name}");
+        let last = if name == "rotation" { 50 } else { 20 };
+        assert_eq!(append(&mut w, last, 10), 10);
+        w.sync().unwrap();
+        for seg in segments_of(&root.join("b1")).unwrap() {
+            assert_eq!(mode(&seg), 0o600, "{}", seg.display());
+        }
+        let (evs, damage) = events_of(&root, "b1");
+        assert!(damage.is_empty(), "{name}: {damage:?}");
+        assert_eq!(
+            evs,
+            (10..last + 10).map(event).collect::<Vec<_>>(),
+            "{name}"
+        );
+        assert_eq!(w.errors().recreate, 1, "{name}: noticed once");
+        fs::remove_dir_all(root).unwrap();
+    }
+}
+
+/// The journal's place taken by a file after it was deleted: the writer cannot start
+/// again there, says so, drops what comes (counted) and tries again later, not at every
+/// frame; once the way is clear it goes on.
+#[test]
+fn a_journal_that_cannot_be_made_again_is_tried_later() {
+    let root = tmp("deleted-blocked");
+    let (clock, advance) = test_clock();
+    let mut w = Writer::open_with_clock(&root, "b1", JournalLimits::default(), clock).unwrap();
+    assert_eq!(append(&mut w, 0, 10), 10);
+    w.flush().unwrap();
+    fs::remove_dir_all(&root).unwrap();
+    fs::write(&root, b"not a directory").unwrap();
+    assert!(w.flush().is_err());
+    assert_eq!(append(&mut w, 10, 100), 0);
+    let errors = w.errors();
+    assert_eq!((errors.recreate, errors.rotate), (1, 1), "{errors:?}");
+    assert_eq!(errors.dropped, 100);
+    fs::remove_file(&root).unwrap();
+    advance(writer::FIRST_RETRY);
+    assert_eq!(append(&mut w, 110, 10), 10);
+    w.sync().unwrap();
+    assert_eq!((w.errors().recreate, w.errors().rotate), (1, 1));
+    let (evs, damage) = events_of(&root, "b1");
+    assert!(damage.is_empty(), "{damage:?}");
+    // What came while the journal could not be made again is lost.
+    assert_eq!(evs, (110..120).map(event).collect::<Vec<_>>());
+    fs::remove_dir_all(root).unwrap();
+}

@@ -3,7 +3,7 @@
 use std::{
     fs::{self, File, OpenOptions},
     io::{self, BufWriter, Write},
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -33,6 +33,9 @@ pub struct JournalErrors {
     /// and no new one could be started, or the journal was at its cap and nothing older
     /// could be removed.
     pub dropped: u64,
+    /// The open segment found deleted (alone, with its boot's directory or with the whole
+    /// journal): what it held is lost, and the journal goes on in a new segment.
+    pub recreate: u64,
 }
 
 impl JournalErrors {
@@ -48,6 +51,7 @@ impl JournalErrors {
             Op::Sync => &self.sync,
             Op::Rotate => &self.rotate,
             Op::Dropped => &self.dropped,
+            Op::Recreate => &self.recreate,
         }
     }
 
@@ -58,6 +62,7 @@ impl JournalErrors {
             Op::Sync => &mut self.sync,
             Op::Rotate => &mut self.rotate,
             Op::Dropped => &mut self.dropped,
+            Op::Recreate => &mut self.recreate,
         }
     }
 }
@@ -70,10 +75,18 @@ enum Op {
     Sync,
     Rotate,
     Dropped,
+    Recreate,
 }
 
 impl Op {
-    const ALL: [Op; 5] = [Op::Write, Op::Flush, Op::Sync, Op::Rotate, Op::Dropped];
+    const ALL: [Op; 6] = [
+        Op::Write,
+        Op::Flush,
+        Op::Sync,
+        Op::Rotate,
+        Op::Dropped,
+        Op::Recreate,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -82,6 +95,7 @@ impl Op {
             Op::Sync => "sync",
             Op::Rotate => "rotate",
             Op::Dropped => "dropped",
+            Op::Recreate => "recreate",
         }
     }
 }
@@ -142,6 +156,13 @@ impl Health {
 /// what is recorded already stays. A failed rotation is not tried again at every frame
 /// but after [`FIRST_RETRY`], then after twice as long each time it fails again, up to
 /// [`MAX_RETRY`]: a frame is cheap, a failing `open` and `fsync` at each one would not be.
+///
+/// Someone may delete the journal while it is written (its segment, the boot's directory,
+/// the whole state directory): each flush and rotation looks whether the open segment is
+/// still the file at its path (one `stat`, about once a second), and if not makes the
+/// directories again (0700) and goes on in a new segment, counting the loss
+/// ([`JournalErrors::recreate`]); the frames not yet handed to the kernel go into the new
+/// segment.
 pub struct Writer {
     root: PathBuf,
     boot_dir: PathBuf,
@@ -149,6 +170,10 @@ pub struct Writer {
     limits: JournalLimits,
     segment: u64,
     file: BufWriter<File>,
+    /// (device, inode) of the open segment, to tell it is still the file at its path.
+    file_id: (u64, u64),
+    /// The open segment was found deleted: the next frame or flush starts a new one.
+    gone: bool,
     segment_len: u64,
     unflushed: usize,
     last_flush: Instant,
@@ -207,7 +232,12 @@ impl Writer {
             .and_then(|p| p.file_stem()?.to_str()?.parse::<u64>().ok())
             .unwrap_or(0);
         let bytes = dir_bytes(&boot_dir);
-        let (file, segment, path) = start_segment(&boot_dir, boot_id, last + 1)?;
+        let Started {
+            file,
+            segment,
+            path,
+            id,
+        } = start_segment(&boot_dir, boot_id, last + 1)?;
         tracing::info!(segment = %path.display(), "journal opened");
         let mut w = Self {
             root: root.to_owned(),
@@ -216,6 +246,8 @@ impl Writer {
             limits,
             segment,
             file,
+            file_id: id,
+            gone: false,
             segment_len: HEADER_LEN as u64,
             unflushed: 0,
             last_flush: clock(),
@@ -291,43 +323,56 @@ impl Writer {
     /// Makes room for a frame of `n` bytes: in the open segment, else in a new one, and
     /// under the cap. See [`Writer`] for what happens when there is none.
     fn make_room(&mut self, n: u64) -> Result<(), JournalError> {
-        let fits_segment =
-            self.segment_len == HEADER_LEN as u64 || self.segment_len + n <= self.segment_limit();
+        let fits_segment = |w: &Self| {
+            !w.gone
+                && (w.segment_len == HEADER_LEN as u64 || w.segment_len + n <= w.segment_limit())
+        };
         let fits_cap = |w: &Self| w.total_bytes() + n <= w.limits.max_bytes;
-        if fits_segment && fits_cap(self) {
+        if fits_segment(self) && fits_cap(self) {
             return Ok(());
         }
-        let now = (self.clock)();
-        let full = |w: &Self| {
-            if fits_segment {
-                JournalError::AtCap {
-                    root: w.root.clone(),
-                    max_bytes: w.limits.max_bytes,
-                }
-            } else {
-                JournalError::SegmentFull {
-                    path: w.segment_path(),
-                    bytes: w.segment_len,
-                }
-            }
-        };
-        if self.retry_at.is_some_and(|at| now < at) {
-            return Err(full(self));
-        }
-        let made = (fits_segment || self.rotate().is_ok())
-            && (fits_cap(self) || {
-                self.enforce_cap(n);
-                fits_cap(self)
-            });
+        let made = self.attempt(|w| {
+            (fits_segment(w) || w.rotate().is_ok())
+                && (fits_cap(w) || {
+                    w.enforce_cap(n);
+                    fits_cap(w)
+                })
+        });
         if made {
+            Ok(())
+        } else if self.gone {
+            Err(JournalError::Deleted {
+                path: self.segment_path(),
+            })
+        } else if !fits_segment(self) {
+            Err(JournalError::SegmentFull {
+                path: self.segment_path(),
+                bytes: self.segment_len,
+            })
+        } else {
+            Err(JournalError::AtCap {
+                root: self.root.clone(),
+                max_bytes: self.limits.max_bytes,
+            })
+        }
+    }
+
+    /// Runs `f` (a rotation, making room), unless an earlier try failed and its wait is
+    /// not over; each failure makes the next wait longer. Whether it ran and worked.
+    fn attempt(&mut self, f: impl FnOnce(&mut Self) -> bool) -> bool {
+        let now = (self.clock)();
+        if self.retry_at.is_some_and(|at| now < at) {
+            return false;
+        }
+        let worked = f(self);
+        if worked {
             self.retry_at = None;
             self.retry_after = FIRST_RETRY;
-            Ok(())
         } else {
             self.retry_at = Some(now + self.retry_after);
             self.retry_after = (self.retry_after * 2).min(MAX_RETRY);
-            Err(full(self))
         }
+        worked
     }
 
     /// Appends a kernel record as the ring buffer delivered it.
@@ -392,6 +437,22 @@ impl Writer {
 
     /// Hands everything buffered to the kernel (it then survives the process dying).
     pub fn flush(&mut self) -> Result<(), JournalError> {
+        self.notice_deleted();
+        if self.gone && !self.attempt(|w| w.rotate().is_ok()) {
+            return Err(JournalError::Deleted {
+                path: self.segment_path(),
+            });
+        }
+        self.flush_buffer()
+    }
+
+    /// Flushes and waits for the data to reach the disk.
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        self.flush()?;
+        self.sync_file()
+    }
+
+    fn flush_buffer(&mut self) -> Result<(), JournalError> {
         let flushed = self.file.flush().map_err(|e| self.write_error(e));
         // (A failed flush is tried again a flush interval later, not at every tick.)
         self.last_flush = (self.clock)();
@@ -400,9 +461,7 @@ impl Writer {
         Ok(())
     }
 
-    /// Flushes and waits for the data to reach the disk.
-    pub fn sync(&mut self) -> Result<(), JournalError> {
-        self.flush()?;
+    fn sync_file(&mut self) -> Result<(), JournalError> {
         let synced = self
             .file
             .get_ref()
@@ -411,17 +470,71 @@ impl Writer {
         self.health.count(Op::Sync, synced)
     }
 
+    /// Whether the open segment is still the file at its path; if not, says so, counts
+    /// it and marks it gone.
+    fn notice_deleted(&mut self) {
+        if self.gone {
+            return;
+        }
+        let path = self.segment_path();
+        let there = match fs::metadata(&path) {
+            Ok(m) => (m.dev(), m.ino()) == self.file_id,
+            // (Another error, say ENOMEM, tells nothing about the file.)
+            Err(e) => !matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ),
+        };
+        if !there {
+            self.gone = true;
+            *self.health.errors.get_mut(Op::Recreate) += 1;
+            tracing::warn!(
+                op = Op::Recreate.name(),
+                "journal: {} was deleted (alone, with its boot's directory or with the journal): what it held is lost; the journal goes on in a new segment",
+                path.display()
+            );
+        }
+    }
+
     fn rotate(&mut self) -> Result<(), JournalError> {
-        // (A segment that could not be written through is closed all the same: the
-        // failure is counted, and the next segment may fare better.)
-        let _ = self.sync();
+        self.notice_deleted();
+        if !self.gone {
+            // (A segment that could not be written through is closed all the same: the
+            // failure is counted, and the next segment may fare better.)
+            let _ = self.flush_buffer().and_then(|()| self.sync_file());
+        }
         let started = start_segment(&self.boot_dir, &self.boot_id, self.segment + 1);
-        let (file, segment, path) = self.health.count(Op::Rotate, started)?;
-        tracing::info!(segment = %path.display(), "journal segment started");
+        let Started {
+            file,
+            segment,
+            path,
+            id,
+        } = self.health.count(Op::Rotate, started)?;
+        let old = std::mem::replace(&mut self.file, file);
         self.segment = segment;
-        self.file = file;
+        self.file_id = id;
         self.segment_len = HEADER_LEN as u64;
-        self.bytes += HEADER_LEN as u64;
+        if std::mem::take(&mut self.gone) {
+            // What was still buffered never reached the deleted file: it goes into this one.
+            let (_, pending) = old.into_parts();
+            if let Ok(pending) = pending
+                && !pending.is_empty()
+                && pending.len() as u64 <= self.segment_room()
+            {
+                let written = self
+                    .file
+                    .write_all(&pending)
+                    .map_err(|e| self.write_error(e));
+                if self.health.count(Op::Write, written).is_ok() {
+                    self.segment_len += pending.len() as u64;
+                }
+            }
+            tracing::info!(segment = %path.display(), "journal made again");
+        } else {
+            drop(old);
+            tracing::info!(segment = %path.display(), "journal segment started");
+        }
+        self.unflushed = self.file.buffer().len();
         self.enforce_cap(self.segment_room());
         Ok(())
     }
@@ -509,16 +622,28 @@ fn restrict(root: &Path) -> Result<(), JournalError> {
     Ok(())
 }
 
-/// Starts segment `from`, or the first free name of the [`NAME_TRIES`] from it on: its
-/// writer, number and path.
-fn start_segment(
-    dir: &Path,
-    boot_id: &str,
-    from: u64,
-) -> Result<(BufWriter<File>, u64, PathBuf), JournalError> {
-    for n in from..from + NAME_TRIES {
-        match new_segment(dir, boot_id, n) {
-            Ok((w, path)) => return Ok((w, n, path)),
+/// A segment just started: its writer, number, path and (device, inode).
+struct Started {
+    file: BufWriter<File>,
+    segment: u64,
+    path: PathBuf,
+    id: (u64, u64),
+}
+
+/// Starts segment `from`, or the first free name of the [`NAME_TRIES`] from it on, making
+/// the boot's directory (and the journal's) first if someone removed it.
+fn start_segment(dir: &Path, boot_id: &str, from: u64) -> Result<Started, JournalError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+        .map_err(|source| JournalError::Dir {
+            path: dir.to_owned(),
+            source,
+        })?;
+    for segment in from..from + NAME_TRIES {
+        match new_segment(dir, boot_id, segment) {
+            Ok(started) => return Ok(started),
             Err(JournalError::Segment { path, source })
                 if source.kind() == io::ErrorKind::AlreadyExists =>
             {
@@ -534,11 +659,7 @@ fn start_segment(
     })
 }
 
-fn new_segment(
-    dir: &Path,
-    boot_id: &str,
-    n: u64,
-) -> Result<(BufWriter<File>, PathBuf), JournalError> {
+fn new_segment(dir: &Path, boot_id: &str, n: u64) -> Result<Started, JournalError> {
     let path = dir.join(segment_name(n));
     let err = |source| JournalError::Segment {
         path: path.clone(),
@@ -562,10 +683,22 @@ fn new_segment(
         .as_nanos() as u64;
     header[24..32].copy_from_slice(&wall.to_le_bytes());
     let mut w = BufWriter::with_capacity(256 << 10, file);
-    if let Err(e) = w.write_all(&header).and_then(|()| w.flush()) {
-        // (Not left behind: a full disk would otherwise gather an empty segment at each try.)
-        let _ = fs::remove_file(&path);
-        return Err(err(e));
+    let started = w
+        .write_all(&header)
+        .and_then(|()| w.flush())
+        .and_then(|()| w.get_ref().metadata());
+    match started {
+        Ok(meta) => Ok(Started {
+            file: w,
+            segment: n,
+            path,
+            id: (meta.dev(), meta.ino()),
+        }),
+        Err(e) => {
+            // (Not left behind: a full disk would otherwise gather an empty segment at
+            // each try.)
+            let _ = fs::remove_file(&path);
+            Err(err(e))
+        }
     }
-    Ok((w, path))
 }
