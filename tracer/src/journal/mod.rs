@@ -33,13 +33,16 @@ const MAGIC: &[u8; 8] = b"TRACERJ\0";
 pub const FORMAT_VERSION: u32 = 1;
 const HEADER_LEN: usize = 32;
 const FRAME_HEAD: usize = 8;
-/// No payload is larger (kernel records are at most a few KiB).
+/// No payload is larger: the reader takes no frame past it, and the writer writes none
+/// (kernel records are at most a few KiB; a process found at start with a longer command
+/// line is cut to fit, systemd's account of a host with thousands of units is split).
 const MAX_PAYLOAD: usize = 1 << 20;
 
 const TYPE_EVENT: u8 = 1;
 const TYPE_CGROUP: u8 = 2;
 const TYPE_PROCESS: u8 = 3;
-/// systemd's account once boot finished (JSON of [`crate::systemd::Snapshot`]).
+/// systemd's account once boot finished (JSON of [`crate::systemd::Snapshot`], or of a
+/// part of it: [`StoredSystemd`]).
 const TYPE_SYSTEMD: u8 = 4;
 
 /// Why the journal could not be written or read.
@@ -123,8 +126,12 @@ pub enum Item {
         id: u64,
         path: String,
     },
-    /// A process that was running when the daemon started.
-    Process(ProcInfo),
+    /// A process that was running when the daemon started; `cmdline_truncated` when its
+    /// command line was cut to fit a frame (its first arguments are kept).
+    Process {
+        info: ProcInfo,
+        cmdline_truncated: bool,
+    },
     /// What systemd said about the boot and its units when boot finished.
     Systemd(Box<crate::systemd::Snapshot>),
 }
@@ -139,6 +146,23 @@ struct StoredProc {
     exe: Option<String>,
     cmdline: Vec<String>,
     cgroup: Option<String>,
+    /// The command line was cut to fit a frame. (Written only when true, so that records
+    /// not cut are as before; journals written before it read as not cut.)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    cmdline_truncated: bool,
+}
+
+/// systemd's account as stored: whole, or when it is larger than a frame, in parts of a
+/// few units each, every part with the boot's times. A reader that does not know parts
+/// (the field is unknown to it, and ignored) takes the last part for the account: the
+/// boot's times right, some of its units.
+#[derive(Serialize, Deserialize)]
+struct StoredSystemd {
+    #[serde(flatten)]
+    snapshot: crate::systemd::Snapshot,
+    /// Of a split account: this part's index and how many there are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    journal_part: Option<(u32, u32)>,
 }
 
 /// This boot's id (/proc/sys/kernel/random/boot_id), without dashes.

@@ -529,3 +529,228 @@ fn a_journal_that_cannot_be_made_again_is_tried_later() {
     assert_eq!(evs, (110..120).map(event).collect::<Vec<_>>());
     fs::remove_dir_all(root).unwrap();
 }
+
+fn long_process() -> ProcInfo {
+    ProcInfo {
+        pid: 42,
+        ppid: 1,
+        start_ns: 5,
+        comm: "big".into(),
+        exe: Some("/usr/bin/big".into()),
+        // Over a MiB, and more once escaped in JSON (\u0001 is six bytes).
+        cmdline: vec![
+            "/usr/bin/big".into(),
+            "a".repeat(700_000),
+            "\u{1}é".repeat(60_000),
+            "b".repeat(300_000),
+        ],
+        cgroup: Some("/system.slice/big.service".into()),
+    }
+}
+
+fn items_of(root: &Path, boot: &str) -> (Vec<Item>, Vec<Damage>) {
+    let mut items = Vec::new();
+    let damage = read_boot(&find_boot(root, boot).unwrap(), |i| items.push(i)).unwrap();
+    (items, damage)
+}
+
+/// A process found at start with a command line of megabytes: its record is cut to fit a
+/// frame the reader takes (whole arguments first, then the last one on a character),
+/// and read back flagged as cut.
+#[test]
+fn a_long_command_line_at_start_is_cut_to_fit_a_frame() {
+    let root = tmp("longcmd");
+    let mut w = Writer::open(&root, "b1", JournalLimits::default()).unwrap();
+    let p = long_process();
+    w.append_process(&p).unwrap();
+    w.append_record(&encode(&event(1))).unwrap();
+    w.sync().unwrap();
+    let (items, damage) = items_of(&root, "b1");
+    assert!(damage.is_empty(), "{damage:?}");
+    assert_eq!(items.len(), 2, "{}", items.len());
+    let Item::Process {
+        info: read,
+        cmdline_truncated: true,
+    } = &items[0]
+    else {
+        panic!("not a process flagged as cut: {:?}", items[0]);
+    };
+    assert_eq!(read.cmdline[..2], p.cmdline[..2]);
+    assert_eq!(read.cmdline.len(), 3);
+    assert!(p.cmdline[2].starts_with(&read.cmdline[2]) && read.cmdline[2].len() > 1000);
+    let cut = ProcInfo {
+        cmdline: Vec::new(),
+        ..read.clone()
+    };
+    assert_eq!(
+        cut,
+        ProcInfo {
+            cmdline: Vec::new(),
+            ..p.clone()
+        }
+    );
+    assert_eq!(items[1], Item::Event(event(1)));
+    // The frame is as full as it may be: a handful of bytes short of the most.
+    let frame_len = fs::metadata(root.join("b1").join(segment_name(1)))
+        .unwrap()
+        .len() as usize
+        - HEADER_LEN
+        - (FRAME_HEAD + encode(&event(1)).len() + 1);
+    assert!(
+        (FRAME_HEAD + MAX_PAYLOAD - 8..=FRAME_HEAD + MAX_PAYLOAD).contains(&frame_len),
+        "{frame_len}"
+    );
+    assert_eq!(w.errors().truncated, 1);
+    assert_eq!(w.errors().oversized, 0);
+    fs::remove_dir_all(root).unwrap();
+}
+
+/// A process record of a journal written before records could be cut (no flag) reads as
+/// not cut; one that is not cut is written as before.
+#[test]
+fn a_process_record_without_the_flag_reads_as_not_cut() {
+    let root = tmp("oldproc");
+    let mut w = Writer::open(&root, "b1", JournalLimits::default()).unwrap();
+    let p = ProcInfo {
+        cmdline: vec!["/usr/bin/small".into(), "-x".into()],
+        ..long_process()
+    };
+    w.append_process(&p).unwrap();
+    w.sync().unwrap();
+    let data = fs::read(root.join("b1").join(segment_name(1))).unwrap();
+    let body = &data[HEADER_LEN + FRAME_HEAD + 1..];
+    assert_eq!(
+        std::str::from_utf8(body).unwrap(),
+        r#"{"pid":42,"ppid":1,"start_ns":5,"comm":"big","exe":"/usr/bin/big","cmdline":["/usr/bin/small","-x"],"cgroup":"/system.slice/big.service"}"#
+    );
+    let (items, damage) = items_of(&root, "b1");
+    assert!(damage.is_empty(), "{damage:?}");
+    assert_eq!(
+        items,
+        [Item::Process {
+            info: p,
+            cmdline_truncated: false
+        }]
+    );
+    fs::remove_dir_all(root).unwrap();
+}
+
+/// Cutting keeps whole arguments while they fit, then cuts the next on a character
+/// boundary, counting what JSON escapes as it takes.
+#[test]
+fn command_lines_are_cut_on_characters() {
+    let args: Vec<String> = vec!["ab".into(), "\u{1}é\"x".into()];
+    let json = |a: &[String]| serde_json::to_vec(a).unwrap().len() - 2;
+    assert_eq!(writer::cut_to_fit(&args, json(&args)), args);
+    for room in 0..json(&args) {
+        let cut = writer::cut_to_fit(&args, room);
+        assert!(json(&cut) <= room, "{room}: {cut:?}");
+        assert!(
+            cut.iter()
+                .zip(&args)
+                .all(|(c, a)| a.starts_with(c.as_str()))
+        );
+        // Nothing more would fit: one more character of what was cut (or the next arg).
+        let more = match cut.len() {
+            0 => vec!["a".to_owned()],
+            1 if cut[0] == "ab" => vec!["ab".to_owned(), "\u{1}".to_owned()],
+            1 => vec!["ab".to_owned()],
+            _ => {
+                let next = args[1][cut[1].len()..].chars().next().unwrap();
+                vec!["ab".to_owned(), format!("{}{next}", cut[1])]
+            }
+        };
+        assert!(json(&more) > room, "{room}: {cut:?} and {more:?}");
+    }
+}
+
+fn many_units(n: usize) -> crate::systemd::Snapshot {
+    use crate::systemd::{Snapshot, SystemdUnit};
+    let mut s = Snapshot::default();
+    s.boot.finish_us = 12_345;
+    s.units = (0..n)
+        .map(|i| SystemdUnit {
+            id: format!("unit-{i}.service"),
+            active_state: "active".into(),
+            after: (0..8)
+                .map(|j| format!("dependency-{j}-of-{i}.service"))
+                .collect(),
+            active_enter_us: i as u64,
+            ..SystemdUnit::default()
+        })
+        .collect();
+    s
+}
+
+/// systemd's account of a host with thousands of units is more than one frame holds: it is
+/// split across frames, and read back whole, as one.
+#[test]
+fn a_large_systemd_account_is_split_across_frames() {
+    let root = tmp("bigsystemd");
+    let limits = JournalLimits {
+        segment_bytes: 1 << 20,
+        ..JournalLimits::default()
+    };
+    let mut w = Writer::open(&root, "b1", limits).unwrap();
+    let snapshot = many_units(5_000);
+    assert!(serde_json::to_vec(&snapshot).unwrap().len() > 2 * MAX_PAYLOAD);
+    w.append_record(&encode(&event(1))).unwrap();
+    w.append_systemd(&snapshot).unwrap();
+    w.append_record(&encode(&event(2))).unwrap();
+    w.sync().unwrap();
+    assert!(
+        segments_of(&root.join("b1")).unwrap().len() > 1,
+        "split over segments too"
+    );
+    let (items, damage) = items_of(&root, "b1");
+    assert!(damage.is_empty(), "{damage:?}");
+    assert_eq!(
+        items,
+        [
+            Item::Event(event(1)),
+            Item::Systemd(Box::new(snapshot.clone())),
+            Item::Event(event(2))
+        ]
+    );
+    assert_eq!(w.errors(), JournalErrors::default());
+
+    // A reader that does not know parts takes the last for the account: the boot's
+    // times, some of the units.
+    let last = segments_of(&root.join("b1")).unwrap().pop().unwrap();
+    let data = fs::read(last).unwrap();
+    let len = u32::from_le_bytes(data[HEADER_LEN..HEADER_LEN + 4].try_into().unwrap()) as usize;
+    let body = &data[HEADER_LEN + FRAME_HEAD + 1..HEADER_LEN + FRAME_HEAD + len];
+    let old: crate::systemd::Snapshot = serde_json::from_slice(body).unwrap();
+    assert_eq!(old.boot, snapshot.boot);
+    assert!(!old.units.is_empty() && old.units.len() < snapshot.units.len());
+    assert_eq!(old.units.last(), snapshot.units.last());
+
+    // A part lost: the rest is read, and the loss said.
+    fs::remove_file(segments_of(&root.join("b1")).unwrap()[1].clone()).unwrap();
+    let (items, damage) = items_of(&root, "b1");
+    assert_eq!(damage.len(), 1, "{damage:?}");
+    assert!(damage[0].what.contains("parts read"), "{}", damage[0]);
+    let Some(Item::Systemd(partial)) = items.iter().find(|i| matches!(i, Item::Systemd(_))) else {
+        panic!("{items:?}");
+    };
+    assert_eq!(partial.boot, snapshot.boot);
+    assert!(partial.units.len() < snapshot.units.len());
+    fs::remove_dir_all(root).unwrap();
+}
+
+/// A record larger than any frame (none is, from the kernel; this is the last guard) is
+/// refused and counted, and what comes after is recorded.
+#[test]
+fn a_record_larger_than_a_frame_is_refused() {
+    let root = tmp("hugerecord");
+    let mut w = Writer::open(&root, "b1", JournalLimits::default()).unwrap();
+    assert!(w.append_record(&vec![0; MAX_PAYLOAD]).is_err());
+    assert!(w.append_cgroup(9, &"x".repeat(MAX_PAYLOAD)).is_err());
+    w.append_record(&encode(&event(1))).unwrap();
+    w.sync().unwrap();
+    let (items, damage) = items_of(&root, "b1");
+    assert!(damage.is_empty(), "{damage:?}");
+    assert_eq!(items, [Item::Event(event(1))]);
+    assert_eq!(w.errors().oversized, 2);
+    fs::remove_dir_all(root).unwrap();
+}

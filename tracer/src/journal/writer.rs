@@ -10,10 +10,16 @@ use std::{
 
 use super::{
     FORMAT_VERSION, FRAME_HEAD, HEADER_LEN, JournalError, JournalLimits, MAGIC, MAX_PAYLOAD,
-    StoredProc, TYPE_CGROUP, TYPE_EVENT, TYPE_PROCESS, TYPE_SYSTEMD, dir_bytes, list_boots,
-    segment_name, segments_of,
+    StoredProc, StoredSystemd, TYPE_CGROUP, TYPE_EVENT, TYPE_PROCESS, TYPE_SYSTEMD, dir_bytes,
+    list_boots, segment_name, segments_of,
 };
-use crate::procfs::ProcInfo;
+use crate::{
+    procfs::ProcInfo,
+    systemd::{Snapshot, SystemdUnit},
+};
+
+/// The most a frame's body holds (its payload is the type byte and the body).
+const MAX_BODY: usize = MAX_PAYLOAD - 1;
 
 /// How often each of the journal's operations failed since the writer opened, for
 /// `tracer_journal_errors_total{op}`. A failing operation is said once, when it starts
@@ -36,6 +42,12 @@ pub struct JournalErrors {
     /// The open segment found deleted (alone, with its boot's directory or with the whole
     /// journal): what it held is lost, and the journal goes on in a new segment.
     pub recreate: u64,
+    /// Frames refused because they were larger than a reader takes (`MAX_PAYLOAD`): none
+    /// should be, the long ones are cut or split before.
+    pub oversized: u64,
+    /// Processes found at start whose command line was cut to fit a frame (they are
+    /// recorded, flagged as cut).
+    pub truncated: u64,
 }
 
 impl JournalErrors {
@@ -52,6 +64,8 @@ impl JournalErrors {
             Op::Rotate => &self.rotate,
             Op::Dropped => &self.dropped,
             Op::Recreate => &self.recreate,
+            Op::Oversized => &self.oversized,
+            Op::Truncated => &self.truncated,
         }
     }
 
@@ -63,6 +77,8 @@ impl JournalErrors {
             Op::Rotate => &mut self.rotate,
             Op::Dropped => &mut self.dropped,
             Op::Recreate => &mut self.recreate,
+            Op::Oversized => &mut self.oversized,
+            Op::Truncated => &mut self.truncated,
         }
     }
 }
@@ -76,16 +92,20 @@ enum Op {
     Rotate,
     Dropped,
     Recreate,
+    Oversized,
+    Truncated,
 }
 
 impl Op {
-    const ALL: [Op; 6] = [
+    const ALL: [Op; 8] = [
         Op::Write,
         Op::Flush,
         Op::Sync,
         Op::Rotate,
         Op::Dropped,
         Op::Recreate,
+        Op::Oversized,
+        Op::Truncated,
     ];
 
     fn name(self) -> &'static str {
@@ -96,6 +116,8 @@ impl Op {
             Op::Rotate => "rotate",
             Op::Dropped => "dropped",
             Op::Recreate => "recreate",
+            Op::Oversized => "oversized",
+            Op::Truncated => "truncated",
         }
     }
 }
@@ -131,6 +153,11 @@ impl Health {
                 op.name()
             );
         }
+    }
+
+    /// Counts one of what happens once at a time (not a burst of one operation failing).
+    fn happened(&mut self, op: Op) {
+        *self.errors.get_mut(op) += 1;
     }
 
     /// `result`, counted under `op`.
@@ -294,6 +321,20 @@ impl Writer {
     }
 
     fn frame(&mut self, kind: u8, body: &[u8]) -> Result<(), JournalError> {
+        if body.len() > MAX_BODY {
+            let e = JournalError::TooLarge {
+                what: match kind {
+                    TYPE_EVENT => "a kernel record",
+                    TYPE_CGROUP => "a cgroup found at start",
+                    TYPE_PROCESS => "a process found at start",
+                    _ => "a part of systemd's account",
+                },
+                bytes: body.len() + 1,
+            };
+            self.health.happened(Op::Oversized);
+            tracing::warn!(op = Op::Oversized.name(), "journal: {e}");
+            return Err(e);
+        }
         let len = body.len() + 1;
         let n = (FRAME_HEAD + len) as u64;
         if let Err(e) = self.make_room(n) {
@@ -387,9 +428,16 @@ impl Writer {
         self.frame(TYPE_CGROUP, &body)
     }
 
-    /// Appends a process found at start.
+    /// Appends a process found at start. A command line too long for a frame is cut to
+    /// fit (whole arguments first, then the last one on a character) and flagged as cut.
     pub fn append_process(&mut self, p: &ProcInfo) -> Result<(), JournalError> {
-        let stored = StoredProc {
+        let encode = |stored: &StoredProc| {
+            serde_json::to_vec(stored).map_err(|source| JournalError::Encode {
+                what: "a process found at start",
+                source,
+            })
+        };
+        let mut stored = StoredProc {
             pid: p.pid,
             ppid: p.ppid,
             start_ns: p.start_ns,
@@ -397,30 +445,78 @@ impl Writer {
             exe: p.exe.clone(),
             cmdline: p.cmdline.clone(),
             cgroup: p.cgroup.clone(),
+            cmdline_truncated: false,
         };
-        let body = serde_json::to_vec(&stored).map_err(|source| JournalError::Encode {
-            what: "a process found at start",
-            source,
-        })?;
+        let mut body = encode(&stored)?;
+        if body.len() > MAX_BODY {
+            let whole = body.len();
+            stored.cmdline = Vec::new();
+            stored.cmdline_truncated = true;
+            let room = MAX_BODY.saturating_sub(encode(&stored)?.len());
+            stored.cmdline = cut_to_fit(&p.cmdline, room);
+            body = encode(&stored)?;
+            self.health.happened(Op::Truncated);
+            tracing::info!(
+                op = Op::Truncated.name(),
+                pid = p.pid,
+                "journal: the command line of process {} found at start is cut to fit a frame ({whole} bytes, {} kept)",
+                p.pid,
+                body.len()
+            );
+        }
         self.frame(TYPE_PROCESS, &body)
     }
 
-    /// Appends systemd's account of the boot.
-    pub fn append_systemd(
-        &mut self,
-        snapshot: &crate::systemd::Snapshot,
-    ) -> Result<(), JournalError> {
-        let body = serde_json::to_vec(snapshot).map_err(|source| JournalError::Encode {
-            what: "systemd's account of the boot",
-            source,
-        })?;
-        if body.len() >= MAX_PAYLOAD {
-            return Err(JournalError::TooLarge {
+    /// Appends systemd's account of the boot: in one frame, or split into parts of a few
+    /// units each when it is larger (a host with thousands of units); the reader puts it
+    /// back together. (Split rather than dropped: it is what `tracer boot` shows of a past
+    /// boot, and the hosts with the largest accounts are those it matters most on.)
+    pub fn append_systemd(&mut self, snapshot: &Snapshot) -> Result<(), JournalError> {
+        let encode = |stored: &StoredSystemd| {
+            serde_json::to_vec(stored).map_err(|source| JournalError::Encode {
                 what: "systemd's account of the boot",
-                bytes: body.len() + 1,
-            });
+                source,
+            })
+        };
+        let mut stored = StoredSystemd {
+            snapshot: snapshot.clone(),
+            journal_part: None,
+        };
+        let body = encode(&stored)?;
+        if body.len() <= MAX_BODY {
+            return self.frame(TYPE_SYSTEMD, &body);
         }
-        self.frame(TYPE_SYSTEMD, &body)
+        // Each part: the boot's times and the units that fit beside them.
+        stored.snapshot.units = Vec::new();
+        stored.journal_part = Some((u32::MAX, u32::MAX));
+        let room = MAX_BODY.saturating_sub(encode(&stored)?.len());
+        let mut chunks: Vec<&[SystemdUnit]> = Vec::new();
+        let (mut start, mut used) = (0, 0usize);
+        for (i, unit) in snapshot.units.iter().enumerate() {
+            let len = serde_json::to_vec(unit).map_or(usize::MAX, |j| j.len() + 1);
+            if i > start && used.saturating_add(len) > room {
+                chunks.push(&snapshot.units[start..i]);
+                (start, used) = (i, 0);
+            }
+            used = used.saturating_add(len);
+        }
+        chunks.push(&snapshot.units[start..]);
+        tracing::info!(
+            bytes = body.len(),
+            parts = chunks.len(),
+            "journal: systemd's account is larger than a frame: split"
+        );
+        let of = chunks.len() as u32;
+        let mut first_error = None;
+        for (index, units) in chunks.into_iter().enumerate() {
+            stored.snapshot.units = units.to_vec();
+            stored.journal_part = Some((index as u32, of));
+            // (A part that cannot be written is said and counted; the others still are.)
+            if let Err(e) = encode(&stored).and_then(|body| self.frame(TYPE_SYSTEMD, &body)) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Hands buffered frames to the kernel when the flush interval has passed.
@@ -487,7 +583,7 @@ impl Writer {
         };
         if !there {
             self.gone = true;
-            *self.health.errors.get_mut(Op::Recreate) += 1;
+            self.health.happened(Op::Recreate);
             tracing::warn!(
                 op = Op::Recreate.name(),
                 "journal: {} was deleted (alone, with its boot's directory or with the journal): what it held is lost; the journal goes on in a new segment",
@@ -572,6 +668,53 @@ impl Writer {
             }
         }
     }
+}
+
+/// The longest start of `args` whose JSON takes at most `room` bytes more than an empty
+/// array's: whole arguments while they fit, then as much of the next as fits, cut on a
+/// character.
+pub(super) fn cut_to_fit(args: &[String], mut room: usize) -> Vec<String> {
+    // What each ASCII character takes in a JSON string as serde_json writes it (`\"`,
+    // `\n`, `\u0001`, ...); any other character is written as it is.
+    let ascii: Vec<usize> = (0u8..128)
+        .map(|b| serde_json::to_string(&char::from(b)).map_or(6, |j| j.len() - 2))
+        .collect();
+    let char_len = |c: char| {
+        if c.is_ascii() {
+            ascii[c as usize]
+        } else {
+            c.len_utf8()
+        }
+    };
+    let mut kept = Vec::new();
+    for arg in args {
+        // Quotes, and a comma before all but the first.
+        let overhead = 2 + usize::from(!kept.is_empty());
+        let len = overhead + arg.chars().map(char_len).sum::<usize>();
+        if len <= room {
+            room -= len;
+            kept.push(arg.clone());
+            continue;
+        }
+        let Some(mut left) = room.checked_sub(overhead) else {
+            break;
+        };
+        let end = arg
+            .char_indices()
+            .find_map(|(i, c)| match left.checked_sub(char_len(c)) {
+                Some(l) => {
+                    left = l;
+                    None
+                }
+                None => Some(i),
+            })
+            .unwrap_or(arg.len());
+        if end > 0 {
+            kept.push(arg[..end].to_owned());
+        }
+        break;
+    }
+    kept
 }
 
 /// The journal holds every command line of the host: its directories are root's alone
