@@ -22,8 +22,10 @@ use crate::{
 const MAX_BODY: usize = MAX_PAYLOAD - 1;
 
 /// How often each of the journal's operations failed since the writer opened, for
-/// `tracer_journal_errors_total{op}`. A failing operation is said once, when it starts
-/// failing, and once when it works again: not once per frame.
+/// `tracer_journal_errors_total{op}`. An operation that fails over and over (`write`,
+/// `flush`, `sync`, `rotate`, `dropped`) is said once when it starts failing and once when
+/// it works again, not at every frame; the rare others (`recreate`, `oversized`,
+/// `truncated`) each time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct JournalErrors {
     /// Frames that could not be put into the segment's buffer (its earlier part could not
@@ -535,6 +537,8 @@ impl Writer {
     pub fn flush(&mut self) -> Result<(), JournalError> {
         self.notice_deleted();
         if self.gone && !self.attempt(|w| w.rotate().is_ok()) {
+            // (Tried again a flush interval later, like a failed flush.)
+            self.last_flush = (self.clock)();
             return Err(JournalError::Deleted {
                 path: self.segment_path(),
             });
@@ -586,7 +590,7 @@ impl Writer {
             self.health.happened(Op::Recreate);
             tracing::warn!(
                 op = Op::Recreate.name(),
-                "journal: {} was deleted (alone, with its boot's directory or with the journal): what it held is lost; the journal goes on in a new segment",
+                "journal: {} is gone (deleted or replaced, alone, with its boot's directory or with the journal): what it held is lost; the journal goes on in a new segment",
                 path.display()
             );
         }
