@@ -329,6 +329,22 @@ fn stream_reports_metrics_and_journal() {
         .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
         .sum();
     assert!(execs >= 14000.0, "exec events counted: {execs}");
+    // Nothing went wrong in the journal, and each of its operations has its series.
+    for op in [
+        "write",
+        "flush",
+        "sync",
+        "rotate",
+        "dropped",
+        "recreate",
+        "oversized",
+    ] {
+        let line = format!("tracer_journal_errors_total{{op=\"{op}\"}} 0");
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing from /metrics"
+        );
+    }
     assert!(http_get(d.port, "/nope").starts_with("HTTP/1.1 404"));
     promtool_check(text);
 

@@ -133,7 +133,7 @@ async fn from_journal(args: &BootArgs, which: &str) -> anyhow::Result<BootReport
     let b = journal::find_boot(&args.state_dir.join("journal"), which)?;
     let damage = journal::read_boot(&b, |item| match item {
         Item::Cgroup { id, path } => cgroups.insert(id, &path),
-        Item::Process(p) => {
+        Item::Process { info: p, .. } => {
             model.found_at_start(&p);
             found.push(p);
         }

@@ -419,8 +419,11 @@ impl Pipeline {
         for e in self.malformed.drain(..) {
             probe.note_malformed(&e);
         }
-        self.metrics
-            .sync(probe.kernel_stats().drops, self.journal.total_bytes());
+        self.metrics.sync(
+            probe.kernel_stats().drops,
+            self.journal.total_bytes(),
+            &self.journal.errors(),
+        );
     }
 
     fn stop(mut self, cfg: &Config, probe: &Probe) -> anyhow::Result<()> {

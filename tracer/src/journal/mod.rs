@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use boots::{BootInfo, find_boot, first_event_ns, list_boots, vacuum};
 pub use reader::{Damage, read_boot, read_segment};
-pub use writer::Writer;
+pub use writer::{JournalErrors, Writer};
 
 use crate::{event::Event, procfs::ProcInfo};
 
@@ -33,13 +33,16 @@ const MAGIC: &[u8; 8] = b"TRACERJ\0";
 pub const FORMAT_VERSION: u32 = 1;
 const HEADER_LEN: usize = 32;
 const FRAME_HEAD: usize = 8;
-/// No payload is larger (kernel records are at most a few KiB).
+/// No payload is larger: the reader takes no frame past it, and the writer writes none
+/// (kernel records are at most a few KiB; a process found at start with a longer command
+/// line is cut to fit, systemd's account of a host with thousands of units is split).
 const MAX_PAYLOAD: usize = 1 << 20;
 
 const TYPE_EVENT: u8 = 1;
 const TYPE_CGROUP: u8 = 2;
 const TYPE_PROCESS: u8 = 3;
-/// systemd's account once boot finished (JSON of [`crate::systemd::Snapshot`]).
+/// systemd's account once boot finished (JSON of [`crate::systemd::Snapshot`], or of a
+/// part of it: [`StoredSystemd`]).
 const TYPE_SYSTEMD: u8 = 4;
 
 /// Why the journal could not be written or read.
@@ -53,6 +56,39 @@ pub enum JournalError {
     NotAJournal { path: PathBuf },
     #[error("{path} has journal format {found}; this tracer reads format {FORMAT_VERSION}")]
     Version { path: PathBuf, found: u32 },
+    #[error(
+        "writing journal segment {path}: {source} (is its file system full? `tracer journal --vacuum-size SIZE` removes old boots)"
+    )]
+    Write { path: PathBuf, source: io::Error },
+    #[error(
+        "{what} is {bytes} bytes, more than a journal frame holds ({MAX_PAYLOAD}): not recorded"
+    )]
+    TooLarge { what: &'static str, bytes: usize },
+    #[error(
+        "journal segment {path} is full ({bytes} bytes) and no new one could be started (said before): frames are dropped until one can"
+    )]
+    SegmentFull { path: PathBuf, bytes: u64 },
+    #[error(
+        "journal segment {path} was deleted and no new one could be started yet (said before): frames are dropped until one can"
+    )]
+    Deleted { path: PathBuf },
+    #[error(
+        "the journal in {root} is at its cap ({max_bytes} bytes) and nothing older can be removed: frames are dropped (raise [journal] max_bytes, or move out of {root} what is not the journal's)"
+    )]
+    AtCap { root: PathBuf, max_bytes: u64 },
+    #[error(
+        "journal segment names {first} to {last} in {dir} are all taken by files the journal did not make: move them away"
+    )]
+    NamesTaken {
+        dir: PathBuf,
+        first: String,
+        last: String,
+    },
+    #[error("encoding {what} for the journal: {source}")]
+    Encode {
+        what: &'static str,
+        source: serde_json::Error,
+    },
     #[error("no recorded boot {0} (see `tracer journal list`)")]
     NoSuchBoot(String),
 }
@@ -61,9 +97,11 @@ pub enum JournalError {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct JournalLimits {
-    /// All boots together stay under this many bytes; the oldest boot goes first.
+    /// All boots together stay under this many bytes; the oldest boot goes first. A new
+    /// segment makes room for itself to fill, so the cap holds while it grows.
     pub max_bytes: u64,
-    /// A segment is closed and a new one started past this size.
+    /// A segment is closed and a new one started before it would pass this size (or the
+    /// cap, if that is smaller); only a lone frame larger than this passes it.
     pub segment_bytes: u64,
     /// Written data reaches the kernel (survives `kill -9`) at least this often.
     pub flush_interval_ms: u64,
@@ -88,8 +126,12 @@ pub enum Item {
         id: u64,
         path: String,
     },
-    /// A process that was running when the daemon started.
-    Process(ProcInfo),
+    /// A process that was running when the daemon started; `cmdline_truncated` when its
+    /// command line was cut to fit a frame (its first arguments are kept).
+    Process {
+        info: ProcInfo,
+        cmdline_truncated: bool,
+    },
     /// What systemd said about the boot and its units when boot finished.
     Systemd(Box<crate::systemd::Snapshot>),
 }
@@ -104,6 +146,23 @@ struct StoredProc {
     exe: Option<String>,
     cmdline: Vec<String>,
     cgroup: Option<String>,
+    /// The command line was cut to fit a frame. (Written only when true, so that records
+    /// not cut are as before; journals written before it read as not cut.)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    cmdline_truncated: bool,
+}
+
+/// systemd's account as stored: whole, or when it is larger than a frame, in parts of a
+/// few units each, every part with the boot's times. A reader that does not know parts
+/// (the field is unknown to it, and ignored) takes the last part for the account: the
+/// boot's times right, some of its units.
+#[derive(Serialize, Deserialize)]
+struct StoredSystemd {
+    #[serde(flatten)]
+    snapshot: crate::systemd::Snapshot,
+    /// Of a split account: this part's index and how many there are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    journal_part: Option<(u32, u32)>,
 }
 
 /// This boot's id (/proc/sys/kernel/random/boot_id), without dashes.
@@ -132,6 +191,7 @@ fn dir_bytes(dir: &Path) -> u64 {
         .unwrap_or_default()
         .iter()
         .filter_map(|p| fs::metadata(p).ok())
+        .filter(fs::Metadata::is_file)
         .map(|m| m.len())
         .sum()
 }

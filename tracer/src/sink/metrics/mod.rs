@@ -16,6 +16,7 @@ use crate::{
     enrich::{Enriched, Unit},
     event::EventKind,
     idhash::IdMap,
+    journal::JournalErrors,
     model::{Change, StartKind, cause::Cause},
     unit::UnitKind,
 };
@@ -36,6 +37,9 @@ pub struct Metrics {
     dropped: IntCounter,
     pub stream_clients: IntGauge,
     journal_bytes: IntGauge,
+    /// `tracer_journal_errors_total` by op, and the writer's counts it was last synced to.
+    journal_errors: IntCounterVec,
+    journal_errors_seen: JournalErrors,
     folded: IntCounter,
     labels: UnitLabels,
     /// `tracer_events_total` by kind, looked up once.
@@ -226,6 +230,19 @@ impl Metrics {
             "tracer_journal_bytes",
             "Bytes of the on-disk event journal.",
         );
+        let ops = JournalErrors::default().by_op().map(|(op, _)| op);
+        let journal_errors = counter(
+            &r,
+            "tracer_journal_errors_total",
+            &format!(
+                "Journal operations that failed, and frames not recorded, by op ({}).",
+                ops.join(", ")
+            ),
+            &["op"],
+        );
+        for op in ops {
+            journal_errors.with_label_values(&[op]);
+        }
         let build = registered(
             &r,
             IntGaugeVec::new(
@@ -250,6 +267,8 @@ impl Metrics {
             dropped,
             stream_clients,
             journal_bytes,
+            journal_errors,
+            journal_errors_seen: JournalErrors::default(),
             folded,
             labels: UnitLabels {
                 cap: unit_cap,
@@ -340,13 +359,26 @@ impl Metrics {
         }
     }
 
-    /// The daemon's own gauges: what the kernel dropped, the journal's size.
-    pub fn sync(&mut self, drops: u64, journal_bytes: u64) {
+    /// The daemon's own series: what the kernel dropped, the journal's size and what
+    /// failed in it (the counts since the journal was opened).
+    pub fn sync(&mut self, drops: u64, journal_bytes: u64, journal_errors: &JournalErrors) {
         if drops > self.drops_seen {
             self.dropped.inc_by(drops - self.drops_seen);
             self.drops_seen = drops;
         }
         self.journal_bytes.set(journal_bytes as i64);
+        for ((op, now), (_, seen)) in journal_errors
+            .by_op()
+            .into_iter()
+            .zip(self.journal_errors_seen.by_op())
+        {
+            if now > seen {
+                self.journal_errors
+                    .with_label_values(&[op])
+                    .inc_by(now - seen);
+            }
+        }
+        self.journal_errors_seen = *journal_errors;
     }
 
     /// Counts what the model announced.
@@ -502,6 +534,32 @@ mod tests {
             "tracer_unit_start_duration_seconds_count 1",
             "tracer_unit_start_duration_seconds_bucket{le=\"0.05\"} 1",
             "tracer_unit_start_duration_seconds_bucket{le=\"0.01\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn journal_errors_are_exported_by_operation() {
+        let mut m = Metrics::new(10);
+        m.sync(0, 100, &JournalErrors::default());
+        let text = rendered(&m);
+        for (op, _) in JournalErrors::default().by_op() {
+            let line = format!("tracer_journal_errors_total{{op=\"{op}\"}} 0");
+            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+        }
+        let errors = JournalErrors {
+            rotate: 3,
+            write: 1,
+            ..JournalErrors::default()
+        };
+        m.sync(0, 100, &errors);
+        m.sync(0, 100, &errors);
+        let text = rendered(&m);
+        for line in [
+            "tracer_journal_errors_total{op=\"rotate\"} 3",
+            "tracer_journal_errors_total{op=\"write\"} 1",
+            "tracer_journal_errors_total{op=\"flush\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
         }
