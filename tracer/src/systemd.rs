@@ -168,6 +168,15 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// What the system manager says of a unit the kernel saw; nothing for a user
+    /// manager's unit, though the system may have one of that name.
+    pub fn unit_of(&self, u: &crate::unit::UnitRef) -> Option<&SystemdUnit> {
+        match u.user {
+            None => self.unit(&u.name),
+            Some(_) => None,
+        }
+    }
+
     pub fn unit(&self, name: &str) -> Option<&SystemdUnit> {
         self.units.iter().find(|u| u.id == name)
     }

@@ -78,9 +78,20 @@ impl UnitRef {
         })
     }
 
-    /// The name with systemd's `\xNN` escapes undone, for display.
+    /// The unit as its manager knows it, what tells it apart from every other unit:
+    /// the name for the system manager's units (`nginx.service`), the manager and the
+    /// name for a user's (`user@1000.service/nginx.service`: the two never merge).
+    pub fn key(&self) -> std::borrow::Cow<'_, str> {
+        match self.user {
+            None => std::borrow::Cow::Borrowed(&self.name),
+            Some(uid) => std::borrow::Cow::Owned(format!("user@{uid}.service/{}", self.name)),
+        }
+    }
+
+    /// The name with systemd's `\xNN` escapes undone, for display (a user's unit
+    /// with its manager first).
     pub fn display_name(&self) -> String {
-        unescape(&self.name)
+        unescape(&self.key())
     }
 }
 

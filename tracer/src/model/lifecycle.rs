@@ -9,7 +9,7 @@ use super::{
 };
 use crate::{
     enrich::{Enriched, Unit},
-    event::{CgroupRef, Event},
+    event::CgroupRef,
     idhash::IdSet,
     unit::{UnitKind, UnitRef},
 };
@@ -26,6 +26,8 @@ pub(super) struct SystemctlCall {
     pub(super) pid: u32,
     pub(super) verb: String,
     pub(super) units: Vec<String>,
+    /// The manager asked: None for the system's, the caller's uid for `--user`.
+    pub(super) user: Option<u32>,
 }
 
 /// Units kept whose last run has ended. Transient scopes and services (`systemd-run`,
@@ -62,7 +64,7 @@ impl<F: Facts> Model<F> {
         if let Some(u) = subject_unit(e)
             && u.cgroup == cgroup.path
         {
-            self.end_run(&u.name, cgroup.id, e.ev.ts_ns);
+            self.end_run(&u.key(), cgroup.id, e.ev.ts_ns);
         }
     }
 
@@ -75,10 +77,16 @@ impl<F: Facts> Model<F> {
         ts: u64,
         found: Found,
     ) {
-        let name = unit.name.clone();
+        let name = unit.key().into_owned();
+        let manual = self.manual_request(&unit, ts);
         let new = !self.units.contains_key(&name);
         if new {
-            let file = self.facts.unit_file(&name);
+            // The system's unit files describe the system's units only (a user's live in
+            // their home and in /usr/lib/systemd/user).
+            let file = match unit.user {
+                None => self.facts.unit_file(&unit.name),
+                Some(_) => None,
+            };
             self.units.insert(
                 name.clone(),
                 UnitHistory {
@@ -91,7 +99,6 @@ impl<F: Facts> Model<F> {
             );
             self.next_serial += 1;
         }
-        let manual = self.manual_request(&name, ts);
         let h = self.units.get_mut(&name).expect("inserted above");
         if let Some(prev) = h.runs.last_mut()
             && prev.is_open()
@@ -167,8 +174,9 @@ impl<F: Facts> Model<F> {
     }
 
     /// The systemctl call that asked for this unit shortly before `ts`, if any.
-    fn manual_request(&self, unit: &str, ts: u64) -> Option<SystemctlCall> {
-        let short = unit.strip_suffix(".service").unwrap_or(unit);
+    fn manual_request(&self, unit: &UnitRef, ts: u64) -> Option<SystemctlCall> {
+        let (name, user) = (unit.name.as_str(), unit.user);
+        let short = name.strip_suffix(".service").unwrap_or(name);
         self.systemctl
             .iter()
             .rev()
@@ -181,7 +189,8 @@ impl<F: Facts> Model<F> {
                         | "reload-or-restart"
                         | "try-reload-or-restart"
                         | "start"
-                ) && c.units.iter().any(|u| u == unit || u == short)
+                ) && c.user == user
+                    && c.units.iter().any(|u| u == name || u == short)
             })
             .cloned()
     }
@@ -234,7 +243,8 @@ impl<F: Facts> Model<F> {
         }
     }
 
-    pub(super) fn note_systemctl(&mut self, ev: &Event, argv: &[String]) {
+    pub(super) fn note_systemctl(&mut self, e: &Enriched, argv: &[String]) {
+        let ev = &e.ev;
         let args: Vec<&String> = argv
             .iter()
             .skip(1)
@@ -243,14 +253,36 @@ impl<F: Facts> Model<F> {
         let Some(verb) = args.first() else {
             return;
         };
+        // `systemctl --user` asks the caller's own manager: the caller's uid, from the
+        // user manager or the session it runs in.
+        let user = if argv.iter().any(|a| a == "--user") {
+            let session = e.cgroup.as_deref().and_then(session_uid);
+            match e.unit.as_ref().and_then(|u| u.user).or(session) {
+                Some(uid) => Some(uid),
+                None => return,
+            }
+        } else {
+            None
+        };
         self.systemctl.push_back(SystemctlCall {
             ts_ns: ev.ts_ns,
             pid: ev.tgid,
             verb: (*verb).clone(),
             units: args[1..].iter().map(|s| (*s).clone()).collect(),
+            user,
         });
         while self.systemctl.len() > 256 {
             self.systemctl.pop_front();
         }
     }
+}
+
+/// The uid of the user whose slice a cgroup is in (`/user.slice/user-1000.slice/...`).
+fn session_uid(path: &str) -> Option<u32> {
+    path.split('/').find_map(|part| {
+        part.strip_prefix("user-")?
+            .strip_suffix(".slice")?
+            .parse()
+            .ok()
+    })
 }

@@ -178,7 +178,7 @@ impl<F: Facts> Model<F> {
         let Some(unit) = unit_of_cgroup(path).filter(runs_in_its_cgroup) else {
             return;
         };
-        let name = unit.name.clone();
+        let name = unit.key().into_owned();
         if !self
             .units
             .get(&name)
@@ -256,22 +256,24 @@ impl<F: Facts> Model<F> {
         let Some(unit) = unit else {
             return;
         };
-        if entry.unit.as_ref().is_some_and(|(u, _)| *u == unit.name) {
+        let key = unit.key();
+        if entry.unit.as_ref().is_some_and(|(u, _)| *u == *key) {
             return;
         }
+        let key = key.into_owned();
         let unit = unit.unit.clone();
         // A run opened by the cgroup's mkdir, or one opened now for a unit whose cgroup
         // was there before the tracer.
         if !self
             .units
-            .get(&unit.name)
+            .get(&key)
             .is_some_and(|h| h.runs.last().is_some_and(Run::is_open))
         {
-            self.begin_run(unit.clone(), Some(cgroup_id), ts, Found::Running);
+            self.begin_run(unit, Some(cgroup_id), ts, Found::Running);
         }
         let top_level = is_top_level(ppid, self.procs.get(&ppid));
         let born = self.procs.get(&pid).and_then(|p| p.born_ns);
-        let h = self.units.get_mut(&unit.name).expect("ensured above");
+        let h = self.units.get_mut(&key).expect("ensured above");
         let run_index = h.runs.len() - 1;
         let run = &mut h.runs[run_index];
         if !run.pids.contains(&pid) {
@@ -280,7 +282,7 @@ impl<F: Facts> Model<F> {
             run.push_command(Command::new(pid, born.unwrap_or(ts), top_level));
         }
         if let Some(p) = self.procs.get_mut(&pid) {
-            p.unit = Some((unit.name, run_index));
+            p.unit = Some((key, run_index));
         }
     }
 
@@ -296,7 +298,7 @@ impl<F: Facts> Model<F> {
     pub(super) fn on_exec(&mut self, e: &Enriched, ppid: u32, filename: &str, argv: &[String]) {
         let ev = &e.ev;
         if ev.comm == "systemctl" || argv.first().is_some_and(|a| a.ends_with("/systemctl")) {
-            self.note_systemctl(ev, argv);
+            self.note_systemctl(e, argv);
         }
         self.place_task(e, ppid);
         let executor = is_executor(filename, argv);

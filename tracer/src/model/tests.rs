@@ -278,3 +278,126 @@ fn the_model_announces_runs_their_outcomes_and_the_crash_loop() {
     ));
     assert_eq!(quiet.take_changes().count(), 0);
 }
+
+/// Issue 15, finding 5: `systemd-run --user --unit=a false` used to merge into the
+/// system's a.service (its failures, restarts and metrics). A user manager's units are
+/// keyed by that manager, and only a `systemctl --user` of that user makes their start
+/// manual.
+#[test]
+fn a_user_s_unit_never_merges_with_the_system_s_of_that_name() {
+    let mut facts = RecordedFacts::default();
+    facts.units.insert(
+        "a.service".into(),
+        facts::parse_unit_file(
+            "/etc/systemd/system/a.service",
+            &["[Service]\nExecStart=/usr/bin/a\n".into()],
+        ),
+    );
+    let mut m = Fed::new(Model::new(facts, ModelConfig::default()));
+    m.know_cgroup(1, "/init.scope");
+    m.know_cgroup(
+        2,
+        "/user.slice/user-1000.slice/user@1000.service/init.scope",
+    );
+    m.know_cgroup(3, "/user.slice/user-1000.slice/session-2.scope");
+    let exec = |program: &str, ppid| EventKind::Exec {
+        ppid,
+        uid: 1000,
+        filename: program.into(),
+        argv: vec![program.into()],
+        filename_truncated: false,
+        argv_truncated: false,
+    };
+    let exit = |code: u32| EventKind::Exit {
+        ppid: 1,
+        status: WaitStatus(code << 8),
+    };
+    // The user's manager, and a run of the system's a.service that succeeds.
+    m.apply(&ev(1, 900, 2, "systemd", exec("/lib/systemd/systemd", 1)));
+    let system = cgroup(10, "/system.slice/a.service");
+    m.apply(&ev(
+        100,
+        1,
+        1,
+        "systemd",
+        EventKind::CgroupMkdir {
+            cgroup: system.clone(),
+        },
+    ));
+    m.apply(&ev(110, 500, 10, "a", exec("/usr/bin/a", 1)));
+    // The user's a.service, started by the user's manager, fails twice; the second start
+    // asked for by `systemctl --user restart a` in the user's session.
+    let user = "/user.slice/user-1000.slice/user@1000.service/app.slice/a.service";
+    for (i, t) in [(0u32, 200u64), (1, 400)] {
+        if i == 1 {
+            let argv = ["systemctl", "--user", "restart", "a"]
+                .map(String::from)
+                .to_vec();
+            m.apply(&ev(
+                t - 50,
+                700,
+                3,
+                "systemctl",
+                EventKind::Exec {
+                    ppid: 600,
+                    uid: 1000,
+                    filename: "/usr/bin/systemctl".into(),
+                    argv,
+                    filename_truncated: false,
+                    argv_truncated: false,
+                },
+            ));
+        }
+        let cg = cgroup(20 + u64::from(i), user);
+        m.apply(&ev(
+            t,
+            900,
+            2,
+            "systemd",
+            EventKind::CgroupMkdir { cgroup: cg.clone() },
+        ));
+        let pid = 800 + i;
+        m.apply(&ev(
+            t + 10,
+            pid,
+            cg.id,
+            "false",
+            exec("/usr/bin/false", 900),
+        ));
+        m.apply(&ev(t + 20, pid, cg.id, "false", exit(1)));
+        m.apply(&ev(
+            t + 30,
+            900,
+            2,
+            "systemd",
+            EventKind::CgroupRmdir { cgroup: cg },
+        ));
+    }
+    m.apply(&ev(500, 500, 10, "a", exit(0)));
+    m.apply(&ev(
+        510,
+        1,
+        1,
+        "systemd",
+        EventKind::CgroupRmdir { cgroup: system },
+    ));
+
+    let sys = m.unit("a").unwrap();
+    assert_eq!(sys.runs.len(), 1, "the user's runs are not the system's");
+    assert!(!sys.runs[0].failed());
+    assert_eq!(sys.runs[0].start, StartKind::First);
+    let mine = m.unit("user@1000.service/a").unwrap();
+    assert_eq!(mine.unit.user, Some(1000));
+    assert_eq!(mine.runs.len(), 2);
+    assert!(mine.runs.iter().all(|r| r.failed()));
+    assert!(
+        mine.file.is_none(),
+        "the system's unit file does not describe the user's unit"
+    );
+    assert!(
+        matches!(&mine.runs[1].start, StartKind::Manual { by_pid: 700, .. }),
+        "{:?}",
+        mine.runs[1].start
+    );
+    assert_eq!(m.units().filter(|h| h.unit.name == "a.service").count(), 2);
+}

@@ -11,7 +11,7 @@ use crate::model::{Model, Run, StartKind, UnitHistory, cause::Cause, facts::Fact
 /// A unit's runs, as the JSON report gives them.
 #[derive(Serialize)]
 struct UnitRuns<'a> {
-    unit: &'a str,
+    unit: std::borrow::Cow<'a, str>,
     restarts: usize,
     crash_loop: bool,
     runs: Vec<RunRow<'a>>,
@@ -46,7 +46,7 @@ impl<'a> UnitRuns<'a> {
             cause: r.outcome.as_ref().and_then(|o| o.cause.as_ref()),
         };
         Self {
-            unit: &h.unit.name,
+            unit: h.unit.key(),
             restarts: h.restarts(),
             crash_loop: h.crash_loop,
             runs: h.runs.iter().map(run).collect(),

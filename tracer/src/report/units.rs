@@ -16,7 +16,7 @@ use crate::{
 /// One unit's line of the report.
 #[derive(Serialize)]
 pub struct UnitRow<'a> {
-    pub unit: &'a str,
+    pub unit: std::borrow::Cow<'a, str>,
     #[serde(skip)]
     pub display_name: String,
     pub kind: UnitKind,
@@ -56,7 +56,7 @@ pub fn build<'a, F: Facts>(
         .units()
         .filter(|h| select.matches(h))
         .map(|h| UnitRow {
-            unit: &h.unit.name,
+            unit: h.unit.key(),
             display_name: h.unit.display_name(),
             kind: h.unit.kind,
             user: h.unit.user,
@@ -74,7 +74,7 @@ pub fn build<'a, F: Facts>(
                 .last_failure()
                 .and_then(|r| r.outcome.as_ref())
                 .and_then(|o| o.cause.as_ref()),
-            systemd: sd.and_then(|s| s.unit(&h.unit.name)),
+            systemd: sd.and_then(|s| s.unit_of(&h.unit)),
         })
         .collect();
     UnitsReport {

@@ -20,7 +20,7 @@ use crate::{
 /// The explanation `tracer why` gives.
 #[derive(Serialize)]
 pub struct Why<'a> {
-    pub unit: &'a str,
+    pub unit: std::borrow::Cow<'a, str>,
     pub state: UnitState,
     pub runs: usize,
     pub restarts: usize,
@@ -89,7 +89,8 @@ fn systemd_lines(u: &SystemdUnit) -> Vec<String> {
 }
 
 fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
-    let name = h.unit.name.as_str();
+    let key = h.unit.key();
+    let name = key.as_ref();
     let mut evidence = Vec::new();
     // The latest run is what `why` explains; an earlier failure is history.
     let failed = h.runs.last().filter(|r| r.failed());
@@ -147,7 +148,7 @@ fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
         ));
     }
     Why {
-        unit: name,
+        unit: key.clone(),
         state: h.state(),
         runs: h.runs.len(),
         restarts: h.restarts(),
@@ -174,7 +175,8 @@ fn describe_status(run: &Run, pid: u32, status: WaitStatus) -> String {
 
 /// What to say about a unit whose last run did not fail.
 fn not_failed(h: &UnitHistory, run: &Run, sd: Option<&SystemdUnit>) -> String {
-    let name = h.unit.name.as_str();
+    let key = h.unit.key();
+    let name = key.as_ref();
     let service = sd.and_then(|u| u.service.as_ref());
     let ty = service
         .map(|s| s.service_type.as_str())
@@ -292,7 +294,7 @@ pub fn build<'a, F: Facts>(
             },
         });
     };
-    Ok(why_of(h, sd.and_then(|s| s.unit(&h.unit.name))))
+    Ok(why_of(h, sd.and_then(|s| s.unit_of(&h.unit))))
 }
 
 pub fn json(out: &mut impl Write, why: &Why) -> Result<(), ReportError> {

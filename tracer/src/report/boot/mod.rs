@@ -206,7 +206,7 @@ fn timeline(h: &UnitHistory, sd: Option<&SystemdUnit>) -> Option<UnitTimeline> {
         .max_by_key(|p| before_active(p))
         .cloned();
     Some(UnitTimeline {
-        unit: h.unit.name.clone(),
+        unit: h.unit.key().into_owned(),
         start_ns: r.started_ns,
         first_fork_ns: r.commands.iter().map(|c| c.started_ns).min(),
         main_fork_ns: main.map(|c| c.started_ns),
@@ -284,7 +284,7 @@ impl BootReport {
                     UnitKind::Service | UnitKind::Socket | UnitKind::Mount | UnitKind::Swap
                 )
             })
-            .filter_map(|h| timeline(h, sd.and_then(|s| s.unit(&h.unit.name))))
+            .filter_map(|h| timeline(h, sd.and_then(|s| s.unit_of(&h.unit))))
             .collect();
         units.sort_by_key(|u| (u.start_ns, u.unit.clone()));
         let mut milestones: Vec<Milestone> = sd

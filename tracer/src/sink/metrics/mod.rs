@@ -81,7 +81,11 @@ fn unit_series<'a>(
     let series = by_unit.entry(key).or_insert_with(|| {
         created = true;
         let folded_before = folded.get();
-        let label = labels.label(unit.map(|u| (u.name.as_str(), u.kind)), folded);
+        let name = unit.map(|u| label_name(u));
+        let label = labels.label(
+            unit.zip(name.as_deref()).map(|(u, name)| (name, u.kind)),
+            folded,
+        );
         UnitSeries {
             folded: folded.get() > folded_before,
             exec: None,
@@ -93,6 +97,16 @@ fn unit_series<'a>(
         folded.inc();
     }
     series
+}
+
+/// The `unit` label of a unit: its name, or for a user manager's unit that manager's
+/// (`user@1000.service`): a user's units never share a system unit's series, and however
+/// many a user makes they take one label of the cap.
+fn label_name(u: &crate::unit::UnitRef) -> std::borrow::Cow<'_, str> {
+    match u.user {
+        None => std::borrow::Cow::Borrowed(&u.name),
+        Some(uid) => std::borrow::Cow::Owned(format!("user@{uid}.service")),
+    }
 }
 
 /// Bounded unit label values.
@@ -280,7 +294,10 @@ impl Metrics {
         }
     }
 
-    fn unit_name_label(&mut self, name: &str) -> String {
+    /// The label of a unit known by its model key (a user's unit's key names its manager
+    /// first: `user@1000.service/nginx.service`).
+    fn unit_name_label(&mut self, key: &str) -> String {
+        let name = key.split_once('/').map_or(key, |(manager, _)| manager);
         let kind = if name.ends_with(".scope") {
             UnitKind::Scope
         } else {
@@ -392,7 +409,7 @@ impl Metrics {
             } => {
                 let label = self
                     .labels
-                    .label(Some((&unit.name, unit.kind)), &self.folded);
+                    .label(Some((&label_name(unit), unit.kind)), &self.folded);
                 self.runs.with_label_values(&[&label]).inc();
                 let reason = match start {
                     StartKind::AutomaticRestart => Some("automatic"),
@@ -422,7 +439,7 @@ impl Metrics {
             } => {
                 let label = self
                     .labels
-                    .label(Some((&unit.name, unit.kind)), &self.folded);
+                    .label(Some((&label_name(unit), unit.kind)), &self.folded);
                 let cause = cause.as_ref().map_or("unknown", cause_name);
                 self.failures.with_label_values(&[&label, cause]).inc();
             }
@@ -483,6 +500,33 @@ mod tests {
             "tracer_unit_runs_total{unit=\"_other\"} 1",
             "tracer_unit_runs_total{unit=\"_scope\"} 1",
             "tracer_metrics_folded_total 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+        }
+    }
+
+    /// Issue 15, finding 5: a user's units took labels of the cap one by one (and a user
+    /// unit named like a system one counted into its series).
+    #[test]
+    fn a_user_s_units_count_under_their_manager() {
+        let mut m = Metrics::new(2);
+        let clock = BootClock::new();
+        let user = "/user.slice/user-1000.slice/user@1000.service/app.slice";
+        for path in [
+            "/system.slice/a.service".to_owned(),
+            format!("{user}/a.service"),
+            format!("{user}/b.service"),
+            format!("{user}/c.service"),
+            "/system.slice/b.service".to_owned(),
+        ] {
+            m.count(&started(&path, StartKind::First), &clock);
+        }
+        let text = rendered(&m);
+        for line in [
+            "tracer_unit_runs_total{unit=\"a.service\"} 1",
+            "tracer_unit_runs_total{unit=\"user@1000.service\"} 3",
+            "tracer_metrics_folded_total 1",
+            "tracer_unit_runs_total{unit=\"_other\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
         }
