@@ -944,3 +944,101 @@ fn the_daemon_keeps_systemd_s_watchdog() {
         "WATCHDOG=1 every 0.5 s for 2.6 s: {said:?}"
     );
 }
+
+/// Issue 15, finding 1: every member of socket_group saw every user's command lines.
+/// Now a client that is not root (SO_PEERCRED) sees only its own uid's processes unless
+/// `socket_others` says otherwise; root sees everything.
+#[test]
+fn a_client_that_is_not_root_sees_only_its_own_processes() {
+    use std::os::unix::process::CommandExt as _;
+    if !privileged() {
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let d = Daemon::start("peercred", "socket_group = \"nogroup\"\n");
+    let theirs = Command::new(CLI)
+        .args(["events", "--json", "--kind", "exec", "--comm", "true"])
+        .env("TRACER_SOCKET", d.socket())
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let root = subscribe(&d.socket(), "{\"kinds\":[\"exec\"],\"comms\":[\"true\"]}");
+    std::thread::sleep(Duration::from_millis(500));
+    let as_nobody = {
+        let mut c = Command::new("/bin/true")
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .spawn()
+            .unwrap();
+        c.wait().unwrap();
+        c.id()
+    };
+    let as_root = run_true(1)[0];
+    let (tx, last) = std::sync::mpsc::channel();
+    tx.send(u64::from(as_root)).unwrap();
+    let (root_saw, _) = read_until(root, last);
+    assert!(
+        root_saw.contains(&u64::from(as_nobody)) && root_saw.contains(&u64::from(as_root)),
+        "root sees every process: {root_saw:?}"
+    );
+    // What nobody's client was sent by then, and a little after.
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill with our own child's pid.
+    unsafe { libc::kill(theirs.id() as i32, libc::SIGTERM) };
+    let out = theirs.wait_with_output().unwrap();
+    let seen: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["tgid"].as_u64())
+        .collect();
+    assert!(
+        seen.contains(&u64::from(as_nobody)),
+        "nobody sees its own exec: {seen:?}; {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !seen.contains(&u64::from(as_root)),
+        "nobody does not see root's: {seen:?}"
+    );
+}
+
+/// One request on the socket, and the first line of the answer.
+fn ask(socket: &Path, request: &str) -> String {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    s.write_all(b"\n").unwrap();
+    let mut line = String::new();
+    let _ = BufReader::new(s).read_line(&mut line);
+    line
+}
+
+/// Issue 15, finding 4: a client's filter of any size was taken and globbed against every
+/// event, and reports could be asked for as fast as a client could send.
+#[test]
+fn costly_clients_are_refused() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start("costly", "");
+    let pattern = "*a".repeat(30_000);
+    let reply = ask(
+        &d.socket(),
+        &format!("{{\"op\":\"events\",\"filter\":{{\"units\":[\"{pattern}\"]}}}}"),
+    );
+    assert!(
+        reply.contains("malformed filter") && reply.contains("60000 bytes"),
+        "{reply}"
+    );
+    let replies: Vec<String> = (0..60)
+        .map(|_| ask(&d.socket(), "{\"op\":\"units\",\"json\":false}"))
+        .collect();
+    let busy = replies.iter().filter(|r| r.contains("busy")).count();
+    assert!(
+        busy > 0 && busy < 60,
+        "{busy} of 60 reports asked at once refused: {:?}",
+        &replies[..3]
+    );
+}

@@ -59,6 +59,9 @@ pub struct Enriched {
     pub unit: Option<Arc<Unit>>,
     /// For a cgroup event: the cgroup it acted on.
     pub subject: Option<Cgroup>,
+    /// The uid of the process the event is about, as its last exec told (None: not
+    /// known); filled in by the stream, which shows a client only its own.
+    pub owner: Option<u32>,
 }
 
 impl Enriched {
@@ -185,6 +188,7 @@ impl Resolver {
             cgroup,
             unit,
             subject,
+            owner: None,
         }
     }
 

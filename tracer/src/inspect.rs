@@ -35,6 +35,7 @@ use crate::{
         cause::OwnerNames,
         facts::{Facts, FileInfo, FileLookup, LiveFacts, Looked, UnitFile, noexec_mount_of},
     },
+    rate::Bucket,
     users,
 };
 
@@ -221,7 +222,7 @@ pub struct Lookups {
     epoch: Instant,
     /// A look this long is hung; a request queued this long is answered unseen.
     stuck_after: Duration,
-    rates: Mutex<HashMap<u32, (f64, Instant)>>,
+    rates: Mutex<HashMap<u32, Bucket>>,
     pub counts: Arc<LookupCounts>,
 }
 
@@ -312,15 +313,10 @@ impl Lookups {
         if rates.len() >= MAX_USERS && !rates.contains_key(&uid) {
             rates.clear();
         }
-        let (tokens, last) = rates.entry(uid).or_insert((BURST, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * PER_SECOND).min(BURST);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        rates
+            .entry(uid)
+            .or_insert_with(|| Bucket::new(BURST, PER_SECOND, now))
+            .take(now)
     }
 
     fn all_hung(&self) -> bool {

@@ -25,6 +25,7 @@ pub mod model;
 pub mod probe;
 pub mod procfs;
 pub mod protocol;
+pub(crate) mod rate;
 pub mod replay;
 pub mod report;
 pub(crate) mod sink;

@@ -334,6 +334,7 @@ pub fn booted_with_systemd() -> bool {
 }
 
 /// A connection to systemd.
+#[derive(Clone)]
 pub struct Systemd {
     conn: zbus::Connection,
 }
@@ -497,6 +498,54 @@ impl Systemd {
     }
 }
 
+/// One connection to systemd, made when first needed and kept for the questions after
+/// (the daemon's reports used to connect anew for each); made again after a failure.
+#[derive(Default)]
+pub struct Link(tokio::sync::Mutex<Option<Systemd>>);
+
+impl Link {
+    /// The connection, made within `limit` when there is none.
+    pub async fn get(&self, limit: Duration) -> Result<Systemd, SystemdError> {
+        let mut held = self.0.lock().await;
+        if let Some(sd) = held.as_ref() {
+            return Ok(sd.clone());
+        }
+        let sd = Systemd::connect_within(limit).await?;
+        *held = Some(sd.clone());
+        Ok(sd)
+    }
+
+    /// Drops the connection after a failure: the next question makes a new one.
+    pub async fn forget(&self) {
+        *self.0.lock().await = None;
+    }
+
+    /// `ask` over the connection within `limit`; the connection forgotten when it fails.
+    async fn ask<T, F>(&self, limit: Duration, ask: impl FnOnce(Systemd) -> F) -> Option<T>
+    where
+        F: Future<Output = Result<T, SystemdError>>,
+    {
+        let r = async {
+            let sd = self.get(limit).await?;
+            match tokio::time::timeout(limit, ask(sd)).await {
+                Ok(r) => r,
+                Err(_) => Err(SystemdError::Unreachable(format!(
+                    "no complete answer within {limit:?}"
+                ))),
+            }
+        }
+        .await;
+        match r {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::debug!("{e}");
+                self.forget().await;
+                None
+            }
+        }
+    }
+}
+
 /// systemd's snapshot now, or None (with the reason logged at debug level) when systemd
 /// cannot be asked.
 pub async fn try_snapshot(limit: Duration) -> Option<Snapshot> {
@@ -506,21 +555,6 @@ pub async fn try_snapshot(limit: Duration) -> Option<Snapshot> {
             Ok(r) => r,
             Err(_) => Err(SystemdError::Unreachable(format!(
                 "no complete answer within {limit:?}"
-            ))),
-        }
-    }
-    .await;
-    r.map_err(|e| tracing::debug!("{e}")).ok()
-}
-
-/// One unit's facts now, or None.
-pub async fn try_unit(name: &str, limit: Duration) -> Option<SystemdUnit> {
-    let r = async {
-        let sd = Systemd::connect_within(limit).await?;
-        match tokio::time::timeout(limit, sd.unit(name)).await {
-            Ok(r) => r,
-            Err(_) => Err(SystemdError::Unreachable(format!(
-                "no answer about {name} within {limit:?}"
             ))),
         }
     }
@@ -579,18 +613,26 @@ const REPORT_WAIT: Duration = Duration::from_secs(10);
 
 /// What systemd says that a report shows next to the kernel's account: every unit for
 /// `units`, the unit (`mylog` is mylog.service) for `why`; None when systemd cannot be
-/// asked, or the report shows nothing of it.
-pub async fn facts_for(query: &crate::protocol::Query) -> Option<Snapshot> {
+/// asked, or the report shows nothing of it (a user manager's unit: the system manager
+/// does not speak for it).
+pub async fn facts_for(query: &crate::protocol::Query, link: &Link) -> Option<Snapshot> {
     use crate::protocol::Query;
     match query {
-        Query::Units { .. } => try_snapshot(REPORT_WAIT).await,
-        Query::Why { unit, .. } => try_unit(&crate::unit::full_unit_name(unit), REPORT_WAIT)
-            .await
-            .map(|u| Snapshot {
+        Query::Units { .. } => {
+            link.ask(REPORT_WAIT, |sd| async move { sd.snapshot().await })
+                .await
+        }
+        Query::Why { unit, .. } if !unit.contains('/') => {
+            let name = crate::unit::full_unit_name(unit);
+            let u = link
+                .ask(REPORT_WAIT, |sd| async move { sd.unit(&name).await })
+                .await?;
+            Some(Snapshot {
                 units: vec![u],
                 ..Snapshot::default()
-            }),
-        Query::Restarts { .. } => None,
+            })
+        }
+        Query::Why { .. } | Query::Restarts { .. } => None,
     }
 }
 

@@ -135,7 +135,7 @@ async fn report(src: &Source, query: Query) -> anyhow::Result<()> {
     let sd = if src.events.is_some() {
         None
     } else {
-        systemd::facts_for(&query).await
+        systemd::facts_for(&query, &systemd::Link::default()).await
     };
     report::render(
         &mut io::stdout().lock(),

@@ -20,6 +20,8 @@ pub struct Config {
     pub runtime_dir: PathBuf,
     /// Group that may connect to the stream socket (mode 0660); none: root only.
     pub socket_group: Option<String>,
+    /// What a client of the socket that is not root sees of other users' processes.
+    pub socket_others: Others,
     /// Address of the Prometheus endpoint; empty: no endpoint.
     pub metrics_listen: String,
     /// Most unit label values in metrics before folding into unit="_other".
@@ -45,6 +47,7 @@ impl Default for Config {
             state_dir: PathBuf::from("/var/lib/tracer"),
             runtime_dir: PathBuf::from("/run/tracer"),
             socket_group: None,
+            socket_others: Others::Hidden,
             metrics_listen: "127.0.0.1:9464".into(),
             metrics_unit_cap: 500,
             ring_size: 4 << 20,
@@ -56,6 +59,8 @@ impl Default for Config {
         }
     }
 }
+
+pub use crate::sink::stream::Others;
 
 /// Why the configuration could not be read.
 #[derive(Debug, thiserror::Error)]

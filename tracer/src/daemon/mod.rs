@@ -112,7 +112,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let (queries_tx, queries) = mpsc::channel(16);
     let (systemd_tx, systemd_rx) = mpsc::channel(1);
     tokio::spawn(systemd::account_when_booted(systemd_tx));
-    pipeline.serve(listeners, queries_tx);
+    pipeline.serve(listeners, queries_tx, cfg.socket_others);
     let ready = [
         ("attach_ms", attach_ms.to_string()),
         ("processes", found.0.to_string()),
@@ -304,7 +304,7 @@ impl Pipeline {
     }
 
     /// Starts serving `/metrics` (when configured) and the stream socket.
-    fn serve(&self, listeners: Listeners, queries: mpsc::Sender<Question>) {
+    fn serve(&self, listeners: Listeners, queries: mpsc::Sender<Question>, others: stream::Others) {
         if let Some(listener) = listeners.metrics {
             tokio::spawn(crate::sink::metrics::http::serve(
                 listener,
@@ -317,6 +317,7 @@ impl Pipeline {
             queries,
             self.metrics.stream_clients.clone(),
             self.clock,
+            others,
         ));
     }
 

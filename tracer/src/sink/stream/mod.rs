@@ -17,6 +17,8 @@ use tokio::{
 use crate::{
     clock::BootClock,
     enrich::Enriched,
+    event::EventKind,
+    filter::Matcher,
     protocol::{Filter, Query, Reply, Request},
     sink::conn::{Backoff, Place, Waiting},
     systemd::Snapshot,
@@ -51,6 +53,92 @@ pub struct Publisher {
     /// The number of the next event.
     numbered: u64,
     pending: Vec<Enriched>,
+    owners: Owners,
+}
+
+/// Live processes' uids, as their execs told (a fork inherits its parent's): what says
+/// whose an exit, a signal or a fork is. Bounded by the live processes; a process whose
+/// exit was lost is forgotten when the table is past [`MAX_OWNERS`].
+#[derive(Default)]
+struct Owners(crate::idhash::IdMap<u32, u32>);
+
+const MAX_OWNERS: usize = 1 << 20;
+
+impl Owners {
+    fn of(&mut self, e: &Enriched) -> Option<u32> {
+        let tgid = e.ev.tgid;
+        match &e.ev.kind {
+            EventKind::Exec { uid, .. } | EventKind::ExecFailed { uid, .. } => {
+                if self.0.len() >= MAX_OWNERS {
+                    self.0.clear();
+                }
+                self.0.insert(tgid, *uid);
+                Some(*uid)
+            }
+            EventKind::Fork { child_pid } => {
+                let uid = self.0.get(&tgid).copied()?;
+                self.0.insert(*child_pid, uid);
+                Some(uid)
+            }
+            EventKind::Exit { .. } => self.0.remove(&tgid),
+            _ => self.0.get(&tgid).copied(),
+        }
+    }
+}
+
+/// What a client of the socket who is not root sees of other users' processes
+/// (`socket_others`); root sees everything.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Others {
+    /// Only events of processes of the client's own uid (an event whose process's uid is
+    /// not known, such as systemd's own or one running since before the daemon started
+    /// and not exec'd since, is not shown).
+    #[default]
+    Hidden,
+    /// Every event; other users' command lines left out (argv empty, marked truncated).
+    Redacted,
+    /// Everything, as root sees it.
+    Shown,
+}
+
+/// Who a client is, and so what it sees.
+#[derive(Clone, Copy, Debug)]
+struct Viewer {
+    /// None: root.
+    uid: Option<u32>,
+    others: Others,
+}
+
+/// How an event is shown to a viewer.
+#[derive(Debug, PartialEq, Eq)]
+enum Sight {
+    Whole,
+    Redacted,
+    Not,
+}
+
+impl Viewer {
+    fn of(peer_uid: Option<u32>, others: Others) -> Self {
+        Self {
+            // A peer whose credentials cannot be read is nobody's.
+            uid: match peer_uid {
+                Some(0) => None,
+                Some(uid) => Some(uid),
+                None => Some(u32::MAX),
+            },
+            others,
+        }
+    }
+
+    fn sees(&self, e: &Enriched) -> Sight {
+        match (self.uid, self.others) {
+            (None, _) | (_, Others::Shown) => Sight::Whole,
+            (Some(me), _) if e.owner == Some(me) => Sight::Whole,
+            (_, Others::Redacted) => Sight::Redacted,
+            (_, Others::Hidden) => Sight::Not,
+        }
+    }
 }
 
 impl Default for Publisher {
@@ -65,10 +153,12 @@ impl Publisher {
             tx: broadcast::channel(BACKLOG_BATCHES).0,
             numbered: 0,
             pending: Vec::new(),
+            owners: Owners::default(),
         }
     }
 
-    pub fn push(&mut self, e: Enriched) {
+    pub fn push(&mut self, mut e: Enriched) {
+        e.owner = self.owners.of(&e);
         self.pending.push(e);
     }
 
@@ -148,8 +238,12 @@ fn chown_group(path: &Path, gid: u32) -> io::Result<()> {
 
 /// Clients streaming events at once; one more is told to try later.
 const MAX_STREAMING: usize = 64;
-/// Reports being asked for at once (each waits for systemd and for the loop).
+/// Reports being asked for at once (each waits for systemd and for the loop) ...
 const MAX_ASKING: usize = 8;
+/// ... and how many may be asked for, all clients together: this many at once, then
+/// this many a second (each costs the loop that reads the ring buffer a render).
+const ASK_BURST: f64 = 20.0;
+const ASKS_PER_SECOND: f64 = 10.0;
 /// Connections that have not sent their request yet (a new one closes the oldest).
 const MAX_WAITING: usize = 64;
 /// A request line arrives within this.
@@ -157,12 +251,16 @@ const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
 /// What every client's task shares.
 struct Shared {
+    others: Others,
+    /// systemd, asked for the reports.
+    systemd: crate::systemd::Link,
     tx: broadcast::Sender<Arc<Batch>>,
     queries: mpsc::Sender<Question>,
     clients: prometheus::IntGauge,
     clock: BootClock,
     streaming: Arc<Semaphore>,
     asking: Arc<Semaphore>,
+    asks: std::sync::Mutex<crate::rate::Bucket>,
 }
 
 /// Serves the socket: each client gets the feed of events or asks `queries` for a report.
@@ -172,14 +270,22 @@ pub async fn serve(
     queries: mpsc::Sender<Question>,
     clients: prometheus::IntGauge,
     clock: BootClock,
+    others: Others,
 ) {
     let shared = Arc::new(Shared {
+        others,
+        systemd: crate::systemd::Link::default(),
         tx,
         queries,
         clients,
         clock,
         streaming: Arc::new(Semaphore::new(MAX_STREAMING)),
         asking: Arc::new(Semaphore::new(MAX_ASKING)),
+        asks: std::sync::Mutex::new(crate::rate::Bucket::new(
+            ASK_BURST,
+            ASKS_PER_SECOND,
+            std::time::Instant::now(),
+        )),
     });
     let waiting = Waiting::new(MAX_WAITING);
     let mut backoff = Backoff::new("the daemon's socket");
@@ -199,6 +305,7 @@ pub async fn serve(
 
 /// One client: a request line, then a stream of event lines or one reply.
 async fn serve_client(sock: UnixStream, mut place: Place, shared: &Shared) -> io::Result<()> {
+    let viewer = Viewer::of(sock.peer_cred().ok().map(|c| c.uid()), shared.others);
     let (read, mut write) = sock.into_split();
     let mut reader = BufReader::new(read.take(64 * 1024));
     let mut line = String::new();
@@ -228,6 +335,9 @@ async fn serve_client(sock: UnixStream, mut place: Place, shared: &Shared) -> io
     });
     let query = match request {
         Ok(Request::Events { filter }) => {
+            if let Err(e) = filter.check() {
+                return reply_error(&mut write, &format!("malformed filter: {e}")).await;
+            }
             let Ok(_streaming) = shared.streaming.try_acquire() else {
                 return reply_error(
                     &mut write,
@@ -237,13 +347,25 @@ async fn serve_client(sock: UnixStream, mut place: Place, shared: &Shared) -> io
             };
             let mut rx = shared.tx.subscribe();
             shared.clients.inc();
-            let r = stream_events(&mut write, &mut rx, &filter, &shared.clock).await;
+            let r = stream_events(&mut write, &mut rx, &filter, viewer, &shared.clock).await;
             shared.clients.dec();
             return r;
         }
         Ok(Request::Query(q)) => q,
         Err(e) => return reply_error(&mut write, &e).await,
     };
+    let within_rate = shared
+        .asks
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take(std::time::Instant::now());
+    if !within_rate {
+        return reply_error(
+            &mut write,
+            &format!("busy: more than {ASKS_PER_SECOND} reports a second are asked for; try later"),
+        )
+        .await;
+    }
     let Ok(_asking) = shared.asking.try_acquire() else {
         return reply_error(
             &mut write,
@@ -252,7 +374,7 @@ async fn serve_client(sock: UnixStream, mut place: Place, shared: &Shared) -> io
         .await;
     };
     // systemd is asked here, not in the loop that reads the ring buffer.
-    let systemd = crate::systemd::facts_for(&query).await;
+    let systemd = crate::systemd::facts_for(&query, &shared.systemd).await;
     let (reply_tx, reply_rx) = oneshot::channel();
     let question = Question {
         query,
@@ -274,13 +396,30 @@ async fn reply_error(write: &mut (impl AsyncWriteExt + Unpin), msg: &str) -> io:
     write.shutdown().await
 }
 
+/// An event with its command line left out.
+fn redacted(ev: &crate::event::Event) -> crate::event::Event {
+    let mut ev = ev.clone();
+    if let EventKind::Exec {
+        argv,
+        argv_truncated,
+        ..
+    } = &mut ev.kind
+    {
+        argv.clear();
+        *argv_truncated = true;
+    }
+    ev
+}
+
 async fn stream_events(
     write: &mut (impl AsyncWriteExt + Unpin),
     rx: &mut broadcast::Receiver<Arc<Batch>>,
     filter: &Filter,
+    viewer: Viewer,
     clock: &BootClock,
 ) -> io::Result<()> {
     let mut buf = Vec::with_capacity(64 * 1024);
+    let mut filter = Matcher::new(filter.clone());
     // The number of the next event this client expects (None before its first batch).
     let mut next: Option<u64> = None;
     let mut take = |buf: &mut Vec<u8>, batch: &Batch| {
@@ -291,8 +430,15 @@ async fn stream_events(
         }
         next = Some(batch.first + batch.lines.len() as u64);
         for e in &batch.lines {
-            if filter.matches(e) {
-                json::write_line(buf, &e.ev, clock, e.cgroup.as_deref());
+            if !filter.matches(e) {
+                continue;
+            }
+            match viewer.sees(e) {
+                Sight::Whole => json::write_line(buf, &e.ev, clock, e.cgroup.as_deref()),
+                Sight::Redacted => {
+                    json::write_line(buf, &redacted(&e.ev), clock, e.cgroup.as_deref());
+                }
+                Sight::Not => {}
             }
         }
     };
@@ -325,7 +471,87 @@ mod tests {
     use tokio::io::AsyncReadExt as _;
 
     use super::*;
-    use crate::testing::{enriched, exec};
+    use crate::testing::{enriched, exec, exit};
+
+    /// An exec by `uid` of process `tgid`.
+    fn exec_by(tgid: u32, uid: u32) -> Enriched {
+        let mut ev = exec();
+        ev.tgid = tgid;
+        if let EventKind::Exec { uid: u, .. } = &mut ev.kind {
+            *u = uid;
+        }
+        enriched(ev, None)
+    }
+
+    fn exit_of(tgid: u32) -> Enriched {
+        let mut ev = exit(0);
+        ev.tgid = tgid;
+        enriched(ev, None)
+    }
+
+    #[test]
+    fn an_event_is_its_process_s_owner_s() {
+        let mut owners = Owners::default();
+        assert_eq!(owners.of(&exec_by(10, 1000)), Some(1000));
+        let mut fork = exit_of(10);
+        fork.ev.kind = EventKind::Fork { child_pid: 11 };
+        assert_eq!(owners.of(&fork), Some(1000), "the parent's");
+        assert_eq!(
+            owners.of(&exit_of(11)),
+            Some(1000),
+            "the child inherited it"
+        );
+        assert_eq!(owners.of(&exit_of(10)), Some(1000));
+        assert_eq!(owners.of(&exit_of(10)), None, "forgotten at its exit");
+        assert_eq!(owners.0.len(), 0);
+    }
+
+    /// Issue 15, finding 1: every member of socket_group saw every user's command lines.
+    #[test]
+    fn a_client_that_is_not_root_sees_its_own_processes_unless_told_otherwise() {
+        let mut mine = exec_by(10, 1000);
+        mine.owner = Some(1000);
+        let mut theirs = exec_by(20, 1001);
+        theirs.owner = Some(1001);
+        let systemd = enriched(exit(0), None);
+        for (viewer, want) in [
+            (
+                Viewer::of(Some(0), Others::Hidden),
+                [Sight::Whole, Sight::Whole, Sight::Whole],
+            ),
+            (
+                Viewer::of(Some(1000), Others::Hidden),
+                [Sight::Whole, Sight::Not, Sight::Not],
+            ),
+            (
+                Viewer::of(Some(1000), Others::Redacted),
+                [Sight::Whole, Sight::Redacted, Sight::Redacted],
+            ),
+            (
+                Viewer::of(Some(1000), Others::Shown),
+                [Sight::Whole, Sight::Whole, Sight::Whole],
+            ),
+            (
+                Viewer::of(None, Others::Hidden),
+                [Sight::Not, Sight::Not, Sight::Not],
+            ),
+        ] {
+            let got = [&mine, &theirs, &systemd].map(|e| viewer.sees(e));
+            assert_eq!(got, want, "{viewer:?}");
+        }
+        match redacted(&theirs.ev).kind {
+            EventKind::Exec {
+                argv,
+                argv_truncated,
+                filename,
+                ..
+            } => {
+                assert!(argv.is_empty() && argv_truncated);
+                assert_eq!(filename, "/usr/local/bin/mylog.sh");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn a_read_is_published_in_numbered_batches() {
@@ -352,7 +578,14 @@ mod tests {
         let (mut client, mut server) = tokio::io::duplex(512);
         let task = tokio::spawn(async move {
             let clock = BootClock::new();
-            stream_events(&mut server, &mut rx, &Filter::default(), &clock).await
+            stream_events(
+                &mut server,
+                &mut rx,
+                &Filter::default(),
+                Viewer::of(Some(0), Others::Hidden),
+                &clock,
+            )
+            .await
         });
         p.push(enriched(exec(), None));
         p.publish();
