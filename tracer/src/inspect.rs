@@ -92,8 +92,101 @@ fn open_dir(path: &str) -> io::Result<OwnedFd> {
 }
 
 /// Opens `path` (absolute) under `root` with `O_PATH`: symlinks followed but kept inside
-/// the root, no magic links.
+/// the root, no magic links. Where openat2 is refused (ENOSYS: before Linux 5.6, or under
+/// systemd's RestrictSUIDSGID=, which cannot inspect openat2's flags and so refuses it),
+/// the same walk is made a component at a time.
 fn open_in(root: &OwnedFd, path: &str) -> io::Result<OwnedFd> {
+    match openat2_in_root(root, path) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => walk_in_root(root, path),
+        r => r,
+    }
+}
+
+/// Symlinks followed on a walk before it gives up (the kernel's own limit).
+const MAX_LINKS: usize = 40;
+
+/// `path` resolved under `root` a component at a time, as RESOLVE_IN_ROOT does: `..` stops
+/// at the root, a symlink's target is resolved from the root when absolute, from its
+/// directory when relative; every step `O_PATH | O_NOFOLLOW`, so nothing is opened.
+fn walk_in_root(root: &OwnedFd, path: &str) -> io::Result<OwnedFd> {
+    let mut dirs = vec![root.try_clone()?];
+    let mut todo: std::collections::VecDeque<String> = path.split('/').map(str::to_owned).collect();
+    let mut links = 0;
+    while let Some(part) = todo.pop_front() {
+        match part.as_str() {
+            "" | "." => continue,
+            ".." => {
+                if dirs.len() > 1 {
+                    dirs.pop();
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let here = dirs.last().expect("the root is never popped");
+        let fd = openat_path(here, &part)?;
+        let meta = fd.try_clone().map(File::from)?.metadata()?;
+        if !meta.file_type().is_symlink() {
+            dirs.push(fd);
+            continue;
+        }
+        links += 1;
+        if links > MAX_LINKS {
+            return Err(io::Error::from_raw_os_error(libc::ELOOP));
+        }
+        let target = readlink_fd(&fd)?;
+        if target.starts_with('/') {
+            dirs.truncate(1);
+        }
+        for (i, p) in target.split('/').enumerate() {
+            todo.insert(i, p.to_owned());
+        }
+    }
+    match dirs.len() {
+        1 => root.try_clone(),
+        _ => Ok(dirs.pop().expect("more than the root")),
+    }
+}
+
+/// `name` (one component) in the directory `dir`, `O_PATH | O_NOFOLLOW`.
+fn openat_path(dir: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
+    let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: the descriptor is open and `c` NUL-terminated.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The target of the symlink `fd` was opened on (`O_PATH | O_NOFOLLOW`).
+fn readlink_fd(fd: &OwnedFd) -> io::Result<String> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: an empty path reads the link `fd` itself is (Linux ≥ 2.6.39); `buf` is valid
+    // for writes of its length.
+    let n = unsafe {
+        libc::readlinkat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    String::from_utf8(buf).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
+}
+
+fn openat2_in_root(root: &OwnedFd, path: &str) -> io::Result<OwnedFd> {
     let c = CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: open_how is plain integers; all zero is its documented default.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
@@ -384,14 +477,6 @@ impl Facts for DaemonFacts {
 
     fn user_exists(&self, name: &str) -> Option<bool> {
         self.live.user_exists(name)
-    }
-
-    fn user_name(&self, uid: u32) -> Option<String> {
-        self.live.user_name(uid)
-    }
-
-    fn group_name(&self, gid: u32) -> Option<String> {
-        self.live.group_name(gid)
     }
 }
 

@@ -160,6 +160,7 @@ fn test() -> anyhow::Result<()> {
 
 const BIN: &str = "/usr/local/bin/tracer";
 const UNIT: &str = "/etc/systemd/system/tracer.service";
+const SOCKET_UNIT: &str = "/etc/systemd/system/tracer-metrics.socket";
 const CONFIG: &str = "/etc/tracer/tracer.toml";
 /// Generated from the clap definitions by the installed binary.
 const EXTRAS: &[(&[&str], &str)] = &[
@@ -193,6 +194,10 @@ fn install() -> anyhow::Result<()> {
     std::fs::copy(&tracer, &tmp).with_context(|| format!("copying to {tmp}"))?;
     std::fs::rename(&tmp, BIN)?;
     std::fs::copy(root().join("tracer/dist/tracer.service"), UNIT)?;
+    std::fs::copy(
+        root().join("tracer/dist/tracer-metrics.socket"),
+        SOCKET_UNIT,
+    )?;
     if !Path::new(CONFIG).exists() {
         std::fs::create_dir_all("/etc/tracer")?;
         std::fs::copy(root().join("tracer/dist/tracer.toml"), CONFIG)?;
@@ -207,10 +212,12 @@ fn install() -> anyhow::Result<()> {
         }
         std::fs::write(path, out.stdout).with_context(|| format!("writing {path}"))?;
     }
-    eprintln!("xtask: installed {BIN}, {UNIT}, {CONFIG}, the man page and shell completions");
+    eprintln!(
+        "xtask: installed {BIN}, {UNIT}, {SOCKET_UNIT}, {CONFIG}, the man page and shell completions"
+    );
     if systemd_runs() {
         sh(Command::new("systemctl").arg("daemon-reload"))?;
-        sh(Command::new("systemctl").args(["enable", "tracer.service"]))?;
+        sh(Command::new("systemctl").args(["enable", "tracer.service", "tracer-metrics.socket"]))?;
         sh(Command::new("systemctl").args(["restart", "tracer.service"]))?;
     } else {
         eprintln!("xtask: systemd is not running here: enable tracer.service where it is");
@@ -223,9 +230,18 @@ fn uninstall() -> anyhow::Result<()> {
         bail!("uninstalling removes files from /usr/local/bin and /etc: run as root");
     }
     if systemd_runs() {
-        let _ = sh(Command::new("systemctl").args(["disable", "--now", "tracer.service"]));
+        let _ = sh(Command::new("systemctl").args([
+            "disable",
+            "--now",
+            "tracer.service",
+            "tracer-metrics.socket",
+        ]));
     }
-    for f in EXTRAS.iter().map(|(_, p)| *p).chain([UNIT, BIN]) {
+    for f in EXTRAS
+        .iter()
+        .map(|(_, p)| *p)
+        .chain([UNIT, SOCKET_UNIT, BIN])
+    {
         match std::fs::remove_file(f) {
             Ok(()) => eprintln!("xtask: removed {f}"),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

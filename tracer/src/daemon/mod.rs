@@ -112,6 +112,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let (queries_tx, queries) = mpsc::channel(16);
     let (systemd_tx, systemd_rx) = mpsc::channel(1);
     tokio::spawn(systemd::account_when_booted(systemd_tx));
+    let metrics_at = metrics_url(listeners.metrics.as_ref());
     pipeline.serve(listeners, queries_tx, cfg.socket_others);
     let ready = [
         ("attach_ms", attach_ms.to_string()),
@@ -123,7 +124,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         ),
         ("socket", cfg.socket_path().display().to_string()),
         ("open_files_limit", open_files.to_string()),
-        ("metrics", metrics_url(&cfg.metrics_listen)),
+        ("metrics", metrics_at),
         (
             "failed_execs",
             match (cfg.failed_execs, probe.failed_execs()) {
@@ -151,8 +152,24 @@ struct Listeners {
 }
 
 impl Listeners {
+    /// The sockets: `/metrics` from systemd when it passed one (tracer-metrics.socket,
+    /// so that the daemon itself needs no network), else bound as metrics_listen says.
     async fn bind(cfg: &Config) -> anyhow::Result<Self> {
-        let metrics = if cfg.metrics_listen.is_empty() {
+        let passed = notify::listen_fds()
+            .into_iter()
+            .find(|(name, _)| name == "metrics");
+        let metrics = if let Some((_, fd)) = passed {
+            let listener = std::net::TcpListener::from(fd);
+            listener
+                .set_nonblocking(true)
+                .context("the /metrics socket systemd passed")?;
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .context("the /metrics socket systemd passed is not a TCP socket")?;
+            tracing::info!(
+                "/metrics on the socket systemd passed (tracer-metrics.socket); metrics_listen is not used"
+            );
+            Some(listener)
+        } else if cfg.metrics_listen.is_empty() {
             None
         } else {
             Some(
@@ -235,11 +252,11 @@ pub fn ready_line(fields: &[(&str, String)]) -> String {
     line
 }
 
-fn metrics_url(listen: &str) -> String {
-    if listen.is_empty() {
-        "none".into()
-    } else {
-        format!("http://{listen}/metrics")
+fn metrics_url(listener: Option<&tokio::net::TcpListener>) -> String {
+    match listener.map(|l| l.local_addr()) {
+        None => "none".into(),
+        Some(Ok(addr)) => format!("http://{addr}/metrics"),
+        Some(Err(e)) => format!("unknown ({e})"),
     }
 }
 
@@ -459,10 +476,16 @@ mod tests {
             line,
             r#"tracer daemon: ready: attach_ms=33 journal="/var/lib/my tracer" odd="a\"b\\c=d" empty="""#
         );
-        assert_eq!(metrics_url(""), "none");
+        assert_eq!(metrics_url(None), "none");
+    }
+
+    #[tokio::test]
+    async fn the_metrics_url_is_where_the_listener_is() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
         assert_eq!(
-            metrics_url("127.0.0.1:9464"),
-            "http://127.0.0.1:9464/metrics"
+            metrics_url(Some(&l)),
+            format!("http://127.0.0.1:{port}/metrics")
         );
     }
 }

@@ -61,9 +61,75 @@ impl Watchdog {
     }
 }
 
+/// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
+const LISTEN_FDS_START: i32 = 3;
+
+/// The sockets systemd passed this process (socket activation: $LISTEN_FDS for
+/// $LISTEN_PID, named by $LISTEN_FDNAMES), as (name, descriptor); the variables are then
+/// removed, as sd_listen_fds(1) does.
+pub fn listen_fds() -> Vec<(String, std::os::fd::OwnedFd)> {
+    let vars = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"].map(|v| std::env::var(v).ok());
+    let fds = passed(
+        vars[0].as_deref(),
+        vars[1].as_deref(),
+        vars[2].as_deref(),
+        std::process::id(),
+    );
+    // SAFETY: the daemon is single-threaded this early (no thread reads the environment).
+    for v in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        unsafe { std::env::remove_var(v) };
+    }
+    fds.into_iter()
+        .map(|(name, fd)| {
+            use std::os::fd::FromRawFd as _;
+            // SAFETY: systemd passed these descriptors to this process, and nothing else
+            // in it has taken them.
+            (name, unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+        })
+        .collect()
+}
+
+/// The (name, fd) pairs the variables describe, for process `me`.
+fn passed(
+    pid: Option<&str>,
+    fds: Option<&str>,
+    names: Option<&str>,
+    me: u32,
+) -> Vec<(String, i32)> {
+    if pid.and_then(|p| p.parse::<u32>().ok()) != Some(me) {
+        return Vec::new();
+    }
+    let n: i32 = fds.and_then(|n| n.parse().ok()).unwrap_or(0).clamp(0, 64);
+    let names: Vec<&str> = names.map(|n| n.split(':').collect()).unwrap_or_default();
+    (0..n)
+        .map(|i| {
+            let name = names.get(i as usize).copied().unwrap_or("unknown");
+            (name.to_owned(), LISTEN_FDS_START + i)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passed_sockets_are_this_process_s_and_named() {
+        assert_eq!(
+            passed(Some("7"), Some("2"), Some("metrics:other"), 7),
+            [("metrics".to_owned(), 3), ("other".to_owned(), 4)]
+        );
+        assert_eq!(
+            passed(Some("8"), Some("1"), None, 7),
+            [],
+            "another process's"
+        );
+        assert_eq!(passed(None, Some("1"), None, 7), []);
+        assert_eq!(
+            passed(Some("7"), Some("1"), None, 7),
+            [("unknown".to_owned(), 3)]
+        );
+    }
 
     #[test]
     fn the_watchdog_is_kept_at_half_the_interval_for_this_process_only() {

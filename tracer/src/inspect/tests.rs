@@ -136,6 +136,44 @@ fn symlinks_stay_inside_the_root() {
     );
 }
 
+/// Where openat2 is refused (systemd's RestrictSUIDSGID= makes it ENOSYS, as seen in the
+/// VM), the walk a component at a time resolves as it does.
+#[test]
+fn the_walk_by_hand_resolves_as_openat2_does() {
+    let d = tempdir("walk");
+    for dir in ["bin", "etc", "usr/lib"] {
+        std::fs::create_dir_all(d.join(dir)).unwrap();
+    }
+    write(&d.join("etc/inside"), "x", 0o600);
+    write(&d.join("usr/lib/tool"), "x", 0o751);
+    std::os::unix::fs::symlink("/etc/inside", d.join("bin/abs")).unwrap();
+    std::os::unix::fs::symlink("../../../../../etc/passwd", d.join("bin/up")).unwrap();
+    std::os::unix::fs::symlink("../usr/lib/tool", d.join("bin/rel")).unwrap();
+    std::os::unix::fs::symlink("usr", d.join("usrlink")).unwrap();
+    std::os::unix::fs::symlink("loop", d.join("bin/loop")).unwrap();
+    let root = open_dir(&d.display().to_string()).unwrap();
+    let mode = |fd: io::Result<OwnedFd>| -> Result<u32, i32> {
+        let fd = fd.map_err(|e| e.raw_os_error().unwrap_or(0))?;
+        Ok(File::from(fd).metadata().unwrap().mode() & 0o7777)
+    };
+    for path in [
+        "/bin/abs",
+        "/bin/up",
+        "/bin/rel",
+        "/usrlink/lib/tool",
+        "/../../usr/./lib/tool",
+        "/bin/loop",
+        "/bin/abs/more",
+        "/nope",
+    ] {
+        let by_hand = mode(walk_in_root(&root, path));
+        assert_eq!(by_hand, mode(openat2_in_root(&root, path)), "{path}");
+    }
+    assert_eq!(mode(walk_in_root(&root, "/bin/rel")), Ok(0o751));
+    assert_eq!(mode(walk_in_root(&root, "/bin/up")), Err(libc::ENOENT));
+    assert_eq!(mode(walk_in_root(&root, "/bin/loop")), Err(libc::ELOOP));
+}
+
 /// The path as the process saw it: a file on a private /tmp (a PrivateTmp= unit's, or a
 /// container's) is found through /proc/PID/root, and its noexec mount named.
 #[test]

@@ -109,10 +109,6 @@ pub trait Facts {
     fn unit_file(&self, unit: &str) -> Option<UnitFile>;
     /// Whether a user name exists (User= of a 217/USER failure).
     fn user_exists(&self, name: &str) -> Option<bool>;
-    /// The name of user `uid` (a file's owner), when it has one.
-    fn user_name(&self, uid: u32) -> Option<String>;
-    /// The name of group `gid` (a file's group), when it has one.
-    fn group_name(&self, gid: u32) -> Option<String>;
 }
 
 /// Directories systemd loads system units from, highest priority first.
@@ -175,14 +171,6 @@ impl Facts for LiveFacts {
         // systemd takes a number for a user it does not know by name.
         let known = users::user_by_name(name).ok()?.is_some();
         Some(known || name.parse::<u32>().is_ok())
-    }
-
-    fn user_name(&self, uid: u32) -> Option<String> {
-        users::user_name(uid).ok()?
-    }
-
-    fn group_name(&self, gid: u32) -> Option<String> {
-        users::group_name(gid).ok()?
     }
 }
 
@@ -307,14 +295,6 @@ impl Facts for RecordedFacts {
     fn user_exists(&self, name: &str) -> Option<bool> {
         Some(self.users.iter().any(|u| u == name))
     }
-
-    fn user_name(&self, uid: u32) -> Option<String> {
-        self.user_names.get(&uid).cloned()
-    }
-
-    fn group_name(&self, gid: u32) -> Option<String> {
-        self.group_names.get(&gid).cloned()
-    }
 }
 
 #[cfg(test)]
@@ -339,19 +319,33 @@ mod tests {
 
     #[test]
     fn user_and_group_names_come_from_the_host_or_the_recording() {
+        let owner = |facts: &dyn Facts, path| match facts.file(path, None).get() {
+            Some(Looked::Found { owner, .. }) => owner.clone(),
+            other => panic!("{other:?}"),
+        };
         let live = LiveFacts;
-        assert_eq!(live.user_name(0).as_deref(), Some("root"));
-        assert_eq!(live.group_name(0).as_deref(), Some("root"));
+        let root = owner(&live, "/");
+        assert_eq!(root.user.as_deref(), Some("root"));
+        assert_eq!(root.group.as_deref(), Some("root"));
         assert_eq!(live.user_exists("root"), Some(true));
         assert_eq!(live.user_exists("tracer-no-such-user"), Some(false));
         assert_eq!(live.user_exists("4321"), Some(true), "a uid is taken as is");
         let mut recorded = RecordedFacts::default();
-        assert_eq!(recorded.user_name(0), None);
+        let info = FileInfo {
+            mode: 0o644,
+            uid: 0,
+            gid: 10,
+            is_dir: false,
+            noexec_mount: None,
+            interpreter: None,
+        };
+        recorded.files.insert("/x".into(), info);
+        assert_eq!(owner(&recorded, "/x"), OwnerNames::default());
         recorded.user_names.insert(0, "admin".into());
         recorded.group_names.insert(10, "wheel".into());
-        assert_eq!(recorded.user_name(0).as_deref(), Some("admin"));
-        assert_eq!(recorded.group_name(10).as_deref(), Some("wheel"));
-        assert_eq!(recorded.group_name(0), None);
+        let named = owner(&recorded, "/x");
+        assert_eq!(named.user.as_deref(), Some("admin"));
+        assert_eq!(named.group.as_deref(), Some("wheel"));
     }
 
     #[test]

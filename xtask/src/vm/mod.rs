@@ -101,8 +101,10 @@ struct Inject {
 
 impl Inject {
     fn enable(&mut self, unit: &str, target: &str) {
-        self.dirs
-            .push(format!("/etc/systemd/system/{target}.wants"));
+        let wants = format!("/etc/systemd/system/{target}.wants");
+        if !self.dirs.contains(&wants) {
+            self.dirs.push(wants);
+        }
         self.links.push((
             format!("/etc/systemd/system/{target}.wants/{unit}"),
             format!("/etc/systemd/system/{unit}"),
@@ -244,7 +246,12 @@ fn boot(suite: Suite, image: &Image, tracer: &Path, scenarios: &[String]) -> any
         "/etc/systemd/system/tracer.service".into(),
         root().join("tracer/dist/tracer.service"),
     ));
+    inject.files.push((
+        "/etc/systemd/system/tracer-metrics.socket".into(),
+        root().join("tracer/dist/tracer-metrics.socket"),
+    ));
     inject.enable("tracer.service", "sysinit.target");
+    inject.enable("tracer-metrics.socket", "sysinit.target");
     inject.dirs.push("/usr/local/lib/tracer-vm".into());
     inject.files.push((
         "/usr/local/lib/tracer-vm/collect.sh".into(),
