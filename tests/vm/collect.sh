@@ -52,10 +52,14 @@ fi
 stamp "final collect start"
 cat /proc/sys/kernel/random/boot_id > "$R/boot_id.txt"
 systemctl show tracer.service > "$R/tracer.show"
-systemd-analyze security --no-pager tracer.service > "$R/security.txt" 2>&1
+timeout 60 systemd-analyze security --no-pager tracer.service > "$R/security.txt" 2>&1
 # /metrics, on the socket systemd made (the daemon itself has no network).
-bash -c 'exec 3<>/dev/tcp/127.0.0.1/9464 && printf "GET /metrics HTTP/1.0\r\n\r\n" >&3 && cat <&3' \
-  > "$R/metrics.txt" 2>&1
+timeout 20 bash -c 'exec 3<>/dev/tcp/127.0.0.1/9464 && printf "GET /metrics HTTP/1.0\r\n\r\n" >&3 && cat <&3' \
+  > "$R/metrics.txt" 2>&1 || echo "(no answer within 20 s: $?)" >> "$R/metrics.txt"
+systemctl status --no-pager tracer.service tracer-metrics.socket > "$R/tracer.status" 2>&1
+# (Also on the console, the serial log, should anything after hang.)
+head -12 "$R/tracer.status"
+journalctl -b -u tracer.service --no-pager | grep -v systemd | tail -5
 if [ -n "$second" ]; then
   # The journal of the first boot survived the reboot.
   /usr/local/bin/tracer journal list --json > "$R/journal-list.json" 2> "$R/journal-list.err"

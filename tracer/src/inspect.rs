@@ -288,6 +288,17 @@ pub struct LookupCounts {
     pub refused: AtomicU64,
 }
 
+impl LookupCounts {
+    /// (result, count) for each result, as `/metrics` names them.
+    pub fn by_result(&self) -> [(&'static str, u64); 3] {
+        [
+            ("done", self.done.load(Ordering::Relaxed)),
+            ("rate-limited", self.rate_limited.load(Ordering::Relaxed)),
+            ("refused", self.refused.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
 /// Looks per user: this many at once ...
 const BURST: f64 = 20.0;
 /// ... and this many a second after that.

@@ -281,6 +281,8 @@ struct Pipeline {
     stream: Publisher,
     clock: BootClock,
     journal_errors: u64,
+    /// How the file lookups went, for `/metrics`.
+    lookups: std::sync::Arc<crate::inspect::LookupCounts>,
     /// Records that did not decode since the last tick, for the probe's count.
     malformed: Vec<DecodeError>,
 }
@@ -290,8 +292,10 @@ impl Pipeline {
     fn new(cfg: &Config, start: Started, boot_id: &str) -> anyhow::Result<(Probe, Self)> {
         let mut journal = Writer::open(&cfg.journal_dir(), boot_id, cfg.journal.clone())
             .context("opening the journal")?;
+        let facts = DaemonFacts::start().context("starting the file lookup workers")?;
+        let lookups = facts.lookups.counts.clone();
         let mut model = Model::new(
-            DaemonFacts::start().context("starting the file lookup workers")?,
+            facts,
             ModelConfig {
                 crash_loop_runs: cfg.crash_loop_runs,
                 crash_loop_window_ns: (cfg.crash_loop_window_secs * 1e9) as u64,
@@ -300,13 +304,23 @@ impl Pipeline {
         );
         model.announce_changes();
         start.seed(&mut model);
+        // What the start-up found, journaled: a record that cannot be (the disk full, a
+        // frame refused) is counted by the writer and said once; tracing goes on.
+        let mut seeded = Vec::new();
         for (id, path) in start.cgroups.iter() {
-            journal.append_cgroup(id, path)?;
+            seeded.extend(journal.append_cgroup(id, path).err());
         }
         for p in &start.running {
-            journal.append_process(p)?;
+            seeded.extend(journal.append_process(p).err());
         }
-        journal.flush()?;
+        seeded.extend(journal.flush().err());
+        if let Some(e) = seeded.first() {
+            tracing::warn!(
+                "{} of what the start-up found could not be journaled: {e}",
+                seeded.len()
+            );
+        }
+        let journal_errors = seeded.len() as u64;
         let pipeline = Self {
             cgroups: start.cgroups,
             model,
@@ -314,7 +328,8 @@ impl Pipeline {
             metrics: Metrics::new(cfg.metrics_unit_cap),
             stream: Publisher::new(),
             clock: BootClock::new(),
-            journal_errors: 0,
+            journal_errors,
+            lookups,
             malformed: Vec::new(),
         };
         Ok((start.probe, pipeline))
@@ -442,6 +457,7 @@ impl Pipeline {
             self.journal.total_bytes(),
             &self.journal.errors(),
         );
+        self.metrics.sync_lookups(&self.lookups);
     }
 
     fn stop(mut self, cfg: &Config, probe: &Probe) -> anyhow::Result<()> {

@@ -5,7 +5,10 @@
 
 pub mod http;
 
-use std::collections::HashSet;
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -40,6 +43,9 @@ pub struct Metrics {
     /// `tracer_journal_errors_total` by op, and the writer's counts it was last synced to.
     journal_errors: IntCounterVec,
     journal_errors_seen: JournalErrors,
+    /// `tracer_file_lookups_total` by result, and the counts it was last synced to.
+    lookups: IntCounterVec,
+    lookups_seen: [u64; 3],
     folded: IntCounter,
     labels: UnitLabels,
     /// `tracer_events_total` by kind, looked up once.
@@ -109,25 +115,103 @@ fn label_name(u: &crate::unit::UnitRef) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// A unit label past the cap takes the place of one whose units have had no run for this
+/// long (its series are removed): the cap is not first come, for ever.
+const EVICT_AFTER: Duration = Duration::from_secs(3600);
+
 /// Bounded unit label values.
 struct UnitLabels {
     cap: usize,
-    admitted: HashSet<String>,
+    admitted: HashMap<String, Admitted>,
+    /// Labels given up to make room, whose series are still to be removed.
+    evicted: Vec<String>,
+    evict_after: Duration,
+}
+
+/// An admitted label's units: how many runs are open, and since when that count is what
+/// it is.
+struct Admitted {
+    running: u32,
+    since: Instant,
 }
 
 impl UnitLabels {
+    fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            admitted: HashMap::new(),
+            evicted: Vec::new(),
+            evict_after: EVICT_AFTER,
+        }
+    }
+
     fn label(&mut self, unit: Option<(&str, UnitKind)>, folded: &IntCounter) -> String {
         match unit {
             None => "none".into(),
             Some((_, UnitKind::Scope)) => "_scope".into(),
-            Some((name, _)) if self.admitted.contains(name) => name.to_owned(),
-            Some((name, _)) if self.admitted.len() < self.cap => {
-                self.admitted.insert(name.to_owned());
+            Some((name, _)) if self.admitted.contains_key(name) => name.to_owned(),
+            Some((name, _)) => {
+                let now = Instant::now();
+                if self.admitted.len() >= self.cap {
+                    match self.longest_idle(now) {
+                        Some(old) => {
+                            self.admitted.remove(&old);
+                            self.evicted.push(old);
+                        }
+                        None => {
+                            folded.inc();
+                            return "_other".into();
+                        }
+                    }
+                }
+                let fresh = Admitted {
+                    running: 0,
+                    since: now,
+                };
+                self.admitted.insert(name.to_owned(), fresh);
                 name.to_owned()
             }
-            Some(_) => {
-                folded.inc();
-                "_other".into()
+        }
+    }
+
+    /// The admitted label whose units have had no open run for longest, past
+    /// `evict_after`.
+    fn longest_idle(&self, now: Instant) -> Option<String> {
+        self.admitted
+            .iter()
+            .filter(|(_, a)| a.running == 0 && now.duration_since(a.since) >= self.evict_after)
+            .min_by_key(|(_, a)| a.since)
+            .map(|(name, _)| name.clone())
+    }
+
+    /// A run of the label's units opened (or, `started` false, ended).
+    fn run(&mut self, label: &str, started: bool) {
+        if let Some(a) = self.admitted.get_mut(label) {
+            a.running = if started {
+                a.running + 1
+            } else {
+                a.running.saturating_sub(1)
+            };
+            a.since = Instant::now();
+        }
+    }
+}
+
+/// Removes every series of `vec` whose `unit` label is `unit`.
+fn remove_unit<T: prometheus::core::MetricVecBuilder>(
+    vec: &prometheus::core::MetricVec<T>,
+    unit: &str,
+) {
+    use prometheus::core::Collector as _;
+    for family in vec.collect() {
+        for m in family.get_metric() {
+            let labels: HashMap<&str, &str> = m
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            if labels.get("unit") == Some(&unit) {
+                let _ = vec.remove(&labels);
             }
         }
     }
@@ -257,6 +341,15 @@ impl Metrics {
         for op in ops {
             journal_errors.with_label_values(&[op]);
         }
+        let lookups = counter(
+            &r,
+            "tracer_file_lookups_total",
+            "Looks at a refused exec's file, by result (done; rate-limited: past the user's rate; refused: the queue full or the lookups hung).",
+            &["result"],
+        );
+        for (result, _) in crate::inspect::LookupCounts::default().by_result() {
+            lookups.with_label_values(&[result]);
+        }
         let build = registered(
             &r,
             IntGaugeVec::new(
@@ -283,11 +376,10 @@ impl Metrics {
             journal_bytes,
             journal_errors,
             journal_errors_seen: JournalErrors::default(),
+            lookups,
+            lookups_seen: [0; 3],
             folded,
-            labels: UnitLabels {
-                cap: unit_cap,
-                admitted: HashSet::new(),
-            },
+            labels: UnitLabels::new(unit_cap),
             by_kind: IdMap::default(),
             by_unit: IdMap::default(),
             drops_seen: 0,
@@ -374,6 +466,7 @@ impl Metrics {
             }
             _ => {}
         }
+        self.forget_evicted();
     }
 
     /// The daemon's own series: what the kernel dropped, the journal's size and what
@@ -398,6 +491,17 @@ impl Metrics {
         self.journal_errors_seen = *journal_errors;
     }
 
+    /// The file lookups' counts (since the daemon started).
+    pub fn sync_lookups(&mut self, counts: &crate::inspect::LookupCounts) {
+        let now = counts.by_result();
+        for ((result, n), seen) in now.iter().zip(&mut self.lookups_seen) {
+            if *n > *seen {
+                self.lookups.with_label_values(&[result]).inc_by(*n - *seen);
+                *seen = *n;
+            }
+        }
+    }
+
     /// Counts what the model announced.
     pub fn count(&mut self, change: &Change, clock: &BootClock) {
         match change {
@@ -410,6 +514,7 @@ impl Metrics {
                 let label = self
                     .labels
                     .label(Some((&label_name(unit), unit.kind)), &self.folded);
+                self.labels.run(&label, true);
                 self.runs.with_label_values(&[&label]).inc();
                 let reason = match start {
                     StartKind::AutomaticRestart => Some("automatic"),
@@ -433,18 +538,45 @@ impl Metrics {
             }
             Change::RunOutcome {
                 unit,
-                failed: true,
+                failed,
                 cause,
                 ..
             } => {
                 let label = self
                     .labels
                     .label(Some((&label_name(unit), unit.kind)), &self.folded);
-                let cause = cause.as_ref().map_or("unknown", cause_name);
-                self.failures.with_label_values(&[&label, cause]).inc();
+                self.labels.run(&label, false);
+                if *failed {
+                    let cause = cause.as_ref().map_or("unknown", cause_name);
+                    self.failures.with_label_values(&[&label, cause]).inc();
+                }
             }
-            Change::RunOutcome { failed: false, .. } | Change::CrashLoop { .. } => {}
+            Change::CrashLoop { .. } => {}
         }
+        self.forget_evicted();
+    }
+
+    /// Removes the series of labels given up to make room (and the cached handles, which
+    /// would count into removed series).
+    fn forget_evicted(&mut self) {
+        if self.labels.evicted.is_empty() {
+            return;
+        }
+        for unit in std::mem::take(&mut self.labels.evicted) {
+            for vec in [
+                &self.exec,
+                &self.exec_failures,
+                &self.exits,
+                &self.signals,
+                &self.runs,
+                &self.restarts,
+                &self.failures,
+            ] {
+                remove_unit(vec, &unit);
+            }
+            remove_unit(&self.last_start, &unit);
+        }
+        self.by_unit.clear();
     }
 }
 
@@ -503,6 +635,55 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
         }
+    }
+
+    /// Issue 15, finding 5: the cap was first come, never freed: units that came and went
+    /// (anyone's with a delegated cgroup) kept real units folded into `_other` for ever.
+    #[test]
+    fn a_label_idle_past_its_time_makes_room_for_a_new_unit() {
+        let mut m = Metrics::new(2);
+        m.labels.evict_after = Duration::ZERO;
+        let clock = BootClock::new();
+        let ended = |path: &str| Change::RunOutcome {
+            unit: unit_of_cgroup(path).unwrap(),
+            run: 1,
+            failed: false,
+            cause: None,
+        };
+        m.count(
+            &started("/system.slice/a.service", StartKind::First),
+            &clock,
+        );
+        m.count(
+            &started("/system.slice/b.service", StartKind::First),
+            &clock,
+        );
+        // Both running: a third folds.
+        m.count(
+            &started("/system.slice/c.service", StartKind::First),
+            &clock,
+        );
+        m.count(&ended("/system.slice/a.service"), &clock);
+        // a.service has no run open: d.service takes its place, and a's series go.
+        m.count(
+            &started("/system.slice/d.service", StartKind::First),
+            &clock,
+        );
+        let text = rendered(&m);
+        for line in [
+            "tracer_unit_runs_total{unit=\"b.service\"} 1",
+            "tracer_unit_runs_total{unit=\"d.service\"} 1",
+            "tracer_unit_runs_total{unit=\"_other\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+        }
+        assert!(!text.contains("unit=\"a.service\""), "{text}");
+        // A running unit is never given up.
+        m.count(
+            &started("/system.slice/e.service", StartKind::First),
+            &clock,
+        );
+        assert!(rendered(&m).contains("unit=\"b.service\""));
     }
 
     /// Issue 15, finding 5: a user's units took labels of the cap one by one (and a user
@@ -578,6 +759,29 @@ mod tests {
             "tracer_unit_start_duration_seconds_count 1",
             "tracer_unit_start_duration_seconds_bucket{le=\"0.05\"} 1",
             "tracer_unit_start_duration_seconds_bucket{le=\"0.01\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn file_lookups_are_exported_by_result() {
+        let mut m = Metrics::new(10);
+        let counts = crate::inspect::LookupCounts::default();
+        m.sync_lookups(&counts);
+        assert!(rendered(&m).contains("tracer_file_lookups_total{result=\"refused\"} 0"));
+        counts
+            .done
+            .fetch_add(3, std::sync::atomic::Ordering::Relaxed);
+        counts
+            .rate_limited
+            .fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+        m.sync_lookups(&counts);
+        m.sync_lookups(&counts);
+        let text = rendered(&m);
+        for line in [
+            "tracer_file_lookups_total{result=\"done\"} 3",
+            "tracer_file_lookups_total{result=\"rate-limited\"} 2",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
         }
