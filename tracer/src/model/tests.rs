@@ -18,6 +18,19 @@ fn ev(ts_ns: u64, tgid: u32, cgroup_id: u64, comm: &str, kind: EventKind) -> Eve
     }
 }
 
+/// Facts with the unit file of a.service (ExecStart=/usr/bin/a).
+fn a_service_file() -> RecordedFacts {
+    let mut facts = RecordedFacts::default();
+    facts.units.insert(
+        "a.service".into(),
+        facts::parse_unit_file(
+            "/etc/systemd/system/a.service",
+            &["[Service]\nExecStart=/usr/bin/a\n".into()],
+        ),
+    );
+    facts
+}
+
 fn cgroup(id: u64, path: &str) -> CgroupRef {
     CgroupRef {
         id,
@@ -182,15 +195,7 @@ fn a_process_found_at_start_is_not_counted_twice() {
 /// process cloned into it, its exec, its exit 1, the cgroup's removal.
 #[test]
 fn the_model_announces_runs_their_outcomes_and_the_crash_loop() {
-    let mut facts = RecordedFacts::default();
-    facts.units.insert(
-        "a.service".into(),
-        facts::parse_unit_file(
-            "/etc/systemd/system/a.service",
-            &["[Service]\nExecStart=/usr/bin/a\n".into()],
-        ),
-    );
-    let mut m = Fed::new(Model::new(facts, ModelConfig::default()));
+    let mut m = Fed::new(Model::new(a_service_file(), ModelConfig::default()));
     m.announce_changes();
     m.know_cgroup(1, "/init.scope");
     let mut changes = Vec::new();
@@ -285,15 +290,7 @@ fn the_model_announces_runs_their_outcomes_and_the_crash_loop() {
 /// manual.
 #[test]
 fn a_user_s_unit_never_merges_with_the_system_s_of_that_name() {
-    let mut facts = RecordedFacts::default();
-    facts.units.insert(
-        "a.service".into(),
-        facts::parse_unit_file(
-            "/etc/systemd/system/a.service",
-            &["[Service]\nExecStart=/usr/bin/a\n".into()],
-        ),
-    );
-    let mut m = Fed::new(Model::new(facts, ModelConfig::default()));
+    let mut m = Fed::new(Model::new(a_service_file(), ModelConfig::default()));
     m.know_cgroup(1, "/init.scope");
     m.know_cgroup(
         2,
