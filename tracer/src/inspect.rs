@@ -33,7 +33,10 @@ use std::{
 use crate::{
     model::{
         cause::OwnerNames,
-        facts::{Facts, FileInfo, FileLookup, LiveFacts, Looked, UnitFile, noexec_mount_of},
+        facts::{
+            Facts, FileInfo, FileLookup, LiveFacts, Looked, UnitFile, UserLookup, noexec_mount_of,
+            user_exists_now,
+        },
     },
     rate::Bucket,
     users,
@@ -307,10 +310,30 @@ const PER_SECOND: f64 = 5.0;
 const MAX_USERS: usize = 4096;
 
 struct Request {
-    path: String,
-    root: Root,
-    lookup: FileLookup,
+    job: Job,
     queued: Instant,
+}
+
+/// What a worker is asked to look up.
+enum Job {
+    /// A file, as a process with this root sees it.
+    File {
+        path: String,
+        root: Root,
+        lookup: FileLookup,
+    },
+    /// Whether a user exists (NSS may ask a directory server that does not answer).
+    User { name: String, lookup: UserLookup },
+}
+
+impl Job {
+    /// Fills the lookup with why it was not had.
+    fn refuse(&self, why: String) {
+        match self {
+            Job::File { lookup, .. } => lookup.fill(Looked::Failed(why)),
+            Job::User { lookup, .. } => lookup.fill(None),
+        }
+    }
 }
 
 /// One worker's state: when it began its current look (ms since `epoch`, +1; 0 idle).
@@ -392,23 +415,43 @@ impl Lookups {
                 &self.counts.refused,
             );
         }
-        let request = Request {
+        self.queue_job(Job::File {
             path: path.to_owned(),
             root: Root::of(pid),
             lookup: lookup.clone(),
+        });
+        lookup
+    }
+
+    /// Asks whether user `name` exists; answers at once, filled in later (None when the
+    /// lookup will not be had).
+    pub fn request_user(&self, name: &str) -> UserLookup {
+        let lookup = UserLookup::default();
+        if self.all_hung() {
+            self.counts.refused.fetch_add(1, Ordering::Relaxed);
+            lookup.fill(None);
+            return lookup;
+        }
+        self.queue_job(Job::User {
+            name: name.to_owned(),
+            lookup: lookup.clone(),
+        });
+        lookup
+    }
+
+    /// Queues a job, or refuses it at once when the queue is full.
+    fn queue_job(&self, job: Job) {
+        let request = Request {
+            job,
             queued: Instant::now(),
         };
-        match self.queue.try_send(request) {
-            Ok(()) => lookup,
-            Err(TrySendError::Full(_)) => refuse(
-                "not looked at: too many looks pending",
-                &self.counts.refused,
-            ),
-            Err(TrySendError::Disconnected(_)) => refuse(
-                "not looked at: the lookup workers stopped",
-                &self.counts.refused,
-            ),
-        }
+        let why = match self.queue.try_send(request) {
+            Ok(()) => return,
+            Err(TrySendError::Full(r)) => (r, "not looked at: too many looks pending"),
+            Err(TrySendError::Disconnected(r)) => (r, "not looked at: the lookup workers stopped"),
+        };
+        self.counts.refused.fetch_add(1, Ordering::Relaxed);
+        why.0.job.refuse(why.1.to_owned());
     }
 
     fn take_token(&self, uid: u32) -> bool {
@@ -448,21 +491,25 @@ fn work(
         };
         if request.queued.elapsed() > stuck_after {
             // Queued behind a hung look: the file may have changed since; say so.
-            request.lookup.fill(Looked::Failed(format!(
+            request.job.refuse(format!(
                 "not looked at: it waited over {stuck_after:?} behind a hung look"
-            )));
+            ));
             counts.refused.fetch_add(1, Ordering::Relaxed);
             continue;
         }
         me.busy_since
             .store(epoch.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
-        request.lookup.fill(look(&request.path, &request.root));
+        match request.job {
+            Job::File { path, root, lookup } => lookup.fill(look(&path, &root)),
+            Job::User { name, lookup } => lookup.fill(user_exists_now(&name)),
+        }
         me.busy_since.store(0, Ordering::Relaxed);
         counts.done.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-/// The daemon's facts: files looked at by [`Lookups`], the rest as [`LiveFacts`] has it.
+/// The daemon's facts: files and users looked up by [`Lookups`], unit files as
+/// [`LiveFacts`] reads them (root's directories).
 pub struct DaemonFacts {
     live: LiveFacts,
     pub lookups: Lookups,
@@ -486,8 +533,8 @@ impl Facts for DaemonFacts {
         self.live.unit_file(unit)
     }
 
-    fn user_exists(&self, name: &str) -> Option<bool> {
-        self.live.user_exists(name)
+    fn user_exists(&self, name: &str) -> UserLookup {
+        self.lookups.request_user(name)
     }
 }
 

@@ -458,6 +458,8 @@ impl Pipeline {
             &self.journal.errors(),
         );
         self.metrics.sync_lookups(&self.lookups);
+        self.metrics
+            .sync_probe(probe.malformed(), probe.failed_execs());
     }
 
     fn stop(mut self, cfg: &Config, probe: &Probe) -> anyhow::Result<()> {

@@ -232,8 +232,13 @@ fn the_workers_never_make_the_asker_wait() {
         Some(Looked::Failed(why)) => assert!(why.contains("hung"), "{why}"),
         other => panic!("{other:?}"),
     }
+    assert_eq!(
+        lookups.request_user("root").get(),
+        Some(&None),
+        "a user's lookup, too, is refused at once"
+    );
     assert!(started.elapsed() < Duration::from_secs(2));
-    assert_eq!(lookups.counts.refused.load(Ordering::Relaxed), 1);
+    assert_eq!(lookups.counts.refused.load(Ordering::Relaxed), 2);
     release_tx.send(()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while first.get().is_none() && Instant::now() < deadline {
@@ -264,4 +269,21 @@ fn one_user_s_failed_execs_spend_only_that_user_s_looks() {
         lookups.request("/x", Some(u32::MAX - 1)).get(),
         Some(Looked::Failed(_))
     ));
+}
+
+/// Issue 15, finding 2: whether User= exists was asked of NSS on the event path (a
+/// directory server that does not answer would have stopped it).
+#[test]
+fn users_are_looked_up_by_the_workers() {
+    let lookups = Lookups::start(1, 8, Duration::from_secs(5)).unwrap();
+    let (root, nobody) = (
+        lookups.request_user("root"),
+        lookups.request_user("tracer-no-such-user"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while (root.get().is_none() || nobody.get().is_none()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(root.get(), Some(&Some(true)));
+    assert_eq!(nobody.get(), Some(&Some(false)));
 }

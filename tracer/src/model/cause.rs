@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::facts::{FileInfo, FileLookup, Looked};
+use super::facts::{FileInfo, FileLookup, Looked, UserLookup};
 use crate::event::{Errno, Signal};
 
 /// systemd's own exit statuses for a failure while setting up a unit's process, before
@@ -224,12 +224,17 @@ pub enum SetupDetail {
     Known(Option<String>),
     /// WorkingDirectory=.
     Directory(FileLookup),
+    /// User=: whether the user exists.
+    User(UserLookup),
 }
 
 impl SetupDetail {
     pub fn text(&self) -> Option<String> {
         let lookup = match self {
             Self::Known(text) => return text.clone(),
+            Self::User(user) => {
+                return (user.get() == Some(&Some(false))).then(|| "no such user".to_owned());
+            }
             Self::Directory(lookup) => lookup,
         };
         Some(match lookup.get() {

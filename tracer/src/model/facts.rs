@@ -47,39 +47,57 @@ pub enum Looked {
     Failed(String),
 }
 
-/// A file's state, filled once by whoever looks at it: at once (a recording, a report),
-/// or later by the daemon's lookup workers, off the event path. Those who explain read it
-/// when they explain, by which time the look has usually been had; until then it is
-/// [`FileLookup::get`] None.
-#[derive(Clone, Debug, Default)]
-pub struct FileLookup(Arc<OnceLock<Looked>>);
+/// What a lookup found, filled once by whoever looks: at once (a recording, a report), or
+/// later by the daemon's lookup workers, off the event path. Those who explain read it
+/// when they explain, by which time the look has usually been had; until then
+/// [`Deferred::get`] is None.
+#[derive(Debug)]
+pub struct Deferred<T>(Arc<OnceLock<T>>);
 
-impl FileLookup {
+impl<T> Default for Deferred<T> {
+    fn default() -> Self {
+        Self(Arc::default())
+    }
+}
+
+impl<T> Clone for Deferred<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T> Deferred<T> {
     /// A look already had.
-    pub fn done(looked: Looked) -> Self {
+    pub fn done(found: T) -> Self {
         let l = Self::default();
-        l.fill(looked);
+        l.fill(found);
         l
     }
 
     /// What the look found, once it has been had.
-    pub fn get(&self) -> Option<&Looked> {
+    pub fn get(&self) -> Option<&T> {
         self.0.get()
     }
 
     /// Records what the look found (the first fill wins).
-    pub fn fill(&self, looked: Looked) {
-        let _ = self.0.set(looked);
+    pub fn fill(&self, found: T) {
+        let _ = self.0.set(found);
     }
 }
 
-impl PartialEq for FileLookup {
+impl<T: PartialEq> PartialEq for Deferred<T> {
     fn eq(&self, other: &Self) -> bool {
         self.get() == other.get()
     }
 }
 
-impl Eq for FileLookup {}
+impl<T: Eq> Eq for Deferred<T> {}
+
+/// A file's state, looked up.
+pub type FileLookup = Deferred<Looked>;
+
+/// Whether a user exists (None: the lookup failed), looked up.
+pub type UserLookup = Deferred<Option<bool>>;
 
 /// The parts of a unit file the explanations use.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -107,8 +125,8 @@ pub trait Facts {
     fn file(&self, path: &str, pid: Option<u32>) -> FileLookup;
     /// The unit's file, when one can be found.
     fn unit_file(&self, unit: &str) -> Option<UnitFile>;
-    /// Whether a user name exists (User= of a 217/USER failure).
-    fn user_exists(&self, name: &str) -> Option<bool>;
+    /// Whether a user name exists (User= of a 217/USER failure), looked up now or soon.
+    fn user_exists(&self, name: &str) -> UserLookup;
 }
 
 /// Directories systemd loads system units from, highest priority first.
@@ -167,11 +185,16 @@ impl Facts for LiveFacts {
         Some(parse_unit_file(&path, &texts))
     }
 
-    fn user_exists(&self, name: &str) -> Option<bool> {
-        // systemd takes a number for a user it does not know by name.
-        let known = users::user_by_name(name).ok()?.is_some();
-        Some(known || name.parse::<u32>().is_ok())
+    fn user_exists(&self, name: &str) -> UserLookup {
+        UserLookup::done(user_exists_now(name))
     }
+}
+
+/// Whether a user name exists, asked of NSS now (None: it could not be asked). systemd
+/// takes a number for a user it does not know by name.
+pub fn user_exists_now(name: &str) -> Option<bool> {
+    let known = users::user_by_name(name).ok()?.is_some();
+    Some(known || name.parse::<u32>().is_ok())
 }
 
 /// `#!/usr/bin/env python3` → `/usr/bin/env`.
@@ -292,8 +315,8 @@ impl Facts for RecordedFacts {
         self.units.get(unit).cloned()
     }
 
-    fn user_exists(&self, name: &str) -> Option<bool> {
-        Some(self.users.iter().any(|u| u == name))
+    fn user_exists(&self, name: &str) -> UserLookup {
+        UserLookup::done(Some(self.users.iter().any(|u| u == name)))
     }
 }
 
@@ -327,9 +350,16 @@ mod tests {
         let root = owner(&live, "/");
         assert_eq!(root.user.as_deref(), Some("root"));
         assert_eq!(root.group.as_deref(), Some("root"));
-        assert_eq!(live.user_exists("root"), Some(true));
-        assert_eq!(live.user_exists("tracer-no-such-user"), Some(false));
-        assert_eq!(live.user_exists("4321"), Some(true), "a uid is taken as is");
+        assert_eq!(live.user_exists("root").get(), Some(&Some(true)));
+        assert_eq!(
+            live.user_exists("tracer-no-such-user").get(),
+            Some(&Some(false))
+        );
+        assert_eq!(
+            live.user_exists("4321").get(),
+            Some(&Some(true)),
+            "a uid is taken as is"
+        );
         let mut recorded = RecordedFacts::default();
         let info = FileInfo {
             mode: 0o644,

@@ -228,13 +228,10 @@ fn setup_setting(
             None => unknown,
         },
         217 => match &file.user {
-            Some(user) => {
-                let detail = match facts.user_exists(user) {
-                    Some(false) => Some("no such user".to_owned()),
-                    _ => None,
-                };
-                (Some(format!("User={user}")), SetupDetail::Known(detail))
-            }
+            Some(user) => (
+                Some(format!("User={user}")),
+                SetupDetail::User(facts.user_exists(user)),
+            ),
             None => unknown,
         },
         _ => unknown,

@@ -46,6 +46,9 @@ pub struct Metrics {
     /// `tracer_file_lookups_total` by result, and the counts it was last synced to.
     lookups: IntCounterVec,
     lookups_seen: [u64; 3],
+    malformed: IntCounter,
+    malformed_seen: u64,
+    failed_execs_caught: IntGauge,
     folded: IntCounter,
     labels: UnitLabels,
     /// `tracer_events_total` by kind, looked up once.
@@ -322,7 +325,15 @@ impl Metrics {
             "tracer_metrics_folded_total",
             "Unit label values folded into unit=\"_other\" by the series cap.",
         );
+        let malformed = int_counter(
+            "tracer_records_malformed_total",
+            "Kernel records that did not decode (left out; logged once per burst).",
+        );
         let gauge = |name, help| registered(&r, IntGauge::new(name, help).expect("valid metric"));
+        let failed_execs_caught = gauge(
+            "tracer_failed_execs_caught",
+            "1 when failed execs are caught; 0 when failed_execs is off or the kernel refused their programs.",
+        );
         let stream_clients = gauge("tracer_stream_clients", "Connected live-stream clients.");
         let journal_bytes = gauge(
             "tracer_journal_bytes",
@@ -378,6 +389,9 @@ impl Metrics {
             journal_errors_seen: JournalErrors::default(),
             lookups,
             lookups_seen: [0; 3],
+            malformed,
+            malformed_seen: 0,
+            failed_execs_caught,
             folded,
             labels: UnitLabels::new(unit_cap),
             by_kind: IdMap::default(),
@@ -489,6 +503,16 @@ impl Metrics {
             }
         }
         self.journal_errors_seen = *journal_errors;
+    }
+
+    /// What the probe says of itself: records that did not decode (since it started), and
+    /// whether failed execs are caught.
+    pub fn sync_probe(&mut self, malformed: u64, failed_execs_caught: bool) {
+        if malformed > self.malformed_seen {
+            self.malformed.inc_by(malformed - self.malformed_seen);
+            self.malformed_seen = malformed;
+        }
+        self.failed_execs_caught.set(i64::from(failed_execs_caught));
     }
 
     /// The file lookups' counts (since the daemon started).
@@ -762,6 +786,18 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
         }
+    }
+
+    #[test]
+    fn what_the_probe_says_of_itself_is_exported() {
+        let mut m = Metrics::new(10);
+        m.sync_probe(0, false);
+        assert!(rendered(&m).contains("tracer_failed_execs_caught 0"));
+        m.sync_probe(4, true);
+        m.sync_probe(4, true);
+        let text = rendered(&m);
+        assert!(text.contains("tracer_records_malformed_total 4"), "{text}");
+        assert!(text.contains("tracer_failed_execs_caught 1"), "{text}");
     }
 
     #[test]
