@@ -623,6 +623,13 @@ mod tests {
         unit::unit_of_cgroup,
     };
 
+    /// Every one of `lines` is a line of the rendered text.
+    fn has_lines(text: &str, lines: &[&str]) {
+        for line in lines {
+            assert!(text.lines().any(|l| l == *line), "{line} in:\n{text}");
+        }
+    }
+
     fn rendered(m: &Metrics) -> String {
         String::from_utf8(http::render(&m.registry)).unwrap()
     }
@@ -650,15 +657,16 @@ mod tests {
             m.count(&started(path, StartKind::First), &clock);
         }
         let text = rendered(&m);
-        for line in [
-            "tracer_unit_runs_total{unit=\"a.service\"} 2",
-            "tracer_unit_runs_total{unit=\"b.service\"} 1",
-            "tracer_unit_runs_total{unit=\"_other\"} 1",
-            "tracer_unit_runs_total{unit=\"_scope\"} 1",
-            "tracer_metrics_folded_total 1",
-        ] {
-            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
-        }
+        has_lines(
+            &text,
+            &[
+                "tracer_unit_runs_total{unit=\"a.service\"} 2",
+                "tracer_unit_runs_total{unit=\"b.service\"} 1",
+                "tracer_unit_runs_total{unit=\"_other\"} 1",
+                "tracer_unit_runs_total{unit=\"_scope\"} 1",
+                "tracer_metrics_folded_total 1",
+            ],
+        );
     }
 
     /// Issue 15, finding 5: the cap was first come, never freed: units that came and went
@@ -694,13 +702,14 @@ mod tests {
             &clock,
         );
         let text = rendered(&m);
-        for line in [
-            "tracer_unit_runs_total{unit=\"b.service\"} 1",
-            "tracer_unit_runs_total{unit=\"d.service\"} 1",
-            "tracer_unit_runs_total{unit=\"_other\"} 1",
-        ] {
-            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
-        }
+        has_lines(
+            &text,
+            &[
+                "tracer_unit_runs_total{unit=\"b.service\"} 1",
+                "tracer_unit_runs_total{unit=\"d.service\"} 1",
+                "tracer_unit_runs_total{unit=\"_other\"} 1",
+            ],
+        );
         assert!(!text.contains("unit=\"a.service\""), "{text}");
         // A running unit is never given up.
         m.count(
@@ -727,14 +736,15 @@ mod tests {
             m.count(&started(&path, StartKind::First), &clock);
         }
         let text = rendered(&m);
-        for line in [
-            "tracer_unit_runs_total{unit=\"a.service\"} 1",
-            "tracer_unit_runs_total{unit=\"user@1000.service\"} 3",
-            "tracer_metrics_folded_total 1",
-            "tracer_unit_runs_total{unit=\"_other\"} 1",
-        ] {
-            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
-        }
+        has_lines(
+            &text,
+            &[
+                "tracer_unit_runs_total{unit=\"a.service\"} 1",
+                "tracer_unit_runs_total{unit=\"user@1000.service\"} 3",
+                "tracer_metrics_folded_total 1",
+                "tracer_unit_runs_total{unit=\"_other\"} 1",
+            ],
+        );
     }
 
     #[test]
@@ -777,15 +787,16 @@ mod tests {
             &clock,
         );
         let text = rendered(&m);
-        for line in [
-            "tracer_unit_restarts_total{reason=\"automatic\",unit=\"a.service\"} 1",
-            "tracer_unit_failures_total{cause=\"exit-code\",unit=\"a.service\"} 1",
-            "tracer_unit_start_duration_seconds_count 1",
-            "tracer_unit_start_duration_seconds_bucket{le=\"0.05\"} 1",
-            "tracer_unit_start_duration_seconds_bucket{le=\"0.01\"} 0",
-        ] {
-            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
-        }
+        has_lines(
+            &text,
+            &[
+                "tracer_unit_restarts_total{reason=\"automatic\",unit=\"a.service\"} 1",
+                "tracer_unit_failures_total{cause=\"exit-code\",unit=\"a.service\"} 1",
+                "tracer_unit_start_duration_seconds_count 1",
+                "tracer_unit_start_duration_seconds_bucket{le=\"0.05\"} 1",
+                "tracer_unit_start_duration_seconds_bucket{le=\"0.01\"} 0",
+            ],
+        );
     }
 
     #[test]
@@ -815,12 +826,13 @@ mod tests {
         m.sync_lookups(&counts);
         m.sync_lookups(&counts);
         let text = rendered(&m);
-        for line in [
-            "tracer_file_lookups_total{result=\"done\"} 3",
-            "tracer_file_lookups_total{result=\"rate-limited\"} 2",
-        ] {
-            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
-        }
+        has_lines(
+            &text,
+            &[
+                "tracer_file_lookups_total{result=\"done\"} 3",
+                "tracer_file_lookups_total{result=\"rate-limited\"} 2",
+            ],
+        );
     }
 
     #[test]
@@ -829,8 +841,10 @@ mod tests {
         m.sync(0, 100, &JournalErrors::default());
         let text = rendered(&m);
         for (op, _) in JournalErrors::default().by_op() {
-            let line = format!("tracer_journal_errors_total{{op=\"{op}\"}} 0");
-            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+            has_lines(
+                &text,
+                &[&format!("tracer_journal_errors_total{{op=\"{op}\"}} 0")],
+            );
         }
         let errors = JournalErrors {
             rotate: 3,
@@ -840,13 +854,14 @@ mod tests {
         m.sync(0, 100, &errors);
         m.sync(0, 100, &errors);
         let text = rendered(&m);
-        for line in [
-            "tracer_journal_errors_total{op=\"rotate\"} 3",
-            "tracer_journal_errors_total{op=\"write\"} 1",
-            "tracer_journal_errors_total{op=\"flush\"} 0",
-        ] {
-            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
-        }
+        has_lines(
+            &text,
+            &[
+                "tracer_journal_errors_total{op=\"rotate\"} 3",
+                "tracer_journal_errors_total{op=\"write\"} 1",
+                "tracer_journal_errors_total{op=\"flush\"} 0",
+            ],
+        );
     }
 
     #[test]
@@ -857,12 +872,13 @@ mod tests {
         m.observe(&e, None);
         m.observe(&enriched(exec(), None), None);
         let text = rendered(&m);
-        for line in [
-            "tracer_exec_total{unit=\"mylog.service\"} 2",
-            "tracer_exec_total{unit=\"none\"} 1",
-            "tracer_events_total{kind=\"exec\"} 3",
-        ] {
-            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
-        }
+        has_lines(
+            &text,
+            &[
+                "tracer_exec_total{unit=\"mylog.service\"} 2",
+                "tracer_exec_total{unit=\"none\"} 1",
+                "tracer_events_total{kind=\"exec\"} 3",
+            ],
+        );
     }
 }
