@@ -15,7 +15,7 @@ use std::{
 
 use tracer::{
     cgroup::find_cgroup2_mount,
-    event::{Errno, Event, EventKind, WaitStatus},
+    event::{AccessSyscall, Errno, Event, EventKind, FileSeen, WaitStatus},
     probe::{Probe, ProbeOptions},
 };
 
@@ -525,4 +525,148 @@ fn a_signal_from_another_process_names_its_sender() {
     assert_eq!(signals[0].tgid, me, "sent by this test");
     assert_eq!((*code, *result), (0, 0), "SI_USER, delivered");
     assert_eq!(cap.exits_of(pid), vec![WaitStatus(libc::SIGTERM as u32)]);
+}
+
+/// systemd's check of a unit's command, made as systemd makes it in the child it forked,
+/// before any execve: `access("/proc/self/fd/N", X_OK)` (≤ 254) and
+/// `faccessat2(N, "", X_OK, AT_EMPTY_PATH)` (≥ 255) on the opened file, then exit 203. The
+/// test process stands in for the service manager. Each failed check is recorded with
+/// its errno and the file as the kernel held it (mode, owner, name, a noexec mount); a
+/// check by path alone carries no file; and a process whose parent is no manager is not
+/// recorded at all.
+#[test]
+fn a_service_manager_s_failed_checks_record_the_file_as_it_was() {
+    use std::{ffi::CString, os::fd::AsRawFd};
+
+    let Some(mut cap) = Capture::start() else {
+        return;
+    };
+    let mut managers = cap.probe.take_managers().expect("the managers' map");
+    let me = std::process::id();
+    assert!(managers.watch(me));
+
+    let dir = scratch("access-check");
+    let script = dir.join("mylog.sh");
+    write_file(&script, b"#!/bin/sh\necho never\n", 0o644);
+    // A 0755 program on a noexec mount: the same check fails for another reason.
+    let noexec = dir.join("noexec");
+    fs::create_dir_all(&noexec).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "noexec,size=1m", "tracer-test"])
+        .arg(&noexec)
+        .status()
+        .expect("mount");
+    assert!(mounted.success(), "mounting a noexec tmpfs");
+    let on_noexec = noexec.join("prog");
+    write_file(&on_noexec, b"#!/bin/sh\n", 0o755);
+
+    // Checks `path` as systemd does, in a child that then exits 203; returns its pid.
+    let check = |path: &Path| -> u32 {
+        // Opened here, without O_CLOEXEC, so that the child has it at the same number and
+        // allocates nothing between fork and exit.
+        let file = fs::File::open(path).unwrap();
+        let fd = file.as_raw_fd();
+        let by_fd = CString::new(format!("/proc/self/fd/{fd}")).unwrap();
+        let by_path = CString::new(path.to_str().unwrap()).unwrap();
+        let mut cmd = Command::new("/bin/true");
+        // SAFETY: the closure runs in the forked child and makes only async-signal-safe
+        // calls (access, syscall, _exit) on memory prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::access(by_fd.as_ptr(), libc::X_OK);
+                libc::syscall(
+                    libc::SYS_faccessat2,
+                    fd,
+                    c"".as_ptr(),
+                    libc::X_OK,
+                    libc::AT_EMPTY_PATH,
+                );
+                libc::access(by_path.as_ptr(), libc::X_OK);
+                libc::_exit(203)
+            });
+        }
+        let (pid, status) = run(&mut cmd);
+        assert_eq!(status.code(), Some(203));
+        drop(file);
+        pid
+    };
+    let refused = check(&script);
+    let on_mount = check(&on_noexec);
+    cap.until("both children's exits", |evs| {
+        has_exit(refused)(evs) && has_exit(on_mount)(evs)
+    });
+    // Not a manager any more: its child's checks are not recorded.
+    managers.forget(me);
+    let unwatched = check(&script);
+    cap.until("the unwatched child's exit", has_exit(unwatched));
+    let _ = Command::new("umount").arg(&noexec).status();
+
+    let checks = |pid: u32| -> Vec<(AccessSyscall, Option<i32>, String, Option<FileSeen>)> {
+        cap.of(pid)
+            .into_iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::AccessFailed {
+                    ppid,
+                    uid,
+                    errno,
+                    syscall,
+                    path,
+                    fd,
+                    access_mode,
+                    file,
+                    ..
+                } => {
+                    assert_eq!((*ppid, *uid), (me, 0), "{e:?}");
+                    assert_eq!(errno.0, libc::EACCES, "{e:?}");
+                    assert_eq!(*access_mode, libc::X_OK as u32, "{e:?}");
+                    Some((*syscall, *fd, path.clone(), file.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let seen = |mode: u32, noexec: bool, name: &str| FileSeen {
+        file_mode: libc::S_IFREG | mode,
+        file_uid: 0,
+        file_gid: 0,
+        noexec,
+        file_name: name.into(),
+    };
+    for (pid, path, file) in [
+        (refused, &script, seen(0o644, false, "mylog.sh")),
+        (on_mount, &on_noexec, seen(0o755, true, "prog")),
+    ] {
+        let got = checks(pid);
+        assert_eq!(got.len(), 3, "three checks of {}: {got:?}", path.display());
+        let (_, fd, by_fd, _) = &got[0];
+        let fd = fd.expect("the check through /proc/self/fd/N names its descriptor");
+        assert_eq!(
+            got,
+            vec![
+                (
+                    AccessSyscall::Access,
+                    Some(fd),
+                    by_fd.clone(),
+                    Some(file.clone())
+                ),
+                (
+                    AccessSyscall::Faccessat2,
+                    Some(fd),
+                    String::new(),
+                    Some(file)
+                ),
+                (
+                    AccessSyscall::Access,
+                    None,
+                    path.to_str().unwrap().to_owned(),
+                    None
+                ),
+            ],
+            "{}",
+            path.display()
+        );
+        assert_eq!(by_fd, &format!("/proc/self/fd/{fd}"));
+    }
+    assert_eq!(checks(unwatched), vec![], "a child of no manager");
+    fs::remove_dir_all(dir).unwrap();
 }

@@ -167,7 +167,12 @@ fn check_boot(suite: &str, fixture: &str) {
     ));
     let noexecmount = last_cause(unit(&m, "noexecmount"));
     match exec_failure(noexecmount) {
-        Some((_, Some(Errno(libc::EACCES)), FileProblem::NoexecMount { mount }, _)) => {
+        Some((
+            _,
+            Some(Errno(libc::EACCES)),
+            FileProblem::NoexecMount { mount: Some(mount) },
+            _,
+        )) => {
             let c = noexecmount.unwrap();
             assert_eq!(mount, "/mnt/noexec");
             assert!(

@@ -392,6 +392,7 @@ fn check_model(g: &Guest, scenario: &str) -> Vec<String> {
                 ("problem", "not-executable".into()),
                 ("mode", 0o644.into()),
                 ("path", "/usr/local/bin/noexec.sh".into()),
+                ("evidence", "access-check".into()),
             ],
         )),
         "missing" => Some((
@@ -427,6 +428,7 @@ fn check_model(g: &Guest, scenario: &str) -> Vec<String> {
                 ("problem", "noexec-mount".into()),
                 ("mount", "/mnt/noexec".into()),
                 ("path", "/mnt/noexec/run.sh".into()),
+                ("evidence", "access-check".into()),
             ],
         )),
         "badcwd" => Some((
@@ -1111,6 +1113,29 @@ fn check_story(g: &Guest) -> Vec<String> {
         failed["hint"] == "make it executable: chmod +x /usr/local/bin/mylog.sh",
         format!("the fix: {}", failed["hint"]),
     );
+    // No execve: the kernel's record of systemd's own check (access() on 252,
+    // faccessat2() on 257) carries the errno and the mode at that moment.
+    let syscall = if g.systemd_version < 255 {
+        "access"
+    } else {
+        "faccessat2"
+    };
+    expect(
+        cause["evidence"] == "access-check"
+            && failed["evidence"].as_array().is_some_and(|e| {
+                e.iter().any(|l| {
+                    l.as_str().is_some_and(|l| {
+                        l.contains(&format!(
+                            "it refused systemd's access check ({syscall}, X_OK, uid 0): EACCES"
+                        )) && l.ends_with("the file was 0644 root:root at that moment")
+                    })
+                })
+            }),
+        format!(
+            "the kernel's record of systemd's check: {}",
+            failed["evidence"]
+        ),
+    );
     expect(
         failed["evidence"].as_array().is_some_and(|e| {
             e.iter().any(|l| {
@@ -1150,6 +1175,20 @@ fn check_story(g: &Guest) -> Vec<String> {
             && text.contains("not a long-running daemon")
             && text.contains("Type=oneshot"),
         format!("after chmod +x and start: {ran}"),
+    );
+    // After the fix, a replay of the boot's journal still explains run 1 as it was.
+    let replayed = json("why-replayed.json");
+    expect(
+        replayed["runs"] == 2
+            && replayed["evidence"].as_array().is_some_and(|e| {
+                e.iter().any(|l| {
+                    l.as_str().is_some_and(|l| {
+                        l.starts_with("an earlier run (1,")
+                            && l.ends_with("failed: EACCES /usr/local/bin/mylog.sh (mode 0644)")
+                    })
+                })
+            }),
+        format!("run 1 replayed after chmod +x: {replayed}"),
     );
     let log = fs::read_dir(&dir)
         .into_iter()

@@ -19,6 +19,8 @@ pub const MAX_FILENAME: usize = 512;
 pub const MAX_ARGV: usize = 512;
 /// Longest cgroup path a record carries (bytes).
 pub const MAX_CGROUP_PATH: usize = 512;
+/// Longest path argument, and longest file name, an access-check record carries (bytes).
+pub const MAX_ACCESS_NAME: usize = 256;
 /// Size of the per-CPU scratch buffer a record is assembled in before it is output.
 /// It holds the header, the largest fixed part and both strings.
 pub const SCRATCH_SIZE: usize = 2048;
@@ -46,6 +48,10 @@ pub enum RecordKind {
     Signal = 8,
     /// The OOM killer chose a victim: [`OomFixed`]; the header is the task it ran in.
     OomKill = 9,
+    /// An executable-access check (access, faccessat, faccessat2 with X_OK) failed in a
+    /// process a service manager spawned: [`AccessFixed`], the path argument, the name of
+    /// the file the check went through (when it went through a descriptor).
+    AccessFailed = 10,
 }
 
 impl RecordKind {
@@ -61,6 +67,7 @@ impl RecordKind {
             7 => Self::CgroupAttach,
             8 => Self::Signal,
             9 => Self::OomKill,
+            10 => Self::AccessFailed,
             _ => return None,
         })
     }
@@ -165,6 +172,50 @@ pub struct OomFixed {
     pub reserved: u32,
 }
 
+/// [`AccessFixed::syscall`] values.
+pub const ACCESS_SYSCALL_ACCESS: u16 = 0;
+pub const ACCESS_SYSCALL_FACCESSAT: u16 = 1;
+pub const ACCESS_SYSCALL_FACCESSAT2: u16 = 2;
+
+/// Set in [`AccessFixed::file_flags`] when the file's inode was read (the check went
+/// through a descriptor the kernel could follow): `file_mode`, `file_uid`, `file_gid`
+/// and the name are what the kernel held at that moment.
+pub const ACCESS_FILE_SEEN: u16 = 1 << 0;
+/// Set in [`AccessFixed::file_flags`] when the file's mount is noexec (`MNT_NOEXEC`, or a
+/// filesystem that is never executable from, `SB_I_NOEXEC`).
+pub const ACCESS_FILE_NOEXEC: u16 = 1 << 1;
+
+/// Fixed part of [`RecordKind::AccessFailed`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AccessFixed {
+    /// Parent's process id (the service manager).
+    pub ppid: u32,
+    /// Real uid and gid of the task: what access() checks against.
+    pub uid: u32,
+    pub gid: u32,
+    /// The syscall's negative errno.
+    pub ret: i32,
+    /// The descriptor the check went through: faccessat's dirfd with AT_EMPTY_PATH and an
+    /// empty path, or N of a `/proc/self/fd/N` path; -1 for any other path.
+    pub fd: i32,
+    /// The syscall's mode (`X_OK` = 1, ...) and flags (faccessat2; 0 otherwise) arguments.
+    pub mode: u32,
+    pub flags: u32,
+    /// The file's `i_mode` (type and permission bits), owner and group, when
+    /// [`ACCESS_FILE_SEEN`].
+    pub file_mode: u32,
+    pub file_uid: u32,
+    pub file_gid: u32,
+    /// `ACCESS_SYSCALL_*`.
+    pub syscall: u16,
+    /// `ACCESS_FILE_*` bits.
+    pub file_flags: u16,
+    /// Bytes of the path argument, then of the file's name, that follow.
+    pub path_len: u16,
+    pub name_len: u16,
+}
+
 /// Signals reported by [`RecordKind::Signal`] (bit n = signal n): those that end a
 /// process when sent to it by another — HUP, INT, QUIT, ABRT, KILL, SEGV, TERM.
 pub const REPORTED_SIGNALS: u64 =
@@ -177,6 +228,7 @@ pub const FORK_FIXED_SIZE: usize = size_of::<ForkFixed>();
 pub const CGROUP_FIXED_SIZE: usize = size_of::<CgroupFixed>();
 pub const SIGNAL_FIXED_SIZE: usize = size_of::<SignalFixed>();
 pub const OOM_FIXED_SIZE: usize = size_of::<OomFixed>();
+pub const ACCESS_FIXED_SIZE: usize = size_of::<AccessFixed>();
 
 /// A record struct that is nothing but its bytes: `#[repr(C)]`, every field an integer or
 /// an array of bytes, no padding. Any `size_of::<Self>()` bytes are a value of it, and all
@@ -294,6 +346,25 @@ layout!(OomFixed: 8 {
     reserved @ 4: u32,
 });
 
+layout!(AccessFixed: 48 {
+    ppid @ 0: u32,
+    uid @ 4: u32,
+    gid @ 8: u32,
+    ret @ 12: i32,
+    fd @ 16: i32,
+    mode @ 20: u32,
+    flags @ 24: u32,
+    file_mode @ 28: u32,
+    file_uid @ 32: u32,
+    file_gid @ 36: u32,
+    syscall @ 40: u16,
+    file_flags @ 42: u16,
+    path_len @ 44: u16,
+    name_len @ 46: u16,
+});
+
+const _: () = assert!(HEADER_SIZE + ACCESS_FIXED_SIZE + 2 * MAX_ACCESS_NAME <= SCRATCH_SIZE);
+const _: () = assert!(MAX_ACCESS_NAME.is_power_of_two());
 const _: () = assert!(HEADER_SIZE + EXEC_FIXED_SIZE + MAX_FILENAME + MAX_ARGV <= SCRATCH_SIZE);
 const _: () = assert!(HEADER_SIZE + CGROUP_FIXED_SIZE + MAX_CGROUP_PATH <= SCRATCH_SIZE);
 const _: () = assert!(MAX_FILENAME.is_power_of_two() && MAX_ARGV.is_power_of_two());
@@ -343,12 +414,37 @@ pub struct Config {
     pub exit_group_dead_arg: u32,
 
     // tracepoint record fields (from events/*/*/format)
-    /// Where the filename argument of execve and execveat is in `struct pt_regs` (the
-    /// task's saved user registers; x86-64: `di` and `si`).
-    pub regs_execve_filename: u32,
-    pub regs_execveat_filename: u32,
     /// syscalls/sys_exit_execve(at): `ret`.
     pub tp_sys_exit_ret: u32,
+    /// Where a syscall's first four arguments are in `struct pt_regs`, the task's saved
+    /// user registers (x86-64: `di`, `si`, `dx`, `r10`): execve's filename is the first,
+    /// execveat's the second.
+    pub regs_arg0: u32,
+    pub regs_arg1: u32,
+    pub regs_arg2: u32,
+    pub regs_arg3: u32,
+
+    // What an access check went through: task->files->fdt->fd[n] → struct file → its
+    // inode's mode, uid and gid, its mount's flags and superblock, its dentry's name.
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdt_max_fds: u32,
+    pub fdt_fd: u32,
+    pub file_inode: u32,
+    /// `file.f_path.mnt` and `file.f_path.dentry`.
+    pub file_path_mnt: u32,
+    pub file_path_dentry: u32,
+    pub inode_mode: u32,
+    pub inode_uid: u32,
+    pub inode_gid: u32,
+    pub vfsmount_flags: u32,
+    pub vfsmount_sb: u32,
+    pub sb_iflags: u32,
+    /// `dentry.d_name.name`.
+    pub dentry_name: u32,
+    /// `MNT_NOEXEC` and `SB_I_NOEXEC` (#defines, not in BTF).
+    pub mnt_noexec: u32,
+    pub sb_i_noexec: u32,
     /// cgroup/cgroup_mkdir and cgroup_rmdir: `root`, `level`, `id`, `__data_loc path`.
     pub tp_cgroup_root: u32,
     pub tp_cgroup_level: u32,

@@ -102,7 +102,7 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
 
 #[tracepoint]
 pub fn execve_failed(ctx: TracePointContext) -> u32 {
-    if try_exec_failed(&ctx, cfg().regs_execve_filename).is_err() {
+    if try_exec_failed(&ctx, cfg().regs_arg0).is_err() {
         count_error();
     }
     0
@@ -110,7 +110,7 @@ pub fn execve_failed(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn execveat_failed(ctx: TracePointContext) -> u32 {
-    if try_exec_failed(&ctx, cfg().regs_execveat_filename).is_err() {
+    if try_exec_failed(&ctx, cfg().regs_arg1).is_err() {
         count_error();
     }
     0

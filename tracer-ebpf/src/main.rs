@@ -7,6 +7,7 @@
 // BPF target: see the crate's Cargo.toml).
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod access;
 mod cgroup;
 mod common;
 mod exec;

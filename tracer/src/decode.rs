@@ -4,11 +4,15 @@
 //! programs write: there are no offsets here to drift from theirs.
 
 use tracer_common::{
-    COMM_LEN, CgroupFixed, ExecFixed, ExitFixed, FLAG_ARGV_TRUNCATED, FLAG_PATH_TRUNCATED,
-    ForkFixed, HEADER_SIZE, Header, OomFixed, Plain, RecordKind, SignalFixed,
+    ACCESS_FILE_NOEXEC, ACCESS_FILE_SEEN, ACCESS_SYSCALL_ACCESS, ACCESS_SYSCALL_FACCESSAT,
+    ACCESS_SYSCALL_FACCESSAT2, AccessFixed, COMM_LEN, CgroupFixed, ExecFixed, ExitFixed,
+    FLAG_ARGV_TRUNCATED, FLAG_PATH_TRUNCATED, ForkFixed, HEADER_SIZE, Header, OomFixed, Plain,
+    RecordKind, SignalFixed,
 };
 
-use crate::event::{CgroupRef, Errno, Event, EventKind, Signal, WaitStatus};
+use crate::event::{
+    AccessSyscall, CgroupRef, Errno, Event, EventKind, FileSeen, Signal, WaitStatus,
+};
 
 /// Why a record could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -166,6 +170,33 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
                 victim_pid: f.victim_pid,
             }
         }
+        RecordKind::AccessFailed => {
+            let (f, rest) = fixed::<AccessFixed>(buf, HEADER_SIZE, "access record")?;
+            let [path, name] = strings(rest, kind, [f.path_len, f.name_len])?;
+            EventKind::AccessFailed {
+                ppid: f.ppid,
+                uid: f.uid,
+                gid: f.gid,
+                errno: Errno(f.ret.saturating_neg()),
+                syscall: match f.syscall {
+                    ACCESS_SYSCALL_ACCESS => AccessSyscall::Access,
+                    ACCESS_SYSCALL_FACCESSAT => AccessSyscall::Faccessat,
+                    _ => AccessSyscall::Faccessat2,
+                },
+                path: text(path),
+                path_truncated: flag(FLAG_PATH_TRUNCATED),
+                fd: (f.fd >= 0).then_some(f.fd),
+                access_mode: f.mode,
+                at_flags: f.flags,
+                file: (f.file_flags & ACCESS_FILE_SEEN != 0).then(|| FileSeen {
+                    file_mode: f.file_mode,
+                    file_uid: f.file_uid,
+                    file_gid: f.file_gid,
+                    noexec: f.file_flags & ACCESS_FILE_NOEXEC != 0,
+                    file_name: text(name),
+                }),
+            }
+        }
     };
     Ok(Event {
         ts_ns: hdr.ts_ns,
@@ -274,6 +305,50 @@ pub fn encode(ev: &Event) -> Vec<u8> {
             };
             record(&header(ev, RecordKind::OomKill, 0), &fixed, &[])
         }
+        EventKind::AccessFailed {
+            ppid,
+            uid,
+            gid,
+            errno,
+            syscall,
+            path,
+            path_truncated,
+            fd,
+            access_mode,
+            at_flags,
+            file,
+        } => {
+            let (path, path_len) = cut(path.as_bytes());
+            let (name, name_len) = cut(file.as_ref().map_or(&[][..], |f| f.file_name.as_bytes()));
+            let fixed = AccessFixed {
+                ppid: *ppid,
+                uid: *uid,
+                gid: *gid,
+                ret: errno.0.saturating_neg(),
+                fd: fd.unwrap_or(-1),
+                mode: *access_mode,
+                flags: *at_flags,
+                file_mode: file.as_ref().map_or(0, |f| f.file_mode),
+                file_uid: file.as_ref().map_or(0, |f| f.file_uid),
+                file_gid: file.as_ref().map_or(0, |f| f.file_gid),
+                syscall: match syscall {
+                    AccessSyscall::Access => ACCESS_SYSCALL_ACCESS,
+                    AccessSyscall::Faccessat => ACCESS_SYSCALL_FACCESSAT,
+                    AccessSyscall::Faccessat2 => ACCESS_SYSCALL_FACCESSAT2,
+                },
+                file_flags: file.as_ref().map_or(0, |f| {
+                    ACCESS_FILE_SEEN | if f.noexec { ACCESS_FILE_NOEXEC } else { 0 }
+                }),
+                path_len,
+                name_len,
+            };
+            let flags = flag(*path_truncated, FLAG_PATH_TRUNCATED);
+            record(
+                &header(ev, RecordKind::AccessFailed, flags),
+                &fixed,
+                &[path, name],
+            )
+        }
     }
 }
 
@@ -332,7 +407,9 @@ fn record<T: Plain>(hdr: &Header, fixed: &T, strings: &[&[u8]]) -> Vec<u8> {
 pub(crate) mod arb {
     use proptest::prelude::*;
 
-    use crate::event::{CgroupRef, Errno, Event, EventKind, Signal, WaitStatus};
+    use crate::event::{
+        AccessSyscall, CgroupRef, Errno, Event, EventKind, FileSeen, Signal, WaitStatus,
+    };
 
     /// Strings as paths and arguments usually are.
     pub(crate) fn plain_string() -> BoxedStrategy<String> {
@@ -391,7 +468,7 @@ pub(crate) mod arb {
             any::<u32>().prop_map(|child_pid| EventKind::Fork { child_pid }),
             cgroup(s.clone()).prop_map(|cgroup| EventKind::CgroupMkdir { cgroup }),
             cgroup(s.clone()).prop_map(|cgroup| EventKind::CgroupRmdir { cgroup }),
-            (cgroup(s), any::<u32>())
+            (cgroup(s.clone()), any::<u32>())
                 .prop_map(|(cgroup, target_pid)| EventKind::CgroupAttach { cgroup, target_pid }),
             (any::<u32>(), 1..64i32, any::<i32>(), any::<i32>()).prop_map(
                 |(target_pid, sig, code, result)| EventKind::Signal {
@@ -402,6 +479,44 @@ pub(crate) mod arb {
                 }
             ),
             any::<u32>().prop_map(|victim_pid| EventKind::OomKill { victim_pid }),
+            (
+                (any::<u32>(), any::<u32>(), any::<u32>(), 1..4096i32),
+                (
+                    0..3u8,
+                    s.clone(),
+                    any::<bool>(),
+                    proptest::option::of(0..4096i32)
+                ),
+                (any::<u32>(), any::<u32>()),
+                proptest::option::of((any::<u32>(), any::<u32>(), any::<u32>(), any::<bool>(), s)),
+            )
+                .prop_map(
+                    |((ppid, uid, gid, e), (sc, path, pt, fd), (mode, flags), file)| {
+                        EventKind::AccessFailed {
+                            ppid,
+                            uid,
+                            gid,
+                            errno: Errno(e),
+                            syscall: [
+                                AccessSyscall::Access,
+                                AccessSyscall::Faccessat,
+                                AccessSyscall::Faccessat2,
+                            ][usize::from(sc)],
+                            path,
+                            path_truncated: pt,
+                            fd,
+                            access_mode: mode,
+                            at_flags: flags,
+                            file: file.map(|(m, u, g, noexec, name)| FileSeen {
+                                file_mode: m,
+                                file_uid: u,
+                                file_gid: g,
+                                noexec,
+                                file_name: name,
+                            }),
+                        }
+                    }
+                ),
         ]
     }
 

@@ -82,6 +82,73 @@ pub enum EventKind {
     },
     /// The OOM killer chose `victim_pid`; the event's task is where it ran.
     OomKill { victim_pid: u32 },
+    /// An executable-access check (X_OK) failed in a child of a service manager: how
+    /// systemd tests a unit's command before it execs it.
+    AccessFailed {
+        ppid: u32,
+        /// Real uid and gid: what the check was made for.
+        uid: u32,
+        gid: u32,
+        #[serde(flatten)]
+        errno: Errno,
+        syscall: AccessSyscall,
+        /// The path argument (empty when the check named a descriptor).
+        path: String,
+        #[serde(skip_serializing_if = "is_false")]
+        path_truncated: bool,
+        /// The descriptor the check went through (`/proc/self/fd/N` or AT_EMPTY_PATH).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        fd: Option<i32>,
+        /// The syscall's mode (X_OK = 1) and flags arguments.
+        access_mode: u32,
+        at_flags: u32,
+        /// The file as the kernel held it then, when the check went through a descriptor.
+        #[serde(flatten)]
+        file: Option<FileSeen>,
+    },
+}
+
+/// Which syscall made an access check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessSyscall {
+    Access,
+    Faccessat,
+    Faccessat2,
+}
+
+impl AccessSyscall {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Access => "access",
+            Self::Faccessat => "faccessat",
+            Self::Faccessat2 => "faccessat2",
+        }
+    }
+}
+
+/// A file as the kernel held it when a check went through its descriptor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FileSeen {
+    /// `i_mode`: the type and permission bits.
+    pub file_mode: u32,
+    pub file_uid: u32,
+    pub file_gid: u32,
+    /// Its mount is noexec (or its filesystem never executable from).
+    pub noexec: bool,
+    /// Its name (the last component of its path).
+    pub file_name: String,
+}
+
+impl FileSeen {
+    /// The permission bits (`0o644`).
+    pub fn perm(&self) -> u32 {
+        self.file_mode & 0o7777
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.file_mode & libc::S_IFMT == libc::S_IFDIR
+    }
 }
 
 /// A signal number.
@@ -143,7 +210,7 @@ impl Event {
     /// A failed exec, or a process that did not exit 0.
     pub fn is_failure(&self) -> bool {
         match &self.kind {
-            EventKind::ExecFailed { .. } => true,
+            EventKind::ExecFailed { .. } | EventKind::AccessFailed { .. } => true,
             EventKind::Exit { status, .. } => !status.success(),
             _ => false,
         }
@@ -163,6 +230,7 @@ impl EventKind {
             Self::CgroupAttach { .. } => Kind::CgroupAttach,
             Self::Signal { .. } => Kind::Signal,
             Self::OomKill { .. } => Kind::OomKill,
+            Self::AccessFailed { .. } => Kind::AccessFailed,
         }
     }
 
@@ -184,11 +252,12 @@ pub enum Kind {
     CgroupAttach,
     Signal,
     OomKill,
+    AccessFailed,
 }
 
 impl Kind {
     /// Every kind, in declaration order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Exec,
         Self::ExecFailed,
         Self::Exit,
@@ -198,6 +267,7 @@ impl Kind {
         Self::CgroupAttach,
         Self::Signal,
         Self::OomKill,
+        Self::AccessFailed,
     ];
 
     /// The kind's name: the JSON `kind` field (serde's kebab-case of the [`EventKind`]
@@ -213,6 +283,7 @@ impl Kind {
             Self::CgroupAttach => "cgroup-attach",
             Self::Signal => "signal",
             Self::OomKill => "oom-kill",
+            Self::AccessFailed => "access-failed",
         }
     }
 

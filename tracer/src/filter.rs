@@ -31,6 +31,7 @@ impl KindFilter {
             Self::CgroupAttach => &[Kind::CgroupAttach],
             Self::Signal => &[Kind::Signal],
             Self::OomKill => &[Kind::OomKill],
+            Self::AccessFailed => &[Kind::AccessFailed],
         }
     }
 

@@ -126,6 +126,7 @@ pub enum KindFilter {
     CgroupAttach,
     Signal,
     OomKill,
+    AccessFailed,
 }
 
 /// Which units `tracer units` lists.

@@ -10,7 +10,9 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::event::{CgroupRef, Errno, Event, EventKind, Kind, Signal, WaitStatus};
+use crate::event::{
+    AccessSyscall, CgroupRef, Errno, Event, EventKind, FileSeen, Kind, Signal, WaitStatus,
+};
 
 /// Why a line is not an event.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +114,33 @@ mod body {
     pub(super) struct OomKill {
         pub victim_pid: Option<u32>,
     }
+
+    #[derive(Deserialize)]
+    pub(super) struct AccessFailed {
+        pub ppid: Option<u32>,
+        pub uid: Option<u32>,
+        pub gid: Option<u32>,
+        pub errno: Option<i32>,
+        pub syscall: Option<String>,
+        #[serde(default)]
+        pub path: String,
+        #[serde(default)]
+        pub path_truncated: bool,
+        pub fd: Option<i32>,
+        pub access_mode: Option<u32>,
+        #[serde(default)]
+        pub at_flags: u32,
+        /// [`crate::event::FileSeen`], present together or not at all.
+        pub file_mode: Option<u32>,
+        #[serde(default)]
+        pub file_uid: u32,
+        #[serde(default)]
+        pub file_gid: u32,
+        #[serde(default)]
+        pub noexec: bool,
+        #[serde(default)]
+        pub file_name: String,
+    }
 }
 
 /// Parses one JSON line; `line` numbers the errors.
@@ -201,6 +230,32 @@ pub fn parse_line(text: &str, line: usize) -> Result<Event, ReplayError> {
             let b: body::OomKill = serde_json::from_str(text).map_err(json)?;
             EventKind::OomKill {
                 victim_pid: req!(b.victim_pid),
+            }
+        }
+        Kind::AccessFailed => {
+            let b: body::AccessFailed = serde_json::from_str(text).map_err(json)?;
+            EventKind::AccessFailed {
+                ppid: req!(b.ppid),
+                uid: b.uid.unwrap_or(0),
+                gid: b.gid.unwrap_or(0),
+                errno: Errno(req!(b.errno)),
+                syscall: match req!(b.syscall).as_str() {
+                    "access" => AccessSyscall::Access,
+                    "faccessat" => AccessSyscall::Faccessat,
+                    _ => AccessSyscall::Faccessat2,
+                },
+                path: b.path,
+                path_truncated: b.path_truncated,
+                fd: b.fd,
+                access_mode: req!(b.access_mode),
+                at_flags: b.at_flags,
+                file: b.file_mode.map(|file_mode| FileSeen {
+                    file_mode,
+                    file_uid: b.file_uid,
+                    file_gid: b.file_gid,
+                    noexec: b.noexec,
+                    file_name: b.file_name,
+                }),
             }
         }
     };

@@ -29,7 +29,7 @@ use crate::{
     inspect::DaemonFacts,
     journal::{self, Writer},
     model::{Model, ModelConfig},
-    probe::{Probe, ProbeOptions},
+    probe::{Managers, Probe, ProbeOptions},
     report,
     sink::{
         metrics::Metrics,
@@ -131,6 +131,15 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
                 (_, true) => "caught",
                 (false, _) => "off",
                 (true, false) => "refused-by-kernel",
+            }
+            .to_owned(),
+        ),
+        (
+            "access_checks",
+            if probe.access_checks() {
+                "seen"
+            } else {
+                "not-seen"
             }
             .to_owned(),
         ),
@@ -285,6 +294,8 @@ struct Pipeline {
     lookups: std::sync::Arc<crate::inspect::LookupCounts>,
     /// Records that did not decode since the last tick, for the probe's count.
     malformed: Vec<DecodeError>,
+    /// The service managers whose children's failed access checks are recorded.
+    managers: Option<Managers>,
 }
 
 impl Pipeline {
@@ -304,6 +315,16 @@ impl Pipeline {
         );
         model.announce_changes();
         start.seed(&mut model);
+        let mut probe = start.probe;
+        let mut managers = probe.take_managers();
+        // The user managers running already; those that start later are seen at their exec.
+        for p in &start.running {
+            if let (Some(m), Some(exe)) = (managers.as_mut(), &p.exe)
+                && Managers::is_user_manager(exe, &p.cmdline)
+            {
+                m.watch(p.pid);
+            }
+        }
         // What the start-up found, journaled: a record that cannot be (the disk full, a
         // frame refused) is counted by the writer and said once; tracing goes on.
         let mut seeded = Vec::new();
@@ -331,8 +352,9 @@ impl Pipeline {
             journal_errors,
             lookups,
             malformed: Vec::new(),
+            managers,
         };
-        Ok((start.probe, pipeline))
+        Ok((probe, pipeline))
     }
 
     /// Starts serving `/metrics` (when configured) and the stream socket.
@@ -404,6 +426,9 @@ impl Pipeline {
                 return;
             }
         };
+        if let Some(m) = &mut self.managers {
+            m.follow(&ev);
+        }
         let e = self.cgroups.enrich(ev);
         let target_unit = match &e.ev.kind {
             EventKind::Signal { target_pid, .. } => self.model.unit_of_pid(*target_pid),

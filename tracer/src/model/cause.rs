@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::facts::{FileInfo, FileLookup, Looked, UserLookup};
-use crate::event::{Errno, Signal};
+use crate::event::{AccessSyscall, Errno, FileSeen, Signal};
 
 /// systemd's own exit statuses for a failure while setting up a unit's process, before
 /// its program ran (`systemd-analyze exit-status`, systemd 252–257; tests/vm.rs checks it
@@ -72,8 +72,17 @@ pub enum FileProblem {
     Missing,
     /// The file has no execute bit.
     NotExecutable { mode: u32, uid: u32, gid: u32 },
-    /// The filesystem is mounted noexec.
-    NoexecMount { mount: String },
+    /// The file has execute bits, none of them for the user that ran it: uid `user`, gid
+    /// `group` (as the kernel saw the process).
+    NotExecutableBy {
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        user: u32,
+        group: u32,
+    },
+    /// The filesystem is mounted noexec (at `mount`, when a look found where).
+    NoexecMount { mount: Option<String> },
     /// The path is a directory.
     IsDirectory,
     /// A script whose `#!` interpreter does not exist.
@@ -121,7 +130,7 @@ impl FileProblem {
                     Self::IsDirectory
                 } else if let Some(mount) = &f.noexec_mount {
                     Self::NoexecMount {
-                        mount: mount.clone(),
+                        mount: Some(mount.clone()),
                     }
                 } else if !f.any_exec_bit() {
                     Self::NotExecutable {
@@ -145,6 +154,75 @@ impl FileProblem {
     }
 }
 
+impl FileProblem {
+    /// The problem `errno` points to, given the file as the kernel held it when it
+    /// refused the check of a process running as `user`:`group`; `looked` (a later look
+    /// at the path) only says where a noexec mount is.
+    fn diagnose_seen(
+        errno: Errno,
+        f: &FileSeen,
+        (user, group): (u32, u32),
+        looked: Option<&Looked>,
+    ) -> Self {
+        let mode = f.perm();
+        match errno.0 {
+            libc::EACCES if f.is_dir() => Self::IsDirectory,
+            libc::EACCES if f.noexec => Self::NoexecMount {
+                mount: match looked {
+                    Some(Looked::Found { info, .. }) => info.noexec_mount.clone(),
+                    _ => None,
+                },
+            },
+            libc::EACCES if mode & 0o111 == 0 => Self::NotExecutable {
+                mode,
+                uid: f.file_uid,
+                gid: f.file_gid,
+            },
+            libc::EACCES => {
+                // Which of the three classes of bits the kernel applies to this user
+                // (root: any; supplementary groups are not recorded).
+                let bit = if user == 0 {
+                    0o111
+                } else if user == f.file_uid {
+                    0o100
+                } else if group == f.file_gid {
+                    0o010
+                } else {
+                    0o001
+                };
+                if mode & bit == 0 {
+                    Self::NotExecutableBy {
+                        mode,
+                        uid: f.file_uid,
+                        gid: f.file_gid,
+                        user,
+                        group,
+                    }
+                } else {
+                    Self::Unknown
+                }
+            }
+            libc::ENOEXEC => Self::BadFormat,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// What the kernel recorded when a service manager's check of a command refused it
+/// (systemd tests a unit's command with access(X_OK) before it execs it): the errno, and
+/// the file as the kernel held it at that moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessRefusal {
+    pub ts_ns: u64,
+    pub errno: Errno,
+    pub syscall: AccessSyscall,
+    /// The checking process's real uid and gid.
+    pub uid: u32,
+    pub gid: u32,
+    /// Absent when the check named a path rather than a descriptor.
+    pub file: Option<FileSeen>,
+}
+
 /// The file an exec was refused, and the look at it: diagnosed when asked, since the look
 /// may finish after the failure was accounted. Serialized as its errno's and its
 /// [`FileProblem`]'s fields.
@@ -153,6 +231,9 @@ pub struct RefusedFile {
     /// The kernel's errno; None where no syscall failed (systemd's own check refused the
     /// file) and the error is what the file's state implies.
     errno: Option<Errno>,
+    /// The kernel's record of systemd's check, where one was made: it decides the errno
+    /// and the problem, the look only where the kernel's record says nothing.
+    check: Option<AccessRefusal>,
     lookup: FileLookup,
 }
 
@@ -161,6 +242,7 @@ impl RefusedFile {
     pub fn refused(errno: Errno, lookup: FileLookup) -> Self {
         Self {
             errno: Some(errno),
+            check: None,
             lookup,
         }
     }
@@ -169,8 +251,23 @@ impl RefusedFile {
     pub fn checked(lookup: FileLookup) -> Self {
         Self {
             errno: None,
+            check: None,
             lookup,
         }
+    }
+
+    /// A file systemd's own check refused, as the kernel recorded it.
+    pub fn check_refused(check: AccessRefusal, lookup: FileLookup) -> Self {
+        Self {
+            errno: Some(check.errno),
+            check: Some(check),
+            lookup,
+        }
+    }
+
+    /// The kernel's record of the check that refused the file, if one was seen.
+    pub fn check(&self) -> Option<&AccessRefusal> {
+        self.check.as_ref()
     }
 
     /// The error: the kernel's, or the one the file's state implies (none while that
@@ -184,17 +281,45 @@ impl RefusedFile {
     }
 
     pub fn problem(&self) -> FileProblem {
+        if let Some(check) = &self.check
+            && let Some(seen) = &check.file
+        {
+            return FileProblem::diagnose_seen(
+                check.errno,
+                seen,
+                (check.uid, check.gid),
+                self.lookup.get(),
+            );
+        }
         match self.errno() {
             Some(errno) => FileProblem::diagnose(errno, self.lookup.get()),
             None => FileProblem::diagnose(Errno(0), self.lookup.get()),
         }
     }
 
-    /// The names of the file's owner and group, for a problem that shows them.
+    /// The names of the file's owner and group, for a problem that shows them: as the
+    /// look found them, and where the kernel recorded the file, only for the owner it
+    /// recorded (a later chown must not rename it); 0 is root.
     pub fn owner(&self) -> OwnerNames {
-        match self.lookup.get() {
-            Some(Looked::Found { owner, .. }) => owner.clone(),
-            _ => OwnerNames::default(),
+        let looked = match self.lookup.get() {
+            Some(Looked::Found { owner, info }) => Some((owner, info)),
+            _ => None,
+        };
+        let Some(seen) = self.check.as_ref().and_then(|c| c.file.as_ref()) else {
+            return looked.map(|(o, _)| o.clone()).unwrap_or_default();
+        };
+        let root = |id: u32| (id == 0).then(|| "root".to_owned());
+        OwnerNames {
+            user: root(seen.file_uid).or_else(|| {
+                looked
+                    .filter(|(_, i)| i.uid == seen.file_uid)
+                    .and_then(|(o, _)| o.user.clone())
+            }),
+            group: root(seen.file_gid).or_else(|| {
+                looked
+                    .filter(|(_, i)| i.gid == seen.file_gid)
+                    .and_then(|(o, _)| o.group.clone())
+            }),
         }
     }
 }
@@ -279,6 +404,9 @@ pub enum ExecEvidence {
     /// systemd's own check refused it before any execve (exit status 203/EXEC); the errno
     /// is what the file's state implies.
     SystemdCheck,
+    /// systemd's own check refused it, and the kernel recorded the check: its errno and
+    /// the file's mode, owner and mount at that moment.
+    AccessCheck,
 }
 
 /// Why a run failed (or ended).
@@ -332,7 +460,13 @@ impl Cause {
                 match file.problem() {
                     FileProblem::Missing => " (missing)".to_owned(),
                     FileProblem::NotExecutable { mode, .. } => format!(" (mode {mode:04o})"),
-                    FileProblem::NoexecMount { mount } => format!(" (noexec mount {mount})"),
+                    FileProblem::NotExecutableBy { mode, user, .. } => {
+                        format!(" (mode {mode:04o}, not for uid {user})")
+                    }
+                    FileProblem::NoexecMount { mount: Some(mount) } => {
+                        format!(" (noexec mount {mount})")
+                    }
+                    FileProblem::NoexecMount { mount: None } => " (noexec mount)".to_owned(),
                     FileProblem::IsDirectory => " (a directory)".to_owned(),
                     FileProblem::InterpreterMissing { interpreter } => {
                         format!(" (interpreter {interpreter} missing)")
@@ -378,8 +512,21 @@ impl Cause {
                         "the file is mode {mode:04o} {} and not executable",
                         file.owner().show(uid, gid)
                     ),
-                    FileProblem::NoexecMount { mount } => {
+                    FileProblem::NotExecutableBy {
+                        mode,
+                        uid,
+                        gid,
+                        user,
+                        group,
+                    } => format!(
+                        "the file is mode {mode:04o} {}: none of its execute bits is for uid {user} (gid {group}), which ran it",
+                        file.owner().show(uid, gid)
+                    ),
+                    FileProblem::NoexecMount { mount: Some(mount) } => {
                         format!("its filesystem {mount} is mounted noexec")
+                    }
+                    FileProblem::NoexecMount { mount: None } => {
+                        "its filesystem is mounted noexec".to_owned()
                     }
                     FileProblem::IsDirectory => "it is a directory".to_owned(),
                     FileProblem::InterpreterMissing { interpreter } => format!(
@@ -436,8 +583,14 @@ impl Cause {
                 FileProblem::Missing => Some(format!(
                     "check the path in the unit file, or install the program at {path}"
                 )),
-                FileProblem::NoexecMount { mount } => Some(format!(
+                FileProblem::NotExecutableBy { user, .. } => Some(format!(
+                    "let uid {user} execute it (chmod o+x {path}, or give it to the service's user or group), or change User="
+                )),
+                FileProblem::NoexecMount { mount: Some(mount) } => Some(format!(
                     "move the program off {mount}, or remount it without noexec"
+                )),
+                FileProblem::NoexecMount { mount: None } => Some(format!(
+                    "move {path} to a filesystem not mounted noexec, or remount its own without noexec"
                 )),
                 FileProblem::InterpreterMissing { interpreter } => Some(format!(
                     "install {interpreter}, or fix the #! line of {path}"
@@ -516,7 +669,7 @@ mod tests {
         assert_eq!(
             FileProblem::diagnose(eacces, Some(&found(noexec))),
             FileProblem::NoexecMount {
-                mount: "/tmp".into()
+                mount: Some("/tmp".into())
             }
         );
         let bad_interp = FileInfo {
@@ -660,25 +813,25 @@ mod tests {
         assert!(json.get("owner").is_none(), "the JSON is as it was: {json}");
     }
 
-    /// systemd refuses a mode 0644 ExecStart= (203/EXEC, no execve): the explanation names
-    /// the owner as the facts the model was given do, not as this host would.
-    #[test]
-    fn the_model_names_the_owner_from_its_facts() {
+    /// The model's cause for m.service (ExecStart=/opt/m.sh) whose command's process,
+    /// forked by pid 1, exits 203/EXEC without an execve; `check` is what the kernel
+    /// recorded of systemd's check in it, if anything.
+    fn cause_of_203(
+        mut facts: RecordedFacts,
+        check: Option<crate::event::EventKind>,
+    ) -> (Cause, serde_json::Value) {
         use crate::{
             event::{CgroupRef, Event, EventKind, WaitStatus},
             model::{Model, ModelConfig, facts::parse_unit_file},
             testing::Fed,
         };
-        let mut facts = RecordedFacts::default();
         facts.units.insert(
             "m.service".into(),
             parse_unit_file(
                 "/etc/systemd/system/m.service",
-                &["[Service]\nExecStart=/opt/m.sh\n".into()],
+                &["[Service]\nExecStartPre=/opt/pre.sh\nExecStart=/opt/m.sh\n".into()],
             ),
         );
-        facts.files.insert("/opt/m.sh".into(), file(0o644));
-        facts.user_names.insert(0, "admin".into());
         let mut m = Fed::new(Model::new(facts, ModelConfig::default()));
         let ev = |ts_ns, tgid, cgroup_id, kind| Event {
             ts_ns,
@@ -695,47 +848,116 @@ mod tests {
             path_truncated: false,
         };
         m.know_cgroup(1, "/init.scope");
-        m.apply(&ev(
-            1,
-            1,
-            1,
-            EventKind::CgroupMkdir {
-                cgroup: cgroup.clone(),
-            },
-        ));
+        let mkdir = EventKind::CgroupMkdir {
+            cgroup: cgroup.clone(),
+        };
+        m.apply(&ev(1, 1, 1, mkdir));
         m.apply(&ev(2, 1, 1, EventKind::Fork { child_pid: 400 }));
-        m.apply(&ev(
-            3,
-            1,
-            1,
-            EventKind::CgroupAttach {
-                cgroup: cgroup.clone(),
-                target_pid: 400,
-            },
-        ));
-        m.apply(&ev(
-            4,
-            400,
-            60,
-            EventKind::Exit {
-                ppid: 1,
-                status: WaitStatus(203 << 8),
-            },
-        ));
-        m.apply(&ev(5, 1, 1, EventKind::CgroupRmdir { cgroup }));
+        let attach = EventKind::CgroupAttach {
+            cgroup: cgroup.clone(),
+            target_pid: 400,
+        };
+        m.apply(&ev(3, 1, 1, attach));
+        if let Some(check) = check {
+            m.apply(&ev(4, 400, 60, check));
+        }
+        let exit = EventKind::Exit {
+            ppid: 1,
+            status: WaitStatus(203 << 8),
+        };
+        m.apply(&ev(5, 400, 60, exit));
+        m.apply(&ev(6, 1, 1, EventKind::CgroupRmdir { cgroup }));
         let cause = m
             .model
             .unit("m.service")
             .and_then(|h| h.last_failure())
             .and_then(|r| r.outcome.as_ref())
-            .and_then(|o| o.cause.as_ref())
+            .and_then(|o| o.cause.clone())
             .expect("a failed run with a cause");
+        let json = serde_json::to_value(&cause).unwrap();
+        (cause, json)
+    }
+
+    /// systemd refuses a mode 0644 ExecStart= (203/EXEC, no execve): the explanation names
+    /// the owner as the facts the model was given do, not as this host would.
+    #[test]
+    fn the_model_names_the_owner_from_its_facts() {
+        let mut facts = RecordedFacts::default();
+        facts.files.insert("/opt/m.sh".into(), file(0o644));
+        facts.user_names.insert(0, "admin".into());
+        let (cause, json) = cause_of_203(facts, None);
         assert!(
             cause
                 .explain("m.service")
                 .contains("mode 0644 admin:0 and not executable"),
             "{}",
             cause.explain("m.service")
+        );
+        assert_eq!(json["evidence"], "systemd-check");
+    }
+
+    /// The kernel's record of systemd's check, not the file's state since, decides: the
+    /// file was 0644 at the check, and has been chmod'ed +x since (a replay after the fix).
+    /// The command is the one the kernel named: ExecStartPre's here.
+    #[test]
+    fn the_kernel_s_record_of_the_check_outlives_the_fix() {
+        use crate::event::{AccessSyscall, EventKind, FileSeen};
+        let check = |name: &str, mode: u32, uid: u32, noexec: bool| EventKind::AccessFailed {
+            ppid: 1,
+            uid,
+            gid: uid,
+            errno: Errno(libc::EACCES),
+            syscall: AccessSyscall::Faccessat2,
+            path: String::new(),
+            path_truncated: false,
+            fd: Some(16),
+            access_mode: 1,
+            at_flags: 0x1000,
+            file: Some(FileSeen {
+                file_mode: libc::S_IFREG | mode,
+                file_uid: 0,
+                file_gid: 0,
+                noexec,
+                file_name: name.into(),
+            }),
+        };
+        let mut facts = RecordedFacts::default();
+        facts.files.insert("/opt/m.sh".into(), file(0o755));
+        facts.files.insert("/opt/pre.sh".into(), file(0o755));
+        let (cause, json) = cause_of_203(facts.clone(), None);
+        assert!(
+            cause
+                .explain("m.service")
+                .ends_with("the file looked fine when checked"),
+            "without the kernel's record, a look made after the fix cannot tell: {}",
+            cause.explain("m.service")
+        );
+
+        let (cause, json_seen) = cause_of_203(facts.clone(), Some(check("m.sh", 0o644, 0, false)));
+        assert_eq!(
+            cause.explain("m.service"),
+            "m.service: ExecStart=/opt/m.sh could not be executed: EACCES (Permission denied) — the file is mode 0644 root:root and not executable"
+        );
+        assert_eq!(
+            cause.hint().as_deref(),
+            Some("make it executable: chmod +x /opt/m.sh")
+        );
+        assert_eq!(json_seen["evidence"], "access-check");
+        assert_eq!(json_seen["mode"], 0o644);
+        assert_eq!(json["evidence"], "systemd-check");
+
+        let (cause, _) = cause_of_203(facts.clone(), Some(check("pre.sh", 0o700, 1000, false)));
+        assert_eq!(
+            cause.explain("m.service"),
+            "m.service: ExecStartPre=/opt/pre.sh could not be executed: EACCES (Permission denied) — the file is mode 0700 root:root: none of its execute bits is for uid 1000 (gid 1000), which ran it"
+        );
+        let (cause, json) = cause_of_203(facts, Some(check("m.sh", 0o755, 0, true)));
+        assert_eq!(cause.summary(), "EACCES /opt/m.sh (noexec mount)");
+        assert_eq!(json["problem"], "noexec-mount");
+        assert!(
+            cause.hint().unwrap().contains("not mounted noexec"),
+            "{:?}",
+            cause.hint()
         );
     }
 }

@@ -4,7 +4,7 @@
 use super::{
     Change, Model,
     facts::Facts,
-    outcome::{decided, outcome_of, update_crash_loop},
+    outcome::{Seen, decided, outcome_of, update_crash_loop},
     run::{Command, Run, StartKind, UnitHistory},
 };
 use crate::{
@@ -231,8 +231,10 @@ impl<F: Facts> Model<F> {
                     u.status,
                     h.file.as_ref(),
                     &self.facts,
-                    None,
-                    false,
+                    Seen {
+                        refusal: u.refusal,
+                        ..Seen::default()
+                    },
                 );
                 changes.push(decided(&h.unit, run, outcome));
             }

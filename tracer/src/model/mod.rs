@@ -26,6 +26,12 @@ pub mod systemd;
 
 use std::collections::{BTreeMap, VecDeque};
 
+use self::{
+    cause::AccessRefusal,
+    facts::Facts,
+    lifecycle::SystemctlCall,
+    procs::{Proc, SignalSeen, Unplaced},
+};
 pub use self::{
     changes::Change,
     lifecycle::MAX_ENDED_UNITS,
@@ -33,11 +39,6 @@ pub use self::{
         Command, FailedExec, MAX_COMMANDS_PER_RUN, Outcome, Run, StartKind, UnitHistory, UnitState,
     },
     systemd::{Role, ServiceType},
-};
-use self::{
-    facts::Facts,
-    lifecycle::SystemctlCall,
-    procs::{Proc, SignalSeen, Unplaced},
 };
 use crate::{enrich::Enriched, event::EventKind, idhash::IdMap};
 
@@ -70,6 +71,9 @@ pub struct Model<F: Facts> {
     units: BTreeMap<String, UnitHistory>,
     signals: IdMap<u32, SignalSeen>,
     oom_victims: IdMap<u32, u64>,
+    /// The kernel's record of a service manager's check that refused a command, kept
+    /// until the checking process's exit (203/EXEC) tells whose it was.
+    access_refusals: IdMap<u32, AccessRefusal>,
     systemctl: VecDeque<SystemctlCall>,
     unplaced: VecDeque<Unplaced>,
     last_ts: u64,
@@ -89,6 +93,7 @@ impl<F: Facts> Model<F> {
             units: BTreeMap::new(),
             signals: IdMap::default(),
             oom_victims: IdMap::default(),
+            access_refusals: IdMap::default(),
             systemctl: VecDeque::new(),
             unplaced: VecDeque::new(),
             last_ts: 0,
@@ -147,6 +152,24 @@ impl<F: Facts> Model<F> {
                 target_pid, signal, ..
             } => self.on_signal(e, *target_pid, *signal),
             EventKind::OomKill { victim_pid } => self.on_oom_kill(e, *victim_pid),
+            EventKind::AccessFailed {
+                uid,
+                gid,
+                errno,
+                syscall,
+                file,
+                ..
+            } => self.on_access_failed(
+                e,
+                AccessRefusal {
+                    ts_ns: ev.ts_ns,
+                    errno: *errno,
+                    syscall: *syscall,
+                    uid: *uid,
+                    gid: *gid,
+                    file: file.clone(),
+                },
+            ),
         }
     }
 }

@@ -4,7 +4,9 @@
 
 use super::{
     Change, Model, ModelConfig,
-    cause::{Cause, ExecEvidence, RefusedFile, SetupDetail, systemd_exit_status_name},
+    cause::{
+        AccessRefusal, Cause, ExecEvidence, RefusedFile, SetupDetail, systemd_exit_status_name,
+    },
     facts::{Facts, UnitFile},
     procs::{SignalSeen, Unplaced},
     run::{Outcome, Run, UnitHistory},
@@ -28,6 +30,7 @@ impl<F: Facts> Model<F> {
         let placed = self.procs.remove(&pid).and_then(|p| p.unit);
         let signal = self.signals.remove(&pid);
         let oom = self.oom_victims.remove(&pid).is_some();
+        let refusal = self.access_refusals.remove(&pid);
         let Some((unit, run_index)) = placed else {
             // A service-manager child that failed its setup outside any unit's cgroup.
             if ppid == 1
@@ -41,6 +44,7 @@ impl<F: Facts> Model<F> {
                     pid,
                     comm: comm.to_owned(),
                     status,
+                    refusal,
                 });
                 while self.unplaced.len() > 64 {
                     self.unplaced.pop_front();
@@ -101,7 +105,12 @@ impl<F: Facts> Model<F> {
         } else if is_main {
             run.main_pid = Some(pid);
             changes.extend(main_started(&h.unit, run));
-            let outcome = outcome_of(run, pid, status, file.as_ref(), &self.facts, signal, oom);
+            let seen = Seen {
+                signal,
+                oom,
+                refusal,
+            };
+            let outcome = outcome_of(run, pid, status, file.as_ref(), &self.facts, seen);
             changes.push(decided(&h.unit, run, outcome));
             changes.extend(update_crash_loop(h, &self.cfg));
         }
@@ -111,6 +120,17 @@ impl<F: Facts> Model<F> {
     }
 }
 
+/// What the kernel saw of a process before it exited, besides its own events.
+#[derive(Default)]
+pub(super) struct Seen {
+    /// A terminating signal another process sent it.
+    pub signal: Option<SignalSeen>,
+    /// The OOM killer chose it.
+    pub oom: bool,
+    /// A service manager's check of the command it was to exec failed in it.
+    pub refusal: Option<AccessRefusal>,
+}
+
 /// How a run ended, from its main process's exit and what was seen around it.
 pub(super) fn outcome_of(
     run: &Run,
@@ -118,9 +138,13 @@ pub(super) fn outcome_of(
     status: WaitStatus,
     file: Option<&UnitFile>,
     facts: &impl Facts,
-    signal: Option<SignalSeen>,
-    oom: bool,
+    seen: Seen,
 ) -> Outcome {
+    let Seen {
+        signal,
+        oom,
+        refusal,
+    } = seen;
     let cmd = run.command(pid);
     let program = cmd
         .and_then(|c| c.program.clone())
@@ -158,8 +182,24 @@ pub(super) fn outcome_of(
                 evidence: ExecEvidence::Execve,
                 pid,
             }),
-            // systemd's own check refused the file before any execve: the file's state
-            // says why.
+            // systemd's own check refused the file before any execve, and the kernel
+            // recorded the check: its errno and the file as it was then.
+            (203, None) if let Some(check) = refusal => {
+                let name = check.file.as_ref().map(|f| f.file_name.as_str());
+                let (command, path) = checked_command(file, name, role);
+                // The look only names a noexec mount and the owner (the process is gone:
+                // the host's view of the path).
+                let lookup = facts.file(&path, None);
+                Some(Cause::ExecFailed {
+                    command,
+                    path,
+                    file: RefusedFile::check_refused(check, lookup),
+                    evidence: ExecEvidence::AccessCheck,
+                    pid,
+                })
+            }
+            // systemd's own check refused the file before any execve, unrecorded: the
+            // file's state now says why.
             (203, None) if file.is_some_and(|f| !f.exec_start.is_empty()) => {
                 let path = file.expect("checked").exec_start[0].clone();
                 // The process is gone: the host's view of the path.
@@ -197,6 +237,26 @@ pub(super) fn outcome_of(
         status,
         success: clean_exit(status),
         cause,
+    }
+}
+
+/// The command a refused check was for: of the unit file's ExecStartPre= and ExecStart=
+/// programs, the one with the name the kernel recorded; else the first ExecStart=; else
+/// the name itself. Returns the setting's name and the path.
+fn checked_command(file: Option<&UnitFile>, name: Option<&str>, role: String) -> (String, String) {
+    let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_owned();
+    if let (Some(f), Some(name)) = (file, name) {
+        if let Some(p) = f.exec_start.iter().find(|p| base(p) == name) {
+            return ("ExecStart".into(), p.clone());
+        }
+        if let Some(p) = f.exec_start_pre.iter().find(|p| base(p) == name) {
+            return ("ExecStartPre".into(), p.clone());
+        }
+    }
+    match (file.and_then(|f| f.exec_start.first()), name) {
+        (Some(p), _) => (role, p.clone()),
+        (None, Some(name)) => (role, name.to_owned()),
+        (None, None) => (role, "the command".to_owned()),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::{
     Model,
-    cause::RefusedFile,
+    cause::{AccessRefusal, RefusedFile},
     facts::Facts,
     lifecycle::Found,
     outcome::main_started,
@@ -44,6 +44,8 @@ pub(super) struct Unplaced {
     pub(super) pid: u32,
     pub(super) comm: String,
     pub(super) status: WaitStatus,
+    /// The kernel's record of the check that refused its command, if one failed.
+    pub(super) refusal: Option<AccessRefusal>,
 }
 
 /// Bound on the tables of in-flight correlation state.
@@ -99,6 +101,7 @@ impl<F: Facts> Model<F> {
         );
         self.signals.remove(&child_pid);
         self.oom_victims.remove(&child_pid);
+        self.access_refusals.remove(&child_pid);
         // A unit's process forks into its own cgroup (only a service manager clones
         // children straight into other cgroups).
         if ev.comm != "systemd" && self.procs.get(&ev.tgid).is_some_and(|p| p.unit.is_some()) {
@@ -146,6 +149,14 @@ impl<F: Facts> Model<F> {
         let ev = &e.ev;
         self.place_task(e, ppid);
         self.account_exit(ev.tgid, ppid, &ev.comm, status, ev.ts_ns);
+    }
+
+    /// A service manager's check refused a command: kept until the checking process
+    /// exits (with 203/EXEC, when that is what the check decided).
+    pub(super) fn on_access_failed(&mut self, e: &Enriched, refusal: AccessRefusal) {
+        if self.access_refusals.len() < MAX_PENDING {
+            self.access_refusals.insert(e.ev.tgid, refusal);
+        }
     }
 
     /// A terminating signal on its way: kept until its target's exit tells the cause.

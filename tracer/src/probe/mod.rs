@@ -4,6 +4,7 @@ pub mod btf;
 pub mod tracefs;
 
 use std::{
+    collections::HashSet,
     io,
     os::fd::AsRawFd,
     time::{Duration, Instant},
@@ -11,7 +12,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{ProgramError, RawTracePoint, TracePoint},
 };
 use tokio::io::{Interest, unix::AsyncFd};
@@ -20,7 +21,7 @@ use tracer_common::{Config, STAT_DROPS, STAT_ERRORS};
 use self::{btf::Btf, tracefs::TraceFs};
 use crate::{
     decode::{DecodeError, decode},
-    event::Event,
+    event::{Event, EventKind},
 };
 
 /// The kernel programs, built by build.rs for the BPF target.
@@ -42,6 +43,20 @@ const TRACEPOINTS: [(&str, &str, &str); 6] = [
     ("cgroup_attach", "cgroup", "cgroup_attach_task"),
     ("mark_victim", "oom", "mark_victim"),
 ];
+
+/// The access-check tracepoints (program, event), in the syscalls category: attached with
+/// the failed-exec ones, which already put every syscall on the slow path. A kernel
+/// without one of them (arm64 has no access(2)) goes without it.
+const ACCESS_TRACEPOINTS: [(&str, &str); 3] = [
+    ("access_fail", "sys_exit_access"),
+    ("faccessat_fail", "sys_exit_faccessat"),
+    ("faccessat2_fail", "sys_exit_faccessat2"),
+];
+
+/// `MNT_NOEXEC` (include/linux/mount.h) and `SB_I_NOEXEC` (include/linux/fs.h): #defines,
+/// so not in BTF; unchanged since they were introduced.
+const MNT_NOEXEC: u32 = 0x04;
+const SB_I_NOEXEC: u32 = 0x02;
 
 /// Raw tracepoints: (program, tracepoint). The hot ones: no record is built for them.
 const RAW_TRACEPOINTS: [(&str, &str); 4] = [
@@ -109,6 +124,9 @@ pub struct ProbeOptions {
     /// tracepoints. Enabling any syscall tracepoint puts every syscall of every process on
     /// the kernel's slow path (about 30 ns a syscall measured on 6.18), hence the choice.
     pub failed_execs: bool,
+    /// Service managers whose children's failed access checks are recorded from the start
+    /// (pid 1; user managers are found as they start, see [`Probe::follow_managers`]).
+    pub managers: Vec<u32>,
 }
 
 impl Default for ProbeOptions {
@@ -118,6 +136,7 @@ impl Default for ProbeOptions {
             ignore_self: true,
             batch_delay: Duration::from_millis(10),
             failed_execs: true,
+            managers: vec![1],
         }
     }
 }
@@ -147,7 +166,14 @@ pub struct Probe {
     /// When the next read may start (set after a read that returned events).
     next_read: Option<tokio::time::Instant>,
     failed_execs: bool,
+    /// Whether failed access checks are seen (their programs attached).
+    access_checks: bool,
+    /// The service managers whose children's checks are recorded, until taken.
+    managers: Option<Managers>,
 }
+
+/// Most service managers watched at once (the size of the `MANAGERS` map).
+const MAX_MANAGERS: usize = 256;
 
 impl Probe {
     /// Loads and attaches every program. Must be called inside a tokio runtime.
@@ -188,14 +214,34 @@ impl Probe {
         // says); give that back to the system before the ring buffer is mapped, so the two
         // never add up.
         release_free_memory();
-        let failed_execs = attach_all(&mut ebpf, opts.failed_execs)?;
+        let (failed_execs, access_checks) = attach_all(
+            &mut ebpf,
+            opts.failed_execs,
+            &tracefs,
+            config.tp_sys_exit_ret,
+        )?;
         let (ring, stats, asleep) = take_maps(&mut ebpf)?;
+        let managers = ebpf
+            .take_map("MANAGERS")
+            .ok_or(ProbeError::Missing("MANAGERS map"))?;
+        let managers = BpfHashMap::try_from(managers).map_err(|source| ProbeError::Map {
+            name: "MANAGERS",
+            source,
+        })?;
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             ring_fd = ring.get_ref().as_raw_fd(),
             failed_execs,
+            access_checks,
             "programs attached"
         );
+        let mut managers = Managers {
+            map: managers,
+            watched: HashSet::new(),
+        };
+        for &pid in &opts.managers {
+            managers.watch(pid);
+        }
         Ok(Self {
             _ebpf: ebpf,
             ring,
@@ -206,12 +252,25 @@ impl Probe {
             batch_delay: opts.batch_delay,
             next_read: None,
             failed_execs,
+            access_checks,
+            managers: Some(managers),
         })
     }
 
     /// Whether failed execs are caught (asked for, and their programs attached).
     pub fn failed_execs(&self) -> bool {
         self.failed_execs
+    }
+
+    /// Whether failed access checks in service managers' children are seen.
+    pub fn access_checks(&self) -> bool {
+        self.access_checks
+    }
+
+    /// The service managers whose children's failed checks are recorded, to keep in step
+    /// apart from the probe (the reader holds the probe while it reads); once.
+    pub fn take_managers(&mut self) -> Option<Managers> {
+        self.managers.take()
     }
 
     /// Waits until records are available, then decodes all of them into `out`.
@@ -314,6 +373,61 @@ impl Probe {
     }
 }
 
+/// The service managers whose children's failed access checks the programs record
+/// (`MANAGERS`): pid 1 and the user managers.
+pub struct Managers {
+    map: BpfHashMap<MapData, u32, u8>,
+    /// What the map holds.
+    watched: HashSet<u32>,
+}
+
+impl Managers {
+    /// Records the failed access checks of `pid`'s children from now on; false when
+    /// [`MAX_MANAGERS`] are watched already or the map refused it.
+    pub fn watch(&mut self, pid: u32) -> bool {
+        if self.watched.contains(&pid) {
+            return true;
+        }
+        if self.watched.len() >= MAX_MANAGERS {
+            return false;
+        }
+        match self.map.insert(pid, 1, 0) {
+            Ok(()) => {
+                self.watched.insert(pid);
+                true
+            }
+            Err(e) => {
+                tracing::warn!("cannot watch service manager {pid}: {e}");
+                false
+            }
+        }
+    }
+
+    /// Stops recording `pid`'s children's checks.
+    pub fn forget(&mut self, pid: u32) {
+        if self.watched.remove(&pid) {
+            let _ = self.map.remove(&pid);
+        }
+    }
+
+    /// Keeps the watched managers in step with the events: a user manager (`systemd
+    /// --user`) is watched from its exec, a watched process is forgotten at its exit.
+    pub fn follow(&mut self, ev: &Event) {
+        match &ev.kind {
+            EventKind::Exec { filename, argv, .. } if Self::is_user_manager(filename, argv) => {
+                self.watch(ev.tgid);
+            }
+            EventKind::Exit { .. } if ev.tgid != 1 => self.forget(ev.tgid),
+            _ => {}
+        }
+    }
+
+    /// Whether an exec of `filename` with `argv` starts a user manager (`systemd --user`).
+    pub fn is_user_manager(filename: &str, argv: &[String]) -> bool {
+        filename.rsplit('/').next() == Some("systemd") && argv.iter().skip(1).any(|a| a == "--user")
+    }
+}
+
 fn drain(ring: &mut RingBuf<MapData>, malformed: &mut u64, out: &mut Vec<Event>) {
     while let Some(item) = ring.next() {
         match decode(&item) {
@@ -323,9 +437,15 @@ fn drain(ring: &mut RingBuf<MapData>, malformed: &mut u64, out: &mut Vec<Event>)
     }
 }
 
-/// Attaches every program; the failed-exec ones only when `failed_execs`, and a kernel
-/// that refuses them is warned about, not an error. Whether failed execs are caught.
-fn attach_all(ebpf: &mut Ebpf, failed_execs: bool) -> Result<bool, ProbeError> {
+/// Attaches every program; the failed-exec and access-check ones only when
+/// `failed_execs`, and a kernel that refuses them is warned about, not an error. Whether
+/// failed execs are caught, and whether failed access checks are.
+fn attach_all(
+    ebpf: &mut Ebpf,
+    failed_execs: bool,
+    tracefs: &TraceFs,
+    sys_exit_ret: u32,
+) -> Result<(bool, bool), ProbeError> {
     let mut caught = failed_execs;
     for (program, category, event) in TRACEPOINTS {
         if category != "syscalls" {
@@ -340,11 +460,30 @@ fn attach_all(ebpf: &mut Ebpf, failed_execs: bool) -> Result<bool, ProbeError> {
             caught = false;
         }
     }
+    let mut access = caught;
+    for (program, event) in ACCESS_TRACEPOINTS.into_iter().filter(|_| caught) {
+        // A kernel without this syscall, or with its record laid out otherwise, goes
+        // without it.
+        match tracefs.format("syscalls", event) {
+            Ok(f) if f.optional("ret") == Some(sys_exit_ret) => {}
+            _ => {
+                tracing::debug!("no {event} tracepoint like sys_exit_execve's here");
+                continue;
+            }
+        }
+        if let Err(e) = attach_tracepoint(ebpf, program, "syscalls", event) {
+            tracing::warn!(
+                "failed access checks are not seen on this kernel: {}",
+                program_error(program, e)
+            );
+            access = false;
+        }
+    }
     for (program, tracepoint) in RAW_TRACEPOINTS {
         attach_raw_tracepoint(ebpf, program, tracepoint)
             .map_err(|source| program_error(program, source))?;
     }
-    Ok(caught)
+    Ok((caught, access))
 }
 
 /// The ring buffer, the per-CPU counters, the reader-asleep flag.
@@ -476,7 +615,12 @@ fn kernel_config(btf: &Btf, tracefs: &TraceFs, ignore_tgid: u32) -> Result<Confi
             "sys_exit_execve and sys_exit_execveat lay out ret differently on this kernel".into(),
         ));
     }
-    let (execve_filename, execveat_filename) = syscall_filename_regs(btf)?;
+    // The access programs use the same `ret` offset; one laid out otherwise is left out
+    // at attach time (see `access_tracepoints`).
+    let [arg0, arg1, arg2, arg3] = syscall_arg_regs(btf)?;
+    let file = |m| btf.member_offset("file", m);
+    let path = |m| btf.member_offset("path", m);
+    let inode = |m| btf.member_offset("inode", m);
     Ok(Config {
         ignore_tgid,
         signal_group_exit: SIGNAL_GROUP_EXIT,
@@ -496,9 +640,27 @@ fn kernel_config(btf: &Btf, tracefs: &TraceFs, ignore_tgid: u32) -> Result<Confi
         siginfo_code: btf.member_offset("kernel_siginfo", "si_code")?,
         // The raw tracepoint gained the argument together with the record's field.
         exit_group_dead_arg: u32::from(exit.optional("group_dead").is_some()),
-        regs_execve_filename: execve_filename,
-        regs_execveat_filename: execveat_filename,
         tp_sys_exit_ret: sys_exit.offset("ret")?,
+        regs_arg0: arg0,
+        regs_arg1: arg1,
+        regs_arg2: arg2,
+        regs_arg3: arg3,
+        task_files: task("files")?,
+        files_fdt: btf.member_offset("files_struct", "fdt")?,
+        fdt_max_fds: btf.member_offset("fdtable", "max_fds")?,
+        fdt_fd: btf.member_offset("fdtable", "fd")?,
+        file_inode: file("f_inode")?,
+        file_path_mnt: file("f_path")? + path("mnt")?,
+        file_path_dentry: file("f_path")? + path("dentry")?,
+        inode_mode: inode("i_mode")?,
+        inode_uid: inode("i_uid")?,
+        inode_gid: inode("i_gid")?,
+        vfsmount_flags: btf.member_offset("vfsmount", "mnt_flags")?,
+        vfsmount_sb: btf.member_offset("vfsmount", "mnt_sb")?,
+        sb_iflags: btf.member_offset("super_block", "s_iflags")?,
+        dentry_name: btf.member_offset("dentry", "d_name")? + btf.member_offset("qstr", "name")?,
+        mnt_noexec: MNT_NOEXEC,
+        sb_i_noexec: SB_I_NOEXEC,
         tp_cgroup_root: mkdir.offset("root")?,
         tp_cgroup_level: mkdir.offset("level")?,
         tp_cgroup_id: mkdir.offset("id")?,
@@ -514,24 +676,25 @@ fn kernel_config(btf: &Btf, tracefs: &TraceFs, ignore_tgid: u32) -> Result<Confi
     })
 }
 
-/// Where execve's and execveat's filename arguments are in `struct pt_regs`, the task's
-/// saved user registers, when the syscall exit tracepoint runs.
+/// Where a syscall's first four arguments are in `struct pt_regs`, the task's saved user
+/// registers, when the syscall exit tracepoint runs (they are as the task entered the
+/// syscall: the argument registers are not written on the way).
 #[cfg(target_arch = "x86_64")]
-fn syscall_filename_regs(btf: &Btf) -> Result<(u32, u32), ProbeError> {
-    // execve(filename, ...) and execveat(dirfd, filename, ...): rdi and rsi.
-    Ok((
-        btf.member_offset("pt_regs", "di")?,
-        btf.member_offset("pt_regs", "si")?,
-    ))
+fn syscall_arg_regs(btf: &Btf) -> Result<[u32; 4], ProbeError> {
+    let r = |m| btf.member_offset("pt_regs", m);
+    Ok([r("di")?, r("si")?, r("dx")?, r("r10")?])
 }
 
 #[cfg(target_arch = "aarch64")]
-fn syscall_filename_regs(btf: &Btf) -> Result<(u32, u32), ProbeError> {
-    // x0 holds the return value by then; orig_x0 keeps the first argument. x1 is regs[1].
-    Ok((
+fn syscall_arg_regs(btf: &Btf) -> Result<[u32; 4], ProbeError> {
+    // x0 holds the return value by then; orig_x0 keeps the first argument. xN is regs[N].
+    let regs = btf.member_offset("pt_regs", "regs")?;
+    Ok([
         btf.member_offset("pt_regs", "orig_x0")?,
-        btf.member_offset("pt_regs", "regs")? + 8,
-    ))
+        regs + 8,
+        regs + 16,
+        regs + 24,
+    ])
 }
 
 const CAP_SYS_ADMIN: u32 = 21;

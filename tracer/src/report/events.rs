@@ -108,6 +108,34 @@ fn write_short(
             cgroup,
             "chosen by the OOM killer".to_owned(),
         ),
+        EventKind::AccessFailed {
+            ppid,
+            errno,
+            syscall,
+            path,
+            fd,
+            file,
+            ..
+        } => {
+            let target = match fd {
+                Some(fd) if path.is_empty() => format!("fd {fd}"),
+                _ => path.clone(),
+            };
+            let mut d = format!("{errno}  {}({target}, X_OK)", syscall.name());
+            if let Some(f) = file {
+                d.push_str(&format!(
+                    ": {} mode {:04o} {}:{}",
+                    f.file_name,
+                    f.perm(),
+                    f.file_uid,
+                    f.file_gid
+                ));
+                if f.noexec {
+                    d.push_str(" on a noexec mount");
+                }
+            }
+            (ev.tgid, Some(*ppid), cgroup, d)
+        }
     };
     let detail = printable(&detail);
     if cat {

@@ -11,7 +11,7 @@ use crate::{
     event::WaitStatus,
     model::{
         Model, Role, Run, ServiceType, UnitHistory, UnitState,
-        cause::{Cause, ExecEvidence},
+        cause::{Cause, ExecEvidence, RefusedFile},
         facts::Facts,
     },
     systemd::{Snapshot, SystemdUnit},
@@ -88,6 +88,33 @@ fn systemd_lines(u: &SystemdUnit) -> Vec<String> {
     lines
 }
 
+/// What the kernel recorded of systemd's check of the command.
+fn access_check_line(file: &RefusedFile) -> String {
+    let Some(check) = file.check() else {
+        return "systemd's own check refused the file".to_owned();
+    };
+    let mut s = format!(
+        "no execve reached the kernel: it refused systemd's access check ({}, X_OK, uid {}): {}",
+        check.syscall.name(),
+        check.uid,
+        check.errno.name().unwrap_or("an error")
+    );
+    match &check.file {
+        Some(f) => {
+            s.push_str(&format!(
+                "; the file was {:04o} {} at that moment",
+                f.perm(),
+                file.owner().show(f.file_uid, f.file_gid)
+            ));
+            if f.noexec {
+                s.push_str(", on a noexec mount");
+            }
+        }
+        None => s.push_str("; the file itself was not recorded"),
+    }
+    s
+}
+
 fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
     let key = h.unit.key();
     let name = key.as_ref();
@@ -115,16 +142,21 @@ fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
                 outcome.pid,
                 describe_status(run, outcome.pid, outcome.status)
             ));
-            if let Some(Cause::ExecFailed { evidence: how, .. }) = cause {
-                evidence.push(
-                    match how {
-                        ExecEvidence::Execve => "the kernel saw the execve fail with that error",
-                        ExecEvidence::SystemdCheck => {
-                            "no execve reached the kernel: systemd's own check refused the file; the error is what the file's state implies"
-                        }
+            if let Some(Cause::ExecFailed {
+                evidence: how,
+                file,
+                ..
+            }) = cause
+            {
+                evidence.push(match how {
+                    ExecEvidence::Execve => {
+                        "the kernel saw the execve fail with that error".to_owned()
                     }
-                    .to_owned(),
-                );
+                    ExecEvidence::SystemdCheck => {
+                        "no execve reached the kernel: systemd's own check refused the file; the error is what the file's state implies (looked at after the failure)".to_owned()
+                    }
+                    ExecEvidence::AccessCheck => access_check_line(file),
+                });
             }
             evidence.extend(exec_start_line(h, sd));
             match cause {

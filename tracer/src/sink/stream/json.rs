@@ -5,7 +5,7 @@
 
 use crate::{
     clock::{BootClock, write_rfc3339_utc},
-    event::{CgroupRef, Event, EventKind, signal_name},
+    event::{CgroupRef, Errno, Event, EventKind, signal_name},
 };
 
 /// Writes one event as a JSON line.
@@ -68,11 +68,7 @@ fn kind_fields(out: &mut Vec<u8>, kind: &EventKind) {
         } => {
             num(out, b",\"ppid\":", *ppid);
             num(out, b",\"uid\":", *uid);
-            num(out, b",\"errno\":", errno.0);
-            out.extend_from_slice(b",\"error\":");
-            opt_string(out, errno.name());
-            out.extend_from_slice(b",\"error_text\":");
-            string(out, &errno.text());
+            errno_fields(out, *errno);
             out.extend_from_slice(b",\"filename\":");
             string(out, filename);
             if *filename_truncated {
@@ -116,7 +112,58 @@ fn kind_fields(out: &mut Vec<u8>, kind: &EventKind) {
             num(out, b",\"result\":", *result);
         }
         EventKind::OomKill { victim_pid } => num(out, b",\"victim_pid\":", *victim_pid),
+        EventKind::AccessFailed {
+            ppid,
+            uid,
+            gid,
+            errno,
+            syscall,
+            path,
+            path_truncated,
+            fd,
+            access_mode,
+            at_flags,
+            file,
+        } => {
+            num(out, b",\"ppid\":", *ppid);
+            num(out, b",\"uid\":", *uid);
+            num(out, b",\"gid\":", *gid);
+            errno_fields(out, *errno);
+            out.extend_from_slice(b",\"syscall\":\"");
+            out.extend_from_slice(syscall.name().as_bytes());
+            out.extend_from_slice(b"\",\"path\":");
+            string(out, path);
+            if *path_truncated {
+                out.extend_from_slice(b",\"path_truncated\":true");
+            }
+            if let Some(fd) = fd {
+                num(out, b",\"fd\":", *fd);
+            }
+            num(out, b",\"access_mode\":", *access_mode);
+            num(out, b",\"at_flags\":", *at_flags);
+            if let Some(f) = file {
+                num(out, b",\"file_mode\":", f.file_mode);
+                num(out, b",\"file_uid\":", f.file_uid);
+                num(out, b",\"file_gid\":", f.file_gid);
+                out.extend_from_slice(if f.noexec {
+                    b",\"noexec\":true"
+                } else {
+                    b",\"noexec\":false"
+                });
+                out.extend_from_slice(b",\"file_name\":");
+                string(out, &f.file_name);
+            }
+        }
     }
+}
+
+/// [`Errno`]'s fields, as its `Serialize` writes them.
+fn errno_fields(out: &mut Vec<u8>, errno: Errno) {
+    num(out, b",\"errno\":", errno.0);
+    out.extend_from_slice(b",\"error\":");
+    opt_string(out, errno.name());
+    out.extend_from_slice(b",\"error_text\":");
+    string(out, &errno.text());
 }
 
 fn cgroup_ref(out: &mut Vec<u8>, c: &CgroupRef) {
