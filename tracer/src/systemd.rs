@@ -75,14 +75,85 @@ impl BootTimes {
     }
 }
 
-/// A command line of `ExecStart=` as systemd parsed it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A command line of an `Exec*=` setting as systemd parsed it, and how its last run went.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecCommand {
     pub path: String,
     pub argv: Vec<String>,
     /// `-` prefix: a failure is ignored.
     pub ignore_failure: bool,
+    /// The last run's process (0: not run in this activation, or not known).
+    #[serde(default)]
+    pub pid: u32,
+    /// How it ended: `CLD_EXITED` (1) with the exit status, `CLD_KILLED` (2) or
+    /// `CLD_DUMPED` (3) with the signal; 0 while running or not run.
+    #[serde(default)]
+    pub code: i32,
+    #[serde(default)]
+    pub status: i32,
+    /// When it started and exited (µs of CLOCK_MONOTONIC, 0 when not).
+    #[serde(default)]
+    pub start_us: u64,
+    #[serde(default)]
+    pub exit_us: u64,
 }
+
+/// `siginfo`'s codes for how a child ended, as systemd reports them.
+pub const CLD_EXITED: i32 = 1;
+pub const CLD_KILLED: i32 = 2;
+pub const CLD_DUMPED: i32 = 3;
+
+impl ExecCommand {
+    /// It ran and ended, and not as a success (exit 0) would.
+    pub fn failed(&self) -> bool {
+        self.exit_us > 0 && !(self.code == CLD_EXITED && self.status == 0)
+    }
+
+    /// How it ended, in words ("exit status 3", "signal SIGTERM").
+    pub fn ending(&self) -> String {
+        match self.code {
+            CLD_EXITED => format!("exit status {}", self.status),
+            CLD_KILLED | CLD_DUMPED => format!(
+                "signal {}{}",
+                crate::event::signal_name(self.status)
+                    .map_or_else(|| self.status.to_string(), str::to_owned),
+                if self.code == CLD_DUMPED {
+                    " (core dumped)"
+                } else {
+                    ""
+                }
+            ),
+            _ => "still running".to_owned(),
+        }
+    }
+
+    /// The command line as the unit file has it.
+    pub fn line(&self) -> String {
+        let mut argv = self.argv.iter();
+        let mut s = self.path.clone();
+        // argv[0] is the path, unless the unit file renamed it (`@`).
+        if argv.next().is_some_and(|a0| a0 != &self.path) {
+            s = format!("@{s} {}", self.argv[0]);
+        }
+        for a in argv {
+            s.push(' ');
+            s.push_str(a);
+        }
+        s
+    }
+}
+
+/// The process roles of a service, as its settings are named, in the order systemd runs
+/// them.
+pub const ROLES: [&str; 7] = [
+    "ExecCondition",
+    "ExecStartPre",
+    "ExecStart",
+    "ExecStartPost",
+    "ExecReload",
+    "ExecStop",
+    "ExecStopPost",
+];
 
 /// The service-specific part of a unit.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +166,68 @@ pub struct ServiceFacts {
     pub exec_main_pid: u32,
     pub n_restarts: u32,
     pub remain_after_exit: bool,
+    /// The other roles' commands (see [`ROLES`]), with their last runs.
+    #[serde(default)]
+    pub exec_condition: Vec<ExecCommand>,
+    #[serde(default)]
+    pub exec_start_pre: Vec<ExecCommand>,
+    #[serde(default)]
+    pub exec_start_post: Vec<ExecCommand>,
+    #[serde(default)]
+    pub exec_reload: Vec<ExecCommand>,
+    #[serde(default)]
+    pub exec_stop: Vec<ExecCommand>,
+    #[serde(default)]
+    pub exec_stop_post: Vec<ExecCommand>,
+    /// How the main process ended (`CLD_*` and the status or signal).
+    #[serde(default)]
+    pub exec_main_code: i32,
+    #[serde(default)]
+    pub exec_main_status: i32,
+    /// The control process running now (ExecStartPre, ExecStop, ...), 0 when none.
+    #[serde(default)]
+    pub control_pid: u32,
+    /// TimeoutStartSec=, TimeoutStopSec=, RuntimeMaxSec=, WatchdogSec= in µs
+    /// (u64::MAX: infinity; 0: off).
+    #[serde(default)]
+    pub timeout_start_us: u64,
+    #[serde(default)]
+    pub timeout_stop_us: u64,
+    #[serde(default)]
+    pub runtime_max_us: u64,
+    #[serde(default)]
+    pub watchdog_us: u64,
+    /// SuccessExitStatus=: exit statuses and signals counted as success besides 0 (and
+    /// the clean signals).
+    #[serde(default)]
+    pub success_exit_status: Vec<i32>,
+    #[serde(default)]
+    pub success_signals: Vec<i32>,
+}
+
+impl ServiceFacts {
+    /// Each role's commands, in the order systemd runs them.
+    pub fn roles(&self) -> [(&'static str, &[ExecCommand]); 7] {
+        [
+            (ROLES[0], &self.exec_condition),
+            (ROLES[1], &self.exec_start_pre),
+            (ROLES[2], &self.exec_start),
+            (ROLES[3], &self.exec_start_post),
+            (ROLES[4], &self.exec_reload),
+            (ROLES[5], &self.exec_stop),
+            (ROLES[6], &self.exec_stop_post),
+        ]
+    }
+
+    /// The command whose failure systemd counted: of those that ran and failed without
+    /// a `-` prefix, the one that exited last.
+    pub fn failed_command(&self) -> Option<(&'static str, &ExecCommand)> {
+        self.roles()
+            .into_iter()
+            .flat_map(|(role, cmds)| cmds.iter().map(move |c| (role, c)))
+            .filter(|(_, c)| c.failed() && !c.ignore_failure)
+            .max_by_key(|(_, c)| c.exit_us)
+    }
 }
 
 /// One unit as systemd describes it.
@@ -116,9 +249,53 @@ pub struct SystemdUnit {
     pub active_exit_us: u64,
     pub inactive_enter_us: u64,
     pub service: Option<ServiceFacts>,
+    /// The first Condition*= or Assert*= not met at the last start (`ConditionPathExists=/x`,
+    /// `!` for a negated one), when one was not.
+    #[serde(default)]
+    pub condition_failed: Option<String>,
+    /// Whether it was an Assert*= (the start failed) rather than a Condition*= (skipped).
+    #[serde(default)]
+    pub assert_failed: bool,
+    /// StartLimitBurst= and StartLimitIntervalSec= (µs).
+    #[serde(default)]
+    pub start_limit_burst: u32,
+    #[serde(default)]
+    pub start_limit_interval_us: u64,
 }
 
 impl SystemdUnit {
+    /// See [`Snapshot::fill_from`]: only for the same activation (the same timestamps).
+    pub fn fill_from(&mut self, earlier: &SystemdUnit) {
+        let same = self.inactive_exit_us == earlier.inactive_exit_us
+            && self.inactive_enter_us == earlier.inactive_enter_us
+            && self.active_state == earlier.active_state;
+        if !same {
+            return;
+        }
+        if self.condition_failed.is_none() {
+            self.condition_failed.clone_from(&earlier.condition_failed);
+            self.assert_failed = earlier.assert_failed;
+        }
+        let (Some(now), Some(then)) = (self.service.as_mut(), earlier.service.as_ref()) else {
+            return;
+        };
+        for (mine, theirs) in [
+            (&mut now.exec_condition, &then.exec_condition),
+            (&mut now.exec_start_pre, &then.exec_start_pre),
+            (&mut now.exec_start, &then.exec_start),
+            (&mut now.exec_start_post, &then.exec_start_post),
+            (&mut now.exec_reload, &then.exec_reload),
+            (&mut now.exec_stop, &then.exec_stop),
+            (&mut now.exec_stop_post, &then.exec_stop_post),
+        ] {
+            for (m, t) in mine.iter_mut().zip(theirs) {
+                if m.exit_us == 0 && m.pid == 0 && t.path == m.path {
+                    *m = t.clone();
+                }
+            }
+        }
+    }
+
     /// The target that pulled the unit in: the first of its WantedBy=/RequiredBy= that is
     /// a target, the well-known boot targets first.
     pub fn part_of(&self) -> Option<&str> {
@@ -168,6 +345,17 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Fills what systemd forgets on a `daemon-reload` (how each command's last run
+    /// ended, which condition was not met) from an account of the same activations taken
+    /// earlier (`earlier`, the boot's, recorded when it finished).
+    pub fn fill_from(&mut self, earlier: &Snapshot) {
+        for u in &mut self.units {
+            if let Some(e) = earlier.unit(&u.id) {
+                u.fill_from(e);
+            }
+        }
+    }
+
     /// What the system manager says of a unit the kernel saw; nothing for a user
     /// manager's unit, though the system may have one of that name.
     pub fn unit_of(&self, u: &crate::unit::UnitRef) -> Option<&SystemdUnit> {
@@ -287,6 +475,49 @@ struct UnitProps {
     active_enter_timestamp_monotonic: Option<u64>,
     active_exit_timestamp_monotonic: Option<u64>,
     inactive_enter_timestamp_monotonic: Option<u64>,
+    conditions: Option<Vec<ConditionWire>>,
+    asserts: Option<Vec<ConditionWire>>,
+    start_limit_burst: Option<u32>,
+    #[zvariant(rename = "StartLimitIntervalUSec")]
+    start_limit_interval_usec: Option<u64>,
+}
+
+/// `Conditions` and `Asserts`: type, trigger (`|`), negated (`!`), parameter, state
+/// (> 0 met, < 0 not met, 0 not checked).
+type ConditionWire = (String, bool, bool, String, i32);
+
+/// The first condition of `list` that was not met, as the unit file writes it.
+fn unmet(list: Option<Vec<ConditionWire>>) -> Option<String> {
+    list?
+        .into_iter()
+        .find(|(_, _, _, _, state)| *state < 0)
+        .map(|(ty, trigger, negate, param, _)| {
+            format!(
+                "{ty}={}{}{param}",
+                if trigger { "|" } else { "" },
+                if negate { "!" } else { "" }
+            )
+        })
+}
+
+fn commands(wire: Option<Vec<ExecWire>>) -> Vec<ExecCommand> {
+    wire.unwrap_or_default()
+        .into_iter()
+        .map(
+            |(path, argv, ignore_failure, _, start_us, _, exit_us, pid, code, status)| {
+                ExecCommand {
+                    path,
+                    argv,
+                    ignore_failure,
+                    pid,
+                    code,
+                    status,
+                    start_us,
+                    exit_us,
+                }
+            },
+        )
+        .collect()
 }
 
 /// `ExecStart`'s signature: path, argv, ignore failure, start and exit timestamps
@@ -311,6 +542,25 @@ struct ServiceProps {
     #[zvariant(rename = "NRestarts")]
     n_restarts: Option<u32>,
     remain_after_exit: Option<bool>,
+    exec_condition: Option<Vec<ExecWire>>,
+    exec_start_pre: Option<Vec<ExecWire>>,
+    exec_start_post: Option<Vec<ExecWire>>,
+    exec_reload: Option<Vec<ExecWire>>,
+    exec_stop: Option<Vec<ExecWire>>,
+    exec_stop_post: Option<Vec<ExecWire>>,
+    exec_main_code: Option<i32>,
+    exec_main_status: Option<i32>,
+    #[zvariant(rename = "ControlPID")]
+    control_pid: Option<u32>,
+    #[zvariant(rename = "TimeoutStartUSec")]
+    timeout_start_usec: Option<u64>,
+    #[zvariant(rename = "TimeoutStopUSec")]
+    timeout_stop_usec: Option<u64>,
+    #[zvariant(rename = "RuntimeMaxUSec")]
+    runtime_max_usec: Option<u64>,
+    #[zvariant(rename = "WatchdogUSec")]
+    watchdog_usec: Option<u64>,
+    success_exit_status: Option<(Vec<i32>, Vec<i32>)>,
 }
 
 /// ListUnits' rows: id, description, load, active, sub, following, path, job id, job type,
@@ -439,20 +689,33 @@ impl Systemd {
                 service_type: s.service_type.unwrap_or_default(),
                 restart: s.restart.unwrap_or_default(),
                 result: s.result.unwrap_or_default(),
-                exec_start: s
-                    .exec_start
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(path, argv, ignore_failure, ..)| ExecCommand {
-                        path,
-                        argv,
-                        ignore_failure,
-                    })
-                    .collect(),
+                exec_start: commands(s.exec_start),
                 exec_main_start_us: s.exec_main_start_timestamp_monotonic.unwrap_or(0),
                 exec_main_pid: s.exec_main_pid.unwrap_or(0),
                 n_restarts: s.n_restarts.unwrap_or(0),
                 remain_after_exit: s.remain_after_exit.unwrap_or(false),
+                exec_condition: commands(s.exec_condition),
+                exec_start_pre: commands(s.exec_start_pre),
+                exec_start_post: commands(s.exec_start_post),
+                exec_reload: commands(s.exec_reload),
+                exec_stop: commands(s.exec_stop),
+                exec_stop_post: commands(s.exec_stop_post),
+                exec_main_code: s.exec_main_code.unwrap_or(0),
+                exec_main_status: s.exec_main_status.unwrap_or(0),
+                control_pid: s.control_pid.unwrap_or(0),
+                timeout_start_us: s.timeout_start_usec.unwrap_or(0),
+                timeout_stop_us: s.timeout_stop_usec.unwrap_or(0),
+                runtime_max_us: s.runtime_max_usec.unwrap_or(0),
+                watchdog_us: s.watchdog_usec.unwrap_or(0),
+                success_exit_status: s
+                    .success_exit_status
+                    .as_ref()
+                    .map(|(st, _)| st.clone())
+                    .unwrap_or_default(),
+                success_signals: s
+                    .success_exit_status
+                    .map(|(_, sig)| sig)
+                    .unwrap_or_default(),
             })
         } else {
             None
@@ -472,6 +735,13 @@ impl Systemd {
             active_exit_us: u.active_exit_timestamp_monotonic.unwrap_or(0),
             inactive_enter_us: u.inactive_enter_timestamp_monotonic.unwrap_or(0),
             service,
+            // (Both results read false before anything was tested: what decides is a
+            // condition recorded as not met. Asserts are tested after the conditions.)
+            assert_failed: unmet(u.conditions.clone()).is_none()
+                && unmet(u.asserts.clone()).is_some(),
+            condition_failed: unmet(u.conditions).or_else(|| unmet(u.asserts)),
+            start_limit_burst: u.start_limit_burst.unwrap_or(0),
+            start_limit_interval_us: u.start_limit_interval_usec.unwrap_or(0),
         })
     }
 
@@ -709,6 +979,55 @@ mod tests {
         assert_eq!(
             snap.critical_chain(Some("c.service")),
             ["c.service", "basic.target"]
+        );
+    }
+
+    /// What a daemon-reload made systemd forget comes back from the boot's account, for
+    /// the same activation only.
+    #[test]
+    fn a_reload_s_losses_are_filled_from_the_boot_s_account() {
+        let ran = ExecCommand {
+            path: "/bin/false".into(),
+            pid: 7,
+            code: CLD_EXITED,
+            status: 1,
+            exit_us: 50,
+            ..ExecCommand::default()
+        };
+        let booted = SystemdUnit {
+            id: "u.service".into(),
+            active_state: "failed".into(),
+            inactive_exit_us: 10,
+            condition_failed: Some("ConditionPathExists=/x".into()),
+            service: Some(ServiceFacts {
+                exec_start_post: vec![ran.clone()],
+                ..ServiceFacts::default()
+            }),
+            ..SystemdUnit::default()
+        };
+        let reloaded = || SystemdUnit {
+            condition_failed: None,
+            service: Some(ServiceFacts {
+                exec_start_post: vec![ExecCommand {
+                    path: "/bin/false".into(),
+                    ..ExecCommand::default()
+                }],
+                ..ServiceFacts::default()
+            }),
+            ..booted.clone()
+        };
+        let mut now = reloaded();
+        now.fill_from(&booted);
+        assert_eq!(now, booted);
+        let mut later = SystemdUnit {
+            inactive_exit_us: 99,
+            ..reloaded()
+        };
+        let before = later.clone();
+        later.fill_from(&booted);
+        assert_eq!(
+            later, before,
+            "another activation: nothing taken from the boot's"
         );
     }
 

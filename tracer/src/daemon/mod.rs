@@ -296,6 +296,8 @@ struct Pipeline {
     malformed: Vec<DecodeError>,
     /// The service managers whose children's failed access checks are recorded.
     managers: Option<Managers>,
+    /// systemd's account of the boot, as recorded when it finished.
+    booted: Option<Snapshot>,
 }
 
 impl Pipeline {
@@ -353,6 +355,7 @@ impl Pipeline {
             lookups,
             malformed: Vec::new(),
             managers,
+            booted: None,
         };
         Ok((probe, pipeline))
     }
@@ -396,9 +399,17 @@ impl Pipeline {
                 _ = terminate.recv() => return Ok(()),
                 _ = hangup.recv() => self.write_through(),
                 Some(q) = queries.recv() => {
-                    let _ = q.reply.send(report::answer(&q.query, &self.model, q.systemd.as_ref()));
+                    // What systemd forgets on a daemon-reload, its boot account kept.
+                    let mut sd = q.systemd;
+                    if let (Some(sd), Some(booted)) = (sd.as_mut(), &self.booted) {
+                        sd.fill_from(booted);
+                    }
+                    let _ = q.reply.send(report::answer(&q.query, &self.model, sd.as_ref()));
                 }
-                Some(snapshot) = systemd.recv() => self.record_systemd(&snapshot),
+                Some(snapshot) = systemd.recv() => {
+                    self.record_systemd(&snapshot);
+                    self.booted = Some(snapshot);
+                }
                 r = probe.read_raw(|raw| self.take(raw)) => {
                     r?;
                     self.stream.publish();

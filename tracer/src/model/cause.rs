@@ -434,7 +434,14 @@ pub enum Cause {
         pid: u32,
     },
     /// The program exited with a non-zero code.
-    ExitCode { code: u8, pid: u32, program: String },
+    ExitCode {
+        code: u8,
+        pid: u32,
+        program: String,
+        /// The setting it ran as, when not ExecStart= (`ExecStartPost`, ...).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        command: Option<String>,
+    },
     /// The program was killed by a signal.
     Killed {
         #[serde(flatten)]
@@ -563,6 +570,12 @@ impl Cause {
                 }
                 s
             }
+            Cause::ExitCode {
+                code,
+                program,
+                command: Some(role),
+                ..
+            } => format!("{unit}: {role}={program} exited with status {code}"),
             Cause::ExitCode { code, program, .. } => {
                 format!("{unit}: {program} exited with status {code}")
             }

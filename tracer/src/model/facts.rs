@@ -110,12 +110,44 @@ pub struct UnitFile {
     pub exec_start: Vec<String>,
     /// Programs of `ExecStartPre=` lines.
     pub exec_start_pre: Vec<String>,
+    /// Programs of the other roles' lines: `ExecCondition=`, `ExecStartPost=`,
+    /// `ExecReload=`, `ExecStop=`, `ExecStopPost=`.
+    pub exec_condition: Vec<String>,
+    pub exec_start_post: Vec<String>,
+    pub exec_reload: Vec<String>,
+    pub exec_stop: Vec<String>,
+    pub exec_stop_post: Vec<String>,
     /// `ExecStart=` lines as written.
     pub exec_start_lines: Vec<String>,
     pub user: Option<String>,
     pub working_directory: Option<String>,
     /// `RemainAfterExit=yes`: active (exited) after the main process ended.
     pub remain_after_exit: bool,
+    /// `SuccessExitStatus=`: exit statuses and signals that count as success too.
+    pub success_exit_status: Vec<i32>,
+    pub success_signals: Vec<i32>,
+    /// The (last) `ExecStart=` line has the `-` prefix: its failure is ignored.
+    pub exec_start_ignores_failure: bool,
+}
+
+impl UnitFile {
+    /// Whether systemd counts this end of ExecStart's process a success beyond exit 0
+    /// and the clean signals: SuccessExitStatus=, or a `-` prefix.
+    pub fn counts_as_success(&self, status: crate::event::WaitStatus) -> bool {
+        self.exec_start_ignores_failure
+            || status
+                .exit_code()
+                .is_some_and(|c| self.success_exit_status.contains(&i32::from(c)))
+            || status
+                .signal()
+                .is_some_and(|s| self.success_signals.contains(&s))
+    }
+}
+
+/// A signal by its name as unit files write it (`SIGUSR1` or `USR1`).
+fn signal_by_name(name: &str) -> Option<i32> {
+    let name = name.strip_prefix("SIG").unwrap_or(name);
+    (1..32).find(|&n| crate::event::signal_name(n).is_some_and(|s| &s[3..] == name))
 }
 
 /// Looks things up when an event needs them.
@@ -274,9 +306,38 @@ pub fn parse_unit_file(path: &str, texts: &[String]) -> UnitFile {
                 "ExecStart" => {
                     u.exec_start.extend(exec_program(value));
                     u.exec_start_lines.push(value.to_owned());
+                    let prefixes =
+                        value.len() - value.trim_start_matches(['-', '@', ':', '+', '!']).len();
+                    u.exec_start_ignores_failure = value[..prefixes].contains('-');
                 }
-                "ExecStartPre" if value.is_empty() => u.exec_start_pre.clear(),
-                "ExecStartPre" => u.exec_start_pre.extend(exec_program(value)),
+                "SuccessExitStatus" if value.is_empty() => {
+                    u.success_exit_status.clear();
+                    u.success_signals.clear();
+                }
+                "SuccessExitStatus" => {
+                    for word in value.split_whitespace() {
+                        match word.parse::<i32>() {
+                            Ok(n) => u.success_exit_status.push(n),
+                            Err(_) => u.success_signals.extend(signal_by_name(word)),
+                        }
+                    }
+                }
+                "ExecStartPre" | "ExecCondition" | "ExecStartPost" | "ExecReload" | "ExecStop"
+                | "ExecStopPost" => {
+                    let list = match key {
+                        "ExecStartPre" => &mut u.exec_start_pre,
+                        "ExecCondition" => &mut u.exec_condition,
+                        "ExecStartPost" => &mut u.exec_start_post,
+                        "ExecReload" => &mut u.exec_reload,
+                        "ExecStop" => &mut u.exec_stop,
+                        _ => &mut u.exec_stop_post,
+                    };
+                    if value.is_empty() {
+                        list.clear();
+                    } else {
+                        list.extend(exec_program(value));
+                    }
+                }
                 _ => {}
             }
         }

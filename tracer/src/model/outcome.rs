@@ -77,10 +77,12 @@ impl<F: Facts> Model<F> {
         // - ExecStart's process (for Type=forking: unless it exited 0, leaving a daemon);
         // - without a unit file: the last top-level command to exit;
         // - for Type=forking, the daemon ExecStart left behind.
-        let is_main = if run.main_pid == Some(pid) {
-            true
-        } else if run.outcome.is_some() {
+        // (Once a failing control process decided the run, the main process's later
+        // exit, from the stop that failure brings, decides nothing.)
+        let is_main = if run.outcome.is_some() {
             false
+        } else if run.main_pid == Some(pid) {
+            true
         } else if top_level {
             setup_failure
                 || !status.success()
@@ -103,7 +105,9 @@ impl<F: Facts> Model<F> {
                 .map(|c| c.pid);
             changes.extend(main_started(&h.unit, run));
         } else if is_main {
-            run.main_pid = Some(pid);
+            // A failing control process (ExecStartPost=, ...) ends the run, but the main
+            // process stays ExecStart's.
+            run.main_pid.get_or_insert(pid);
             changes.extend(main_started(&h.unit, run));
             let seen = Seen {
                 signal,
@@ -156,7 +160,16 @@ pub(super) fn outcome_of(
         .unwrap_or(Role::ExecStart)
         .name()
         .to_owned();
-    let cause = if status.success() {
+    // What the unit file counts a success (SuccessExitStatus=, a `-` prefix) has no cause.
+    // (Both apply to ExecStart's process only.) And an ExecCondition= that exits 1–254
+    // skips the unit: not a failure.
+    let counted = match cmd.and_then(|c| c.role).unwrap_or(Role::ExecStart) {
+        Role::ExecStart => file.is_some_and(|f| f.counts_as_success(status)),
+        Role::ExecCondition => status.exit_code().is_some_and(|c| (1..255).contains(&c)),
+        _ => false,
+    };
+    let success = clean_exit(status) || counted;
+    let cause = if status.success() || counted {
         None
     } else if oom {
         Some(Cause::OomKilled { pid, program })
@@ -229,13 +242,14 @@ pub(super) fn outcome_of(
                 code: c,
                 pid,
                 program,
+                command: (role != Role::ExecStart.name()).then_some(role),
             }),
         }
     };
     Outcome {
         pid,
         status,
-        success: clean_exit(status),
+        success,
         cause,
     }
 }

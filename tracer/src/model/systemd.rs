@@ -102,29 +102,35 @@ pub(super) fn is_executor(filename: &str, argv: &[String]) -> bool {
             && argv.first().is_some_and(|a| a.contains("systemd-executor"))
 }
 
-/// ExecStartPre or ExecStart: by position among the run's top-level commands when that
-/// fits, else by which list names the program.
+/// A command's role: by position among the run's top-level commands when that fits (a
+/// start runs ExecCondition=, ExecStartPre=, ExecStart=, ExecStartPost= in order), else by
+/// which of the unit file's lists names the program.
 pub(super) fn role_of(file: Option<&UnitFile>, program: &str, index: usize) -> Option<Role> {
     let file = file?;
     let same = |p: &String| p == program || base(p) == base(program);
-    let pre = file.exec_start_pre.len();
-    if index < pre && same(&file.exec_start_pre[index]) {
-        return Some(Role::ExecStartPre);
-    }
-    if file
-        .exec_start
-        .get(index.wrapping_sub(pre))
-        .is_some_and(same)
+    let lists = [
+        (Role::ExecCondition, &file.exec_condition),
+        (Role::ExecStartPre, &file.exec_start_pre),
+        (Role::ExecStart, &file.exec_start),
+        (Role::ExecStartPost, &file.exec_start_post),
+        (Role::ExecReload, &file.exec_reload),
+        (Role::ExecStop, &file.exec_stop),
+        (Role::ExecStopPost, &file.exec_stop_post),
+    ];
+    let in_order = lists[..4]
+        .iter()
+        .flat_map(|(role, list)| list.iter().map(move |p| (*role, p)));
+    if let Some((role, p)) = in_order.clone().nth(index)
+        && same(p)
     {
-        return Some(Role::ExecStart);
+        return Some(role);
     }
-    if file.exec_start.iter().any(same) {
-        Some(Role::ExecStart)
-    } else if file.exec_start_pre.iter().any(same) {
-        Some(Role::ExecStartPre)
-    } else {
-        None
-    }
+    // ExecStart first: the same program in two lists is most often the main one.
+    [2, 1, 0, 3, 4, 5, 6]
+        .into_iter()
+        .map(|i| lists[i])
+        .find(|(_, list)| list.iter().any(same))
+        .map(|(role, _)| role)
 }
 
 fn base(path: &str) -> &str {

@@ -237,6 +237,7 @@ fn the_model_announces_runs_their_outcomes_and_the_crash_loop() {
         code: 1,
         pid: 502,
         program: "/usr/bin/a".into(),
+        command: None,
     });
     assert_eq!(changes.len(), 3 * 3 + 1, "{changes:#?}");
     assert_eq!(

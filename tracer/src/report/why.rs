@@ -6,9 +6,14 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::{ReportError, Source, fmt::secs, term::printable};
+use super::{
+    ReportError, Source,
+    fmt::secs,
+    term::printable,
+    verdict::{Verdict, verdict},
+};
 use crate::{
-    event::WaitStatus,
+    event::{Signal, WaitStatus},
     model::{
         Model, Role, Run, ServiceType, UnitHistory, UnitState,
         cause::{Cause, ExecEvidence, RefusedFile},
@@ -30,6 +35,10 @@ pub struct Why<'a> {
     pub hint: Option<String>,
     pub evidence: Vec<String>,
     pub cause: Option<&'a Cause>,
+    /// systemd's verdict on the latest activation (`failed`, `success`, `skipped`), when
+    /// systemd could be asked and its account is of that activation: it decides whether
+    /// the unit failed.
+    pub systemd_verdict: Option<&'static str>,
     /// What systemd says about the unit, when it could be asked.
     pub systemd: Option<&'a SystemdUnit>,
 }
@@ -132,7 +141,9 @@ fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
             c.summary()
         ));
     }
-    let (explanation, hint, cause) = match failed.and_then(|r| r.outcome.as_ref().map(|o| (r, o))) {
+    let (mut explanation, mut hint, mut cause) = match failed
+        .and_then(|r| r.outcome.as_ref().map(|o| (r, o)))
+    {
         Some((run, outcome)) => {
             let cause = outcome.cause.as_ref();
             evidence.push(format!(
@@ -173,6 +184,65 @@ fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
             Some(run) => (not_failed(h, run, sd), None, None),
         },
     };
+    // systemd decides whether the unit failed; the kernel says what happened.
+    let mut verdict_name = None;
+    let mut state = h.state();
+    if let Some(u) = account_of(sd, h.runs.last()) {
+        let v = verdict(u);
+        verdict_name = v.name();
+        state = match (u.active_state.as_str(), u.sub_state.as_str()) {
+            ("failed", _) => UnitState::Failed,
+            ("active", "running") => UnitState::Running,
+            ("active", "exited") => UnitState::Exited,
+            ("inactive", _) => UnitState::Inactive,
+            _ => state,
+        };
+        let kernel_saw = |cause: Option<&Cause>, explanation: &str| match cause {
+            Some(c) => format!("the kernel saw: {}", c.summary()),
+            None => format!(
+                "the kernel saw: {}",
+                explanation
+                    .strip_prefix(&format!("{name}: "))
+                    .unwrap_or(explanation)
+            ),
+        };
+        match v {
+            Verdict::Success if let Some(run) = failed => {
+                evidence.push(format!(
+                    "{}; systemd counts run {} a success (Result=success){}",
+                    kernel_saw(cause, &explanation),
+                    run.number,
+                    success_reason(u, run)
+                ));
+                explanation = format!(
+                    "{name}: not failed: systemd counts its run {} a success",
+                    run.number
+                );
+                hint = None;
+                cause = None;
+            }
+            Verdict::Failed(f)
+                if failed.is_none()
+                    || !f.is_how_a_command_ended()
+                    || f.command.is_some_and(|(role, _)| {
+                        !matches!(cause, Some(Cause::ExecFailed { command, .. }) if command == role)
+                            && role != "ExecStart"
+                    }) =>
+            {
+                evidence.push(kernel_saw(cause, &explanation));
+                explanation = f.explain(name);
+                hint = f.hint().or(hint);
+            }
+            Verdict::Unmet { .. } | Verdict::ExecCondition { .. } => {
+                explanation = v.explain(name).unwrap_or(explanation);
+                if v.name() == Some("skipped") {
+                    cause = None;
+                    hint = None;
+                }
+            }
+            _ => {}
+        }
+    }
     if h.crash_loop {
         let failed_runs = h.runs.iter().filter(|r| r.failed()).count();
         evidence.push(format!(
@@ -181,7 +251,7 @@ fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
     }
     Why {
         unit: key.clone(),
-        state: h.state(),
+        state,
         runs: h.runs.len(),
         restarts: h.restarts(),
         crash_loop: h.crash_loop,
@@ -189,8 +259,51 @@ fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
         hint,
         evidence,
         cause,
+        systemd_verdict: verdict_name,
         systemd: sd,
     }
+}
+
+/// systemd's account of a unit, unless it was taken before the run tracer explains
+/// started (a boot's account replayed with a later run): then it says nothing of it.
+fn account_of<'a>(sd: Option<&'a SystemdUnit>, run: Option<&Run>) -> Option<&'a SystemdUnit> {
+    let u = sd?;
+    match run {
+        Some(r)
+            if u.inactive_exit_us > 0 && r.started_ns / 1000 > u.inactive_exit_us + 2_000_000 =>
+        {
+            None
+        }
+        _ => Some(u),
+    }
+}
+
+/// Why systemd counts as a success what the kernel saw end otherwise.
+fn success_reason(u: &SystemdUnit, run: &Run) -> String {
+    let Some(s) = &u.service else {
+        return String::new();
+    };
+    let Some(status) = run.outcome.as_ref().map(|o| o.status) else {
+        return String::new();
+    };
+    if let Some(code) = status.exit_code()
+        && s.success_exit_status.contains(&i32::from(code))
+    {
+        return format!(": exit status {code} is in SuccessExitStatus=");
+    }
+    if let Some(sig) = status.signal()
+        && s.success_signals.contains(&sig)
+    {
+        return format!(": {} is in SuccessExitStatus=", Signal(sig));
+    }
+    if s.roles()
+        .iter()
+        .flat_map(|(_, cmds)| cmds.iter())
+        .any(|c| c.failed() && c.ignore_failure)
+    {
+        return ": the command's `-` prefix ignores its failure".to_owned();
+    }
+    String::new()
 }
 
 fn describe_status(run: &Run, pid: u32, status: WaitStatus) -> String {
@@ -233,7 +346,12 @@ fn not_failed(h: &UnitHistory, run: &Run, sd: Option<&SystemdUnit>) -> String {
                 .map_or_else(String::new, |ns| {
                     format!(" after {:.0} ms", ns as f64 / 1e6)
                 });
-            if o.status.success()
+            if cmd.is_some_and(|c| c.role == Some(Role::ExecCondition)) && !o.status.success() {
+                format!(
+                    "{name}: skipped, not failed: its ExecCondition= {program} ended with {}: the unit's own condition said not to start it",
+                    o.status
+                )
+            } else if o.status.success()
                 && matches!(service_type, Some(ServiceType::Simple | ServiceType::Exec))
                 && !remain
             {
@@ -244,9 +362,27 @@ fn not_failed(h: &UnitHistory, run: &Run, sd: Option<&SystemdUnit>) -> String {
                 format!(
                     "{name}: not failed: {program} ran to completion and exited 0{took} (Type={ty})"
                 )
-            } else {
+            } else if sd.is_none()
+                && let Some(Cause::Killed {
+                    signal,
+                    sender_pid: Some(1),
+                    ..
+                }) = o.cause.as_ref()
+            {
+                // A stop, or systemd giving up (a timeout): only systemd's Result= tells.
+                format!(
+                    "{name}: not failed as far as the kernel saw: {program} was killed by {signal} from systemd (1){took} — as a stop ends it, or as systemd ends a service it gave up on (a timeout); systemd's Result= would tell which, and it was not asked"
+                )
+            } else if o.status.signal().is_some_and(|s| {
+                [libc::SIGHUP, libc::SIGINT, libc::SIGTERM, libc::SIGPIPE].contains(&s)
+            }) {
                 format!(
                     "{name}: not failed: {program} ended cleanly ({}){took}, as a stop ends it",
+                    o.status
+                )
+            } else {
+                format!(
+                    "{name}: not failed: {program} ended with {}{took}, which the unit file counts a success (SuccessExitStatus=, or a `-` prefix on ExecStart=)",
                     o.status
                 )
             }
@@ -307,6 +443,35 @@ pub fn build<'a, F: Facts>(
 ) -> Result<Why<'a>, ReportError> {
     let Some(h) = model.unit(unit) else {
         let name = crate::unit::full_unit_name(unit);
+        // No process of it ran: systemd's verdict may still say why (a condition, the
+        // start limit).
+        if let Some(u) = sd.and_then(|s| s.unit(&name))
+            && let v = verdict(u)
+            && let Some(explanation) = v.explain(&name)
+        {
+            return Ok(Why {
+                unit: std::borrow::Cow::Owned(u.id.clone()),
+                state: if v.name() == Some("failed") {
+                    UnitState::Failed
+                } else {
+                    UnitState::Inactive
+                },
+                runs: 0,
+                restarts: 0,
+                crash_loop: false,
+                explanation,
+                hint: match v {
+                    Verdict::Failed(f) => f.hint(),
+                    _ => None,
+                },
+                evidence: vec![format!(
+                    "no process of it ran {origin}: this is systemd's account alone"
+                )],
+                cause: None,
+                systemd_verdict: v.name(),
+                systemd: Some(u),
+            });
+        }
         return Err(match sd.and_then(|s| s.unit(&name)) {
             Some(u) if u.load_state == "not-found" => ReportError::NoUnitFile { unit: name },
             Some(u) => ReportError::NeverRan {
@@ -466,5 +631,190 @@ mod tests {
         );
         assert!(text.contains("use Type=simple"), "{text}");
         assert_eq!(hint, None);
+    }
+
+    /// A model that knows u.service's unit file, and has seen its cgroup (id 60) made.
+    fn u_service(unit_file: &str) -> (Fed<RecordedFacts>, CgroupRef) {
+        let mut facts = RecordedFacts::default();
+        facts.units.insert(
+            "u.service".into(),
+            parse_unit_file("/etc/systemd/system/u.service", &[unit_file.into()]),
+        );
+        let mut m = Fed::new(Model::new(facts, ModelConfig::default()));
+        let cg = CgroupRef {
+            id: 60,
+            level: 2,
+            path: "/system.slice/u.service".into(),
+            path_truncated: false,
+        };
+        m.know_cgroup(1, "/init.scope");
+        let mkdir = EventKind::CgroupMkdir { cgroup: cg.clone() };
+        m.apply(&ev(1, 1, 1, "systemd", mkdir));
+        (m, cg)
+    }
+
+    /// A command's process as the kernel reports it: pid 1's fork, the move into the
+    /// unit's cgroup (id 60), the exec of `program`.
+    fn spawn(m: &mut Fed<RecordedFacts>, t: u64, pid: u32, program: &str, cg: &CgroupRef) {
+        m.apply(&ev(t, 1, 1, "systemd", EventKind::Fork { child_pid: pid }));
+        let attach = EventKind::CgroupAttach {
+            cgroup: cg.clone(),
+            target_pid: pid,
+        };
+        m.apply(&ev(t + 1, 1, 1, "systemd", attach));
+        let exec = EventKind::Exec {
+            ppid: 1,
+            uid: 0,
+            filename: program.into(),
+            argv: vec![program.into()],
+            filename_truncated: false,
+            argv_truncated: false,
+        };
+        m.apply(&ev(t + 2, pid, 60, "x", exec));
+    }
+
+    /// A unit's run as the kernel reports it: its cgroup, then each command forked by pid 1,
+    /// moved in, exec'd and exited with its status, then the cgroup's removal.
+    fn one_run(unit_file: &str, commands: &[(&str, i32)]) -> Model<RecordedFacts> {
+        let (mut m, cg) = u_service(unit_file);
+        let mut t = 2;
+        for (i, (program, status)) in commands.iter().enumerate() {
+            let pid = 400 + i as u32;
+            spawn(&mut m, t, pid, program, &cg);
+            let exit = EventKind::Exit {
+                ppid: 1,
+                status: WaitStatus(*status as u32),
+            };
+            m.apply(&ev(t + 3, pid, 60, "x", exit));
+            t += 10;
+        }
+        m.apply(&ev(
+            t,
+            1,
+            1,
+            "systemd",
+            EventKind::CgroupRmdir { cgroup: cg },
+        ));
+        m.model
+    }
+
+    /// What the unit file counts a success (SuccessExitStatus=, a `-` prefix) and an
+    /// ExecCondition= that says no are not failures, from the kernel's record alone.
+    #[test]
+    fn the_unit_file_s_successes_are_not_failures() {
+        let m = one_run(
+            "[Service]\nExecStart=/bin/x\nSuccessExitStatus=3 SIGUSR1\n",
+            &[("/bin/x", 3 << 8)],
+        );
+        let (text, _) = explanation(&m, "u.service").unwrap();
+        assert!(
+            text.contains("not failed: /bin/x ended with exit 3"),
+            "{text}"
+        );
+        let m = one_run("[Service]\nExecStart=-/bin/x\n", &[("/bin/x", 1 << 8)]);
+        assert!(!m.unit("u.service").unwrap().runs[0].failed());
+        let m = one_run(
+            "[Service]\nExecCondition=/bin/c\nExecStart=/bin/x\n",
+            &[("/bin/c", 1 << 8)],
+        );
+        let (text, _) = explanation(&m, "u.service").unwrap();
+        assert!(
+            text.starts_with("u.service: skipped, not failed: its ExecCondition= /bin/c"),
+            "{text}"
+        );
+        // Exit 255 from ExecCondition= is a failure, as systemd counts it.
+        let m = one_run(
+            "[Service]\nExecCondition=/bin/c\nExecStart=/bin/x\n",
+            &[("/bin/c", 255 << 8)],
+        );
+        assert!(m.unit("u.service").unwrap().runs[0].failed());
+    }
+
+    /// systemd's account decides whether the run failed: a success it counts is not
+    /// called failed, and a failure of ExecStartPost= is named as systemd names it.
+    #[test]
+    fn systemd_s_verdict_decides() {
+        use crate::systemd::{CLD_EXITED, ExecCommand, ServiceFacts};
+        // No SuccessExitStatus= in the file tracer read; systemd counted it a success.
+        let m = one_run("[Service]\nExecStart=/bin/x\n", &[("/bin/x", 3 << 8)]);
+        let mut sd = SystemdUnit {
+            id: "u.service".into(),
+            active_state: "inactive".into(),
+            sub_state: "dead".into(),
+            service: Some(ServiceFacts {
+                result: "success".into(),
+                success_exit_status: vec![3],
+                ..ServiceFacts::default()
+            }),
+            ..SystemdUnit::default()
+        };
+        let w = why_of(m.unit("u.service").unwrap(), Some(&sd));
+        assert_eq!(w.systemd_verdict, Some("success"));
+        assert!(w.cause.is_none());
+        assert_eq!(
+            w.explanation,
+            "u.service: not failed: systemd counts its run 1 a success"
+        );
+        assert!(
+            w.evidence
+                .iter()
+                .any(|e| e.ends_with("exit status 3 is in SuccessExitStatus=")),
+            "{:?}",
+            w.evidence
+        );
+        // ExecStart ran; ExecStartPost= failed, and systemd failed the unit for it.
+        let m = one_run(
+            "[Service]\nExecStart=/bin/x\nExecStartPost=/bin/false\n",
+            &[("/bin/false", 1 << 8)],
+        );
+        sd.active_state = "failed".into();
+        let s = sd.service.as_mut().unwrap();
+        s.result = "exit-code".into();
+        s.exec_start_post = vec![ExecCommand {
+            path: "/bin/false".into(),
+            argv: vec!["/bin/false".into()],
+            code: CLD_EXITED,
+            status: 1,
+            exit_us: 5,
+            ..ExecCommand::default()
+        }];
+        let w = why_of(m.unit("u.service").unwrap(), Some(&sd));
+        assert_eq!(w.systemd_verdict, Some("failed"));
+        assert_eq!(w.state, UnitState::Failed);
+        assert_eq!(
+            w.explanation,
+            "u.service: ExecStartPost=/bin/false ended with exit status 1 (Result=exit-code)"
+        );
+    }
+
+    /// ExecStartPost= fails while ExecStart's process runs; systemd then stops the unit,
+    /// killing that process: the failure is ExecStartPost's, named as its role, and the
+    /// main process stays ExecStart's.
+    #[test]
+    fn a_failing_control_process_is_the_cause_not_the_stop_it_brings() {
+        let (mut m, cg) =
+            u_service("[Service]\nExecStart=/bin/sleep 60\nExecStartPost=/bin/false\n");
+        spawn(&mut m, 2, 400, "/bin/sleep", &cg);
+        spawn(&mut m, 6, 401, "/bin/false", &cg);
+        let exit = |status| EventKind::Exit {
+            ppid: 1,
+            status: WaitStatus(status),
+        };
+        m.apply(&ev(10, 401, 60, "false", exit(1 << 8)));
+        m.apply(&ev(20, 400, 60, "sleep", exit(libc::SIGTERM as u32)));
+        m.apply(&ev(
+            21,
+            1,
+            1,
+            "systemd",
+            EventKind::CgroupRmdir { cgroup: cg },
+        ));
+        let h = m.model.unit("u.service").unwrap();
+        assert_eq!(h.runs[0].main_pid, Some(400));
+        let (text, _) = explanation(&m.model, "u.service").unwrap();
+        assert_eq!(
+            text,
+            "u.service: ExecStartPost=/bin/false exited with status 1"
+        );
     }
 }

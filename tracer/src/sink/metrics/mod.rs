@@ -773,6 +773,7 @@ mod tests {
                     code: 3,
                     pid: 9,
                     program: "/bin/false".into(),
+                    command: None,
                 }),
             },
             &clock,

@@ -1,0 +1,302 @@
+//! systemd's own verdict on a unit's latest activation: its Result=, the command whose
+//! failure it counted, a condition that was not met. systemd decides whether a unit
+//! failed; the kernel's record says what happened in it. `tracer why` joins the two: it
+//! never calls a unit failed that systemd counts a success, nor the reverse.
+
+use crate::systemd::{ExecCommand, ServiceFacts, SystemdUnit};
+
+/// What systemd made of the unit's latest activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict<'a> {
+    /// A Condition*= was not met: skipped, not failed. (An Assert*= not met fails the
+    /// start: `assert`.)
+    Unmet { condition: &'a str, assert: bool },
+    /// ExecCondition= exited 1–254: skipped, not failed.
+    ExecCondition { command: Option<&'a ExecCommand> },
+    /// systemd counts it a success.
+    Success,
+    /// systemd failed it.
+    Failed(Failure<'a>),
+    /// systemd has not decided (activating, or not a service).
+    Open,
+}
+
+/// A failure as systemd accounts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failure<'a> {
+    /// Result=: exit-code, signal, core-dump, timeout, watchdog, start-limit-hit,
+    /// resources, protocol, oom-kill, ...
+    pub result: &'a str,
+    /// The command whose failure systemd counted, with its role.
+    pub command: Option<(&'static str, &'a ExecCommand)>,
+    service: Option<&'a ServiceFacts>,
+    unit: &'a SystemdUnit,
+}
+
+impl Verdict<'_> {
+    /// As `tracer why --json` names it.
+    pub fn name(&self) -> Option<&'static str> {
+        match self {
+            Self::Unmet { assert: true, .. } | Self::Failed(_) => Some("failed"),
+            Self::Unmet { .. } | Self::ExecCondition { .. } => Some("skipped"),
+            Self::Success => Some("success"),
+            Self::Open => None,
+        }
+    }
+
+    /// What systemd's verdict says on its own, for one that says something: a failure,
+    /// or a start skipped.
+    pub fn explain(&self, name: &str) -> Option<String> {
+        Some(match self {
+            Self::Unmet {
+                condition,
+                assert: true,
+            } => format!(
+                "{name}: its start failed: {condition} was not met (an Assert*= fails the start)"
+            ),
+            Self::Unmet { condition, .. } => format!(
+                "{name}: skipped, not failed: {condition} was not met at its last start, so systemd did not start it"
+            ),
+            Self::ExecCondition { command } => format!(
+                "{name}: skipped, not failed: {} said not to start it",
+                command.map_or_else(
+                    || "its ExecCondition=".to_owned(),
+                    |c| format!("ExecCondition={} ({})", c.line(), c.ending())
+                )
+            ),
+            Self::Failed(f) => f.explain(name),
+            Self::Success | Self::Open => return None,
+        })
+    }
+}
+
+/// systemd's verdict on a unit, as its properties say.
+pub fn verdict(u: &SystemdUnit) -> Verdict<'_> {
+    if let Some(condition) = &u.condition_failed {
+        return Verdict::Unmet {
+            condition,
+            assert: u.assert_failed,
+        };
+    }
+    let service = u.service.as_ref();
+    let result = service.map_or("", |s| s.result.as_str());
+    if result == "exec-condition" {
+        return Verdict::ExecCondition {
+            command: service.and_then(|s| s.exec_condition.iter().find(|c| c.failed())),
+        };
+    }
+    let failed = u.active_state == "failed" || (!result.is_empty() && result != "success");
+    if failed {
+        return Verdict::Failed(Failure {
+            result: if result.is_empty() { "failed" } else { result },
+            command: service.and_then(ServiceFacts::failed_command),
+            service,
+            unit: u,
+        });
+    }
+    match u.active_state.as_str() {
+        "activating" | "deactivating" | "reloading" => Verdict::Open,
+        _ => Verdict::Success,
+    }
+}
+
+/// µs as systemd writes a time span: `90s`, `1min 30s`, `500ms`, `infinity`.
+pub fn span(us: u64) -> String {
+    if us == u64::MAX {
+        return "infinity".to_owned();
+    }
+    if us < 1_000_000 {
+        return format!("{}ms", us / 1000);
+    }
+    let s = us / 1_000_000;
+    match (s / 60, s % 60) {
+        (0, s) => format!("{s}s"),
+        (m, 0) => format!("{m}min"),
+        (m, s) => format!("{m}min {s}s"),
+    }
+}
+
+impl Failure<'_> {
+    /// Whether the kernel's account of a process's end says all there is: systemd failed
+    /// the unit for how a command ended (its exit status or signal), not for something
+    /// only systemd knows (a timeout, the start limit, a protocol).
+    pub fn is_how_a_command_ended(&self) -> bool {
+        matches!(self.result, "exit-code" | "signal" | "core-dump")
+    }
+
+    /// The sentence: what systemd says went wrong.
+    pub fn explain(&self, name: &str) -> String {
+        let cmd = self
+            .command
+            .map(|(role, c)| format!("{role}={} ended with {}", c.line(), c.ending()));
+        let s = self.service;
+        let became_active = self.unit.active_enter_us > 0
+            && self.unit.active_enter_us >= self.unit.inactive_exit_us;
+        match self.result {
+            "timeout" => {
+                let (which, limit) = match s {
+                    Some(s)
+                        if became_active
+                            && s.runtime_max_us > 0
+                            && s.runtime_max_us != u64::MAX
+                            && self
+                                .unit
+                                .inactive_enter_us
+                                .saturating_sub(self.unit.active_enter_us)
+                                >= s.runtime_max_us =>
+                    {
+                        ("it ran longer than RuntimeMaxSec=", s.runtime_max_us)
+                    }
+                    Some(s) if became_active => {
+                        ("it did not stop within TimeoutStopSec=", s.timeout_stop_us)
+                    }
+                    Some(s) => (
+                        "it did not finish starting within TimeoutStartSec=",
+                        s.timeout_start_us,
+                    ),
+                    None => ("it timed out", 0),
+                };
+                let limit = if limit > 0 {
+                    span(limit)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{name}: systemd gave up on it: {which}{limit}, and it was killed (Result=timeout)"
+                )
+            }
+            "watchdog" => format!(
+                "{name}: its watchdog expired: no WATCHDOG=1 within WatchdogSec={}, and systemd killed it (Result=watchdog)",
+                s.map_or_else(String::new, |s| span(s.watchdog_us))
+            ),
+            "start-limit-hit" => format!(
+                "{name}: started too often: more than StartLimitBurst={} starts within StartLimitIntervalSec={}, so systemd stopped starting it (Result=start-limit-hit)",
+                self.unit.start_limit_burst,
+                span(self.unit.start_limit_interval_us)
+            ),
+            "resources" => format!(
+                "{name}: systemd could not set up what the unit needs (Result=resources: e.g. a PIDFile= never written, a directory or a cgroup it could not make)"
+            ),
+            "protocol" => format!(
+                "{name}: the service broke Type={}'s protocol with systemd (Result=protocol: e.g. a notify service that exited without READY=1, a forking one whose PIDFile= names no process)",
+                s.map_or("", |s| s.service_type.as_str())
+            ),
+            "oom-kill" => format!(
+                "{name}: a process of the unit was killed by the OOM killer and systemd failed the unit for it (Result=oom-kill, OOMPolicy=)"
+            ),
+            "exit-code" | "signal" | "core-dump" => match cmd {
+                Some(cmd) => format!("{name}: {cmd} (Result={})", self.result),
+                None => format!("{name}: systemd failed it (Result={})", self.result),
+            },
+            other => match cmd {
+                Some(cmd) => format!("{name}: {cmd}; systemd failed it (Result={other})"),
+                None => format!("{name}: systemd failed it (Result={other})"),
+            },
+        }
+    }
+
+    /// What to do about it, when that is clear.
+    pub fn hint(&self) -> Option<String> {
+        match self.result {
+            "timeout" => Some(
+                "find what it waits for (journalctl -u UNIT), or raise the timeout in the unit file"
+                    .into(),
+            ),
+            "watchdog" => Some(
+                "the service must send WATCHDOG=1 (sd_notify) more often than WatchdogSec=, or WatchdogSec= must be raised".into(),
+            ),
+            "start-limit-hit" => Some(
+                "fix why each start fails, then `systemctl reset-failed UNIT` and start it again".into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::systemd::CLD_EXITED;
+
+    fn unit(active: &str, result: &str) -> SystemdUnit {
+        SystemdUnit {
+            id: "u.service".into(),
+            active_state: active.into(),
+            service: Some(ServiceFacts {
+                result: result.into(),
+                service_type: "simple".into(),
+                ..ServiceFacts::default()
+            }),
+            ..SystemdUnit::default()
+        }
+    }
+
+    #[test]
+    fn systemd_decides_failed_or_not() {
+        assert_eq!(verdict(&unit("inactive", "success")), Verdict::Success);
+        assert_eq!(verdict(&unit("activating", "success")), Verdict::Open);
+        let mut u = unit("failed", "exit-code");
+        let post = ExecCommand {
+            path: "/bin/false".into(),
+            argv: vec!["/bin/false".into()],
+            code: CLD_EXITED,
+            status: 1,
+            exit_us: 20,
+            ..ExecCommand::default()
+        };
+        let ignored = ExecCommand {
+            ignore_failure: true,
+            exit_us: 30,
+            ..post.clone()
+        };
+        let s = u.service.as_mut().unwrap();
+        s.exec_start_post = vec![post];
+        s.exec_stop_post = vec![ignored];
+        let Verdict::Failed(f) = verdict(&u) else {
+            panic!("failed")
+        };
+        assert_eq!(
+            f.explain("u.service"),
+            "u.service: ExecStartPost=/bin/false ended with exit status 1 (Result=exit-code)",
+            "the failure systemd counted, not the later one its - prefix ignores"
+        );
+        u.condition_failed = Some("ConditionPathExists=/nope".into());
+        assert_eq!(
+            verdict(&u),
+            Verdict::Unmet {
+                condition: "ConditionPathExists=/nope",
+                assert: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_timeout_says_which() {
+        let mut u = unit("failed", "timeout");
+        u.inactive_exit_us = 100;
+        let s = u.service.as_mut().unwrap();
+        s.timeout_start_us = 2_000_000;
+        s.timeout_stop_us = 90_000_000;
+        let Verdict::Failed(f) = verdict(&u) else {
+            panic!("failed")
+        };
+        assert!(
+            f.explain("u.service")
+                .contains("did not finish starting within TimeoutStartSec=2s"),
+            "{}",
+            f.explain("u.service")
+        );
+        u.active_enter_us = 200;
+        let Verdict::Failed(f) = verdict(&u) else {
+            panic!("failed")
+        };
+        assert!(
+            f.explain("u.service")
+                .contains("did not stop within TimeoutStopSec=1min 30s"),
+            "{}",
+            f.explain("u.service")
+        );
+        assert_eq!(span(500_000), "500ms");
+        assert_eq!(span(u64::MAX), "infinity");
+    }
+}
