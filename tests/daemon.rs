@@ -399,10 +399,13 @@ fn stream_reports_metrics_and_journal() {
     let _ = follow.kill();
     let _ = follow.wait();
 
-    // SIGTERM: flushed and gone within a second.
+    // SIGTERM: flushed and gone within seconds. Most of a stop is the kernel's: each
+    // detached tracepoint program waits out an RCU grace period (strace on an idle host:
+    // 9 closes of 60-75 ms, 0.66 s in all; more under load, as when the tests run in
+    // parallel).
     let (took, status) = d.stop();
     assert!(status.success(), "{status}: {}", d.log());
-    assert!(took < Duration::from_secs(1), "stopped in {took:?}");
+    assert!(took < Duration::from_secs(3), "stopped in {took:?}");
 
     // The journal holds the storm, and `tracer events --boot 0` replays it.
     let (execs, damage, _) = journaled_execs(&d.state().join("journal"));
