@@ -962,7 +962,16 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
         }
         if inactive_exit != 0 {
             start_deltas.push(d_start);
-            if let Some(d) = d_first {
+            // systemd ≥ 255 spawns ExecStartPost= (through its executor) before it
+            // stamps the unit leaving "inactive": 270-380 ms after the first fork under
+            // TCG on 257, so such a unit says nothing of the stamp's accuracy.
+            let start_post = g.systemd_version >= 255
+                && fs::read_to_string(format!(
+                    "{}/vm/units/{s}.service",
+                    env!("CARGO_MANIFEST_DIR")
+                ))
+                .is_ok_and(|t| t.contains("ExecStartPost="));
+            if let Some(d) = d_first.filter(|_| !start_post) {
                 first_fork_deltas.push(d.abs());
                 if d.abs() > 250_000 {
                     problems.push(format!(

@@ -98,6 +98,14 @@ systemd-analyze exit-status > "$R/exit-status.txt"
 { uname -r; systemctl --version | head -1; } > "$R/versions.txt"
 cut -d' ' -f1 /proc/uptime > "$R/uptime.txt"
 
+# The story's daemon-reload makes systemd forget how each unit's commands and conditions
+# went: let the daemon record systemd's account of the boot first (it does once boot has
+# finished; recording systemd's changes as they happen is still to come).
+for i in $(seq 120); do
+  /usr/local/bin/tracer journal systemd > /dev/null 2>&1 && break
+  sleep 0.5
+done
+stamp "systemd's account recorded (or not, after 60 s)"
 # The seed's story, step by step, against the running daemon.
 PATH=/usr/local/bin:$PATH "$lib/story.sh" "$R/story"
 

@@ -231,7 +231,12 @@ fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
             {
                 evidence.push(kernel_saw(cause, &explanation));
                 explanation = f.explain(name);
-                hint = f.hint().or(hint);
+                // The kernel's fix (chmod +x, ...) stays first: systemd's is what comes
+                // after it (reset-failed, a timeout raised).
+                hint = match (hint, f.hint()) {
+                    (Some(fix), Some(then)) => Some(format!("{fix}; then {then}")),
+                    (fix, then) => then.or(fix),
+                };
             }
             Verdict::Unmet { .. } | Verdict::ExecCondition { .. } => {
                 explanation = v.explain(name).unwrap_or(explanation);
