@@ -843,39 +843,39 @@ pub async fn account_when_booted(tx: tokio::sync::mpsc::Sender<Snapshot>) {
         );
         return;
     }
-    // The daemon starts before the system bus: wait for it, less often as time goes by.
+    // The daemon starts early in boot, before the system bus: whatever fails (no bus yet,
+    // a call that timed out while the bus was starting, a unit gone between the list and
+    // its properties) is tried again on a new connection, less often as time goes by.
     let mut tries = 0u32;
-    let sd = loop {
-        match Systemd::connect_within(Duration::from_secs(5)).await {
-            Ok(sd) => break sd,
+    loop {
+        match account_once().await {
+            Ok(snapshot) => {
+                let _ = tx.send(snapshot).await;
+                return;
+            }
             Err(e) => {
                 tries += 1;
                 if tries == 60 {
-                    tracing::info!(
-                        "systemd's own timestamps cannot be recorded yet (still trying every 30 s): {e}"
+                    tracing::warn!(
+                        "systemd's own account of the boot cannot be recorded yet (still trying every 30 s): {e}"
                     );
+                } else {
+                    tracing::debug!("systemd's account, try {tries}: {e}");
                 }
                 let pause = if tries < 60 { 2 } else { 30 };
                 tokio::time::sleep(Duration::from_secs(pause)).await;
             }
         }
-    };
-    loop {
-        match sd.boot_times().await {
-            Ok(t) if t.finished() => break,
-            Ok(_) => tokio::time::sleep(Duration::from_secs(1)).await,
-            Err(e) => {
-                tracing::warn!("systemd's own timestamps will not be recorded: {e}");
-                return;
-            }
-        }
     }
-    match sd.snapshot().await {
-        Ok(s) => {
-            let _ = tx.send(s).await;
-        }
-        Err(e) => tracing::warn!("systemd's own timestamps will not be recorded: {e}"),
+}
+
+/// Connects, waits until boot has finished, and takes systemd's account.
+async fn account_once() -> Result<Snapshot, SystemdError> {
+    let sd = Systemd::connect_within(Duration::from_secs(5)).await?;
+    while !sd.boot_times().await?.finished() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    sd.snapshot().await
 }
 
 /// How long a report waits for systemd's facts before going on without them.
