@@ -917,6 +917,8 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
     let mut fork_deltas = Vec::new();
     let mut start_deltas = Vec::new();
     let mut first_fork_deltas = Vec::new();
+    // Units whose timing is off the per-unit bounds: (unit, |Δ| µs, what).
+    let mut off_time: Vec<(String, i64, String)> = Vec::new();
     for s in scenarios {
         let name = format!("{s}.service");
         let Some(u) = units.iter().find(|u| u["unit"] == name.as_str()) else {
@@ -974,27 +976,39 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
             if let Some(d) = d_first.filter(|_| !start_post) {
                 first_fork_deltas.push(d.abs());
                 if d.abs() > 250_000 {
-                    problems.push(format!(
-                        "{}/{s}: first fork {d:+} µs from InactiveExitTimestampMonotonic",
-                        g.suite
+                    off_time.push((
+                        s.clone(),
+                        d.abs(),
+                        format!(
+                            "{}/{s}: first fork {d:+} µs from InactiveExitTimestampMonotonic",
+                            g.suite
+                        ),
                     ));
                 }
             }
         }
         // (One unit's cgroup came 539 ms early once, on a busy host.)
         if inactive_exit != 0 && !(-1_000_000..=5_000).contains(&d_start) {
-            problems.push(format!(
-                "{}/{s}: start {start_us} µs vs InactiveExitTimestampMonotonic {inactive_exit}",
-                g.suite
+            off_time.push((
+                s.clone(),
+                d_start.abs(),
+                format!(
+                    "{}/{s}: start {start_us} µs vs InactiveExitTimestampMonotonic {inactive_exit}",
+                    g.suite
+                ),
             ));
         }
         if main_start != 0
             && let Some(d) = d_main
             && !(-250_000..=250_000).contains(&d)
         {
-            problems.push(format!(
-                "{}/{s}: main process in the unit {d:+} µs from ExecMainStartTimestampMonotonic",
-                g.suite
+            off_time.push((
+                s.clone(),
+                d.abs(),
+                format!(
+                    "{}/{s}: main process in the unit {d:+} µs from ExecMainStartTimestampMonotonic",
+                    g.suite
+                ),
             ));
         }
         if let Some(d) = d_main.filter(|_| main_start != 0) {
@@ -1010,6 +1024,18 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
                 "{}/{s}: tracer boot says failed={}, tracer why {}",
                 g.suite, u["failed"], why["cause"]
             ));
+        }
+    }
+    // TCG stalls a guest now and then for 100 ms and more (once 1.3 s, with 25 units
+    // starting at once on a busy host): one unit may be that far off, within 3 s; two
+    // units off, or one further, is a tracer taking the wrong moment.
+    let off_units: std::collections::BTreeSet<&str> =
+        off_time.iter().map(|(u, ..)| u.as_str()).collect();
+    if off_units.len() > 1 || off_time.iter().any(|(_, d, _)| *d > 3_000_000) {
+        problems.extend(off_time.iter().map(|(.., m)| m.clone()));
+    } else {
+        for (.., m) in &off_time {
+            eprintln!("{m} (one unit off: a TCG stall, tolerated)");
         }
     }
     // TCG stalls a guest now and then for 100 ms and more: one unit may be that far off,

@@ -125,7 +125,7 @@ pub struct ProbeOptions {
     /// the kernel's slow path (about 30 ns a syscall measured on 6.18), hence the choice.
     pub failed_execs: bool,
     /// Service managers whose children's failed access checks are recorded from the start
-    /// (pid 1; user managers are found as they start, see [`Probe::follow_managers`]).
+    /// (pid 1; user managers are found as they start, see [`Managers::follow`]).
     pub managers: Vec<u32>,
 }
 
