@@ -35,6 +35,7 @@ use self::{
 pub use self::{
     changes::Change,
     lifecycle::MAX_ENDED_UNITS,
+    outcome::clean_exit,
     run::{
         Command, FailedExec, MAX_COMMANDS_PER_RUN, Outcome, Run, StartKind, UnitHistory, UnitState,
     },

@@ -276,7 +276,7 @@ fn checked_command(file: Option<&UnitFile>, name: Option<&str>, role: String) ->
 
 /// systemd counts exit 0 and death by SIGHUP, SIGINT, SIGTERM or SIGPIPE (how a stop ends
 /// a service) as a clean end.
-fn clean_exit(status: WaitStatus) -> bool {
+pub fn clean_exit(status: WaitStatus) -> bool {
     status.success()
         || status.signal().is_some_and(|s| {
             [libc::SIGHUP, libc::SIGINT, libc::SIGTERM, libc::SIGPIPE].contains(&s)

@@ -17,6 +17,7 @@ use crate::{
     model::{
         Model, Role, Run, ServiceType, UnitHistory, UnitState,
         cause::{Cause, ExecEvidence, RefusedFile},
+        clean_exit,
         facts::Facts,
     },
     systemd::{Snapshot, SystemdUnit},
@@ -52,14 +53,10 @@ fn exec_start_line(h: &UnitHistory, sd: Option<&SystemdUnit>) -> Option<String> 
     }
     let u = sd?;
     let cmd = u.service.as_ref()?.exec_start.first()?;
-    let argv = if cmd.argv.is_empty() {
-        cmd.path.clone()
-    } else {
-        cmd.argv.join(" ")
-    };
     Some(format!(
-        "ExecStart={}{argv} (from {})",
+        "ExecStart={}{} (from {})",
         if cmd.ignore_failure { "-" } else { "" },
+        cmd.line(),
         u.fragment_path
     ))
 }
@@ -378,9 +375,7 @@ fn not_failed(h: &UnitHistory, run: &Run, sd: Option<&SystemdUnit>) -> String {
                 format!(
                     "{name}: not failed as far as the kernel saw: {program} was killed by {signal} from systemd (1){took} — as a stop ends it, or as systemd ends a service it gave up on (a timeout); systemd's Result= would tell which, and it was not asked"
                 )
-            } else if o.status.signal().is_some_and(|s| {
-                [libc::SIGHUP, libc::SIGINT, libc::SIGTERM, libc::SIGPIPE].contains(&s)
-            }) {
+            } else if clean_exit(o.status) {
                 format!(
                     "{name}: not failed: {program} ended cleanly ({}){took}, as a stop ends it",
                     o.status
