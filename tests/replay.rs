@@ -498,9 +498,11 @@ fn the_seed_story_replays() {
         ));
         assert!(!h.runs[1].failed(), "{fixture}: the second run succeeded");
         assert!(
-            matches!(h.runs[1].start, StartKind::Manual { .. }),
-            "started by systemctl start"
+            matches!(&h.runs[1].start, StartKind::ManualStart { command, .. } if command == "systemctl start"),
+            "started by systemctl start: {:?}",
+            h.runs[1].start
         );
+        assert_eq!(h.restarts(), 0, "a start by hand is not a restart");
         assert_eq!(h.state(), "inactive");
         let (text, _) = tracer::report::why::explanation(&m, "mylog.service").unwrap();
         assert!(text.contains("ran to completion and exited 0"), "{text}");

@@ -1334,6 +1334,17 @@ fn check_story(g: &Guest) -> Vec<String> {
             && text.contains("Type=oneshot"),
         format!("after chmod +x and start: {ran}"),
     );
+    // The second run was a start by hand, not a restart: `systemctl start`, by its pid.
+    expect(
+        ran["runs"] == 2
+            && ran["restarts"] == 0
+            && ran["run_starts"]["manual_starts"] == 1
+            && ran["run_starts"]["last_manual_start"]["command"] == "systemctl start"
+            && ran["run_starts"]["last_manual_start"]["pid"]
+                .as_u64()
+                .is_some(),
+        format!("run 2 started by hand: {}", ran["run_starts"]),
+    );
     // After the fix, a replay of the boot's journal still explains run 1 as it was.
     let replayed = json("why-replayed.json");
     expect(

@@ -110,6 +110,10 @@ impl<F: Facts> Model<F> {
             _ if found == Found::AtStart => StartKind::FoundAtStart,
             (None, _) if found == Found::Running => StartKind::FoundAtStart,
             (None, _) => StartKind::First,
+            (Some(_), Some(call)) if call.verb == "start" => StartKind::ManualStart {
+                by_pid: call.pid,
+                command: format!("systemctl {}", call.verb),
+            },
             (Some(_), Some(call)) => StartKind::Manual {
                 by_pid: call.pid,
                 command: format!("systemctl {}", call.verb),

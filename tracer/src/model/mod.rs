@@ -37,7 +37,8 @@ pub use self::{
     lifecycle::MAX_ENDED_UNITS,
     outcome::clean_exit,
     run::{
-        Command, FailedExec, MAX_COMMANDS_PER_RUN, Outcome, Run, StartKind, UnitHistory, UnitState,
+        ByHand, Command, FailedExec, MAX_COMMANDS_PER_RUN, Outcome, Run, RunStarts, StartKind,
+        UnitHistory, UnitState,
     },
     systemd::{Role, ServiceType},
 };

@@ -21,12 +21,49 @@ pub enum StartKind {
     First,
     /// Started again by systemd after the previous run failed (Restart=).
     AutomaticRestart,
-    /// Started again after `systemctl` asked (the pid of that systemctl).
+    /// Restarted after `systemctl restart` (or try-restart, reload-or-restart) asked:
+    /// the pid of that systemctl, and its verb.
     Manual { by_pid: u32, command: String },
-    /// Started again, with no sign of who asked.
+    /// Started after `systemctl start` asked: an activation by hand, not a restart (the
+    /// earlier run had ended, and systemd was not going to restart it).
+    ManualStart { by_pid: u32, command: String },
+    /// Started again, with no sign of who asked (a timer, a socket, a dependency, a D-Bus
+    /// client): an activation, not known to be a restart.
     Again,
     /// Already running when the tracer started.
     FoundAtStart,
+}
+
+impl StartKind {
+    /// A restart: systemd's own after a failure (Restart=), or one asked for by hand.
+    pub fn is_restart(&self) -> bool {
+        matches!(self, Self::AutomaticRestart | Self::Manual { .. })
+    }
+}
+
+/// How a unit's runs after its first began: restarts (systemd's own, or asked for by
+/// hand) apart from activations.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RunStarts {
+    /// systemd's own restarts after a failure (Restart=).
+    pub automatic_restarts: usize,
+    /// `systemctl restart` and its kin.
+    pub manual_restarts: usize,
+    /// `systemctl start`.
+    pub manual_starts: usize,
+    /// Started again with no sign of who asked.
+    pub other_starts: usize,
+    /// The latest restart asked for by hand.
+    pub last_manual_restart: Option<ByHand>,
+    /// The latest start asked for by hand.
+    pub last_manual_start: Option<ByHand>,
+}
+
+/// A request by hand: the pid of the systemctl that made it, and its command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ByHand {
+    pub pid: u32,
+    pub command: String,
 }
 
 /// One process a run executed.
@@ -187,11 +224,47 @@ pub struct UnitHistory {
 }
 
 impl UnitHistory {
-    /// Runs after the first.
+    /// Runs that were restarts: systemd's own after a failure, or asked for by hand (a
+    /// `systemctl start` after the unit had ended is an activation, not a restart).
     pub fn restarts(&self) -> usize {
+        self.runs.iter().filter(|r| r.start.is_restart()).count()
+    }
+
+    /// How the runs after the first began.
+    pub fn run_starts(&self) -> RunStarts {
+        let mut n = RunStarts::default();
+        for r in &self.runs {
+            match &r.start {
+                StartKind::AutomaticRestart => n.automatic_restarts += 1,
+                StartKind::Manual { by_pid, command } => {
+                    n.manual_restarts += 1;
+                    n.last_manual_restart = Some(ByHand {
+                        pid: *by_pid,
+                        command: command.clone(),
+                    });
+                }
+                StartKind::ManualStart { by_pid, command } => {
+                    n.manual_starts += 1;
+                    n.last_manual_start = Some(ByHand {
+                        pid: *by_pid,
+                        command: command.clone(),
+                    });
+                }
+                StartKind::Again => n.other_starts += 1,
+                StartKind::First | StartKind::FoundAtStart => {}
+            }
+        }
+        n
+    }
+
+    /// systemd's own restarts since the last run that began otherwise: what systemd's
+    /// NRestarts counts (systemd resets it at a start that follows a run it did not
+    /// restart).
+    pub fn trailing_automatic_restarts(&self) -> usize {
         self.runs
             .iter()
-            .filter(|r| !matches!(r.start, StartKind::First | StartKind::FoundAtStart))
+            .rev()
+            .take_while(|r| r.start == StartKind::AutomaticRestart)
             .count()
     }
 

@@ -58,7 +58,9 @@ fn start_text(s: &StartKind) -> String {
     match s {
         StartKind::First => "first".into(),
         StartKind::AutomaticRestart => "auto-restart".into(),
-        StartKind::Manual { by_pid, command } => format!("{command} ({by_pid})"),
+        StartKind::Manual { by_pid, command } | StartKind::ManualStart { by_pid, command } => {
+            format!("{command} ({by_pid})")
+        }
         StartKind::Again => "started again".into(),
         StartKind::FoundAtStart => "found running".into(),
     }

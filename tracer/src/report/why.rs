@@ -15,7 +15,7 @@ use super::{
 use crate::{
     event::{Signal, WaitStatus},
     model::{
-        Model, Role, Run, ServiceType, UnitHistory, UnitState,
+        ByHand, Model, Role, Run, RunStarts, ServiceType, StartKind, UnitHistory, UnitState,
         cause::{Cause, ExecEvidence, RefusedFile},
         clean_exit,
         facts::Facts,
@@ -29,7 +29,10 @@ pub struct Why<'a> {
     pub unit: std::borrow::Cow<'a, str>,
     pub state: UnitState,
     pub runs: usize,
+    /// Restarts: systemd's own and those asked for by hand (`run_starts` tells them
+    /// apart, and from activations).
     pub restarts: usize,
+    pub run_starts: RunStarts,
     pub crash_loop: bool,
     /// The sentence.
     pub explanation: String,
@@ -245,6 +248,9 @@ fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
             _ => {}
         }
     }
+    if let Some(line) = n_restarts_line(h, sd) {
+        evidence.push(line);
+    }
     if h.crash_loop {
         let failed_runs = h.runs.iter().filter(|r| r.failed()).count();
         evidence.push(format!(
@@ -256,6 +262,7 @@ fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
         state,
         runs: h.runs.len(),
         restarts: h.restarts(),
+        run_starts: h.run_starts(),
         crash_loop: h.crash_loop,
         explanation,
         hint,
@@ -264,6 +271,30 @@ fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
         systemd_verdict: verdict_name,
         systemd: sd,
     }
+}
+
+/// Why systemd's NRestarts is lower than the automatic restarts tracer saw, when a start
+/// since reset it: systemd counts its restarts since the last start that followed a run it
+/// did not restart.
+fn n_restarts_line(h: &UnitHistory, sd: Option<&SystemdUnit>) -> Option<String> {
+    let n = sd?.service.as_ref()?.n_restarts as usize;
+    let seen = h.run_starts().automatic_restarts;
+    let trailing = h.trailing_automatic_restarts();
+    if seen <= n || trailing != n {
+        return None;
+    }
+    let reset = h.runs.iter().rev().nth(trailing)?;
+    let how = match &reset.start {
+        StartKind::ManualStart { by_pid, command } | StartKind::Manual { by_pid, command } => {
+            format!("by {command} (pid {by_pid})")
+        }
+        StartKind::Again => "again (who asked was not seen)".to_owned(),
+        _ => return None,
+    };
+    Some(format!(
+        "systemd's NRestarts={n} counts its automatic restarts since run {} was started {how}; systemd resets it at a start that follows a run it did not restart (tracer saw {seen} in all)",
+        reset.number
+    ))
 }
 
 /// systemd's account of a unit, unless it was taken before the run tracer explains
@@ -458,6 +489,7 @@ pub fn build<'a, F: Facts>(
                 },
                 runs: 0,
                 restarts: 0,
+                run_starts: RunStarts::default(),
                 crash_loop: false,
                 explanation,
                 hint: match v {
@@ -515,10 +547,50 @@ pub fn text(out: &mut impl Write, why: &Why) -> Result<(), ReportError> {
     }
     writeln!(
         out,
-        "  runs: {} ({} restarts), state as seen: {}",
-        why.runs, why.restarts, why.state
+        "  runs: {} ({}), state as seen: {}",
+        why.runs,
+        printable(&starts_text(&why.run_starts)),
+        why.state
     )?;
     Ok(())
+}
+
+/// How the runs after the first began, restarts apart from starts: "0 restarts", "2
+/// restarts: 1 automatic, 1 by systemctl restart (pid 384); 1 start by systemctl start
+/// (pid 412)".
+fn starts_text(n: &RunStarts) -> String {
+    let by_hand = |last: &Option<ByHand>, k: usize| match last {
+        Some(b) if k == 1 => format!("{} (pid {})", b.command, b.pid),
+        Some(b) => format!("hand, the last {} (pid {})", b.command, b.pid),
+        None => "hand".to_owned(),
+    };
+    let plural =
+        |k: usize, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
+    let (a, m) = (n.automatic_restarts, n.manual_restarts);
+    let mut s = plural(a + m, "restart", "restarts");
+    match (a, m) {
+        (0, 0) => {}
+        (_, 0) => s.push_str(", automatic"),
+        (0, _) => s.push_str(&format!(", by {}", by_hand(&n.last_manual_restart, m))),
+        _ => s.push_str(&format!(
+            ": {a} automatic, {m} by {}",
+            by_hand(&n.last_manual_restart, m)
+        )),
+    }
+    if n.manual_starts > 0 {
+        s.push_str(&format!(
+            "; {} by {}",
+            plural(n.manual_starts, "start", "starts"),
+            by_hand(&n.last_manual_start, n.manual_starts)
+        ));
+    }
+    if n.other_starts > 0 {
+        s.push_str(&format!(
+            "; {}, who asked not seen (a timer, socket, dependency or D-Bus client)",
+            plural(n.other_starts, "start again", "starts again")
+        ));
+    }
+    s
 }
 
 /// For tests: the explanation of a unit in a model built from any facts.
@@ -816,5 +888,125 @@ mod tests {
             text,
             "u.service: ExecStartPost=/bin/false exited with status 1"
         );
+    }
+    /// A start by hand after systemd's own restarts gave up is an activation, not a
+    /// restart; systemd's NRestarts, reset by that start, is explained.
+    #[test]
+    fn starts_by_hand_are_not_restarts() {
+        let mut facts = RecordedFacts::default();
+        facts.units.insert(
+            "u.service".into(),
+            parse_unit_file(
+                "/etc/systemd/system/u.service",
+                &["[Service]\nExecStart=/bin/x\nRestart=on-failure\n".into()],
+            ),
+        );
+        let mut m = Fed::new(Model::new(facts, ModelConfig::default()));
+        m.know_cgroup(1, "/init.scope");
+        let systemctl = |t: u64, pid: u32, verb: &str| {
+            let argv = ["systemctl", verb, "u"].map(String::from).to_vec();
+            ev(
+                t,
+                pid,
+                1,
+                "systemctl",
+                EventKind::Exec {
+                    ppid: 800,
+                    uid: 0,
+                    filename: "/usr/bin/systemctl".into(),
+                    argv,
+                    filename_truncated: false,
+                    argv_truncated: false,
+                },
+            )
+        };
+        // Runs 1 and 2 fail (2 is systemd's restart), run 3 is `systemctl start u`, run 4
+        // `systemctl restart u`.
+        for (run, status) in [(0u64, 1 << 8), (1, 1 << 8), (2, 0), (3, 0)] {
+            let t = 1_000 * run;
+            match run {
+                2 => m.apply(&systemctl(t, 900, "start")),
+                3 => m.apply(&systemctl(t, 901, "restart")),
+                _ => {}
+            }
+            let cg = CgroupRef {
+                id: 60 + run,
+                level: 2,
+                path: "/system.slice/u.service".into(),
+                path_truncated: false,
+            };
+            let mkdir = EventKind::CgroupMkdir { cgroup: cg.clone() };
+            m.apply(&ev(t + 1, 1, 1, "systemd", mkdir));
+            let pid = 400 + run as u32;
+            m.apply(&ev(
+                t + 2,
+                1,
+                1,
+                "systemd",
+                EventKind::Fork { child_pid: pid },
+            ));
+            let attach = EventKind::CgroupAttach {
+                cgroup: cg.clone(),
+                target_pid: pid,
+            };
+            m.apply(&ev(t + 3, 1, 1, "systemd", attach));
+            let exec = EventKind::Exec {
+                ppid: 1,
+                uid: 0,
+                filename: "/bin/x".into(),
+                argv: vec!["/bin/x".into()],
+                filename_truncated: false,
+                argv_truncated: false,
+            };
+            m.apply(&ev(t + 4, pid, cg.id, "x", exec));
+            let exit = EventKind::Exit {
+                ppid: 1,
+                status: WaitStatus(status),
+            };
+            m.apply(&ev(t + 5, pid, cg.id, "x", exit));
+            let rmdir = EventKind::CgroupRmdir { cgroup: cg };
+            m.apply(&ev(t + 6, 1, 1, "systemd", rmdir));
+        }
+        let h = m.model.unit("u.service").unwrap();
+        let starts: Vec<_> = h.runs.iter().map(|r| r.start.clone()).collect();
+        assert_eq!(
+            starts,
+            [
+                StartKind::First,
+                StartKind::AutomaticRestart,
+                StartKind::ManualStart {
+                    by_pid: 900,
+                    command: "systemctl start".into()
+                },
+                StartKind::Manual {
+                    by_pid: 901,
+                    command: "systemctl restart".into()
+                },
+            ]
+        );
+        assert_eq!(h.restarts(), 2);
+        assert_eq!(
+            starts_text(&h.run_starts()),
+            "2 restarts: 1 automatic, 1 by systemctl restart (pid 901); 1 start by systemctl start (pid 900)"
+        );
+        assert_eq!(h.trailing_automatic_restarts(), 0);
+        // After the restart by hand systemd counts none: nothing to explain.
+        let sd = |n_restarts| SystemdUnit {
+            id: "u.service".into(),
+            service: Some(crate::systemd::ServiceFacts {
+                n_restarts,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let u = sd(0);
+        assert_eq!(
+            n_restarts_line(h, Some(&u)).as_deref(),
+            Some(
+                "systemd's NRestarts=0 counts its automatic restarts since run 4 was started by systemctl restart (pid 901); systemd resets it at a start that follows a run it did not restart (tracer saw 1 in all)"
+            )
+        );
+        let u = sd(1);
+        assert_eq!(n_restarts_line(h, Some(&u)), None, "nothing to explain");
     }
 }

@@ -254,7 +254,7 @@ const COUNTERS: [(&str, &str, &[&str]); 8] = [
     ),
     (
         "tracer_unit_restarts_total",
-        "Unit runs after the first, by reason (automatic, manual, again).",
+        "Unit restarts, by reason: automatic (systemd's own, Restart=) or manual (systemctl restart); a start after the unit ended is a run, not a restart.",
         &["unit", "reason"],
     ),
     (
@@ -543,8 +543,10 @@ impl Metrics {
                 let reason = match start {
                     StartKind::AutomaticRestart => Some("automatic"),
                     StartKind::Manual { .. } => Some("manual"),
-                    StartKind::Again => Some("again"),
-                    StartKind::First | StartKind::FoundAtStart => None,
+                    StartKind::ManualStart { .. }
+                    | StartKind::Again
+                    | StartKind::First
+                    | StartKind::FoundAtStart => None,
                 };
                 if let Some(reason) = reason {
                     self.restarts.with_label_values(&[&label, reason]).inc();
