@@ -721,6 +721,20 @@ fn check_hardening(g: &Guest) -> Vec<String> {
             g.suite
         )),
     }
+    // pid 1 is asked over its own socket (a peer-to-peer D-Bus connection), not the bus.
+    let journal = fs::read_to_string(g.dir.join("journal.txt")).unwrap_or_default();
+    if !journal.contains("systemd's account: asked over /run/systemd/private") {
+        problems.push(format!(
+            "{}: the daemon did not ask systemd over /run/systemd/private: {:?}",
+            g.suite,
+            journal
+                .lines()
+                .filter(|l| l.contains("systemd"))
+                .filter(|l| l.contains("tracer["))
+                .take(5)
+                .collect::<Vec<_>>()
+        ));
+    }
     let metrics = fs::read_to_string(g.dir.join("metrics.txt")).unwrap_or_default();
     if !(metrics.starts_with("HTTP/1.1 200") && metrics.contains("tracer_build_info")) {
         problems.push(format!(

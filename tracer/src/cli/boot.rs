@@ -109,7 +109,7 @@ pub async fn run(args: BootArgs) -> anyhow::Result<()> {
     }
     if args.critical && report.critical_chain.is_empty() {
         bail!(
-            "--critical needs systemd's After= dependencies and timestamps, and this boot has none: the daemon records them over D-Bus once boot has finished (for the running boot, tracer asks systemd itself, over the system bus); with --events, give --systemd FILE"
+            "--critical needs systemd's After= dependencies and timestamps, and this boot has none: the daemon records them over D-Bus once boot has finished (for the running boot, tracer asks systemd itself); with --events, give --systemd FILE"
         );
     }
     if args.json {

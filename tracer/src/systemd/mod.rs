@@ -2,15 +2,17 @@
 //! timestamps, ordering dependencies, unit file, enablement, Type=, Restart= and ExecStart=
 //! as it parsed them.
 //!
-//! tracer asks over the system bus. (pid 1's own socket, /run/systemd/private, is there
-//! earlier in boot, but pid 1 signs its replies there with a well-known name where the
-//! D-Bus library expects a unique one, and the library rejects them.) The daemon starts
-//! before the bus, and waits for it. Everything here is optional: without systemd on
-//! D-Bus the tracer works from the kernel's events and the unit files alone, and says so.
+//! As root, tracer asks pid 1 over its own socket, /run/systemd/private ([`private`]):
+//! there from the first moment of boot, and on hosts with no D-Bus daemon. Otherwise (not
+//! root, or that socket refused) it asks over the system bus, which the daemon, started
+//! before it, waits for. Everything here is optional: without systemd the tracer works
+//! from the kernel's events and the unit files alone, and says so.
 //!
 //! Timestamps are systemd's `*TimestampMonotonic` properties: microseconds of
 //! CLOCK_MONOTONIC, 0 when unset. The kernel events use CLOCK_BOOTTIME; the two differ
 //! only by time spent suspended, so during boot they agree.
+
+mod private;
 
 use std::{collections::HashMap, time::Duration};
 
@@ -24,11 +26,13 @@ const UNIT: &str = "org.freedesktop.systemd1.Unit";
 const SERVICE_IFACE: &str = "org.freedesktop.systemd1.Service";
 const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection to pid 1's own socket may take to be made.
+const PRIVATE_CONNECT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SystemdError {
     #[error(
-        "systemd is not reachable over the system bus ({0}): is pid 1 systemd, and is dbus running?"
+        "systemd is not reachable ({0}): is pid 1 systemd? (tracer asks over its socket, /run/systemd/private, as root, else over the system bus: is dbus running?)"
     )]
     Unreachable(String),
     #[error("asking systemd for {what} over D-Bus failed: {source}")]
@@ -587,15 +591,36 @@ pub fn booted_with_systemd() -> bool {
 #[derive(Clone)]
 pub struct Systemd {
     conn: zbus::Connection,
+    /// How it was made: pid 1's own socket or the system bus.
+    pub via: &'static str,
 }
 
 impl Systemd {
-    /// Connects to pid 1 through the system bus.
+    /// Connects to pid 1: over its own socket as root, else (or when that fails) over
+    /// the system bus.
     pub async fn connect() -> Result<Self, SystemdError> {
         if !booted_with_systemd() {
             return Err(SystemdError::Unreachable(
                 "pid 1 is not systemd: no /run/systemd/system".into(),
             ));
+        }
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            // pid 1 answers its own socket at once when it answers at all: a connection
+            // that hangs is given up soon, for the bus (and tried again next time).
+            let connect = private::connect(private::PATH, CALL_TIMEOUT);
+            match tokio::time::timeout(PRIVATE_CONNECT, connect).await {
+                Ok(Ok(conn)) => {
+                    return Ok(Self {
+                        conn,
+                        via: private::PATH,
+                    });
+                }
+                // Root is refused its own manager's socket only when something is wrong:
+                // said once, at warn.
+                Ok(Err(e)) => private_refused(&e.to_string()),
+                Err(_) => private_refused(&format!("no connection within {PRIVATE_CONNECT:?}")),
+            }
         }
         let unreachable = |e: zbus::Error| SystemdError::Unreachable(e.to_string());
         let conn = zbus::connection::Builder::system()
@@ -604,7 +629,22 @@ impl Systemd {
             .build()
             .await
             .map_err(unreachable)?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            via: "the system bus",
+        })
+    }
+
+    /// Connects to a service manager over its own socket at `path` (pid 1's is
+    /// `/run/systemd/private`, a user manager's `$XDG_RUNTIME_DIR/systemd/private`).
+    pub async fn over_socket(path: &str) -> Result<Self, SystemdError> {
+        let conn = private::connect(path, CALL_TIMEOUT)
+            .await
+            .map_err(|e| SystemdError::Unreachable(format!("{path}: {e}")))?;
+        Ok(Self {
+            conn,
+            via: "a manager's own socket",
+        })
     }
 
     /// Connects, giving up after `limit`.
@@ -847,8 +887,9 @@ pub async fn account_when_booted(tx: tokio::sync::mpsc::Sender<Snapshot>) {
     // a call that timed out while the bus was starting, a unit gone between the list and
     // its properties) is tried again on a new connection, less often as time goes by.
     let mut tries = 0u32;
+    let mut said = None;
     loop {
-        match account_once().await {
+        match account_once(&mut said).await {
             Ok(snapshot) => {
                 let _ = tx.send(snapshot).await;
                 return;
@@ -869,9 +910,31 @@ pub async fn account_when_booted(tx: tokio::sync::mpsc::Sender<Snapshot>) {
     }
 }
 
-/// Connects, waits until boot has finished, and takes systemd's account.
-async fn account_once() -> Result<Snapshot, SystemdError> {
+/// pid 1's own socket did not give a connection: said once at warn, then at debug.
+fn private_refused(why: &str) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::debug!("{}: {why}; asking over the system bus", private::PATH);
+    } else {
+        tracing::warn!("{}: {why}; asking over the system bus", private::PATH);
+    }
+}
+
+/// Connects, waits until boot has finished, and takes systemd's account; `said` is the way
+/// systemd was last said to be reached.
+async fn account_once(said: &mut Option<&'static str>) -> Result<Snapshot, SystemdError> {
+    let t = std::time::Instant::now();
     let sd = Systemd::connect_within(Duration::from_secs(5)).await?;
+    if *said != Some(sd.via) {
+        // (Said whatever the log level, as the ready line is: which way systemd was
+        // reached is what an operator looks for when its account is missing.)
+        eprintln!(
+            "tracer daemon: systemd's account: asked over {} (connected in {} ms)",
+            sd.via,
+            t.elapsed().as_millis()
+        );
+        *said = Some(sd.via);
+    }
     while !sd.boot_times().await?.finished() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
