@@ -735,6 +735,23 @@ fn check_hardening(g: &Guest) -> Vec<String> {
                 .collect::<Vec<_>>()
         ));
     }
+    // And with the D-Bus daemon stopped, the daemon's answer still has systemd's verdict.
+    let stopped = fs::read_to_string(g.dir.join("tracer/nodbus-stop.txt")).unwrap_or_default();
+    let nodbus: Value = fs::read_to_string(g.dir.join("tracer/why-nodbus.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null);
+    if !stopped.contains("exit 0")
+        || stopped.contains("bus still there")
+        || nodbus["systemd_verdict"] != "failed"
+        || nodbus["systemd"]["service"]["result"] != "exit-code"
+    {
+        problems.push(format!(
+            "{}: without the D-Bus daemon ({}), tracer why noexec.service: {nodbus}",
+            g.suite,
+            stopped.trim()
+        ));
+    }
     let metrics = fs::read_to_string(g.dir.join("metrics.txt")).unwrap_or_default();
     if !(metrics.starts_with("HTTP/1.1 200") && metrics.contains("tracer_build_info")) {
         problems.push(format!(

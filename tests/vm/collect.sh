@@ -116,6 +116,13 @@ for u in $(cat "$lib/scenarios.txt"); do
 done
 /usr/local/bin/tracer units --json > "$R/tracer/units-daemon.json" 2>&1
 
+# With the D-Bus daemon gone (as on a host without the dbus package), systemd's account
+# still comes, over pid 1's own socket.
+systemctl stop dbus.socket dbus.service > "$R/tracer/nodbus-stop.txt" 2>&1
+echo "exit $?" >> "$R/tracer/nodbus-stop.txt"
+if [ -S /run/dbus/system_bus_socket ]; then echo "bus still there" >> "$R/tracer/nodbus-stop.txt"; fi
+/usr/local/bin/tracer why noexec.service --json > "$R/tracer/why-nodbus.json" 2>&1
+
 # A live `tracer units` started now finds the running units in /proc (start-up snapshot).
 mkdir -p "$R/tracer"
 /usr/local/bin/tracer units --json --duration 1 > "$R/tracer/units-live.json" 2> "$R/tracer/units-live.err"
