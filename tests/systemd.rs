@@ -24,12 +24,22 @@ struct Manager {
 
 impl Manager {
     fn start() -> Self {
+        let runtime = std::env::temp_dir().join(format!("tracer-systemd-{}", std::process::id()));
+        Self::start_in(runtime)
+    }
+
+    /// A manager whose runtime directory (its socket's, `systemd/private` below it) is
+    /// `runtime`, made for it and removed after.
+    fn start_in(runtime: PathBuf) -> Self {
         let binary = ["/usr/lib/systemd/systemd", "/lib/systemd/systemd"]
             .into_iter()
             .find(|p| Path::new(p).exists())
             .expect("systemd's binary (the systemd package) is not installed");
-        let runtime = std::env::temp_dir().join(format!("tracer-systemd-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&runtime);
+        assert!(
+            !runtime.exists(),
+            "{} is there already: is a manager running?",
+            runtime.display()
+        );
         std::fs::create_dir_all(&runtime).unwrap();
         // A private /run/systemd (a tmpfs in the namespace only) says systemd booted.
         let script = format!(
@@ -105,4 +115,33 @@ async fn a_manager_s_own_socket_answers_every_connection() {
         assert_eq!(unit.id, "default.target", "connection {i}");
         assert_eq!(unit.load_state, "loaded", "connection {i}");
     }
+}
+
+/// `tracer why user@0.service/UNIT` asks user 0's manager, over its socket in
+/// /run/user/0, and says whose account it is.
+#[tokio::test]
+async fn a_user_s_unit_is_asked_of_that_user_s_manager() {
+    if !privileged() {
+        return;
+    }
+    let runtime = PathBuf::from("/run/user/0");
+    if runtime.exists() {
+        // A real session of root's (not on the CI host): nothing to start, nothing to remove.
+        eprintln!("skipped: /run/user/0 is there already (a session of root's)");
+        return;
+    }
+    let _manager = Manager::start_in(runtime);
+    let query = tracer::protocol::Query::Why {
+        unit: "user@0.service/default.target".into(),
+        json: false,
+    };
+    let facts = tracer::systemd::facts_for(&query, &tracer::systemd::Link::default())
+        .await
+        .expect("user 0's manager answered");
+    assert_eq!(facts.user, Some(0));
+    assert_eq!(facts.units.len(), 1);
+    assert_eq!(facts.units[0].id, "default.target");
+    assert_eq!(facts.units[0].load_state, "loaded");
+    // The system's account is not asked for it: this host's pid 1 is not systemd, and the
+    // answer came all the same.
 }

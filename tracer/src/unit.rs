@@ -95,6 +95,13 @@ impl UnitRef {
     }
 }
 
+/// A user's unit as `tracer why` names it, `user@1000.service/nginx` → (1000, `nginx`).
+pub fn user_unit_of_key(key: &str) -> Option<(u32, &str)> {
+    let (manager, name) = key.split_once('/')?;
+    let uid = user_manager_uid(manager)?;
+    (!name.is_empty() && !name.contains('/')).then_some((uid, name))
+}
+
 /// `user@1000.service` → 1000.
 fn user_manager_uid(name: &str) -> Option<u32> {
     name.strip_prefix("user@")?
@@ -180,6 +187,28 @@ pub fn unescape(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_user_s_unit_is_named_with_its_manager() {
+        assert_eq!(
+            user_unit_of_key("user@1000.service/nginx"),
+            Some((1000, "nginx"))
+        );
+        assert_eq!(
+            user_unit_of_key("user@0.service/a.timer"),
+            Some((0, "a.timer"))
+        );
+        for not in [
+            "nginx",
+            "user@x.service/nginx",
+            "user@1000.service/",
+            "user@1000.service/a/b",
+            "user@99999999999.service/a",
+            "foo@1000.service/a",
+        ] {
+            assert_eq!(user_unit_of_key(not), None, "{not}");
+        }
+    }
 
     /// (unit, kind, user, instance, unit cgroup)
     type Want = (

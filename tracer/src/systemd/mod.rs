@@ -346,6 +346,9 @@ impl SystemdUnit {
 pub struct Snapshot {
     pub boot: BootTimes,
     pub units: Vec<SystemdUnit>,
+    /// Whose account it is: None for the system manager's, the uid for a user's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<u32>,
 }
 
 impl Snapshot {
@@ -353,6 +356,9 @@ impl Snapshot {
     /// ended, which condition was not met) from an account of the same activations taken
     /// earlier (`earlier`, the boot's, recorded when it finished).
     pub fn fill_from(&mut self, earlier: &Snapshot) {
+        if self.user != earlier.user {
+            return;
+        }
         for u in &mut self.units {
             if let Some(e) = earlier.unit(&u.id) {
                 u.fill_from(e);
@@ -360,12 +366,14 @@ impl Snapshot {
         }
     }
 
-    /// What the system manager says of a unit the kernel saw; nothing for a user
-    /// manager's unit, though the system may have one of that name.
+    /// What this account's manager says of a unit the kernel saw: only of its own units
+    /// (the system's account says nothing of a user's unit of the same name, nor the
+    /// reverse).
     pub fn unit_of(&self, u: &crate::unit::UnitRef) -> Option<&SystemdUnit> {
-        match u.user {
-            None => self.unit(&u.name),
-            Some(_) => None,
+        if u.user == self.user {
+            self.unit(&u.name)
+        } else {
+            None
         }
     }
 
@@ -804,7 +812,11 @@ impl Systemd {
                 Err(e) => tracing::debug!("{e}"),
             }
         }
-        Ok(Snapshot { boot, units })
+        Ok(Snapshot {
+            boot,
+            units,
+            user: None,
+        })
     }
 }
 
@@ -945,9 +957,9 @@ async fn account_once(said: &mut Option<&'static str>) -> Result<Snapshot, Syste
 const REPORT_WAIT: Duration = Duration::from_secs(10);
 
 /// What systemd says that a report shows next to the kernel's account: every unit for
-/// `units`, the unit (`mylog` is mylog.service) for `why`; None when systemd cannot be
-/// asked, or the report shows nothing of it (a user manager's unit: the system manager
-/// does not speak for it).
+/// `units`, the unit (`mylog` is mylog.service) for `why` — a user's unit
+/// (`user@1000.service/nginx`) asked of that user's manager, over its own socket; None
+/// when systemd cannot be asked, or the report shows nothing of it.
 pub async fn facts_for(query: &crate::protocol::Query, link: &Link) -> Option<Snapshot> {
     use crate::protocol::Query;
     match query {
@@ -965,7 +977,38 @@ pub async fn facts_for(query: &crate::protocol::Query, link: &Link) -> Option<Sn
                 ..Snapshot::default()
             })
         }
-        Query::Why { .. } | Query::Restarts { .. } => None,
+        Query::Why { unit, .. } => {
+            let (uid, name) = crate::unit::user_unit_of_key(unit)?;
+            let name = crate::unit::full_unit_name(name);
+            let u = user_unit(uid, &name).await?;
+            Some(Snapshot {
+                units: vec![u],
+                user: Some(uid),
+                ..Snapshot::default()
+            })
+        }
+        Query::Restarts { .. } => None,
+    }
+}
+
+/// A user's unit as that user's manager describes it, asked over the manager's own socket
+/// (`/run/user/UID/systemd/private`; root may connect), on a connection of its own.
+async fn user_unit(uid: u32, name: &str) -> Option<SystemdUnit> {
+    let path = format!("/run/user/{uid}/systemd/private");
+    let asked = async {
+        let sd = Systemd::over_socket(&path).await?;
+        sd.unit(name).await
+    };
+    match tokio::time::timeout(REPORT_WAIT, asked).await {
+        Ok(Ok(u)) => Some(u),
+        Ok(Err(e)) => {
+            tracing::debug!("user {uid}'s manager: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("user {uid}'s manager: no answer within {REPORT_WAIT:?}");
+            None
+        }
     }
 }
 
@@ -1029,6 +1072,7 @@ mod tests {
                 // Never started activating.
                 unit("never.service", 0, 0, &[]),
             ],
+            user: None,
         };
         assert_eq!(
             snap.critical_chain(None),
