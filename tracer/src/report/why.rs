@@ -157,9 +157,13 @@ fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
             }) = cause
             {
                 evidence.push(match how {
-                    ExecEvidence::Execve => {
-                        "the kernel saw the execve fail with that error".to_owned()
-                    }
+                    ExecEvidence::Execve => match file.runner() {
+                        Some(r) => format!(
+                            "the kernel saw the execve fail with that error, run as uid {}; the file's mode, owner, ACL and directories are as looked at after the failure",
+                            r.uid
+                        ),
+                        None => "the kernel saw the execve fail with that error".to_owned(),
+                    },
                     ExecEvidence::SystemdCheck => {
                         "no execve reached the kernel: systemd's own check refused the file; the error is what the file's state implies (looked at after the failure)".to_owned()
                     }
