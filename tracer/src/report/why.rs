@@ -159,7 +159,7 @@ fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
                 evidence.push(match how {
                     ExecEvidence::Execve => match file.runner() {
                         Some(r) => format!(
-                            "the kernel saw the execve fail with that error, run as uid {}; the file's mode, owner, ACL and directories are as looked at after the failure",
+                            "the kernel saw the execve fail with that error, run as uid {}; the file's state is as looked at after the failure",
                             r.uid
                         ),
                         None => "the kernel saw the execve fail with that error".to_owned(),
