@@ -478,6 +478,21 @@ fn check_verdicts(g: &Guest, scenarios: &[String]) -> Vec<String> {
                 result != "start-limit-hit" || says("StartLimitBurst=3"),
                 "the start limit",
             ),
+            // The daemon asks systemd whom it runs the commands as.
+            "permuser" | "permdir" | "permgroup" | "permacl" | "permdynamic" => {
+                let want = if s == "permdynamic" {
+                    "systemd runs its commands as DynamicUser=yes"
+                } else {
+                    "systemd runs its commands as User=nobody"
+                };
+                expect(
+                    why["evidence"].as_array().is_some_and(|e| {
+                        e.iter()
+                            .any(|l| l.as_str().is_some_and(|l| l.starts_with(want)))
+                    }),
+                    &format!("the evidence says {want:?}"),
+                )
+            }
             _ => {}
         }
     }

@@ -121,6 +121,26 @@ fn access_check_line(file: &RefusedFile) -> String {
     s
 }
 
+/// Whom systemd says it runs the unit's commands as, when not root by default.
+fn run_as_line(s: &crate::systemd::ServiceFacts) -> Option<String> {
+    let mut set = Vec::new();
+    if s.dynamic_user {
+        set.push("DynamicUser=yes".to_owned());
+    }
+    for (key, value) in [("User", &s.user), ("Group", &s.group)] {
+        if !value.is_empty() {
+            set.push(format!("{key}={value}"));
+        }
+    }
+    if !s.supplementary_groups.is_empty() {
+        set.push(format!(
+            "SupplementaryGroups={}",
+            s.supplementary_groups.join(" ")
+        ));
+    }
+    (!set.is_empty()).then(|| format!("systemd runs its commands as {}", set.join(" ")))
+}
+
 fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
     let key = h.unit.key();
     let name = key.as_ref();
@@ -169,6 +189,11 @@ fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
                     }
                     ExecEvidence::AccessCheck => access_check_line(file),
                 });
+                if file.runner().is_some()
+                    && let Some(line) = sd.and_then(|u| u.service.as_ref()).and_then(run_as_line)
+                {
+                    evidence.push(line);
+                }
             }
             evidence.extend(exec_start_line(h, sd));
             match cause {
@@ -732,6 +757,30 @@ mod tests {
             &[("/bin/c", 255 << 8)],
         );
         assert!(m.unit("u.service").unwrap().runs[0].failed());
+    }
+
+    /// Whom systemd says it runs the commands as, for a permission cause.
+    #[test]
+    fn systemd_says_whom_it_runs_the_commands_as() {
+        use crate::systemd::ServiceFacts;
+        assert_eq!(run_as_line(&ServiceFacts::default()), None);
+        let s = ServiceFacts {
+            user: "nobody".into(),
+            supplementary_groups: vec!["staff".into(), "adm".into()],
+            ..ServiceFacts::default()
+        };
+        assert_eq!(
+            run_as_line(&s).as_deref(),
+            Some("systemd runs its commands as User=nobody SupplementaryGroups=staff adm")
+        );
+        let s = ServiceFacts {
+            dynamic_user: true,
+            ..ServiceFacts::default()
+        };
+        assert_eq!(
+            run_as_line(&s).as_deref(),
+            Some("systemd runs its commands as DynamicUser=yes")
+        );
     }
 
     /// systemd's account decides whether the run failed: a success it counts is not
