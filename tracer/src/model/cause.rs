@@ -273,6 +273,20 @@ impl FileProblem {
                         group: Some(group),
                         group_only: false,
                     }
+                } else if let Some(Looked::Found { info, .. }) = looked
+                    && let Some(acl) = &info.acl
+                    && user != 0
+                    && perm::execute_access(user, (mode, f.file_uid, false), Some(acl))
+                        == Access::Denied(Class::AclUser)
+                {
+                    // The mode lets the user; the ACL (looked at after the failure) does not.
+                    Self::AclDenies {
+                        mode,
+                        uid: f.file_uid,
+                        gid: f.file_gid,
+                        user,
+                        perm: acl.user(user).unwrap_or(0) & acl.mask().unwrap_or(7),
+                    }
                 } else {
                     Self::Unknown
                 }
@@ -1514,5 +1528,58 @@ mod tests {
         assert_eq!(json["problem"], "not-executable-by");
         assert_eq!(json["user"], 65534);
         assert_eq!(json["evidence"], "execve");
+    }
+
+    /// A check the kernel recorded (a user manager checks as its user): the mode lets the
+    /// user, and the ACL the look found does not.
+    #[test]
+    fn a_recorded_check_refused_by_an_acl() {
+        use crate::{
+            event::{AccessSyscall, FileSeen},
+            model::facts::{Acl, AclEntry, AclTag},
+        };
+        let entry = |tag, perm| AclEntry { tag, perm };
+        let acl = Acl {
+            entries: vec![
+                entry(AclTag::UserObj, 7),
+                entry(AclTag::User(1000), 4),
+                entry(AclTag::GroupObj, 5),
+                entry(AclTag::Mask, 5),
+                entry(AclTag::Other, 5),
+            ],
+        };
+        let check = AccessRefusal {
+            ts_ns: 1,
+            errno: Errno(libc::EACCES),
+            syscall: AccessSyscall::Faccessat2,
+            uid: 1000,
+            gid: 1000,
+            file: Some(FileSeen {
+                file_mode: libc::S_IFREG | 0o755,
+                file_uid: 0,
+                file_gid: 0,
+                noexec: false,
+                file_name: "x".into(),
+            }),
+        };
+        let info = FileInfo {
+            acl: Some(acl),
+            ..file(0o755)
+        };
+        let lookup = FileLookup::done(found(info.clone()));
+        let refused = RefusedFile::check_refused(check.clone(), lookup);
+        assert_eq!(
+            refused.problem(),
+            FileProblem::AclDenies {
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                user: 1000,
+                perm: 4
+            }
+        );
+        // Without an ACL that says so, the kernel's record alone cannot tell.
+        let plain = RefusedFile::check_refused(check, FileLookup::done(found(file(0o755))));
+        assert_eq!(plain.problem(), FileProblem::Unknown);
     }
 }
