@@ -41,6 +41,8 @@ fn facts() -> RecordedFacts {
         is_dir: false,
         noexec_mount: None,
         interpreter: interpreter.map(|(i, e)| (i.to_owned(), e)),
+        acl: None,
+        dirs: Vec::new(),
     };
     f.files.insert(
         "/usr/local/bin/noexec.sh".into(),
@@ -474,6 +476,8 @@ fn the_seed_story_replays() {
                 is_dir: false,
                 noexec_mount: None,
                 interpreter: Some(("/bin/sh".into(), true)),
+                acl: None,
+                dirs: Vec::new(),
             },
         );
         let mut m = Model::new(f, ModelConfig::default());

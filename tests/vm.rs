@@ -244,6 +244,34 @@ fn specific(g: &Guest, scenario: &str, show: &Show, cgroup: &str) -> Vec<String>
                 "the tracer saw execve(badinterp.sh) fail with ENOENT",
             );
         }
+        // systemd checks the command as root (after taking the service's groups, before
+        // its uid): the check passes, and the execve after the switch to User= fails.
+        "permuser" | "permdir" | "permgroup" | "permdynamic" | "permacl" => {
+            expect(status == 203, "systemd reports 203/EXEC");
+            let pid = show.num("ExecMainPID");
+            let failed = g.of_pid(pid, "exec-failed");
+            let uid = failed.last().and_then(|e| e["uid"].as_u64()).unwrap_or(0);
+            expect(
+                failed.last().is_some_and(|e| e["error"] == "EACCES"),
+                &format!("the kernel saw the execve fail with EACCES: {failed:?}"),
+            );
+            expect(
+                if scenario == "permdynamic" {
+                    (61184..=65519).contains(&uid)
+                } else {
+                    uid == 65534
+                },
+                &format!("the failed execve ran as the service's user, not root: uid {uid}"),
+            );
+            expect(
+                g.of_pid(pid, "access-failed").is_empty(),
+                "systemd's own access check (as root) passed",
+            );
+        }
+        "permgroupok" | "permgidok" | "permaclok" => expect(
+            show.get("Result") == "success" && show.get("ActiveState") == "active",
+            "it ran: systemd counts it a success",
+        ),
         "badcwd" => expect(status == 200, "systemd reports 200/CHDIR"),
         "baduser" => expect(status == 217, "systemd reports 217/USER"),
         "flaky" => {
@@ -450,6 +478,21 @@ fn check_verdicts(g: &Guest, scenarios: &[String]) -> Vec<String> {
                 result != "start-limit-hit" || says("StartLimitBurst=3"),
                 "the start limit",
             ),
+            // The daemon asks systemd whom it runs the commands as.
+            "permuser" | "permdir" | "permgroup" | "permacl" | "permdynamic" => {
+                let want = if s == "permdynamic" {
+                    "systemd runs its commands as DynamicUser=yes"
+                } else {
+                    "systemd runs its commands as User=nobody"
+                };
+                expect(
+                    why["evidence"].as_array().is_some_and(|e| {
+                        e.iter()
+                            .any(|l| l.as_str().is_some_and(|l| l.starts_with(want)))
+                    }),
+                    &format!("the evidence says {want:?}"),
+                )
+            }
             _ => {}
         }
     }
@@ -548,6 +591,44 @@ fn check_model(g: &Guest, scenario: &str) -> Vec<String> {
                 ("detail", "no such user".into()),
             ],
         )),
+        "permuser" | "permdynamic" => Some((
+            "exec-failed",
+            vec![
+                ("error", "EACCES".into()),
+                ("problem", "not-executable-by".into()),
+                ("mode", 0o700.into()),
+                ("evidence", "execve".into()),
+            ],
+        )),
+        "permdir" => Some((
+            "exec-failed",
+            vec![
+                ("error", "EACCES".into()),
+                ("problem", "directory-not-searchable".into()),
+                ("dir", "/opt/private".into()),
+                ("mode", 0o700.into()),
+                ("user", 65534.into()),
+            ],
+        )),
+        "permgroup" => Some((
+            "exec-failed",
+            vec![
+                ("error", "EACCES".into()),
+                ("problem", "not-executable-by".into()),
+                ("mode", 0o750.into()),
+                ("group_only", true.into()),
+            ],
+        )),
+        "permacl" => Some((
+            "exec-failed",
+            vec![
+                ("error", "EACCES".into()),
+                ("problem", "acl-denies".into()),
+                ("mode", 0o755.into()),
+                ("user", 65534.into()),
+                ("perm", 0.into()),
+            ],
+        )),
         "flaky" => Some(("exit-code", vec![("code", 1.into())])),
         "segv" => Some(("killed", vec![("signal_name", "SIGSEGV".into())])),
         "killme" => Some((
@@ -577,6 +658,80 @@ fn check_model(g: &Guest, scenario: &str) -> Vec<String> {
         expect(
             why["hint"] == "make it executable: chmod +x /usr/local/bin/noexec.sh",
             format!("the chmod +x hint, tracer said {text}"),
+        );
+    }
+    // Permission causes: the headline and the fix, word for word (who ran the file is
+    // the uid the kernel saw, named by the unit's setting).
+    let head = |rest: &str| {
+        format!(
+            "{scenario}.service: ExecStart={} could not be executed: EACCES (Permission denied) — {rest}",
+            show.exec_start_path().unwrap_or_default()
+        )
+    };
+    let dynamic_uid = cause["user"].as_u64().unwrap_or(0);
+    let permission: Option<(String, String)> = match scenario {
+        "permuser" => Some((
+            head(
+                "the file is mode 0700 root:root (looked at after the failure): only its owner may execute it, not uid 65534 (User=nobody), which ran it",
+            ),
+            "let anyone execute it: chmod o+x /usr/local/bin/permuser.sh, or give it to the service's user: chown nobody /usr/local/bin/permuser.sh, or change User=".into(),
+        )),
+        "permdir" => Some((
+            head(
+                "uid 65534 (User=nobody), which ran it, may not search the directory /opt/private on its path: mode 0700 root:root (looked at after the failure)",
+            ),
+            "move the program out of /opt/private (to /usr/local/bin, say), or let others search it: chmod o+x /opt/private".into(),
+        )),
+        "permgroup" => Some((
+            head(
+                "the file is mode 0750 root:staff (looked at after the failure): only its owner and group staff may execute it, and uid 65534 (User=nobody), which ran it, was not in that group",
+            ),
+            "add the service to group staff: SupplementaryGroups=staff (or Group=staff) in the unit file, or let anyone execute it: chmod o+x /usr/local/bin/permgroup.sh".into(),
+        )),
+        "permdynamic" => Some((
+            head(&format!(
+                "the file is mode 0700 root:root (looked at after the failure): only its owner may execute it, not uid {dynamic_uid} (DynamicUser=yes), which ran it"
+            )),
+            "let anyone execute it: chmod o+x /usr/local/bin/permdynamic.sh (DynamicUser= picks the service's uid at each start: chown cannot follow it), or run it as a user that may: User=".into(),
+        )),
+        "permacl" => Some((
+            head(
+                "the file is mode 0755 root:root, but its ACL has an entry for uid 65534 (User=nobody), which ran it, without execute permission (user:65534:---; looked at after the failure)",
+            ),
+            "give that ACL entry execute permission: setfacl -m u:65534:rx /usr/local/bin/permacl.sh, or remove it: setfacl -x u:65534 /usr/local/bin/permacl.sh".into(),
+        )),
+        _ => None,
+    };
+    if let Some((headline, fix)) = permission {
+        expect(
+            why["explanation"] == headline.as_str(),
+            format!(
+                "the headline {headline:?}, tracer said {}",
+                why["explanation"]
+            ),
+        );
+        expect(
+            why["hint"] == fix.as_str(),
+            format!("the fix {fix:?}, tracer said {}", why["hint"]),
+        );
+        expect(
+            why["evidence"].as_array().is_some_and(|e| {
+                e.iter().any(|l| {
+                    l.as_str().is_some_and(|l| {
+                        l.starts_with("the kernel saw the execve fail with that error, run as uid ")
+                            && l.ends_with("looked at after the failure")
+                    })
+                })
+            }),
+            format!("the evidence names the uid the kernel saw and marks the look: {text}"),
+        );
+    }
+    // The same files with the group, the ACL entry or Group= given: they ran, and no
+    // failure is made of them.
+    if matches!(scenario, "permgroupok" | "permgidok" | "permaclok") {
+        expect(
+            cause.is_null() && why["state"] == "exited" && !text.contains("could not be executed"),
+            format!("it ran, a success: tracer said {text}"),
         );
     }
     // systemd's Result= against the tracer's cause. This replay has no systemd account:
@@ -1505,6 +1660,11 @@ fn check_spawn_failures(g: &Guest, scenarios: &[String]) -> Vec<String> {
         "noexecmount",
         "badcwd",
         "baduser",
+        "permuser",
+        "permdir",
+        "permgroup",
+        "permdynamic",
+        "permacl",
     ] {
         if scenarios.iter().any(|x| x == s) && !units_seen.iter().any(|x| x == s) {
             problems.push(format!(

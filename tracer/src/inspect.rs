@@ -272,12 +272,62 @@ pub fn look(path: &str, root: &Root) -> Looked {
         is_dir: meta.is_dir(),
         noexec_mount,
         interpreter,
+        acl: acl_of(&fd),
+        dirs: dirs_of(path, root),
     };
-    let owner = OwnerNames {
-        user: users::user_name(info.uid).ok().flatten(),
-        group: users::group_name(info.gid).ok().flatten(),
-    };
+    let owner = owner_names(info.uid, info.gid);
     Looked::Found { info, owner }
+}
+
+fn owner_names(uid: u32, gid: u32) -> OwnerNames {
+    OwnerNames {
+        user: users::user_name(uid).ok().flatten(),
+        group: users::group_name(gid).ok().flatten(),
+    }
+}
+
+/// The access ACL of the file behind `fd` (opened `O_PATH`: read through its
+/// /proc/self/fd link), when it has one the kernel's format describes.
+fn acl_of(fd: &OwnedFd) -> Option<crate::model::facts::Acl> {
+    let link = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    let mut buf = [0u8; 1024];
+    // SAFETY: both strings are NUL-terminated and `buf` is valid for writes of its length.
+    let n = unsafe {
+        libc::getxattr(
+            link.as_ptr(),
+            c"system.posix_acl_access".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    let n = usize::try_from(n).ok()?;
+    crate::model::facts::Acl::from_xattr(&buf[..n])
+}
+
+/// The directories of `path`, from `/` down to the one holding it, as a process with root
+/// `root` sees them (each resolved as the file was; one that cannot be looked at ends the
+/// list).
+fn dirs_of(path: &str, root: &Root) -> Vec<crate::model::facts::DirInfo> {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let mut dirs = Vec::new();
+    for n in 0..parts.len() {
+        let dir = format!("/{}", parts[..n].join("/"));
+        let Ok(fd) = open_in(&root.dir, &dir) else {
+            break;
+        };
+        let Ok(meta) = fd.try_clone().map(File::from).and_then(|f| f.metadata()) else {
+            break;
+        };
+        dirs.push(crate::model::facts::DirInfo {
+            owner: owner_names(meta.uid(), meta.gid()),
+            path: dir,
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            acl: acl_of(&fd),
+        });
+    }
+    dirs
 }
 
 /// How the daemon's looks went, for `/metrics`.

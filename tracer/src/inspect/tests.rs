@@ -287,3 +287,63 @@ fn users_are_looked_up_by_the_workers() {
     assert_eq!(root.get(), Some(&Some(true)));
     assert_eq!(nobody.get(), Some(&Some(false)));
 }
+
+/// The look has the file's ACL and every directory of its path, as the kernel keeps them
+/// (the ACL set here with setxattr in the kernel's format, as setfacl would).
+#[test]
+fn the_look_has_the_acl_and_the_directories() {
+    let d = tempdir("acl");
+    let private = d.join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let script = private.join("x.sh");
+    write(&script, "#!/bin/sh\n", 0o755);
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (1u16, 7u16, u32::MAX),
+        (2, 0, 65534),
+        (4, 5, u32::MAX),
+        (16, 5, u32::MAX),
+        (32, 5, u32::MAX),
+    ] {
+        v.extend(tag.to_le_bytes());
+        v.extend(perm.to_le_bytes());
+        v.extend(id.to_le_bytes());
+    }
+    let c = CString::new(script.display().to_string()).unwrap();
+    // SAFETY: NUL-terminated strings and a buffer of the length given.
+    let r = unsafe {
+        libc::setxattr(
+            c.as_ptr(),
+            c"system.posix_acl_access".as_ptr(),
+            v.as_ptr().cast(),
+            v.len(),
+            0,
+        )
+    };
+    let i = info(look_within(&script, Root::here()));
+    if r == 0 {
+        let acl = i.acl.as_ref().expect("the ACL was read");
+        assert_eq!(acl.user(65534), Some(0));
+    } else {
+        eprintln!(
+            "skipped the ACL part: {} takes no ACL ({})",
+            d.display(),
+            io::Error::last_os_error()
+        );
+    }
+    let paths: Vec<&str> = i.dirs.iter().map(|d| d.path.as_str()).collect();
+    let want = private.display().to_string();
+    assert_eq!(paths.first(), Some(&"/"));
+    assert_eq!(paths.last(), Some(&want.as_str()));
+    assert_eq!(paths.len(), want.split('/').count(), "{paths:?}");
+    let last = i.dirs.last().expect("a directory");
+    assert_eq!((last.mode, last.uid), (0o700, 0));
+    assert_eq!(last.owner.user.as_deref(), Some("root"));
+    // What nobody may do here, by the kernel's rules: not search the directory.
+    assert!(matches!(
+        crate::model::perm::refusal(65534, &i),
+        Some(crate::model::perm::Refusal::Directory(d, _)) if d.path == want
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -3,7 +3,10 @@
 
 use serde::Serialize;
 
-use super::facts::{FileInfo, FileLookup, Looked, UserLookup};
+use super::{
+    facts::{FileInfo, FileLookup, Looked, UnitFile, UserLookup},
+    perm::{self, Access, Class, Refusal},
+};
 use crate::event::{AccessSyscall, Errno, FileSeen, Signal};
 
 /// systemd's own exit statuses for a failure while setting up a unit's process, before
@@ -73,13 +76,39 @@ pub enum FileProblem {
     /// The file has no execute bit.
     NotExecutable { mode: u32, uid: u32, gid: u32 },
     /// The file has execute bits, none of them for the user that ran it: uid `user`, gid
-    /// `group` (as the kernel saw the process).
+    /// `group` (as the kernel saw the process, in its record of systemd's check; None
+    /// where the kernel saw only the failed exec and its uid, and the mode is a look
+    /// after the failure).
     NotExecutableBy {
         mode: u32,
         uid: u32,
         gid: u32,
         user: u32,
-        group: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        group: Option<u32>,
+        /// Only the file's group may execute it, besides its owner (the user is not in it).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        group_only: bool,
+    },
+    /// A directory on the file's path that uid `user` may not search (its mode, owner and
+    /// group, looked at after the failure); `group_only`: only its group may.
+    DirectoryNotSearchable {
+        dir: String,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        user: u32,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        group_only: bool,
+    },
+    /// The file's ACL has an entry for uid `user` without the execute bit (`perm`: that
+    /// entry's bits after the mask), whatever its mode says for others.
+    AclDenies {
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        user: u32,
+        perm: u8,
     },
     /// The filesystem is mounted noexec (at `mount`, when a look found where).
     NoexecMount { mount: Option<String> },
@@ -99,8 +128,13 @@ impl FileProblem {
     /// The problem `errno` points to, given what a look at the file found (None: not
     /// had yet).
     pub fn diagnose(errno: Errno, looked: Option<&Looked>) -> Self {
+        Self::diagnose_as(errno, looked, None)
+    }
+
+    /// As [`Self::diagnose`], for a process the kernel saw run as `uid` (None: not known).
+    pub fn diagnose_as(errno: Errno, looked: Option<&Looked>, uid: Option<u32>) -> Self {
         match looked {
-            Some(Looked::Found { info, .. }) => Self::diagnose_file(errno, info),
+            Some(Looked::Found { info, .. }) => Self::diagnose_file(errno, info, uid),
             // Nothing at the path now: that explains ENOENT; for other errors the file
             // was there when it failed and has gone since.
             Some(Looked::Absent) => match errno.0 {
@@ -123,7 +157,7 @@ impl FileProblem {
         }
     }
 
-    fn diagnose_file(errno: Errno, f: &FileInfo) -> Self {
+    fn diagnose_file(errno: Errno, f: &FileInfo, uid: Option<u32>) -> Self {
         match errno.0 {
             libc::EACCES => {
                 if f.is_dir {
@@ -138,6 +172,8 @@ impl FileProblem {
                         uid: f.uid,
                         gid: f.gid,
                     }
+                } else if let Some(user) = uid.filter(|&u| u != 0) {
+                    Self::refused_to(user, f)
                 } else {
                     Self::Unknown
                 }
@@ -150,6 +186,44 @@ impl FileProblem {
             },
             libc::ENOEXEC => Self::BadFormat,
             _ => Self::Unknown,
+        }
+    }
+}
+
+impl FileProblem {
+    /// What a look at the file and its directories says kept uid `user` (not root) from
+    /// executing it.
+    fn refused_to(user: u32, f: &FileInfo) -> Self {
+        let (mode, uid, gid) = (f.mode, f.uid, f.gid);
+        match perm::refusal(user, f) {
+            None => Self::Unknown,
+            Some(Refusal::Directory(d, access)) => Self::DirectoryNotSearchable {
+                dir: d.path.clone(),
+                mode: d.mode,
+                uid: d.uid,
+                gid: d.gid,
+                user,
+                group_only: matches!(access, Access::OnlyGroups(_)),
+            },
+            Some(Refusal::File(Access::Denied(Class::AclUser))) => Self::AclDenies {
+                mode,
+                uid,
+                gid,
+                user,
+                perm: f
+                    .acl
+                    .as_ref()
+                    .and_then(|a| Some(a.user(user)? & a.mask().unwrap_or(7)))
+                    .unwrap_or(0),
+            },
+            Some(Refusal::File(access)) => Self::NotExecutableBy {
+                mode,
+                uid,
+                gid,
+                user,
+                group: None,
+                group_only: matches!(access, Access::OnlyGroups(_)),
+            },
         }
     }
 }
@@ -196,7 +270,22 @@ impl FileProblem {
                         uid: f.file_uid,
                         gid: f.file_gid,
                         user,
-                        group,
+                        group: Some(group),
+                        group_only: false,
+                    }
+                } else if let Some(Looked::Found { info, .. }) = looked
+                    && let Some(acl) = &info.acl
+                    && user != 0
+                    && perm::execute_access(user, (mode, f.file_uid, false), Some(acl))
+                        == Access::Denied(Class::AclUser)
+                {
+                    // The mode lets the user; the ACL (looked at after the failure) does not.
+                    Self::AclDenies {
+                        mode,
+                        uid: f.file_uid,
+                        gid: f.file_gid,
+                        user,
+                        perm: acl.user(user).unwrap_or(0) & acl.mask().unwrap_or(7),
                     }
                 } else {
                     Self::Unknown
@@ -235,6 +324,37 @@ pub struct RefusedFile {
     /// and the problem, the look only where the kernel's record says nothing.
     check: Option<AccessRefusal>,
     lookup: FileLookup,
+    /// Who the kernel saw run it, where it recorded that (a failed execve's uid).
+    runner: Option<Runner>,
+}
+
+/// The user a failed exec ran as: the uid the kernel recorded, and the unit's settings
+/// that chose it (`User=nobody`, `DynamicUser=yes`, ...), where the unit file says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Runner {
+    pub uid: u32,
+    /// `User=` as the unit file has it.
+    pub user: Option<String>,
+    pub dynamic_user: bool,
+    /// `Group=` and `SupplementaryGroups=`, as written.
+    pub groups: Vec<String>,
+}
+
+impl Runner {
+    /// `uid 65534 (User=nobody)`.
+    pub fn show(&self) -> String {
+        let mut set = Vec::new();
+        if self.dynamic_user {
+            set.push("DynamicUser=yes".to_owned());
+        }
+        if let Some(u) = &self.user {
+            set.push(format!("User={u}"));
+        }
+        match set.is_empty() {
+            true => format!("uid {}", self.uid),
+            false => format!("uid {} ({})", self.uid, set.join(" ")),
+        }
+    }
 }
 
 impl RefusedFile {
@@ -244,6 +364,7 @@ impl RefusedFile {
             errno: Some(errno),
             check: None,
             lookup,
+            runner: None,
         }
     }
 
@@ -253,6 +374,7 @@ impl RefusedFile {
             errno: None,
             check: None,
             lookup,
+            runner: None,
         }
     }
 
@@ -262,7 +384,54 @@ impl RefusedFile {
             errno: Some(check.errno),
             check: Some(check),
             lookup,
+            runner: None,
         }
+    }
+
+    /// The kernel saw the failed exec run as `uid`.
+    pub fn ran_as(mut self, uid: u32) -> Self {
+        self.runner = Some(Runner {
+            uid,
+            ..Runner::default()
+        });
+        self
+    }
+
+    /// The unit's settings that chose the user (its unit file's User=, Group=, ...).
+    pub fn with_settings(mut self, file: Option<&UnitFile>) -> Self {
+        if let (Some(r), Some(f)) = (&mut self.runner, file) {
+            r.user.clone_from(&f.user);
+            r.dynamic_user = f.dynamic_user;
+            r.groups = f
+                .group
+                .iter()
+                .chain(&f.supplementary_groups)
+                .cloned()
+                .collect();
+        }
+        self
+    }
+
+    /// Who the kernel saw run the file, if it recorded that.
+    pub fn runner(&self) -> Option<&Runner> {
+        self.runner.as_ref()
+    }
+
+    /// What the later look found, if it found the file.
+    pub fn looked(&self) -> Option<&FileInfo> {
+        match self.lookup.get()? {
+            Looked::Found { info, .. } => Some(info),
+            _ => None,
+        }
+    }
+
+    /// The names of a directory's owner and group on the file's path, as the look found
+    /// them.
+    pub fn dir_owner(&self, dir: &str) -> OwnerNames {
+        self.looked()
+            .and_then(|i| i.dirs.iter().find(|d| d.path == dir))
+            .map(|d| d.owner.clone())
+            .unwrap_or_default()
     }
 
     /// The kernel's record of the check that refused the file, if one was seen.
@@ -291,8 +460,9 @@ impl RefusedFile {
                 self.lookup.get(),
             );
         }
+        let uid = self.runner.as_ref().map(|r| r.uid);
         match self.errno() {
-            Some(errno) => FileProblem::diagnose(errno, self.lookup.get()),
+            Some(errno) => FileProblem::diagnose_as(errno, self.lookup.get(), uid),
             None => FileProblem::diagnose(Errno(0), self.lookup.get()),
         }
     }
@@ -395,6 +565,52 @@ impl OwnerNames {
     }
 }
 
+/// Who ran the file, as the explanation names them: the runner the kernel recorded with
+/// the unit's settings, else the uid.
+fn runner_of(file: &RefusedFile, user: u32) -> String {
+    file.runner()
+        .filter(|r| r.uid == user)
+        .map_or_else(|| format!("uid {user}"), Runner::show)
+}
+
+/// `r-x` for the bits 4, 2, 1.
+fn rwx(perm: u8) -> String {
+    [(4, 'r'), (2, 'w'), (1, 'x')]
+        .iter()
+        .map(|&(b, c)| if perm & b != 0 { c } else { '-' })
+        .collect()
+}
+
+/// A user or group name as a command in a fix may take it: a name that is all letters,
+/// digits, `_`, `.` and `-` (not first), else the number (names are anyone's to choose).
+fn word_or(name: Option<&str>, id: u32) -> String {
+    match name {
+        Some(n)
+            if !n.is_empty()
+                && !n.starts_with('-')
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) =>
+        {
+            n.to_owned()
+        }
+        _ => id.to_string(),
+    }
+}
+
+/// A path as a shell word: as it is when it holds nothing a shell reads, else in single
+/// quotes.
+fn sh_quote(path: &str) -> String {
+    if !path.is_empty()
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '.' | '-' | '+' | ','))
+    {
+        path.to_owned()
+    } else {
+        format!("'{}'", path.replace('\'', "'\\''"))
+    }
+}
+
 /// How the kernel learned the exec would fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -470,6 +686,12 @@ impl Cause {
                     FileProblem::NotExecutableBy { mode, user, .. } => {
                         format!(" (mode {mode:04o}, not for uid {user})")
                     }
+                    FileProblem::DirectoryNotSearchable { dir, user, .. } => {
+                        format!(" (directory {dir} not searchable by uid {user})")
+                    }
+                    FileProblem::AclDenies { user, .. } => {
+                        format!(" (its ACL denies uid {user})")
+                    }
                     FileProblem::NoexecMount { mount: Some(mount) } => {
                         format!(" (noexec mount {mount})")
                     }
@@ -524,10 +746,68 @@ impl Cause {
                         uid,
                         gid,
                         user,
-                        group,
+                        group: Some(group),
+                        ..
                     } => format!(
                         "the file is mode {mode:04o} {}: none of its execute bits is for uid {user} (gid {group}), which ran it",
                         file.owner().show(uid, gid)
+                    ),
+                    FileProblem::NotExecutableBy {
+                        mode,
+                        uid,
+                        gid,
+                        user,
+                        group: None,
+                        group_only,
+                    } => {
+                        let owner = file.owner();
+                        let who = runner_of(file, user);
+                        if group_only {
+                            format!(
+                                "the file is mode {mode:04o} {} (looked at after the failure): only its owner and group {} may execute it, and {who}, which ran it, was not in that group",
+                                owner.show(uid, gid),
+                                owner.group.clone().unwrap_or_else(|| gid.to_string())
+                            )
+                        } else {
+                            format!(
+                                "the file is mode {mode:04o} {} (looked at after the failure): {}, not {who}, which ran it",
+                                owner.show(uid, gid),
+                                if mode & 0o100 != 0 {
+                                    "only its owner may execute it"
+                                } else {
+                                    "none of its execute bits is for that user"
+                                }
+                            )
+                        }
+                    }
+                    FileProblem::DirectoryNotSearchable {
+                        dir,
+                        mode,
+                        uid,
+                        gid,
+                        user,
+                        group_only,
+                    } => format!(
+                        "{}, which ran it, may not search the directory {dir} on its path: mode {mode:04o} {}{} (looked at after the failure)",
+                        runner_of(file, user),
+                        file.dir_owner(&dir).show(uid, gid),
+                        if group_only {
+                            ", searchable only by its owner and group"
+                        } else {
+                            ""
+                        }
+                    ),
+                    FileProblem::AclDenies {
+                        mode,
+                        uid,
+                        gid,
+                        user,
+                        perm,
+                    } => format!(
+                        "the file is mode {mode:04o} {}, but its ACL has an entry for {}, which ran it, without execute permission (user:{user}:{}; looked at after the failure)",
+                        file.owner().show(uid, gid),
+                        runner_of(file, user),
+                        rwx(perm)
                     ),
                     FileProblem::NoexecMount { mount: Some(mount) } => {
                         format!("its filesystem {mount} is mounted noexec")
@@ -596,8 +876,48 @@ impl Cause {
                 FileProblem::Missing => Some(format!(
                     "check the path in the unit file, or install the program at {path}"
                 )),
-                FileProblem::NotExecutableBy { user, .. } => Some(format!(
-                    "let uid {user} execute it (chmod o+x {path}, or give it to the service's user or group), or change User="
+                FileProblem::NotExecutableBy {
+                    group_only: true,
+                    gid,
+                    ..
+                } => {
+                    let group = word_or(file.owner().group.as_deref(), gid);
+                    Some(format!(
+                        "add the service to group {group}: SupplementaryGroups={group} (or Group={group}) in the unit file, or let anyone execute it: chmod o+x {}",
+                        sh_quote(path)
+                    ))
+                }
+                FileProblem::NotExecutableBy { user, .. } => {
+                    let p = sh_quote(path);
+                    Some(match file.runner() {
+                        Some(r) if r.dynamic_user => format!(
+                            "let anyone execute it: chmod o+x {p} (DynamicUser= picks the service's uid at each start: chown cannot follow it), or run it as a user that may: User="
+                        ),
+                        Some(r) => format!(
+                            "let anyone execute it: chmod o+x {p}, or give it to the service's user: chown {} {p}, or change User=",
+                            word_or(r.user.as_deref(), user)
+                        ),
+                        None => format!(
+                            "let uid {user} execute it (chmod o+x {p}, or give it to the service's user or group), or change User="
+                        ),
+                    })
+                }
+                FileProblem::DirectoryNotSearchable {
+                    dir, group_only, ..
+                } => Some(format!(
+                    "move the program out of {} (to /usr/local/bin, say), or let {} search it: chmod o+x {}{}",
+                    dir,
+                    if group_only { "anyone" } else { "others" },
+                    sh_quote(&dir),
+                    if group_only {
+                        ", or add the service to the directory's group (SupplementaryGroups=)"
+                    } else {
+                        ""
+                    }
+                )),
+                FileProblem::AclDenies { user, .. } => Some(format!(
+                    "give that ACL entry execute permission: setfacl -m u:{user}:rx {p}, or remove it: setfacl -x u:{user} {p}",
+                    p = sh_quote(path)
                 )),
                 FileProblem::NoexecMount { mount: Some(mount) } => Some(format!(
                     "move the program off {mount}, or remount it without noexec"
@@ -644,6 +964,8 @@ mod tests {
             is_dir: false,
             noexec_mount: None,
             interpreter: Some(("/bin/sh".into(), true)),
+            acl: None,
+            dirs: Vec::new(),
         }
     }
 
@@ -972,5 +1294,292 @@ mod tests {
             "{:?}",
             cause.hint()
         );
+    }
+
+    /// The later look at a file and its directories, as the daemon has it: /usr/local/bin
+    /// and the path's directories 0755 root:root unless `dirs` says otherwise.
+    fn looked_at(path: &str, info: FileInfo, dirs: &[(&str, u32)], group: &str) -> FileLookup {
+        use crate::model::facts::DirInfo;
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        let dirs = (0..parts.len())
+            .map(|n| {
+                let path = format!("/{}", parts[..n].join("/"));
+                let mode = dirs
+                    .iter()
+                    .find(|(d, _)| *d == path)
+                    .map_or(0o755, |(_, m)| *m);
+                DirInfo {
+                    path,
+                    mode,
+                    owner: OwnerNames {
+                        user: Some("root".into()),
+                        group: Some("root".into()),
+                    },
+                    ..DirInfo::default()
+                }
+            })
+            .collect();
+        FileLookup::done(Looked::Found {
+            owner: OwnerNames {
+                user: Some("root".into()),
+                group: Some(group.into()),
+            },
+            info: FileInfo { dirs, ..info },
+        })
+    }
+
+    /// An execve the kernel refused with EACCES, run as `uid`, in a unit whose file says
+    /// `service` ([Service] lines): what `tracer why` says, and its fix.
+    fn refused_as(uid: u32, service: &str, path: &str, lookup: FileLookup) -> (String, String) {
+        use crate::model::facts::parse_unit_file;
+        let unit = parse_unit_file(
+            "/etc/systemd/system/p.service",
+            &[format!("[Service]\n{service}")],
+        );
+        let cause = Cause::ExecFailed {
+            command: "ExecStart".into(),
+            path: path.into(),
+            file: RefusedFile::refused(Errno(libc::EACCES), lookup)
+                .ran_as(uid)
+                .with_settings(Some(&unit)),
+            evidence: ExecEvidence::Execve,
+            pid: 9,
+        };
+        (cause.explain("p.service"), cause.hint().unwrap_or_default())
+    }
+
+    /// (a) User=nobody and a 0700 root:root file: only root may run it.
+    #[test]
+    fn a_file_only_its_owner_may_execute() {
+        let path = "/usr/local/bin/x.sh";
+        let (why, fix) = refused_as(
+            65534,
+            "User=nobody\n",
+            path,
+            looked_at(path, file(0o700), &[], "root"),
+        );
+        assert_eq!(
+            why,
+            "p.service: ExecStart=/usr/local/bin/x.sh could not be executed: EACCES (Permission denied) — the file is mode 0700 root:root (looked at after the failure): only its owner may execute it, not uid 65534 (User=nobody), which ran it"
+        );
+        assert_eq!(
+            fix,
+            "let anyone execute it: chmod o+x /usr/local/bin/x.sh, or give it to the service's user: chown nobody /usr/local/bin/x.sh, or change User="
+        );
+        // Run as root, the same file is fine: nothing is made up.
+        let (why, fix) = refused_as(0, "", path, looked_at(path, file(0o700), &[], "root"));
+        assert!(why.ends_with("the file looked fine when checked"), "{why}");
+        assert_eq!(fix, "");
+    }
+
+    /// (b) A 0755 file in a directory the user may not search (/opt/private 0700).
+    #[test]
+    fn a_directory_on_the_path_the_user_may_not_search() {
+        let path = "/opt/private/x.sh";
+        let lookup = looked_at(path, file(0o755), &[("/opt/private", 0o700)], "root");
+        let (why, fix) = refused_as(65534, "User=nobody\n", path, lookup);
+        assert_eq!(
+            why,
+            "p.service: ExecStart=/opt/private/x.sh could not be executed: EACCES (Permission denied) — uid 65534 (User=nobody), which ran it, may not search the directory /opt/private on its path: mode 0700 root:root (looked at after the failure)"
+        );
+        assert_eq!(
+            fix,
+            "move the program out of /opt/private (to /usr/local/bin, say), or let others search it: chmod o+x /opt/private"
+        );
+        // /root, as Debian makes it.
+        let path = "/root/bin/x.sh";
+        let (why, _) = refused_as(
+            65534,
+            "User=nobody\n",
+            path,
+            looked_at(path, file(0o755), &[("/root", 0o700)], "root"),
+        );
+        assert!(
+            why.contains("may not search the directory /root on its path"),
+            "{why}"
+        );
+    }
+
+    /// (c) A 0750 root:staff file and a user not in staff; the fix is the group.
+    #[test]
+    fn a_file_only_its_group_may_execute() {
+        let path = "/usr/local/bin/x.sh";
+        let info = FileInfo {
+            gid: 50,
+            ..file(0o750)
+        };
+        let (why, fix) = refused_as(
+            65534,
+            "User=nobody\n",
+            path,
+            looked_at(path, info, &[], "staff"),
+        );
+        assert_eq!(
+            why,
+            "p.service: ExecStart=/usr/local/bin/x.sh could not be executed: EACCES (Permission denied) — the file is mode 0750 root:staff (looked at after the failure): only its owner and group staff may execute it, and uid 65534 (User=nobody), which ran it, was not in that group"
+        );
+        assert_eq!(
+            fix,
+            "add the service to group staff: SupplementaryGroups=staff (or Group=staff) in the unit file, or let anyone execute it: chmod o+x /usr/local/bin/x.sh"
+        );
+        // A group name that is not a plain word is given by number; a path that is not
+        // a plain word is quoted.
+        let path = "/opt/a b;x";
+        let info = FileInfo {
+            gid: 50,
+            ..file(0o750)
+        };
+        let (_, fix) = refused_as(
+            65534,
+            "User=nobody\n",
+            path,
+            looked_at(path, info, &[], "st$(x)"),
+        );
+        assert_eq!(
+            fix,
+            "add the service to group 50: SupplementaryGroups=50 (or Group=50) in the unit file, or let anyone execute it: chmod o+x '/opt/a b;x'"
+        );
+    }
+
+    /// (d) DynamicUser=yes: a uid of its own at each start; chown is no fix.
+    #[test]
+    fn a_dynamic_user_is_named_by_its_setting() {
+        let path = "/usr/local/bin/x.sh";
+        let (why, fix) = refused_as(
+            63897,
+            "DynamicUser=yes\n",
+            path,
+            looked_at(path, file(0o700), &[], "root"),
+        );
+        assert!(
+            why.ends_with(
+                "only its owner may execute it, not uid 63897 (DynamicUser=yes), which ran it"
+            ),
+            "{why}"
+        );
+        assert_eq!(
+            fix,
+            "let anyone execute it: chmod o+x /usr/local/bin/x.sh (DynamicUser= picks the service's uid at each start: chown cannot follow it), or run it as a user that may: User="
+        );
+    }
+
+    /// (e) A 0755 file whose ACL gives the user nothing.
+    #[test]
+    fn an_acl_entry_that_denies() {
+        use crate::model::facts::{Acl, AclEntry, AclTag};
+        let path = "/usr/local/bin/x.sh";
+        let entry = |tag, perm| AclEntry { tag, perm };
+        let acl = Acl {
+            entries: vec![
+                entry(AclTag::UserObj, 7),
+                entry(AclTag::User(65534), 0),
+                entry(AclTag::GroupObj, 5),
+                entry(AclTag::Mask, 5),
+                entry(AclTag::Other, 5),
+            ],
+        };
+        let info = FileInfo {
+            acl: Some(acl),
+            ..file(0o755)
+        };
+        let (why, fix) = refused_as(
+            65534,
+            "User=nobody\n",
+            path,
+            looked_at(path, info.clone(), &[], "root"),
+        );
+        assert_eq!(
+            why,
+            "p.service: ExecStart=/usr/local/bin/x.sh could not be executed: EACCES (Permission denied) — the file is mode 0755 root:root, but its ACL has an entry for uid 65534 (User=nobody), which ran it, without execute permission (user:65534:---; looked at after the failure)"
+        );
+        assert_eq!(
+            fix,
+            "give that ACL entry execute permission: setfacl -m u:65534:rx /usr/local/bin/x.sh, or remove it: setfacl -x u:65534 /usr/local/bin/x.sh"
+        );
+        // Another user is not refused by that entry: not explained by it.
+        let (why, _) = refused_as(1000, "User=app\n", path, looked_at(path, info, &[], "root"));
+        assert!(why.ends_with("the file looked fine when checked"), "{why}");
+    }
+
+    /// Through the model: the execve's uid, as the kernel recorded it, reaches the cause,
+    /// with the unit file's User=.
+    #[test]
+    fn the_model_explains_with_the_uid_the_kernel_saw() {
+        use crate::event::EventKind;
+        let mut facts = RecordedFacts::default();
+        facts.files.insert("/opt/m.sh".into(), file(0o700));
+        facts.user_names.insert(0, "root".into());
+        facts.group_names.insert(0, "root".into());
+        let failed = EventKind::ExecFailed {
+            ppid: 1,
+            uid: 65534,
+            errno: Errno(libc::EACCES),
+            filename: "/opt/m.sh".into(),
+            filename_truncated: false,
+        };
+        let (cause, json) = cause_of_203(facts, Some(failed));
+        assert!(
+            cause
+                .explain("m.service")
+                .ends_with("only its owner may execute it, not uid 65534, which ran it"),
+            "{}",
+            cause.explain("m.service")
+        );
+        assert_eq!(json["problem"], "not-executable-by");
+        assert_eq!(json["user"], 65534);
+        assert_eq!(json["evidence"], "execve");
+    }
+
+    /// A check the kernel recorded (a user manager checks as its user): the mode lets the
+    /// user, and the ACL the look found does not.
+    #[test]
+    fn a_recorded_check_refused_by_an_acl() {
+        use crate::{
+            event::{AccessSyscall, FileSeen},
+            model::facts::{Acl, AclEntry, AclTag},
+        };
+        let entry = |tag, perm| AclEntry { tag, perm };
+        let acl = Acl {
+            entries: vec![
+                entry(AclTag::UserObj, 7),
+                entry(AclTag::User(1000), 4),
+                entry(AclTag::GroupObj, 5),
+                entry(AclTag::Mask, 5),
+                entry(AclTag::Other, 5),
+            ],
+        };
+        let check = AccessRefusal {
+            ts_ns: 1,
+            errno: Errno(libc::EACCES),
+            syscall: AccessSyscall::Faccessat2,
+            uid: 1000,
+            gid: 1000,
+            file: Some(FileSeen {
+                file_mode: libc::S_IFREG | 0o755,
+                file_uid: 0,
+                file_gid: 0,
+                noexec: false,
+                file_name: "x".into(),
+            }),
+        };
+        let info = FileInfo {
+            acl: Some(acl),
+            ..file(0o755)
+        };
+        let lookup = FileLookup::done(found(info.clone()));
+        let refused = RefusedFile::check_refused(check.clone(), lookup);
+        assert_eq!(
+            refused.problem(),
+            FileProblem::AclDenies {
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                user: 1000,
+                perm: 4
+            }
+        );
+        // Without an ACL that says so, the kernel's record alone cannot tell.
+        let plain = RefusedFile::check_refused(check, FileLookup::done(found(file(0o755))));
+        assert_eq!(plain.problem(), FileProblem::Unknown);
     }
 }

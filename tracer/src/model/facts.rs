@@ -15,7 +15,7 @@ use super::cause::OwnerNames;
 use crate::{inspect, users};
 
 /// A file's state, as `stat` and its first line tell it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct FileInfo {
     /// Permission bits (`0o644`).
     pub mode: u32,
@@ -26,6 +26,116 @@ pub struct FileInfo {
     pub noexec_mount: Option<String>,
     /// The interpreter of a `#!` first line, and whether it exists.
     pub interpreter: Option<(String, bool)>,
+    /// Its access ACL (`system.posix_acl_access`), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acl: Option<Acl>,
+    /// The directories of its path, from `/` down to the one holding it, as looked at
+    /// with it (empty: not looked at).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dirs: Vec<DirInfo>,
+}
+
+/// A directory on the way to a file: what decides whether a user may search it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DirInfo {
+    pub path: String,
+    /// Permission bits.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acl: Option<Acl>,
+    /// Its owner's and group's names, looked up with it.
+    #[serde(skip)]
+    pub owner: OwnerNames,
+}
+
+/// A POSIX access ACL: its entries as the kernel keeps them (`system.posix_acl_access`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Acl {
+    pub entries: Vec<AclEntry>,
+}
+
+/// One ACL entry: whom it is for and its `rwx` bits (4, 2, 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct AclEntry {
+    pub tag: AclTag,
+    pub perm: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "tag", content = "id", rename_all = "kebab-case")]
+pub enum AclTag {
+    UserObj,
+    User(u32),
+    GroupObj,
+    Group(u32),
+    Mask,
+    Other,
+}
+
+impl Acl {
+    /// The entries of the kernel's xattr format: a version (2), then 8 bytes an entry
+    /// (tag, perm: u16; id: u32; little-endian). None for anything else: a value the
+    /// kernel would not have taken is not guessed at.
+    pub fn from_xattr(value: &[u8]) -> Option<Self> {
+        let (version, rest) = value.split_first_chunk::<4>()?;
+        if u32::from_le_bytes(*version) != 2 || rest.len() % 8 != 0 {
+            return None;
+        }
+        let entries = rest
+            .chunks_exact(8)
+            .map(|e| {
+                let tag = u16::from_le_bytes([e[0], e[1]]);
+                let perm = u16::from_le_bytes([e[2], e[3]]);
+                let id = u32::from_le_bytes([e[4], e[5], e[6], e[7]]);
+                let tag = match tag {
+                    0x01 => AclTag::UserObj,
+                    0x02 => AclTag::User(id),
+                    0x04 => AclTag::GroupObj,
+                    0x08 => AclTag::Group(id),
+                    0x10 => AclTag::Mask,
+                    0x20 => AclTag::Other,
+                    _ => return None,
+                };
+                Some(AclEntry {
+                    tag,
+                    perm: u8::try_from(perm & 7).ok()?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self { entries })
+    }
+
+    fn find(&self, tag: AclTag) -> Option<u8> {
+        self.entries.iter().find(|e| e.tag == tag).map(|e| e.perm)
+    }
+
+    /// The named user entry for `uid`, if there is one.
+    pub fn user(&self, uid: u32) -> Option<u8> {
+        self.find(AclTag::User(uid))
+    }
+
+    /// The mask entry (None: no named entries, nothing masked).
+    pub fn mask(&self) -> Option<u8> {
+        self.find(AclTag::Mask)
+    }
+
+    /// The group entries (the owning group's as None) and their bits before the mask.
+    pub fn groups(&self) -> impl Iterator<Item = (Option<u32>, u8)> + '_ {
+        self.entries.iter().filter_map(|e| match e.tag {
+            AclTag::GroupObj => Some((None, e.perm)),
+            AclTag::Group(g) => Some((Some(g), e.perm)),
+            _ => None,
+        })
+    }
+
+    /// Whether it says more than the mode does (named users or groups).
+    pub fn extended(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|e| matches!(e.tag, AclTag::User(_) | AclTag::Group(_)))
+    }
 }
 
 impl FileInfo {
@@ -120,6 +230,11 @@ pub struct UnitFile {
     /// `ExecStart=` lines as written.
     pub exec_start_lines: Vec<String>,
     pub user: Option<String>,
+    /// `Group=`, `SupplementaryGroups=` (names or numbers, in order), `DynamicUser=yes`:
+    /// with `User=`, whom systemd runs the commands as.
+    pub group: Option<String>,
+    pub supplementary_groups: Vec<String>,
+    pub dynamic_user: bool,
     pub working_directory: Option<String>,
     /// `RemainAfterExit=yes`: active (exited) after the main process ended.
     pub remain_after_exit: bool,
@@ -294,7 +409,13 @@ pub fn parse_unit_file(path: &str, texts: &[String]) -> UnitFile {
             let (key, value) = (key.trim(), value.trim());
             match key {
                 "Type" => u.service_type = Some(value.to_owned()),
-                "User" => u.user = Some(value.to_owned()),
+                "User" => u.user = (!value.is_empty()).then(|| value.to_owned()),
+                "Group" => u.group = (!value.is_empty()).then(|| value.to_owned()),
+                "SupplementaryGroups" if value.is_empty() => u.supplementary_groups.clear(),
+                "SupplementaryGroups" => u
+                    .supplementary_groups
+                    .extend(value.split_whitespace().map(str::to_owned)),
+                "DynamicUser" => u.dynamic_user = matches!(value, "yes" | "true" | "1" | "on"),
                 "WorkingDirectory" => u.working_directory = Some(value.to_owned()),
                 "RemainAfterExit" => {
                     u.remain_after_exit = matches!(value, "yes" | "true" | "1" | "on")
@@ -429,6 +550,8 @@ mod tests {
             is_dir: false,
             noexec_mount: None,
             interpreter: None,
+            acl: None,
+            dirs: Vec::new(),
         };
         recorded.files.insert("/x".into(), info);
         assert_eq!(owner(&recorded, "/x"), OwnerNames::default());

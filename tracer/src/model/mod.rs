@@ -20,6 +20,7 @@ mod changes;
 pub mod facts;
 mod lifecycle;
 mod outcome;
+pub mod perm;
 mod procs;
 pub mod run;
 pub mod systemd;
@@ -145,10 +146,11 @@ impl<F: Facts> Model<F> {
             } => self.on_exec(e, *ppid, filename, argv),
             EventKind::ExecFailed {
                 ppid,
+                uid,
                 errno,
                 filename,
                 ..
-            } => self.on_exec_failed(e, *ppid, *errno, filename),
+            } => self.on_exec_failed(e, (*ppid, *uid), *errno, filename),
             EventKind::Exit { ppid, status } => self.on_exit(e, *ppid, *status),
             EventKind::Signal {
                 target_pid, signal, ..

@@ -191,7 +191,7 @@ pub(super) fn outcome_of(
             (203, Some(f)) => Some(Cause::ExecFailed {
                 command: role,
                 path: f.path.clone(),
-                file: f.problem.clone(),
+                file: f.problem.clone().with_settings(file),
                 evidence: ExecEvidence::Execve,
                 pid,
             }),

@@ -127,7 +127,15 @@ impl<F: Facts> Model<F> {
         );
     }
 
-    pub(super) fn on_exec_failed(&mut self, e: &Enriched, ppid: u32, errno: Errno, filename: &str) {
+    /// `uid`: the real uid the kernel saw on the process (the one whose permissions the
+    /// exec was checked against, after systemd dropped to User=).
+    pub(super) fn on_exec_failed(
+        &mut self,
+        e: &Enriched,
+        (ppid, uid): (u32, u32),
+        errno: Errno,
+        filename: &str,
+    ) {
         let ev = &e.ev;
         self.place_task(e, ppid);
         // Only a unit's commands are explained: nothing else is looked at.
@@ -140,7 +148,7 @@ impl<F: Facts> Model<F> {
                 ts_ns: ev.ts_ns,
                 path: filename.to_owned(),
                 errno,
-                problem: RefusedFile::refused(errno, lookup),
+                problem: RefusedFile::refused(errno, lookup).ran_as(uid),
             });
         }
     }

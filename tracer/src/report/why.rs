@@ -124,6 +124,26 @@ fn access_check_line(file: &RefusedFile) -> String {
     s
 }
 
+/// Whom systemd says it runs the unit's commands as, when not root by default.
+fn run_as_line(s: &crate::systemd::ServiceFacts) -> Option<String> {
+    let mut set = Vec::new();
+    if s.dynamic_user {
+        set.push("DynamicUser=yes".to_owned());
+    }
+    for (key, value) in [("User", &s.user), ("Group", &s.group)] {
+        if !value.is_empty() {
+            set.push(format!("{key}={value}"));
+        }
+    }
+    if !s.supplementary_groups.is_empty() {
+        set.push(format!(
+            "SupplementaryGroups={}",
+            s.supplementary_groups.join(" ")
+        ));
+    }
+    (!set.is_empty()).then(|| format!("systemd runs its commands as {}", set.join(" ")))
+}
+
 fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
     let key = h.unit.key();
     let name = key.as_ref();
@@ -160,14 +180,23 @@ fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
             }) = cause
             {
                 evidence.push(match how {
-                    ExecEvidence::Execve => {
-                        "the kernel saw the execve fail with that error".to_owned()
-                    }
+                    ExecEvidence::Execve => match file.runner() {
+                        Some(r) => format!(
+                            "the kernel saw the execve fail with that error, run as uid {}; the file's state is as looked at after the failure",
+                            r.uid
+                        ),
+                        None => "the kernel saw the execve fail with that error".to_owned(),
+                    },
                     ExecEvidence::SystemdCheck => {
                         "no execve reached the kernel: systemd's own check refused the file; the error is what the file's state implies (looked at after the failure)".to_owned()
                     }
                     ExecEvidence::AccessCheck => access_check_line(file),
                 });
+                if file.runner().is_some()
+                    && let Some(line) = sd.and_then(|u| u.service.as_ref()).and_then(run_as_line)
+                {
+                    evidence.push(line);
+                }
             }
             evidence.extend(exec_start_line(h, sd));
             match cause {
@@ -800,6 +829,30 @@ mod tests {
             &[("/bin/c", 255 << 8)],
         );
         assert!(m.unit("u.service").unwrap().runs[0].failed());
+    }
+
+    /// Whom systemd says it runs the commands as, for a permission cause.
+    #[test]
+    fn systemd_says_whom_it_runs_the_commands_as() {
+        use crate::systemd::ServiceFacts;
+        assert_eq!(run_as_line(&ServiceFacts::default()), None);
+        let s = ServiceFacts {
+            user: "nobody".into(),
+            supplementary_groups: vec!["staff".into(), "adm".into()],
+            ..ServiceFacts::default()
+        };
+        assert_eq!(
+            run_as_line(&s).as_deref(),
+            Some("systemd runs its commands as User=nobody SupplementaryGroups=staff adm")
+        );
+        let s = ServiceFacts {
+            dynamic_user: true,
+            ..ServiceFacts::default()
+        };
+        assert_eq!(
+            run_as_line(&s).as_deref(),
+            Some("systemd runs its commands as DynamicUser=yes")
+        );
     }
 
     /// systemd's account decides whether the run failed: a success it counts is not

@@ -207,6 +207,16 @@ pub struct ServiceFacts {
     pub success_exit_status: Vec<i32>,
     #[serde(default)]
     pub success_signals: Vec<i32>,
+    /// Whom systemd runs the commands as: User=, Group=, SupplementaryGroups=,
+    /// DynamicUser= (empty: root, the default).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supplementary_groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dynamic_user: bool,
 }
 
 impl ServiceFacts {
@@ -573,6 +583,10 @@ struct ServiceProps {
     #[zvariant(rename = "WatchdogUSec")]
     watchdog_usec: Option<u64>,
     success_exit_status: Option<(Vec<i32>, Vec<i32>)>,
+    user: Option<String>,
+    group: Option<String>,
+    supplementary_groups: Option<Vec<String>>,
+    dynamic_user: Option<bool>,
 }
 
 /// ListUnits' rows: id, description, load, active, sub, following, path, job id, job type,
@@ -764,6 +778,10 @@ impl Systemd {
                     .success_exit_status
                     .map(|(_, sig)| sig)
                     .unwrap_or_default(),
+                user: s.user.unwrap_or_default(),
+                group: s.group.unwrap_or_default(),
+                supplementary_groups: s.supplementary_groups.unwrap_or_default(),
+                dynamic_user: s.dynamic_user.unwrap_or(false),
             })
         } else {
             None
