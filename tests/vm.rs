@@ -878,7 +878,9 @@ fn check_hardening(g: &Guest) -> Vec<String> {
     }
     // pid 1 is asked over its own socket (a peer-to-peer D-Bus connection), not the bus.
     let journal = fs::read_to_string(g.dir.join("journal.txt")).unwrap_or_default();
-    if !journal.contains("systemd's account: asked over /run/systemd/private") {
+    // (Early in boot, a connection there can stall; the daemon then asks over the bus and
+    // tries pid 1's socket again on its next connection: the story's reports make one.)
+    if !journal.contains("asked over /run/systemd/private") {
         problems.push(format!(
             "{}: the daemon did not ask systemd over /run/systemd/private: {:?}",
             g.suite,
@@ -897,7 +899,7 @@ fn check_hardening(g: &Guest) -> Vec<String> {
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or(Value::Null);
     if !stopped.contains("exit 0")
-        || stopped.contains("bus still there")
+        || !stopped.contains("inactive\ninactive")
         || nodbus["systemd_verdict"] != "failed"
         || nodbus["systemd"]["service"]["result"] != "exit-code"
     {

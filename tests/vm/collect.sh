@@ -120,7 +120,7 @@ done
 # still comes, over pid 1's own socket.
 systemctl stop dbus.socket dbus.service > "$R/tracer/nodbus-stop.txt" 2>&1
 echo "exit $?" >> "$R/tracer/nodbus-stop.txt"
-if [ -S /run/dbus/system_bus_socket ]; then echo "bus still there" >> "$R/tracer/nodbus-stop.txt"; fi
+systemctl is-active dbus.service dbus.socket >> "$R/tracer/nodbus-stop.txt" 2>&1
 /usr/local/bin/tracer why noexec.service --json > "$R/tracer/why-nodbus.json" 2>&1
 
 # A live `tracer units` started now finds the running units in /proc (start-up snapshot).

@@ -843,23 +843,49 @@ impl Systemd {
 /// One connection to systemd, made when first needed and kept for the questions after
 /// (the daemon's reports used to connect anew for each); made again after a failure.
 #[derive(Default)]
-pub struct Link(tokio::sync::Mutex<Option<Systemd>>);
+pub struct Link {
+    held: tokio::sync::Mutex<Option<Systemd>>,
+    /// Say on stderr which way a new connection went when it changes (the daemon's link:
+    /// its stderr is its log).
+    announce: bool,
+    said: std::sync::Mutex<Option<&'static str>>,
+}
 
 impl Link {
+    /// A link that says which way each new connection went, when that changes.
+    pub fn announcing() -> Self {
+        Self {
+            announce: true,
+            ..Self::default()
+        }
+    }
+
     /// The connection, made within `limit` when there is none.
     pub async fn get(&self, limit: Duration) -> Result<Systemd, SystemdError> {
-        let mut held = self.0.lock().await;
+        let mut held = self.held.lock().await;
         if let Some(sd) = held.as_ref() {
             return Ok(sd.clone());
         }
+        let t = std::time::Instant::now();
         let sd = Systemd::connect_within(limit).await?;
+        if self.announce {
+            let mut said = self.said.lock().unwrap_or_else(|e| e.into_inner());
+            if *said != Some(sd.via) {
+                eprintln!(
+                    "tracer daemon: systemd's facts for reports: asked over {} (connected in {} ms)",
+                    sd.via,
+                    t.elapsed().as_millis()
+                );
+                *said = Some(sd.via);
+            }
+        }
         *held = Some(sd.clone());
         Ok(sd)
     }
 
     /// Drops the connection after a failure: the next question makes a new one.
     pub async fn forget(&self) {
-        *self.0.lock().await = None;
+        *self.held.lock().await = None;
     }
 
     /// `ask` over the connection within `limit`; the connection forgotten when it fails.

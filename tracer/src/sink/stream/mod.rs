@@ -274,7 +274,7 @@ pub async fn serve(
 ) {
     let shared = Arc::new(Shared {
         others,
-        systemd: crate::systemd::Link::default(),
+        systemd: crate::systemd::Link::announcing(),
         tx,
         queries,
         clients,
