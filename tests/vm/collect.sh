@@ -106,6 +106,9 @@ for i in $(seq 120); do
   sleep 0.5
 done
 stamp "systemd's account recorded (or not, after 60 s)"
+# tracer's journal catalog, made known as `cargo xtask install` does (the image has the
+# file in /usr/lib/systemd/catalog/; journalctl -x reads the database this builds).
+journalctl --update-catalog > "$R/update-catalog.txt" 2>&1
 # The seed's story, step by step, against the running daemon.
 PATH=/usr/local/bin:$PATH "$lib/story.sh" "$R/story"
 
