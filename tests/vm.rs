@@ -1389,7 +1389,36 @@ fn check_story(g: &Guest) -> Vec<String> {
         format!("after the reboot, tracer boot shows mylog.service's run: {mylog:?}"),
     );
     problems.extend(check_story_journal(g));
+    problems.extend(check_log_priority(g));
     problems
+}
+
+/// The daemon's error line, written to stderr with `<3>` first when stderr is the
+/// journal's stream, is an entry of PRIORITY=3 whose message has no prefix left.
+fn check_log_priority(g: &Guest) -> Vec<String> {
+    let text = fs::read_to_string(g.dir.join("priority.jsonl")).unwrap_or_default();
+    let line = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| {
+            e["MESSAGE"]
+                .as_str()
+                .is_some_and(|m| m.contains("tracer: reading /nonexistent/tracer.toml"))
+        });
+    match line {
+        Some(e)
+            if e["PRIORITY"] == "3"
+                && e["MESSAGE"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("tracer: reading")) =>
+        {
+            Vec::new()
+        }
+        other => vec![format!(
+            "{}: the daemon's error line in the journal is not PRIORITY=3 without its <3> prefix: {other:?}\n{text}",
+            g.suite
+        )],
+    }
 }
 
 /// The message of tracer's finding after the story's failed start, as `tracer why` says it.
