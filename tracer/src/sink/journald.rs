@@ -206,6 +206,7 @@ pub struct Findings {
 #[derive(Clone, Debug)]
 pub struct Finding {
     pub unit: String,
+    pub kind: Kind,
     pub priority: u8,
     pub message: String,
     /// Everything but MESSAGE, PRIORITY and the rate's count.
@@ -383,6 +384,7 @@ impl Findings {
                 }
                 Some(Finding {
                     unit: key.clone(),
+                    kind: Kind::Restart,
                     priority,
                     message,
                     fields,
@@ -453,6 +455,7 @@ impl Findings {
                 }
                 Some(Finding {
                     unit: key,
+                    kind,
                     priority: match kind {
                         Kind::CrashLoop | Kind::Failure | Kind::OomKill | Kind::Timeout => LOG_ERR,
                         Kind::Restart => LOG_WARNING,
@@ -465,9 +468,14 @@ impl Findings {
     }
 
     /// Journals a finding, unless its unit is past its rate (then it is counted, and said
-    /// in the unit's next entry that is journaled).
+    /// in the unit's next entry that is journaled). A unit's restarts have a rate of their
+    /// own: a restarting unit's failures and its crash loop are not crowded out by them.
     pub fn emit(&mut self, f: Finding, now: Instant) {
-        let Some(suppressed) = self.admit(&f.unit, now) else {
+        let rate = match f.kind {
+            Kind::Restart => format!("{} (restarts)", f.unit),
+            _ => f.unit.clone(),
+        };
+        let Some(suppressed) = self.admit(&rate, now) else {
             self.counts.rate_limited += 1;
             return;
         };
@@ -475,7 +483,12 @@ impl Findings {
         let mut message = printable(&f.message).into_owned();
         if suppressed > 0 {
             message.push_str(&format!(
-                " ({suppressed} earlier findings of this unit were not journaled: more than {} at once, then one per {} s)",
+                " ({suppressed} earlier {} of this unit were not journaled: more than {} at once, then one per {} s)",
+                if f.kind == Kind::Restart {
+                    "restarts"
+                } else {
+                    "findings"
+                },
                 self.cfg.burst, self.cfg.refill_secs
             ));
         }

@@ -91,6 +91,7 @@ fn cfg(burst: u32, refill_secs: f64) -> JournaldConfig {
 fn finding(unit: &str) -> Finding {
     Finding {
         unit: unit.into(),
+        kind: Kind::Failure,
         priority: LOG_ERR,
         message: format!("{unit}: failed"),
         fields: Entry::default(),
@@ -404,14 +405,26 @@ fn a_crash_loop_restarts_and_the_rate_are_journaled_and_counted() {
     while let Some(e) = journal.try_receive() {
         kinds.push(field(&e, "TRACER_KIND")[0].to_owned());
     }
-    // 8 failures, 7 restarts, a crash loop: 16 findings, the first 5 journaled.
+    // 8 failures and a crash loop, 7 restarts: of each, the first 5 journaled (restarts
+    // have their own rate: they do not crowd out the crash loop).
     assert_eq!(
         kinds,
-        ["failure", "restart", "failure", "restart", "failure"],
+        [
+            "failure",
+            "restart",
+            "failure",
+            "restart",
+            "failure",
+            "crash-loop",
+            "restart",
+            "failure",
+            "restart",
+            "restart"
+        ],
         "{kinds:?}"
     );
-    assert_eq!(f.counts.sent, 5);
-    assert_eq!(f.counts.rate_limited, 11);
+    assert_eq!(f.counts.sent, 10);
+    assert_eq!(f.counts.rate_limited, 6);
     // The restart says after what.
     let (m2, changes2) = refused("/usr/bin/a", 3);
     let roomy = JournaldConfig {
@@ -490,4 +503,36 @@ fn the_catalog_explains_every_kind_once() {
                     .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
         );
     }
+}
+
+#[test]
+fn what_the_rate_held_back_is_said_in_the_next_entry() {
+    let journal = FakeJournal::new("suppressed");
+    let mut f = Findings::new(
+        &JournaldConfig {
+            burst: 1,
+            refill_secs: 10.0,
+            ..journal.cfg()
+        },
+        "b00",
+        60.0,
+    )
+    .unwrap();
+    let t = Instant::now();
+    for _ in 0..4 {
+        f.emit(finding("flaky.service"), t);
+    }
+    f.emit(finding("flaky.service"), t + Duration::from_secs(10));
+    let first = journal.receive();
+    assert!(field(&first, "TRACER_SUPPRESSED").is_empty());
+    let next = journal.receive();
+    assert_eq!(field(&next, "TRACER_SUPPRESSED"), ["3"]);
+    assert_eq!(
+        field(&next, "MESSAGE"),
+        [
+            "flaky.service: failed (3 earlier findings of this unit were not journaled: more than 1 at once, then one per 10 s)"
+        ]
+    );
+    assert!(journal.try_receive().is_none());
+    assert_eq!((f.counts.sent, f.counts.rate_limited), (2, 3));
 }
