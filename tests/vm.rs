@@ -1587,6 +1587,169 @@ fn check_story(g: &Guest) -> Vec<String> {
         }),
         format!("after the reboot, tracer boot shows mylog.service's run: {mylog:?}"),
     );
+    problems.extend(check_story_journal(g));
+    problems.extend(check_log_priority(g));
+    problems
+}
+
+/// The daemon's error line, written to stderr with `<3>` first when stderr is the
+/// journal's stream, is an entry of PRIORITY=3 whose message has no prefix left.
+fn check_log_priority(g: &Guest) -> Vec<String> {
+    let text = fs::read_to_string(g.dir.join("priority.jsonl")).unwrap_or_default();
+    let line = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| {
+            e["MESSAGE"]
+                .as_str()
+                .is_some_and(|m| m.contains("tracer: reading /nonexistent/tracer.toml"))
+        });
+    match line {
+        Some(e)
+            if e["PRIORITY"] == "3"
+                && e["MESSAGE"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("tracer: reading")) =>
+        {
+            Vec::new()
+        }
+        other => vec![format!(
+            "{}: the daemon's error line in the journal is not PRIORITY=3 without its <3> prefix: {other:?}\n{text}",
+            g.suite
+        )],
+    }
+}
+
+/// The message of tracer's finding after the story's failed start, as `tracer why` says it.
+const MYLOG_FINDING: &str = "mylog.service: ExecStart=/usr/local/bin/mylog.sh could not be executed: EACCES (Permission denied) — the file is mode 0644 root:root and not executable; fix: make it executable: chmod +x /usr/local/bin/mylog.sh";
+
+/// tracer's finding in the systemd journal, right after the story's failed start:
+/// `systemctl status mylog.service` and `journalctl -u mylog.service` show its line (sent
+/// by tracer, with EACCES and the fix), `journalctl -x` the catalog's text with the
+/// entry's fields, and `journalctl -o json` the fields themselves.
+fn check_story_journal(g: &Guest) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut expect = |ok: bool, msg: String| {
+        if !ok {
+            problems.push(format!("{}/story (systemd journal): {msg}", g.suite));
+        }
+    };
+    let dir = g.dir.join("story");
+    let read = |name: &str| fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let status = fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with("-status.txt"))
+        .and_then(|e| fs::read_to_string(e.path()).ok())
+        .unwrap_or_default();
+    // `... tracer[PID]: MESSAGE`: a line of the journal sent by tracer's process.
+    let tracer_line = |text: &str| {
+        text.lines().any(|l| {
+            l.ends_with(&format!(": {MYLOG_FINDING}"))
+                && l.split(": ").next().is_some_and(|head| {
+                    head.rsplit(' ')
+                        .next()
+                        .is_some_and(|who| who.starts_with("tracer[") && who.ends_with(']'))
+                })
+        })
+    };
+    expect(
+        tracer_line(&status),
+        format!(
+            "systemctl status mylog.service has no line from tracer ending in {MYLOG_FINDING:?} ({}):\n{status}",
+            read("finding-wait.out").trim()
+        ),
+    );
+    let journal = read("journal-u.out");
+    expect(
+        tracer_line(&journal),
+        format!("journalctl -u mylog.service has no line from tracer:\n{journal}"),
+    );
+    let explained = read("journal-x.out");
+    expect(
+        explained.contains("Subject: mylog.service failed, and tracer saw why")
+            && explained.contains(
+                "    mylog.service: ExecStart=/usr/local/bin/mylog.sh could not be executed: EACCES (Permission denied) — the file is mode 0644 root:root and not executable",
+            )
+            && explained.contains("The fix: make it executable: chmod +x /usr/local/bin/mylog.sh")
+            && explained.contains("tracer why mylog.service"),
+        format!("journalctl -x -u mylog.service shows no catalog text for tracer's finding:\n{explained}"),
+    );
+    // journalctl -o json: a value that is not printable text is an array of bytes.
+    let text_of = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Array(bytes) => String::from_utf8_lossy(
+            &bytes
+                .iter()
+                .filter_map(|b| b.as_u64().map(|b| b as u8))
+                .collect::<Vec<_>>(),
+        )
+        .into_owned(),
+        _ => String::new(),
+    };
+    let entries: Vec<Value> = read("finding.jsonl")
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let failure = entries.iter().find(|e| e["TRACER_KIND"] == "failure");
+    expect(
+        failure.is_some(),
+        format!(
+            "journalctl -o json has no TRACER_KIND=failure entry of tracer's: {}",
+            read("finding.jsonl")
+        ),
+    );
+    if let Some(e) = failure {
+        for (field, value) in [
+            ("MESSAGE", MYLOG_FINDING),
+            ("MESSAGE_ID", "8652b949182b4d948932779599e03b8e"),
+            ("PRIORITY", "3"),
+            ("SYSLOG_IDENTIFIER", "tracer"),
+            ("OBJECT_SYSTEMD_UNIT", "mylog.service"),
+            ("_UID", "0"),
+            ("TRACER_UNIT", "mylog.service"),
+            ("TRACER_RUN", "1"),
+            ("TRACER_CAUSE", "exec-failed"),
+            ("TRACER_COMMAND", "ExecStart"),
+            ("TRACER_PATH", "/usr/local/bin/mylog.sh"),
+            ("TRACER_ERRNO", "13"),
+            ("TRACER_ERROR", "EACCES"),
+            ("TRACER_MODE", "0644"),
+            ("TRACER_EVIDENCE_KIND", "access-check"),
+            ("TRACER_SYSTEMD_VERDICT", "failed"),
+            ("TRACER_SYSTEMD_RESULT", "exit-code"),
+            (
+                "TRACER_FIX",
+                "make it executable: chmod +x /usr/local/bin/mylog.sh",
+            ),
+        ] {
+            expect(
+                text_of(&e[field]) == value,
+                format!("{field}={} in tracer's entry, not {value:?}", e[field]),
+            );
+        }
+        expect(
+            !text_of(&e["TRACER_BOOT_ID"]).is_empty() && e["TRACER_BOOT_ID"] == e["_BOOT_ID"],
+            format!(
+                "TRACER_BOOT_ID={} is the journal's _BOOT_ID={}",
+                e["TRACER_BOOT_ID"], e["_BOOT_ID"]
+            ),
+        );
+        let evidence = text_of(&e["TRACER_EVIDENCE"]);
+        expect(
+            evidence.lines().count() >= 3
+                && evidence.lines().any(|l| {
+                    l.contains("it refused systemd's access check")
+                        && l.ends_with("the file was 0644 root:root at that moment")
+                }),
+            format!("TRACER_EVIDENCE, a line each: {evidence:?}"),
+        );
+        expect(
+            text_of(&e["TRACER_PID"]).parse::<u32>().is_ok(),
+            format!("TRACER_PID={}", e["TRACER_PID"]),
+        );
+    }
     problems
 }
 

@@ -57,6 +57,11 @@ timeout 60 systemd-analyze security --no-pager tracer.service > "$R/security.txt
 timeout 20 bash -c 'exec 3<>/dev/tcp/127.0.0.1/9464 && printf "GET /metrics HTTP/1.0\r\n\r\n" >&3 && cat <&3' \
   > "$R/metrics.txt" 2>&1 || echo "(no answer within 20 s: $?)" >> "$R/metrics.txt"
 systemctl status --no-pager tracer.service tracer-metrics.socket > "$R/tracer.status" 2>&1
+# The daemon's own log lines carry their priority when stderr is the journal's stream:
+# an error (a configuration file that is not there) is PRIORITY=3.
+timeout 60 systemd-run --quiet --wait --unit=tracer-vm-priority /usr/local/bin/tracer daemon \
+  --config /nonexistent/tracer.toml > /dev/null 2>&1
+journalctl -b -u tracer-vm-priority.service -o json --no-pager > "$R/priority.jsonl" 2>&1
 # (Also on the console, the serial log, should anything after hang.)
 head -12 "$R/tracer.status"
 journalctl -b -u tracer.service --no-pager | grep -v systemd | tail -5
@@ -106,6 +111,9 @@ for i in $(seq 120); do
   sleep 0.5
 done
 stamp "systemd's account recorded (or not, after 60 s)"
+# tracer's journal catalog, made known as `cargo xtask install` does (the image has the
+# file in /usr/lib/systemd/catalog/; journalctl -x reads the database this builds).
+journalctl --update-catalog > "$R/update-catalog.txt" 2>&1
 # The seed's story, step by step, against the running daemon.
 PATH=/usr/local/bin:$PATH "$lib/story.sh" "$R/story"
 

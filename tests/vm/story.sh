@@ -1,7 +1,8 @@
 #!/bin/sh
 # The seed's story, literally, as a new user types it: a script, a unit, daemon-reload,
 # enable, start (it fails: the script is not executable), tracer why, chmod +x, start
-# again, tracer why, and tracer why on a replay of the boot's journal. Each step's command and output go to $1/NN-name.txt.
+# again, tracer why, and tracer why on a replay of the boot's journal; after the failed
+# start, systemctl status and the journal show tracer's finding. Each step's command and output go to $1/NN-name.txt.
 set -u
 out=$1
 mkdir -p "$out"
@@ -17,7 +18,19 @@ step write-unit "printf '[Unit]\nDescription=My first service\n\n[Service]\nExec
 step daemon-reload "systemctl daemon-reload"
 step enable "systemctl enable mylog.service"
 step start "systemctl start mylog.service"
-step status "systemctl status --no-pager mylog.service | head -n 6"
+# tracer's finding reaches the journal a moment after the failed start returns (it waits
+# 300 ms for the file's look and systemd's verdict; longer under TCG right after boot):
+# waited for, at most 10 s, outside the steps the README shows.
+t0=$(cut -d' ' -f1 /proc/uptime)
+for i in $(seq 50); do
+  journalctl -b -q -u mylog.service -t tracer -o cat --no-pager 2>/dev/null | grep -q . && break
+  sleep 0.2
+done
+echo "waited from uptime $t0 to $(cut -d' ' -f1 /proc/uptime)" > "$out/finding-wait.out"
+step status "systemctl status --no-pager --full mylog.service"
+journalctl -b -u mylog.service --no-pager > "$out/journal-u.out" 2>&1
+journalctl -b -x -u mylog.service --no-pager > "$out/journal-x.out" 2>&1
+journalctl -b -u mylog.service -t tracer -o json --no-pager > "$out/finding.jsonl" 2>&1
 step why-failed "tracer why mylog.service"
 tracer why mylog.service --json > "$out/why-failed.json" 2>&1
 step chmod "chmod +x /usr/local/bin/mylog.sh"

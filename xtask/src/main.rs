@@ -162,6 +162,8 @@ const BIN: &str = "/usr/local/bin/tracer";
 const UNIT: &str = "/etc/systemd/system/tracer.service";
 const SOCKET_UNIT: &str = "/etc/systemd/system/tracer-metrics.socket";
 const CONFIG: &str = "/etc/tracer/tracer.toml";
+/// Where journalctl finds catalogs (`journalctl --update-catalog` builds its database).
+const CATALOG: &str = "/usr/lib/systemd/catalog/tracer.catalog";
 /// Generated from the clap definitions by the installed binary.
 const EXTRAS: &[(&[&str], &str)] = &[
     (&["manpage"], "/usr/local/share/man/man1/tracer.1"),
@@ -198,6 +200,9 @@ fn install() -> anyhow::Result<()> {
         root().join("tracer/dist/tracer-metrics.socket"),
         SOCKET_UNIT,
     )?;
+    std::fs::create_dir_all("/usr/lib/systemd/catalog")?;
+    std::fs::copy(root().join("tracer/dist/tracer.catalog"), CATALOG)?;
+    update_catalog();
     if !Path::new(CONFIG).exists() {
         std::fs::create_dir_all("/etc/tracer")?;
         std::fs::copy(root().join("tracer/dist/tracer.toml"), CONFIG)?;
@@ -213,7 +218,7 @@ fn install() -> anyhow::Result<()> {
         std::fs::write(path, out.stdout).with_context(|| format!("writing {path}"))?;
     }
     eprintln!(
-        "xtask: installed {BIN}, {UNIT}, {SOCKET_UNIT}, {CONFIG}, the man page and shell completions"
+        "xtask: installed {BIN}, {UNIT}, {SOCKET_UNIT}, {CONFIG}, {CATALOG}, the man page and shell completions"
     );
     if systemd_runs() {
         sh(Command::new("systemctl").arg("daemon-reload"))?;
@@ -223,6 +228,16 @@ fn install() -> anyhow::Result<()> {
         eprintln!("xtask: systemd is not running here: enable tracer.service where it is");
     }
     Ok(())
+}
+
+/// Rebuilds journalctl's catalog database, so that `journalctl -x` shows the text of tracer's
+/// entries; where there is no journalctl, says so.
+fn update_catalog() {
+    match Command::new("journalctl").arg("--update-catalog").status() {
+        Ok(s) if s.success() => {}
+        Ok(s) => eprintln!("xtask: journalctl --update-catalog failed ({s}): run it by hand"),
+        Err(e) => eprintln!("xtask: journalctl --update-catalog: {e} (no systemd journal here?)"),
+    }
 }
 
 fn uninstall() -> anyhow::Result<()> {
@@ -240,7 +255,7 @@ fn uninstall() -> anyhow::Result<()> {
     for f in EXTRAS
         .iter()
         .map(|(_, p)| *p)
-        .chain([UNIT, SOCKET_UNIT, BIN])
+        .chain([UNIT, SOCKET_UNIT, CATALOG, BIN])
     {
         match std::fs::remove_file(f) {
             Ok(()) => eprintln!("xtask: removed {f}"),
@@ -248,6 +263,7 @@ fn uninstall() -> anyhow::Result<()> {
             Err(e) => return Err(e).with_context(|| format!("removing {f}")),
         }
     }
+    update_catalog();
     if systemd_runs() {
         sh(Command::new("systemctl").arg("daemon-reload"))?;
     }

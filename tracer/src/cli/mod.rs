@@ -3,6 +3,7 @@
 pub mod boot;
 pub mod events;
 pub mod journal;
+mod log;
 pub mod units;
 
 use std::process::ExitCode;
@@ -62,13 +63,11 @@ pub fn main() -> ExitCode {
         1 => "info",
         _ => "debug",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let journal = log::stderr_is_journal();
+    log::init(
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+        journal,
+    );
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -113,7 +112,9 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("tracer: {e:#}");
+            // An error line is PRIORITY=3 in the journal.
+            let priority = if journal { "<3>" } else { "" };
+            eprintln!("{priority}tracer: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -39,6 +39,8 @@ pub struct Config {
     /// Failed runs within `crash_loop_window_secs` that make a crash loop.
     pub crash_loop_runs: usize,
     pub crash_loop_window_secs: f64,
+    /// Findings in the systemd journal (on by default) and their rate per unit.
+    pub systemd_journal: JournaldConfig,
 }
 
 impl Default for Config {
@@ -56,11 +58,12 @@ impl Default for Config {
             journal: JournalLimits::default(),
             crash_loop_runs: 3,
             crash_loop_window_secs: 60.0,
+            systemd_journal: JournaldConfig::default(),
         }
     }
 }
 
-pub use crate::sink::stream::Others;
+pub use crate::sink::{journald::JournaldConfig, stream::Others};
 
 /// Why the configuration could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +138,9 @@ mod tests {
             err.contains("unknown field") && err.contains("metrics_lisen"),
             "{err}"
         );
+        let c = Config::parse("[systemd_journal]\nenabled = false\n", p).unwrap();
+        assert!(!c.systemd_journal.enabled);
+        assert_eq!(c.systemd_journal.burst, JournaldConfig::default().burst);
         let err = Config::parse("[journal]\nmax_bytez = 1\n", p)
             .unwrap_err()
             .to_string();

@@ -32,6 +32,7 @@ use crate::{
     probe::{Managers, Probe, ProbeOptions},
     report,
     sink::{
+        journald::{self, Findings},
         metrics::Metrics,
         stream::{self, Publisher, Question},
     },
@@ -298,6 +299,11 @@ struct Pipeline {
     managers: Option<Managers>,
     /// systemd's account of the boot, as recorded when it finished.
     booted: Option<Snapshot>,
+    /// Findings for the systemd journal (None: turned off), and where the changes whose
+    /// moment has come go to have systemd asked about their unit (None: systemd is not
+    /// there to be asked).
+    findings: Option<Findings>,
+    ask_systemd: Option<mpsc::Sender<journald::Pending>>,
 }
 
 impl Pipeline {
@@ -356,6 +362,8 @@ impl Pipeline {
             malformed: Vec::new(),
             managers,
             booted: None,
+            findings: Findings::new(&cfg.systemd_journal, boot_id, cfg.crash_loop_window_secs),
+            ask_systemd: None,
         };
         Ok((probe, pipeline))
     }
@@ -391,6 +399,13 @@ impl Pipeline {
         let mut terminate = signal(SignalKind::terminate())?;
         let mut hangup = signal(SignalKind::hangup())?;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
+        // Findings' units are asked of systemd off this loop; the answers come back here.
+        let (answers_tx, mut answers) = mpsc::channel::<journald::Answer>(64);
+        if self.findings.is_some() && systemd::booted_with_systemd() {
+            let (tx, rx) = mpsc::channel(64);
+            tokio::spawn(journald::ask_systemd(rx, answers_tx));
+            self.ask_systemd = Some(tx);
+        }
         // Kept by this loop: a loop stalled anywhere stops it.
         let mut watchdog = notify::Watchdog::from_env();
         loop {
@@ -406,6 +421,7 @@ impl Pipeline {
                     }
                     let _ = q.reply.send(report::answer(&q.query, &self.model, sd.as_ref()));
                 }
+                Some((pending, unit)) = answers.recv() => self.journal_finding(pending, unit),
                 Some(snapshot) = systemd.recv() => {
                     self.record_systemd(&snapshot);
                     self.booted = Some(snapshot);
@@ -447,10 +463,64 @@ impl Pipeline {
         };
         self.metrics.observe(&e, target_unit);
         self.model.apply(&e);
+        let now = Instant::now();
         for change in self.model.take_changes() {
             self.metrics.count(&change, &self.clock);
+            if let Some(f) = &mut self.findings {
+                f.note(&change, now);
+            }
         }
         self.stream.push(e);
+    }
+
+    /// The changes whose moment has come: to systemd's question first when it decides
+    /// them, else made entries at once.
+    fn findings_due(&mut self) {
+        let Some(f) = &mut self.findings else {
+            return;
+        };
+        let now = Instant::now();
+        for p in f.due(now) {
+            let p = match &self.ask_systemd {
+                Some(ask) if p.wants_systemd() => match ask.try_send(p) {
+                    Ok(()) => continue,
+                    // The questions are behind: this one goes without systemd's account.
+                    Err(e) => e.into_inner(),
+                },
+                _ => p,
+            };
+            if let Some(entry) = f.entry(&p, &self.model, None) {
+                f.emit(entry, now);
+            }
+        }
+        self.metrics.sync_findings(&f.counts);
+    }
+
+    /// A due change with systemd's account of its unit: the entry it makes, journaled;
+    /// or, while systemd is still starting or stopping the unit, asked again later.
+    fn journal_finding(&mut self, pending: journald::Pending, unit: Option<systemd::SystemdUnit>) {
+        let Some(f) = &mut self.findings else {
+            return;
+        };
+        let now = Instant::now();
+        if let Some(u) = &unit
+            && !journald::settled(u)
+            && pending.tries + 1 < journald::TRIES
+        {
+            f.retry(pending, now);
+            return;
+        }
+        // What systemd forgets on a daemon-reload, its boot account kept.
+        let mut unit = unit;
+        if let (Some(u), Some(booted)) = (unit.as_mut(), &self.booted)
+            && let Some(then) = booted.unit(&u.id)
+        {
+            u.fill_from(then);
+        }
+        if let Some(entry) = f.entry(&pending, &self.model, unit.as_ref()) {
+            f.emit(entry, now);
+        }
+        self.metrics.sync_findings(&f.counts);
     }
 
     fn record_systemd(&mut self, snapshot: &Snapshot) {
@@ -481,6 +551,7 @@ impl Pipeline {
     }
 
     fn tick(&mut self, probe: &mut Probe) {
+        self.findings_due();
         if let Err(e) = self.journal.maybe_flush() {
             self.journal_errors += 1;
             tracing::warn!("journal: {e}");

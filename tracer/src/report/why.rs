@@ -493,6 +493,59 @@ fn not_failed(h: &UnitHistory, run: &Run, sd: Option<&SystemdUnit>) -> String {
     }
 }
 
+/// What `tracer why` says of one run of a unit (its `index` in the history), as it said
+/// it when that run was the latest: the runs after it left out. `sd` must be systemd's
+/// account of that activation (the caller knows which account is whose). The daemon's
+/// journal entries say this, so that they and `tracer why` never explain a run two ways.
+pub fn of_run(h: &UnitHistory, index: usize, sd: Option<&SystemdUnit>) -> Option<RunWhy> {
+    let cut;
+    let h = if index + 1 == h.runs.len() {
+        h
+    } else {
+        cut = UnitHistory {
+            unit: h.unit.clone(),
+            runs: h.runs.get(..=index)?.to_vec(),
+            file: h.file.clone(),
+            crash_loop: h.crash_loop,
+            serial: h.serial,
+        };
+        &cut
+    };
+    let w = why_of(h, sd);
+    let failed = match w.systemd_verdict {
+        Some(v) => v == "failed",
+        None => h.runs.last().is_some_and(Run::failed),
+    };
+    Some(RunWhy {
+        explanation: w.explanation,
+        hint: w.hint,
+        evidence: w.evidence,
+        cause: w.cause.cloned(),
+        verdict: w.systemd_verdict,
+        result: w
+            .systemd
+            .filter(|_| w.systemd_verdict.is_some())
+            .and_then(|u| u.service.as_ref())
+            .map(|s| s.result.clone()),
+        failed,
+    })
+}
+
+/// [`of_run`]'s answer, owned.
+#[derive(Clone, Debug)]
+pub struct RunWhy {
+    pub explanation: String,
+    pub hint: Option<String>,
+    pub evidence: Vec<String>,
+    pub cause: Option<Cause>,
+    /// systemd's verdict, when its account was had.
+    pub verdict: Option<&'static str>,
+    /// systemd's Result=, when its account was had.
+    pub result: Option<String>,
+    /// Whether the run failed: systemd's verdict, or the kernel's account without it.
+    pub failed: bool,
+}
+
 /// The `tracer why` report of a unit of a model; `origin` says where the model's events
 /// came from (for the errors: what was not seen, and where).
 pub fn build<'a, F: Facts>(

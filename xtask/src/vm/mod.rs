@@ -250,6 +250,11 @@ fn boot(suite: Suite, image: &Image, tracer: &Path, scenarios: &[String]) -> any
         "/etc/systemd/system/tracer-metrics.socket".into(),
         root().join("tracer/dist/tracer-metrics.socket"),
     ));
+    inject.dirs.push("/usr/lib/systemd/catalog".into());
+    inject.files.push((
+        "/usr/lib/systemd/catalog/tracer.catalog".into(),
+        root().join("tracer/dist/tracer.catalog"),
+    ));
     inject.enable("tracer.service", "sysinit.target");
     inject.enable("tracer-metrics.socket", "sysinit.target");
     inject.dirs.push("/usr/local/lib/tracer-vm".into());

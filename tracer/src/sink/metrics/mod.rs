@@ -46,6 +46,9 @@ pub struct Metrics {
     /// `tracer_file_lookups_total` by result, and the counts it was last synced to.
     lookups: IntCounterVec,
     lookups_seen: [u64; 3],
+    /// `tracer_systemd_journal_entries_total` by result, and the counts last synced to.
+    findings: IntCounterVec,
+    findings_seen: crate::sink::journald::Counts,
     malformed: IntCounter,
     malformed_seen: u64,
     failed_execs_caught: IntGauge,
@@ -361,6 +364,15 @@ impl Metrics {
         for (result, _) in crate::inspect::LookupCounts::default().by_result() {
             lookups.with_label_values(&[result]);
         }
+        let findings = counter(
+            &r,
+            "tracer_systemd_journal_entries_total",
+            "Findings for the systemd journal, by result (sent; rate-limited: past the unit's rate; unavailable: no journal socket, or it refused; busy: journald's queue full; too-large; queue-full: too many waiting).",
+            &["result"],
+        );
+        for (result, _) in crate::sink::journald::Counts::default().by_result() {
+            findings.with_label_values(&[result]);
+        }
         let build = registered(
             &r,
             IntGaugeVec::new(
@@ -389,6 +401,8 @@ impl Metrics {
             journal_errors_seen: JournalErrors::default(),
             lookups,
             lookups_seen: [0; 3],
+            findings,
+            findings_seen: crate::sink::journald::Counts::default(),
             malformed,
             malformed_seen: 0,
             failed_execs_caught,
@@ -524,6 +538,19 @@ impl Metrics {
                 *seen = *n;
             }
         }
+    }
+
+    /// What became of the findings for the systemd journal (since the daemon started).
+    pub fn sync_findings(&mut self, counts: &crate::sink::journald::Counts) {
+        let seen = self.findings_seen.by_result();
+        for ((result, n), (_, before)) in counts.by_result().iter().zip(seen) {
+            if *n > before {
+                self.findings
+                    .with_label_values(&[result])
+                    .inc_by(*n - before);
+            }
+        }
+        self.findings_seen = *counts;
     }
 
     /// Counts what the model announced.
@@ -834,6 +861,27 @@ mod tests {
             &[
                 "tracer_file_lookups_total{result=\"done\"} 3",
                 "tracer_file_lookups_total{result=\"rate-limited\"} 2",
+            ],
+        );
+    }
+
+    #[test]
+    fn findings_for_the_systemd_journal_are_exported_by_result() {
+        let mut m = Metrics::new(10);
+        let mut counts = crate::sink::journald::Counts::default();
+        m.sync_findings(&counts);
+        assert!(
+            rendered(&m).contains("tracer_systemd_journal_entries_total{result=\"unavailable\"} 0")
+        );
+        counts.sent = 4;
+        counts.rate_limited = 7;
+        m.sync_findings(&counts);
+        m.sync_findings(&counts);
+        has_lines(
+            &rendered(&m),
+            &[
+                "tracer_systemd_journal_entries_total{result=\"sent\"} 4",
+                "tracer_systemd_journal_entries_total{result=\"rate-limited\"} 7",
             ],
         );
     }
