@@ -256,7 +256,9 @@ impl Findings {
                 unit, run, start, ..
             } if matches!(
                 start,
-                StartKind::AutomaticRestart | StartKind::Manual { .. }
+                StartKind::AutomaticRestart
+                    | StartKind::Manual { .. }
+                    | StartKind::ManualStart { .. }
             ) =>
             {
                 (unit, *run, What::Restart(start.clone()), now)
@@ -353,8 +355,16 @@ impl Findings {
                 });
                 object(&mut fields, Kind::Restart, p.run);
                 let (message, priority) = match start {
-                    StartKind::Manual { by_pid, command } => {
-                        fields.add("TRACER_START", "manual");
+                    StartKind::Manual { by_pid, command }
+                    | StartKind::ManualStart { by_pid, command } => {
+                        fields.add(
+                            "TRACER_START",
+                            if matches!(start, StartKind::Manual { .. }) {
+                                "manual"
+                            } else {
+                                "manual-start"
+                            },
+                        );
                         fields.add("TRACER_BY_PID", by_pid.to_string());
                         fields.add("TRACER_BY_COMMAND", command);
                         (

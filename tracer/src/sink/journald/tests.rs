@@ -191,6 +191,8 @@ fn refused(program: &str, runs: u64) -> (Fed<RecordedFacts>, Vec<Change>) {
             is_dir: false,
             noexec_mount: None,
             interpreter: None,
+            acl: None,
+            dirs: Vec::new(),
         },
     );
     facts.user_names.insert(0, "root".into());
