@@ -510,9 +510,11 @@ impl Pipeline {
             f.retry(pending, now);
             return;
         }
-        // What systemd forgets on a daemon-reload, its boot account kept.
+        // What systemd forgets on a daemon-reload, its boot account kept (the system
+        // manager's: of the system's units only).
         let mut unit = unit;
         if let (Some(u), Some(booted)) = (unit.as_mut(), &self.booted)
+            && pending.unit.user.is_none()
             && let Some(then) = booted.unit(&u.id)
         {
             u.fill_from(then);
