@@ -13,6 +13,24 @@ pub(crate) fn ev(kind: EventKind) -> Event {
     }
 }
 
+/// An event at `ts_ns` of process `tgid` (its only thread) in cgroup `cgroup_id`.
+pub(crate) fn event_at(
+    ts_ns: u64,
+    tgid: u32,
+    cgroup_id: u64,
+    comm: &str,
+    kind: EventKind,
+) -> Event {
+    Event {
+        ts_ns,
+        pid: tgid,
+        tgid,
+        cgroup_id,
+        comm: comm.into(),
+        kind,
+    }
+}
+
 pub(crate) fn exec() -> Event {
     ev(EventKind::Exec {
         ppid: 1,

@@ -2,21 +2,12 @@
 
 use super::{cause::Cause, facts::RecordedFacts, *};
 use crate::{
-    event::{CgroupRef, Event, WaitStatus},
+    event::{CgroupRef, WaitStatus},
     procfs::ProcInfo,
     testing::Fed,
 };
 
-fn ev(ts_ns: u64, tgid: u32, cgroup_id: u64, comm: &str, kind: EventKind) -> Event {
-    Event {
-        ts_ns,
-        pid: tgid,
-        tgid,
-        cgroup_id,
-        comm: comm.into(),
-        kind,
-    }
-}
+use crate::testing::event_at as ev;
 
 /// Facts with the unit file of a.service (ExecStart=/usr/bin/a).
 fn a_service_file() -> RecordedFacts {

@@ -9,7 +9,7 @@ use std::{
 
 use super::{wire::Entry, *};
 use crate::{
-    event::{CgroupRef, Errno, Event, EventKind, WaitStatus},
+    event::{CgroupRef, Errno, EventKind, WaitStatus},
     model::{
         ModelConfig,
         facts::{FileInfo, RecordedFacts, parse_unit_file},
@@ -149,16 +149,7 @@ fn the_table_of_rates_is_bounded() {
     assert!(!f.rates.contains_key("u0.service"), "the longest idle goes");
 }
 
-fn ev(ts_ns: u64, tgid: u32, cgroup_id: u64, comm: &str, kind: EventKind) -> Event {
-    Event {
-        ts_ns,
-        pid: tgid,
-        tgid,
-        cgroup_id,
-        comm: comm.into(),
-        kind,
-    }
-}
+use crate::testing::event_at as ev;
 
 fn cgroup(id: u64, path: &str) -> CgroupRef {
     CgroupRef {
