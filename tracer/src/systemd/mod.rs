@@ -870,14 +870,7 @@ impl Link {
         let sd = Systemd::connect_within(limit).await?;
         if self.announce {
             let mut said = self.said.lock().unwrap_or_else(|e| e.into_inner());
-            if *said != Some(sd.via) {
-                eprintln!(
-                    "tracer daemon: systemd's facts for reports: asked over {} (connected in {} ms)",
-                    sd.via,
-                    t.elapsed().as_millis()
-                );
-                *said = Some(sd.via);
-            }
+            say_way(&mut said, "systemd's facts for reports", &sd, t);
         }
         *held = Some(sd.clone());
         Ok(sd)
@@ -978,21 +971,27 @@ fn private_refused(why: &str) {
     }
 }
 
+/// Says on stderr which way `sd` reached systemd, and how long connecting took since
+/// `since`, when that way is not the one `said` last (whatever the log level, as the
+/// ready line is: which way systemd was reached is what an operator looks for when its
+/// account is missing).
+fn say_way(said: &mut Option<&'static str>, what: &str, sd: &Systemd, since: std::time::Instant) {
+    if *said != Some(sd.via) {
+        eprintln!(
+            "tracer daemon: {what}: asked over {} (connected in {} ms)",
+            sd.via,
+            since.elapsed().as_millis()
+        );
+        *said = Some(sd.via);
+    }
+}
+
 /// Connects, waits until boot has finished, and takes systemd's account; `said` is the way
 /// systemd was last said to be reached.
 async fn account_once(said: &mut Option<&'static str>) -> Result<Snapshot, SystemdError> {
     let t = std::time::Instant::now();
     let sd = Systemd::connect_within(Duration::from_secs(15)).await?;
-    if *said != Some(sd.via) {
-        // (Said whatever the log level, as the ready line is: which way systemd was
-        // reached is what an operator looks for when its account is missing.)
-        eprintln!(
-            "tracer daemon: systemd's account: asked over {} (connected in {} ms)",
-            sd.via,
-            t.elapsed().as_millis()
-        );
-        *said = Some(sd.via);
-    }
+    say_way(said, "systemd's account", &sd, t);
     while !sd.boot_times().await?.finished() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
