@@ -24,13 +24,18 @@ struct Manager {
 
 impl Manager {
     fn start() -> Self {
-        let runtime = std::env::temp_dir().join(format!("tracer-systemd-{}", std::process::id()));
-        Self::start_in(runtime)
+        Self::start_in(Self::own_runtime("a"), &[])
+    }
+
+    /// A runtime directory of the test's own (`tag` tells the tests apart).
+    fn own_runtime(tag: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("tracer-systemd-{}-{tag}", std::process::id()))
     }
 
     /// A manager whose runtime directory (its socket's, `systemd/private` below it) is
-    /// `runtime`, made for it and removed after.
-    fn start_in(runtime: PathBuf) -> Self {
+    /// `runtime`, made for it and removed after, with `units` (name, text) in its unit
+    /// directory (`$XDG_CONFIG_HOME/systemd/user`, below `runtime` too).
+    fn start_in(runtime: PathBuf, units: &[(&str, &str)]) -> Self {
         let binary = ["/usr/lib/systemd/systemd", "/lib/systemd/systemd"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -41,6 +46,12 @@ impl Manager {
             runtime.display()
         );
         std::fs::create_dir_all(&runtime).unwrap();
+        let config = runtime.join("config");
+        let unit_dir = config.join("systemd/user");
+        std::fs::create_dir_all(&unit_dir).unwrap();
+        for (name, text) in units {
+            std::fs::write(unit_dir.join(name), text).unwrap();
+        }
         // A private /run/systemd (a tmpfs in the namespace only) says systemd booted.
         let script = format!(
             "mkdir -p /run/systemd && mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system && exec {binary} --user --log-target=console"
@@ -48,6 +59,7 @@ impl Manager {
         let child = Command::new("unshare")
             .args(["--mount", "--propagation", "private", "sh", "-c", &script])
             .env("XDG_RUNTIME_DIR", &runtime)
+            .env("XDG_CONFIG_HOME", &config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -74,6 +86,28 @@ impl Manager {
             .join("systemd/private")
             .to_string_lossy()
             .into_owned()
+    }
+}
+
+impl Manager {
+    /// `systemctl --user ARGS` against this manager (in its mount namespace, where
+    /// systemd booted); its exit status.
+    fn systemctl(&self, args: &[&str]) -> std::process::ExitStatus {
+        Command::new("nsenter")
+            .args([
+                "-t",
+                &self.child.id().to_string(),
+                "-m",
+                "systemctl",
+                "--user",
+            ])
+            .args(args)
+            .env("XDG_RUNTIME_DIR", &self.runtime)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("running nsenter (util-linux) and systemctl")
     }
 }
 
@@ -130,7 +164,7 @@ async fn a_user_s_unit_is_asked_of_that_user_s_manager() {
         eprintln!("skipped: /run/user/0 is there already (a session of root's)");
         return;
     }
-    let _manager = Manager::start_in(runtime);
+    let _manager = Manager::start_in(runtime, &[]);
     let query = tracer::protocol::Query::Why {
         unit: "user@0.service/default.target".into(),
         json: false,
@@ -144,4 +178,117 @@ async fn a_user_s_unit_is_asked_of_that_user_s_manager() {
     assert_eq!(facts.units[0].load_state, "loaded");
     // The system's account is not asked for it: this host's pid 1 is not systemd, and the
     // answer came all the same.
+}
+
+/// systemd's changes, followed as they happen over the manager's socket: a start whose
+/// required unit fails ends `dependency`, and the fold of the recorded changes names the
+/// unit it required, how that one's job ended and its Result=, as systemd said it; the
+/// failed unit's own account (its ExecStart= with how it ended) is recorded right after.
+#[tokio::test]
+async fn a_manager_s_changes_are_recorded_and_name_a_failed_dependency() {
+    use std::sync::{Arc, atomic::AtomicU64};
+    use tracer::systemd::changes::{Account, Change};
+    if !privileged() {
+        return;
+    }
+    let manager = Manager::start_in(
+        Manager::own_runtime("changes"),
+        &[
+            (
+                "db.service",
+                "[Service]\nType=oneshot\nExecStart=/bin/false --db\n",
+            ),
+            (
+                "web.service",
+                "[Unit]\nRequires=db.service\nAfter=db.service\n[Service]\nExecStart=/bin/sleep 600\n",
+            ),
+        ],
+    );
+    let sd = Systemd::over_socket(&manager.socket()).await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
+    let lost = Arc::new(AtomicU64::new(0));
+    let following = {
+        let lost = lost.clone();
+        tokio::spawn(async move { sd.follow(&tx, &lost).await })
+    };
+    // Its subscription made (the first change then is the start's).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = manager.systemctl(&["start", "web.service"]);
+    assert!(!started.success(), "systemctl start web.service: {started}");
+    let mut changes = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let done = |changes: &[Change]| {
+        let removed = changes.iter().any(
+            |c| matches!(c, Change::JobRemoved { unit, result, .. } if unit == "web.service" && result == "dependency"),
+        );
+        let asked = |name: &str| {
+            changes
+                .iter()
+                .any(|c| matches!(c, Change::Unit { unit, .. } if unit.id == name))
+        };
+        removed && asked("web.service") && asked("db.service")
+    };
+    while !done(&changes) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some(c)) => changes.push(c),
+            _ => panic!("within 20 s, not all changes came: {changes:#?}"),
+        }
+    }
+    following.abort();
+    assert_eq!(lost.load(std::sync::atomic::Ordering::Relaxed), 0);
+    // systemd's transitions of db.service, with its Result=, as signalled.
+    let db_states: Vec<String> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Properties { unit, props, .. } if unit == "db.service" => {
+                props.get("ActiveState").map(|s| format!("{s:?}"))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        db_states.iter().any(|s| s.contains("failed")),
+        "db.service's states: {db_states:?}"
+    );
+    let mut account = Account::default();
+    for c in &changes {
+        account.apply(c);
+    }
+    let db = account.unit("db.service").unwrap();
+    let s = db.service.as_ref().unwrap();
+    assert_eq!(
+        (db.active_state.as_str(), s.result.as_str()),
+        ("failed", "exit-code")
+    );
+    assert_eq!(s.exec_start[0].argv, ["/bin/false", "--db"]);
+    assert_eq!(
+        (s.exec_start[0].code, s.exec_start[0].status),
+        (tracer::systemd::CLD_EXITED, 1)
+    );
+    let web = account.unit("web.service").unwrap();
+    let job = web.last_job.clone().unwrap();
+    assert_eq!(job.result, "dependency");
+    // (With the implicit ones: its slice, basic.target.)
+    assert!(
+        web.requires.iter().any(|r| r == "db.service"),
+        "{:?}",
+        web.requires
+    );
+    let failed = web.dependency_failed.clone().expect("the dependency named");
+    assert_eq!(
+        (
+            failed.unit.as_str(),
+            failed.job_result.as_str(),
+            failed.result.as_deref()
+        ),
+        ("db.service", "failed", Some("exit-code"))
+    );
+    let v = tracer::report::verdict::verdict(&web);
+    assert_eq!(v.name(), Some("dependency"));
+    let text = v.explain("web.service").unwrap();
+    assert!(
+        text.contains("db.service did not start (its start job failed, Result=exit-code)"),
+        "{text}"
+    );
 }

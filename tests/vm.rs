@@ -96,9 +96,9 @@ const CLD_DUMPED: u64 = 3;
 
 /// Checks one scenario; returns what went wrong.
 /// Scenarios systemd never starts (a condition not met): no cgroup, no process.
-const NEVER_RUN: [&str; 1] = ["condskip"];
+const NEVER_RUN: [&str; 2] = ["condskip", "depfail"];
 /// Scenarios whose ExecStart= never runs (a condition or a command before it said no).
-const NO_MAIN: [&str; 3] = ["condskip", "execcond", "prefail"];
+const NO_MAIN: [&str; 4] = ["condskip", "depfail", "execcond", "prefail"];
 
 fn check(g: &Guest, scenario: &str) -> Vec<String> {
     let mut problems = Vec::new();
@@ -404,6 +404,7 @@ fn tracer_agrees_with_systemd() {
             problems.extend(check_model(&g, sc));
         }
         problems.extend(check_verdicts(&g, &scenarios));
+        problems.extend(check_replayed_verdicts(&g, &scenarios));
     }
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
@@ -425,6 +426,8 @@ fn check_verdicts(g: &Guest, scenarios: &[String]) -> Vec<String> {
             ("failed", _) => "failed",
             (_, "exec-condition") => "skipped",
             _ if *s == "condskip" => "skipped",
+            // Not failed, not a success: never started (its start job's result).
+            _ if *s == "depfail" => "dependency",
             _ => "success",
         };
         let text = why["explanation"].as_str().unwrap_or_default();
@@ -470,6 +473,16 @@ fn check_verdicts(g: &Guest, scenarios: &[String]) -> Vec<String> {
                 "the unmet condition",
             ),
             "execcond" => expect(says("skipped, not failed"), "skipped by ExecCondition="),
+            // systemd's account has no trace of the start job's result: only the daemon's
+            // record of the job, as it ended at boot, names the unit that did not start.
+            "depfail" => expect(
+                says(
+                    "not started: prefail.service did not start (its start job failed, Result=exit-code)",
+                ) && why["hint"]
+                    .as_str()
+                    .is_some_and(|h| h.contains("tracer why prefail.service")),
+                "the required unit that did not start, and how",
+            ),
             "successstatus" | "ignorefail" => expect(
                 why["cause"].is_null() && says("not failed"),
                 "not failed: systemd counts it a success",
@@ -494,6 +507,43 @@ fn check_verdicts(g: &Guest, scenarios: &[String]) -> Vec<String> {
                 )
             }
             _ => {}
+        }
+    }
+    problems
+}
+
+/// `tracer why -b 0`, replayed from the daemon's journal once it stopped (the kernel's
+/// records, and systemd's changes as the daemon recorded them as they happened), gives
+/// systemd's verdict as the running daemon did, asking systemd: a replay has what the
+/// daemon had. (The story's `systemctl daemon-reload` came before both.)
+fn check_replayed_verdicts(g: &Guest, scenarios: &[String]) -> Vec<String> {
+    let read = |name: String| -> Value {
+        fs::read_to_string(g.dir.join(name))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null)
+    };
+    let mut problems = Vec::new();
+    for s in scenarios {
+        let live = read(format!("tracer/why-daemon-{s}.json"));
+        let replayed = read(format!("tracer/why-boot-{s}.json"));
+        let same = |key: &str| live[key] == replayed[key];
+        // (What systemd said of the last start. The wording may differ where the daemon,
+        // asked after the story's daemon-reload, had less of systemd's account than its
+        // journal recorded before it: which command failed.)
+        let agree =
+            same("systemd_verdict") && same("state") && (s != "depfail" || same("explanation"));
+        if !agree {
+            problems.push(format!(
+                "{}/{s}: replayed from the journal, `tracer why -b 0` says {} {} {:?}; the running daemon said {} {} {:?}",
+                g.suite,
+                replayed["systemd_verdict"],
+                replayed["state"],
+                replayed["explanation"],
+                live["systemd_verdict"],
+                live["state"],
+                live["explanation"],
+            ));
         }
     }
     problems

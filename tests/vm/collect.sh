@@ -105,7 +105,7 @@ cut -d' ' -f1 /proc/uptime > "$R/uptime.txt"
 
 # The story's daemon-reload makes systemd forget how each unit's commands and conditions
 # went: let the daemon record systemd's account of the boot first (it does once boot has
-# finished; recording systemd's changes as they happen is still to come).
+# finished; its changes, as they happen, it records from its start).
 for i in $(seq 120); do
   /usr/local/bin/tracer journal systemd > /dev/null 2>&1 && break
   sleep 0.5
@@ -143,6 +143,11 @@ systemctl stop tracer.service
 /usr/local/bin/tracer boot --json --plot "$R/tracer/boot.svg" > "$R/tracer/boot.json" 2> "$R/tracer/boot.err"
 /usr/local/bin/tracer boot --critical > "$R/tracer/boot-critical.txt" 2>&1
 /usr/local/bin/tracer journal systemd > "$R/tracer/systemd.json" 2> "$R/tracer/systemd.err"
+# Each unit's account replayed from the journal: the kernel's records and systemd's
+# changes as the daemon recorded them.
+for u in $(cat "$lib/scenarios.txt"); do
+  /usr/local/bin/tracer why "$u.service" --json -b 0 > "$R/tracer/why-boot-$u.json" 2>&1
+done
 systemd-analyze time > "$R/analyze-time.txt" 2>&1
 /usr/local/bin/tracer journal list --json > "$R/journal-list.json" 2> "$R/journal-list.err"
 # The tracer's own account of the units, from its recording, with this system's files.

@@ -122,15 +122,33 @@ pub async fn run(args: BootArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A recorded boot from the journal, replayed into its report, with systemd's account:
-/// the one recorded when that boot finished, or for the running boot, systemd's now.
-async fn from_journal(args: &BootArgs, which: &str) -> anyhow::Result<BootReport> {
-    let mut model = Model::new(LiveFacts, ModelConfig::default());
+/// A recorded boot replayed: the model of its events, what ran at its start, and
+/// systemd's account of it as recorded (the boot's, and each change after).
+pub struct Replayed {
+    pub boot: journal::BootInfo,
+    pub model: Model<LiveFacts>,
+    pub found: Vec<crate::procfs::ProcInfo>,
+    pub first_event: Option<u64>,
+    /// The account recorded when boot finished.
+    pub booted: Option<crate::systemd::Snapshot>,
+    /// That account with systemd's recorded changes folded in.
+    pub account: crate::systemd::changes::Account,
+}
+
+/// Replays the recorded boot `which` (see [`BootArgs::boot`]) of the journal under
+/// `state_dir`; damage found is said on stderr and skipped.
+pub fn replay_boot(
+    state_dir: &std::path::Path,
+    which: &str,
+    config: ModelConfig,
+) -> anyhow::Result<Replayed> {
+    let mut model = Model::new(LiveFacts, config);
     let mut cgroups = Resolver::default();
     let mut found = Vec::new();
     let mut first_event = None;
-    let mut systemd = None;
-    let b = journal::find_boot(&args.state_dir.join("journal"), which)?;
+    let mut booted = None;
+    let mut account = crate::systemd::changes::Account::default();
+    let b = journal::find_boot(&state_dir.join("journal"), which)?;
     let damage = journal::read_boot(&b, |item| match item {
         Item::Cgroup { id, path } => cgroups.insert(id, &path),
         Item::Process { info: p, .. } => {
@@ -141,11 +159,36 @@ async fn from_journal(args: &BootArgs, which: &str) -> anyhow::Result<BootReport
             first_event.get_or_insert(ev.ts_ns);
             model.apply(&cgroups.enrich(ev));
         }
-        Item::Systemd(s) => systemd = Some(*s),
+        Item::Systemd(s) => {
+            account.take_snapshot(&s);
+            booted = Some(*s);
+        }
+        Item::SystemdChange(c) => account.apply(&c),
     })?;
     for d in damage {
         eprintln!("tracer: journal damage skipped: {d}");
     }
+    Ok(Replayed {
+        boot: b,
+        model,
+        found,
+        first_event,
+        booted,
+        account,
+    })
+}
+
+/// A recorded boot from the journal, replayed into its report, with systemd's account:
+/// the one recorded when that boot finished, or for the running boot, systemd's now.
+async fn from_journal(args: &BootArgs, which: &str) -> anyhow::Result<BootReport> {
+    let Replayed {
+        boot: b,
+        model,
+        found,
+        first_event,
+        booted: mut systemd,
+        ..
+    } = replay_boot(&args.state_dir, which, ModelConfig::default())?;
     let running_boot = journal::current_boot_id().is_ok_and(|id| id == b.boot_id);
     if running_boot && systemd.as_ref().is_none_or(|s| !s.boot.finished()) {
         // Still booting when the daemon last looked (or it never could): ask now.

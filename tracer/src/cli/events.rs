@@ -343,7 +343,9 @@ fn replay_boot(
                 cgroups.insert(id, &path);
                 return;
             }
-            crate::journal::Item::Process { .. } | crate::journal::Item::Systemd(_) => return,
+            crate::journal::Item::Process { .. }
+            | crate::journal::Item::Systemd(_)
+            | crate::journal::Item::SystemdChange(_) => return,
         };
         let in_time = since.is_none_or(|s| ev.ts_ns >= s) && until.is_none_or(|u| ev.ts_ns < u);
         last = Some(last.unwrap_or(0).max(ev.ts_ns));

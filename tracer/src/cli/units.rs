@@ -30,8 +30,25 @@ use crate::{
 #[derive(Debug, Args)]
 pub struct Source {
     /// Replay a recording (the JSON lines of `tracer events --json`) instead of tracing.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "boot")]
     pub events: Option<PathBuf>,
+    /// Replay a recorded boot from the daemon's journal, with systemd's account of it as
+    /// the daemon recorded it (its changes as they happened): the boot's id (or a
+    /// prefix), 0 (or nothing) for the current one, -1 for the one before, ... as
+    /// journalctl's -b.
+    #[arg(
+        short = 'b',
+        long,
+        value_name = "ID|-N",
+        allow_negative_numbers = true,
+        num_args = 0..=1,
+        default_missing_value = "0",
+        conflicts_with = "duration"
+    )]
+    pub boot: Option<String>,
+    /// The daemon's state directory (where its journal is), for --boot.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/tracer")]
+    pub state_dir: PathBuf,
     /// Trace live for this many seconds, then report (default: until Ctrl-C).
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<f64>,
@@ -81,7 +98,7 @@ pub struct RestartsArgs {
 impl Source {
     /// Where the model's events come from, as the reports say it.
     fn origin(&self) -> Origin {
-        if self.events.is_some() {
+        if self.events.is_some() || self.boot.is_some() {
             Origin::Recording
         } else {
             Origin::Tracing
@@ -124,6 +141,28 @@ pub async fn restarts(args: RestartsArgs) -> anyhow::Result<()> {
 /// of a model of our own, with systemd's facts when they describe what it is about (live
 /// tracing, not a recording, whose units may be another machine's).
 async fn report(src: &Source, query: Query) -> anyhow::Result<()> {
+    if let Some(which) = &src.boot {
+        let replayed = crate::cli::boot::replay_boot(&src.state_dir, which, model_config(src))?;
+        if replayed.account.overflowed() {
+            eprintln!(
+                "tracer: systemd's recorded account of this boot names more units than are followed: some are missing from it"
+            );
+        }
+        let sd = replayed.account.snapshot();
+        if sd.is_none() {
+            eprintln!(
+                "tracer: the journal holds no account of systemd's for this boot (it was not reachable): what follows is the kernel's account alone"
+            );
+        }
+        report::render(
+            &mut io::stdout().lock(),
+            &query,
+            &replayed.model,
+            src.origin(),
+            sd.as_ref(),
+        )?;
+        return Ok(());
+    }
     let live = src.events.is_none() && src.duration.is_none();
     if live && let Some(reply) = crate::client::query(&query).await? {
         return match reply {
@@ -171,16 +210,17 @@ pub fn apply_recording<F: Facts>(
     Ok(first)
 }
 
+fn model_config(src: &Source) -> ModelConfig {
+    ModelConfig {
+        crash_loop_runs: src.crash_loop_runs,
+        crash_loop_window_ns: (src.crash_loop_window * 1e9) as u64,
+        ..ModelConfig::default()
+    }
+}
+
 /// Builds the model from the source.
 async fn model(src: &Source) -> anyhow::Result<Model<LiveFacts>> {
-    let mut model = Model::new(
-        LiveFacts,
-        ModelConfig {
-            crash_loop_runs: src.crash_loop_runs,
-            crash_loop_window_ns: (src.crash_loop_window * 1e9) as u64,
-            ..ModelConfig::default()
-        },
-    );
+    let mut model = Model::new(LiveFacts, model_config(src));
     if let Some(path) = &src.events {
         apply_recording(path, &mut model)?;
         return Ok(model);

@@ -113,6 +113,11 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let (queries_tx, queries) = mpsc::channel(16);
     let (systemd_tx, systemd_rx) = mpsc::channel(1);
     tokio::spawn(systemd::account_when_booted(systemd_tx));
+    let (changes_tx, changes_rx) = mpsc::channel(CHANGES_QUEUE);
+    tokio::spawn(systemd::watch::follow(
+        changes_tx,
+        pipeline.changes_lost.clone(),
+    ));
     let metrics_at = metrics_url(listeners.metrics.as_ref());
     pipeline.serve(listeners, queries_tx, cfg.socket_others);
     let ready = [
@@ -151,9 +156,15 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     crate::probe::release_free_memory();
     notify::sd_notify("READY=1\nSTATUS=programs attached, recording");
 
-    pipeline.run(&mut probe, queries, systemd_rx).await?;
+    pipeline
+        .run(&mut probe, queries, systemd_rx, changes_rx)
+        .await?;
     pipeline.stop(&cfg, &probe)
 }
+
+/// systemd's changes not yet taken by the daemon's loop: past these they are left out
+/// (and counted), so following systemd never holds up its connection.
+const CHANGES_QUEUE: usize = 4096;
 
 /// The daemon's listening sockets, bound before anything else is done.
 struct Listeners {
@@ -299,6 +310,12 @@ struct Pipeline {
     managers: Option<Managers>,
     /// systemd's account of the boot, as recorded when it finished.
     booted: Option<Snapshot>,
+    /// That account with the changes systemd announced since folded in, as journaled;
+    /// the changes left out (the loop was behind), and how many of those were said.
+    account: systemd::changes::Account,
+    changes_lost: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    changes_lost_said: u64,
+    changes_lost_said_at: Option<Instant>,
     /// Findings for the systemd journal (None: turned off), and where the changes whose
     /// moment has come go to have systemd asked about their unit (None: systemd is not
     /// there to be asked).
@@ -362,6 +379,10 @@ impl Pipeline {
             malformed: Vec::new(),
             managers,
             booted: None,
+            account: systemd::changes::Account::default(),
+            changes_lost: Default::default(),
+            changes_lost_said: 0,
+            changes_lost_said_at: None,
             findings: Findings::new(&cfg.systemd_journal, boot_id, cfg.crash_loop_window_secs),
             ask_systemd: None,
         };
@@ -394,6 +415,7 @@ impl Pipeline {
         probe: &mut Probe,
         mut queries: mpsc::Receiver<Question>,
         mut systemd: mpsc::Receiver<Snapshot>,
+        mut changes: mpsc::Receiver<systemd::changes::Change>,
     ) -> anyhow::Result<()> {
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut terminate = signal(SignalKind::terminate())?;
@@ -419,13 +441,16 @@ impl Pipeline {
                     if let (Some(sd), Some(booted)) = (sd.as_mut(), &self.booted) {
                         sd.fill_from(booted);
                     }
+                    let sd = self.with_account(&q.query, sd);
                     let _ = q.reply.send(report::answer(&q.query, &self.model, sd.as_ref()));
                 }
                 Some((pending, unit)) = answers.recv() => self.journal_finding(pending, unit),
                 Some(snapshot) = systemd.recv() => {
                     self.record_systemd(&snapshot);
+                    self.account.take_snapshot(&snapshot);
                     self.booted = Some(snapshot);
                 }
+                Some(change) = changes.recv() => self.record_change(change),
                 r = probe.read_raw(|raw| self.take(raw)) => {
                     r?;
                     self.stream.publish();
@@ -519,6 +544,11 @@ impl Pipeline {
         {
             u.fill_from(then);
         }
+        if let Some(u) = unit.as_mut()
+            && pending.unit.user.is_none()
+        {
+            self.account.annotate(u);
+        }
         if let Some(entry) = f.entry(&pending, &self.model, unit.as_ref()) {
             f.emit(entry, now);
         }
@@ -542,6 +572,48 @@ impl Pipeline {
         }
     }
 
+    /// A change systemd announced: journaled, and folded into its account.
+    fn record_change(&mut self, change: systemd::changes::Change) {
+        if self.journal.append_systemd_change(&change).is_err() {
+            self.journal_errors += 1;
+        }
+        self.account.apply(&change);
+    }
+
+    /// What a report is given of systemd's: what it said when asked just now, with what
+    /// only its recorded changes know (how its last job ended); or when it could not be
+    /// asked, what it said last as recorded, said to be that.
+    fn with_account(
+        &self,
+        query: &crate::protocol::Query,
+        asked: Option<Snapshot>,
+    ) -> Option<Snapshot> {
+        use crate::protocol::Query;
+        match (asked, query) {
+            (Some(mut sd), _) => {
+                if sd.user.is_none() {
+                    for u in &mut sd.units {
+                        self.account.annotate(u);
+                    }
+                }
+                Some(sd)
+            }
+            (None, Query::Why { unit, .. }) if !unit.contains('/') => {
+                let u = self.account.unit(&crate::unit::full_unit_name(unit))?;
+                tracing::debug!(
+                    "systemd could not be asked of {}: its recorded account is used",
+                    u.id
+                );
+                Some(Snapshot {
+                    units: vec![u],
+                    ..Snapshot::default()
+                })
+            }
+            (None, Query::Units { .. }) => self.account.snapshot(),
+            (None, _) => None,
+        }
+    }
+
     fn write_through(&mut self) {
         match self.journal.sync() {
             Ok(()) => tracing::info!("SIGHUP: the journal is written through to the disk"),
@@ -554,6 +626,20 @@ impl Pipeline {
 
     fn tick(&mut self, probe: &mut Probe) {
         self.findings_due();
+        let lost = self.changes_lost.load(std::sync::atomic::Ordering::Relaxed);
+        // (Said at most once a minute.)
+        if lost > self.changes_lost_said
+            && self
+                .changes_lost_said_at
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        {
+            self.changes_lost_said_at = Some(Instant::now());
+            tracing::warn!(
+                "{} of systemd's changes were not recorded ({lost} in all): they came faster than the daemon took them",
+                lost - self.changes_lost_said
+            );
+            self.changes_lost_said = lost;
+        }
         if let Err(e) = self.journal.maybe_flush() {
             self.journal_errors += 1;
             tracing::warn!("journal: {e}");

@@ -44,6 +44,9 @@ const TYPE_PROCESS: u8 = 3;
 /// systemd's account once boot finished (JSON of [`crate::systemd::Snapshot`], or of a
 /// part of it: [`StoredSystemd`]).
 const TYPE_SYSTEMD: u8 = 4;
+/// A change systemd announced as it happened (JSON of [`crate::systemd::changes::Change`]).
+/// (A tracer from before these were recorded reports each as damage and reads the rest.)
+const TYPE_SYSTEMD_CHANGE: u8 = 5;
 
 /// Why the journal could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +137,8 @@ pub enum Item {
     },
     /// What systemd said about the boot and its units when boot finished.
     Systemd(Box<crate::systemd::Snapshot>),
+    /// A change systemd announced, as it happened.
+    SystemdChange(Box<crate::systemd::changes::Change>),
 }
 
 /// A process found at start, as stored.

@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use super::{
     BootInfo, FORMAT_VERSION, FRAME_HEAD, HEADER_LEN, Item, JournalError, MAGIC, MAX_PAYLOAD,
-    StoredProc, StoredSystemd, TYPE_CGROUP, TYPE_EVENT, TYPE_PROCESS, TYPE_SYSTEMD, segments_of,
+    StoredProc, StoredSystemd, TYPE_CGROUP, TYPE_EVENT, TYPE_PROCESS, TYPE_SYSTEMD,
+    TYPE_SYSTEMD_CHANGE, segments_of,
 };
 use crate::{decode::decode, procfs::ProcInfo, systemd::Snapshot};
 
@@ -261,6 +262,9 @@ fn parse_payload(payload: &[u8]) -> Result<Parsed, String> {
                 None => Item::Systemd(Box::new(s.snapshot)),
             }
         }
+        TYPE_SYSTEMD_CHANGE => Item::SystemdChange(Box::new(
+            serde_json::from_slice(body).map_err(|e| format!("systemd's change: {e}"))?,
+        )),
         other => return Err(format!("unknown frame type {other}")),
     };
     Ok(Parsed::Item(item))

@@ -754,3 +754,40 @@ fn a_record_larger_than_a_frame_is_refused() {
     assert_eq!(w.errors().oversized, 2);
     fs::remove_dir_all(root).unwrap();
 }
+
+/// systemd's changes are recorded between the kernel's records, in the order they came,
+/// and read back as they were.
+#[test]
+fn systemd_s_changes_read_back_in_order() {
+    use crate::systemd::changes::{Change, Prop};
+    let root = tmp("changes");
+    let mut w = Writer::open(&root, "b1", JournalLimits::default()).unwrap();
+    let state = Change::Properties {
+        at_ns: 5,
+        unit: "app.service".into(),
+        props: [("ActiveState".to_owned(), Prop::Str("failed".into()))].into(),
+    };
+    let ended = Change::JobRemoved {
+        at_ns: 6,
+        id: 12,
+        unit: "web.service".into(),
+        result: "dependency".into(),
+    };
+    w.append_record(&encode(&event(1))).unwrap();
+    w.append_systemd_change(&state).unwrap();
+    w.append_record(&encode(&event(2))).unwrap();
+    w.append_systemd_change(&ended).unwrap();
+    w.sync().unwrap();
+    let (items, damage) = items_of(&root, "b1");
+    assert!(damage.is_empty(), "{damage:?}");
+    assert_eq!(
+        items,
+        [
+            Item::Event(event(1)),
+            Item::SystemdChange(Box::new(state)),
+            Item::Event(event(2)),
+            Item::SystemdChange(Box::new(ended)),
+        ]
+    );
+    fs::remove_dir_all(root).unwrap();
+}

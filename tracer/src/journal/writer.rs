@@ -10,8 +10,8 @@ use std::{
 
 use super::{
     FORMAT_VERSION, FRAME_HEAD, HEADER_LEN, JournalError, JournalLimits, MAGIC, MAX_PAYLOAD,
-    StoredProc, StoredSystemd, TYPE_CGROUP, TYPE_EVENT, TYPE_PROCESS, TYPE_SYSTEMD, dir_bytes,
-    list_boots, segment_name, segments_of,
+    StoredProc, StoredSystemd, TYPE_CGROUP, TYPE_EVENT, TYPE_PROCESS, TYPE_SYSTEMD,
+    TYPE_SYSTEMD_CHANGE, dir_bytes, list_boots, segment_name, segments_of,
 };
 use crate::{
     procfs::ProcInfo,
@@ -519,6 +519,18 @@ impl Writer {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Appends a change systemd announced.
+    pub fn append_systemd_change(
+        &mut self,
+        change: &crate::systemd::changes::Change,
+    ) -> Result<(), JournalError> {
+        let body = serde_json::to_vec(change).map_err(|source| JournalError::Encode {
+            what: "a change systemd announced",
+            source,
+        })?;
+        self.frame(TYPE_SYSTEMD_CHANGE, &body)
     }
 
     /// Hands buffered frames to the kernel when the flush interval has passed.

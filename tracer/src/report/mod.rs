@@ -9,7 +9,7 @@ mod fmt;
 pub mod restarts;
 pub mod term;
 pub mod units;
-mod verdict;
+pub mod verdict;
 pub mod why;
 
 use std::io::Write;

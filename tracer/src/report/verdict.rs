@@ -3,7 +3,7 @@
 //! failed; the kernel's record says what happened in it. `tracer why` joins the two: it
 //! never calls a unit failed that systemd counts a success, nor the reverse.
 
-use crate::systemd::{ExecCommand, ServiceFacts, SystemdUnit};
+use crate::systemd::{ExecCommand, ServiceFacts, SystemdUnit, changes::DependencyFailure};
 
 /// What systemd made of the unit's latest activation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,6 +13,12 @@ pub enum Verdict<'a> {
     Unmet { condition: &'a str, assert: bool },
     /// ExecCondition= exited 1–254: skipped, not failed.
     ExecCondition { command: Option<&'a ExecCommand> },
+    /// Its start job ended `dependency`: a unit it requires did not start, so systemd did
+    /// not start it (it is not failed: its own Result= is untouched). The unit, when the
+    /// recorded jobs name it.
+    Dependency {
+        failed: Option<&'a DependencyFailure>,
+    },
     /// systemd counts it a success.
     Success,
     /// systemd failed it.
@@ -39,6 +45,7 @@ impl Verdict<'_> {
         match self {
             Self::Unmet { assert: true, .. } | Self::Failed(_) => Some("failed"),
             Self::Unmet { .. } | Self::ExecCondition { .. } => Some("skipped"),
+            Self::Dependency { .. } => Some("dependency"),
             Self::Success => Some("success"),
             Self::Open => None,
         }
@@ -64,9 +71,36 @@ impl Verdict<'_> {
                     |c| format!("ExecCondition={} ({})", c.line(), c.ending())
                 )
             ),
+            Self::Dependency { failed: Some(d) } => format!(
+                "{name}: not started: {} did not start ({}), and {name} requires it (Requires=, Requisite= or BindsTo=), so systemd's start job for it ended `dependency`",
+                d.unit,
+                match &d.result {
+                    Some(r) if d.job_result == "failed" =>
+                        format!("its start job failed, Result={r}"),
+                    _ => format!("its job ended `{}`", d.job_result),
+                }
+            ),
+            Self::Dependency { failed: None } => format!(
+                "{name}: not started: a unit it requires (Requires=, Requisite= or BindsTo=) did not start, so systemd's start job for it ended `dependency`"
+            ),
             Self::Failed(f) => f.explain(name),
             Self::Success | Self::Open => return None,
         })
+    }
+
+    /// What to do about it, when that is clear.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Failed(f) => f.hint(),
+            Self::Dependency { failed: Some(d) } => Some(format!(
+                "find why {0} did not start (`tracer why {0}`); once it does, start this unit again",
+                d.unit
+            )),
+            Self::Dependency { failed: None } => Some(
+                "find which of its Requires= did not start (`systemctl list-dependencies UNIT`, `tracer why` of each)".into(),
+            ),
+            _ => None,
+        }
     }
 }
 
@@ -83,6 +117,18 @@ pub fn verdict(u: &SystemdUnit) -> Verdict<'_> {
     if result == "exec-condition" {
         return Verdict::ExecCondition {
             command: service.and_then(|s| s.exec_condition.iter().find(|c| c.failed())),
+        };
+    }
+    // (A start that ended `dependency` after the unit last changed state: a failure of an
+    // earlier run is history. systemd's monotonic µs and the daemon's boot-time ns agree
+    // but for time suspended.)
+    if let Some(job) = &u.last_job
+        && job.result == "dependency"
+        && matches!(u.active_state.as_str(), "inactive" | "failed" | "")
+        && job.at_ns / 1000 >= crate::systemd::changes::latest_transition(u)
+    {
+        return Verdict::Dependency {
+            failed: u.dependency_failed.as_ref(),
         };
     }
     let failed = u.active_state == "failed" || (!result.is_empty() && result != "success");

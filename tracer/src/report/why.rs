@@ -267,6 +267,18 @@ fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
                     (fix, then) => then.or(fix),
                 };
             }
+            Verdict::Dependency { .. } => {
+                if let Some(run) = h.runs.last() {
+                    evidence.push(format!(
+                        "its last run seen, run {} (started at {}), is before that start",
+                        run.number,
+                        secs(run.started_ns)
+                    ));
+                }
+                explanation = v.explain(name).unwrap_or(explanation);
+                hint = v.hint();
+                cause = None;
+            }
             Verdict::Unmet { .. } | Verdict::ExecCondition { .. } => {
                 explanation = v.explain(name).unwrap_or(explanation);
                 if v.name() == Some("skipped") {
@@ -574,10 +586,7 @@ pub fn build<'a, F: Facts>(
                 run_starts: RunStarts::default(),
                 crash_loop: false,
                 explanation,
-                hint: match v {
-                    Verdict::Failed(f) => f.hint(),
-                    _ => None,
-                },
+                hint: v.hint(),
                 evidence: vec![format!(
                     "no process of it ran {origin}: this is systemd's account alone"
                 )],

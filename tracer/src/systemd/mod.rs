@@ -12,7 +12,9 @@
 //! CLOCK_MONOTONIC, 0 when unset. The kernel events use CLOCK_BOOTTIME; the two differ
 //! only by time spent suspended, so during boot they agree.
 
+pub mod changes;
 mod private;
+pub mod watch;
 
 use std::{collections::HashMap, time::Duration};
 
@@ -277,6 +279,17 @@ pub struct SystemdUnit {
     pub start_limit_burst: u32,
     #[serde(default)]
     pub start_limit_interval_us: u64,
+    /// Requires=, Requisite= and BindsTo=: the units whose failed start fails its own
+    /// (a start job of it then ends `dependency`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<String>,
+    /// How systemd's last job for the unit ended, as recorded when it did (see
+    /// [`changes::Account`]); None when no job was seen to end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_job: Option<changes::JobEnd>,
+    /// When that job ended `dependency`: which unit it required failed, and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependency_failed: Option<changes::DependencyFailure>,
 }
 
 impl SystemdUnit {
@@ -504,6 +517,9 @@ struct UnitProps {
     start_limit_burst: Option<u32>,
     #[zvariant(rename = "StartLimitIntervalUSec")]
     start_limit_interval_usec: Option<u64>,
+    requires: Option<Vec<String>>,
+    requisite: Option<Vec<String>>,
+    binds_to: Option<Vec<String>>,
 }
 
 /// `Conditions` and `Asserts`: type, trigger (`|`), negated (`!`), parameter, state
@@ -810,6 +826,13 @@ impl Systemd {
             condition_failed: unmet(u.conditions).or_else(|| unmet(u.asserts)),
             start_limit_burst: u.start_limit_burst.unwrap_or(0),
             start_limit_interval_us: u.start_limit_interval_usec.unwrap_or(0),
+            requires: [u.requires, u.requisite, u.binds_to]
+                .into_iter()
+                .flatten()
+                .flatten()
+                .collect(),
+            last_job: None,
+            dependency_failed: None,
         })
     }
 
