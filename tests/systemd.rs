@@ -24,7 +24,7 @@ struct Manager {
 
 impl Manager {
     fn start() -> Self {
-        Self::start_in(Self::own_runtime("a"), &[])
+        Self::start_in(Self::own_runtime("a"), &[], false)
     }
 
     /// A runtime directory of the test's own (`tag` tells the tests apart).
@@ -34,8 +34,9 @@ impl Manager {
 
     /// A manager whose runtime directory (its socket's, `systemd/private` below it) is
     /// `runtime`, made for it and removed after, with `units` (name, text) in its unit
-    /// directory (`$XDG_CONFIG_HOME/systemd/user`, below `runtime` too).
-    fn start_in(runtime: PathBuf, units: &[(&str, &str)]) -> Self {
+    /// directory (`$XDG_CONFIG_HOME/systemd/user`, below `runtime` too); with `bus`, a
+    /// D-Bus daemon of its own at `runtime/bus`, where the manager takes its name.
+    fn start_in(runtime: PathBuf, units: &[(&str, &str)], bus: bool) -> Self {
         let binary = ["/usr/lib/systemd/systemd", "/lib/systemd/systemd"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -53,8 +54,16 @@ impl Manager {
             std::fs::write(unit_dir.join(name), text).unwrap();
         }
         // A private /run/systemd (a tmpfs in the namespace only) says systemd booted.
+        let bus_daemon = if bus {
+            format!(
+                "dbus-daemon --session --fork --address=unix:path={}/bus && ",
+                runtime.display()
+            )
+        } else {
+            String::new()
+        };
         let script = format!(
-            "mkdir -p /run/systemd && mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system && exec {binary} --user --log-target=console"
+            "mkdir -p /run/systemd && mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system && {bus_daemon}exec {binary} --user --log-target=console"
         );
         let child = Command::new("unshare")
             .args(["--mount", "--propagation", "private", "sh", "-c", &script])
@@ -115,6 +124,10 @@ impl Drop for Manager {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Its D-Bus daemon, if it had one.
+        let _ = Command::new("pkill")
+            .args(["-f", &format!("dbus-daemon.*{}/bus", self.runtime.display())])
+            .status();
         let _ = std::fs::remove_dir_all(&self.runtime);
     }
 }
@@ -164,7 +177,7 @@ async fn a_user_s_unit_is_asked_of_that_user_s_manager() {
         eprintln!("skipped: /run/user/0 is there already (a session of root's)");
         return;
     }
-    let _manager = Manager::start_in(runtime, &[]);
+    let _manager = Manager::start_in(runtime, &[], false);
     let query = tracer::protocol::Query::Why {
         unit: "user@0.service/default.target".into(),
         json: false,
@@ -186,25 +199,52 @@ async fn a_user_s_unit_is_asked_of_that_user_s_manager() {
 /// failed unit's own account (its ExecStart= with how it ended) is recorded right after.
 #[tokio::test]
 async fn a_manager_s_changes_are_recorded_and_name_a_failed_dependency() {
-    use std::sync::{Arc, atomic::AtomicU64};
-    use tracer::systemd::changes::{Account, Change};
     if !privileged() {
         return;
     }
-    let manager = Manager::start_in(
-        Manager::own_runtime("changes"),
-        &[
-            (
-                "db.service",
-                "[Service]\nType=oneshot\nExecStart=/bin/false --db\n",
-            ),
-            (
-                "web.service",
-                "[Unit]\nRequires=db.service\nAfter=db.service\n[Service]\nExecStart=/bin/sleep 600\n",
-            ),
-        ],
-    );
+    let manager = Manager::start_in(Manager::own_runtime("changes"), &DEPENDENCY_UNITS, false);
     let sd = Systemd::over_socket(&manager.socket()).await.unwrap();
+    follow_a_failed_dependency(&manager, sd).await;
+}
+
+/// The same over a bus (the system bus, when pid 1's socket is slow or refused): there
+/// pid 1 sends its signals only to the clients that subscribed, and only pid 1's are taken.
+#[tokio::test]
+async fn a_manager_s_changes_are_recorded_over_a_bus() {
+    if !privileged() {
+        return;
+    }
+    let manager = Manager::start_in(Manager::own_runtime("bus"), &DEPENDENCY_UNITS, true);
+    let address = format!("unix:path={}/bus", manager.runtime.display());
+    // The manager takes its name on the bus once it is up.
+    let t = Instant::now();
+    let sd = loop {
+        if let Ok(sd) = Systemd::over_bus(&address).await
+            && sd.boot_times().await.is_ok()
+        {
+            break sd;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "no manager on {address} within 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    follow_a_failed_dependency(&manager, sd).await;
+}
+
+/// A unit that fails its start, and one that requires it.
+const DEPENDENCY_UNITS: [(&str, &str); 2] = [
+    (
+        "db.service",
+        "[Service]\nType=oneshot\nExecStart=/bin/false --db\n",
+    ),
+    (
+        "web.service",
+        "[Unit]\nRequires=db.service\nAfter=db.service\n[Service]\nExecStart=/bin/sleep 600\n",
+    ),
+];
+
+async fn follow_a_failed_dependency(manager: &Manager, sd: Systemd) {
+    use std::sync::{Arc, atomic::AtomicU64};
+    use tracer::systemd::changes::{Account, Change};
     let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
     let lost = Arc::new(AtomicU64::new(0));
     let following = {

@@ -143,6 +143,7 @@ systemctl stop tracer.service
 /usr/local/bin/tracer boot --json --plot "$R/tracer/boot.svg" > "$R/tracer/boot.json" 2> "$R/tracer/boot.err"
 /usr/local/bin/tracer boot --critical > "$R/tracer/boot-critical.txt" 2>&1
 /usr/local/bin/tracer journal systemd > "$R/tracer/systemd.json" 2> "$R/tracer/systemd.err"
+/usr/local/bin/tracer journal changes > "$R/tracer/changes.jsonl" 2> "$R/tracer/changes.err"
 # Each unit's account replayed from the journal: the kernel's records and systemd's
 # changes as the daemon recorded them.
 for u in $(cat "$lib/scenarios.txt"); do

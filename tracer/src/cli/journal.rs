@@ -56,6 +56,19 @@ pub enum JournalCommand {
         )]
         boot: String,
     },
+    /// The changes systemd announced during a boot (state transitions, jobs and their
+    /// results, a service's account after a change), as the daemon recorded them as they
+    /// happened: one JSON object a line, in the order they came.
+    Changes {
+        /// Which boot: its id (or a prefix), 0 for the newest, -1 for the one before, ...
+        #[arg(
+            long,
+            value_name = "ID|-N",
+            default_value = "0",
+            allow_hyphen_values = true
+        )]
+        boot: String,
+    },
 }
 
 #[derive(Serialize)]
@@ -126,6 +139,34 @@ pub fn run(args: JournalArgs) -> anyhow::Result<()> {
                 );
             };
             writeln!(io::stdout().lock(), "{}", serde_json::to_string_pretty(&s)?)?;
+            Ok(())
+        }
+        Some(JournalCommand::Changes { boot }) => {
+            let b = journal::find_boot(&root, &boot)?;
+            let mut out = io::BufWriter::new(io::stdout().lock());
+            let mut written = Ok(());
+            let mut n = 0u64;
+            let damage = journal::read_boot(&b, |item| {
+                if let Item::SystemdChange(c) = item
+                    && written.is_ok()
+                {
+                    n += 1;
+                    written = serde_json::to_writer(&mut out, &c)
+                        .map_err(io::Error::from)
+                        .and_then(|()| out.write_all(b"\n"));
+                }
+            })?;
+            written?;
+            out.flush()?;
+            for d in damage {
+                eprintln!("tracer: journal damage skipped: {d}");
+            }
+            if n == 0 {
+                eprintln!(
+                    "tracer: boot {} has no recorded changes of systemd's (was systemd reachable while the daemon ran?)",
+                    b.boot_id
+                );
+            }
             Ok(())
         }
         None if args.vacuum_size.is_some() || args.vacuum_time.is_some() => Ok(()),

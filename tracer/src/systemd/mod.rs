@@ -687,6 +687,22 @@ impl Systemd {
         })
     }
 
+    /// Connects to a service manager on the bus at `address` (a D-Bus address such as
+    /// `unix:path=/run/user/1000/bus`, where a user's manager is).
+    pub async fn over_bus(address: &str) -> Result<Self, SystemdError> {
+        let unreachable = |e: zbus::Error| SystemdError::Unreachable(format!("{address}: {e}"));
+        let conn = zbus::connection::Builder::address(address)
+            .map_err(unreachable)?
+            .method_timeout(CALL_TIMEOUT)
+            .build()
+            .await
+            .map_err(unreachable)?;
+        Ok(Self {
+            conn,
+            via: "a bus",
+        })
+    }
+
     /// Connects, giving up after `limit`.
     pub async fn connect_within(limit: Duration) -> Result<Self, SystemdError> {
         match tokio::time::timeout(limit, Self::connect()).await {

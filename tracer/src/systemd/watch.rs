@@ -79,8 +79,8 @@ pub async fn follow(tx: mpsc::Sender<Change>, lost: Arc<AtomicU64>) {
         let e = r
             .err()
             .map_or_else(|| "the connection closed".to_owned(), |e| e.to_string());
-        if failures == 30 {
-            tracing::warn!("systemd's changes are not being followed (still trying): {e}");
+        if failures == 1 || failures == 30 {
+            tracing::warn!("systemd's changes are not being followed (trying again): {e}");
         } else {
             tracing::debug!("following systemd's changes, try {failures}: {e}");
         }
@@ -109,9 +109,9 @@ impl Systemd {
             .msg_type(MessageType::Signal)
             .path_namespace(MANAGER_PATH)
             .map_err(err("a match rule"))?;
-        // Over pid 1's own socket, its signals come signed otherwise (see `private`), and
-        // only from it.
-        if self.via != super::private::PATH {
+        // On a bus, pid 1's signals only (over its own socket they come signed otherwise,
+        // see `private`, and from it alone).
+        if self.conn.is_bus() {
             rule = rule.sender(SERVICE).map_err(err("a match rule"))?;
         }
         let mut stream = MessageStream::for_match_rule(rule.build(), &self.conn, Some(QUEUE))
