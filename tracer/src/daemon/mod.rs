@@ -1,7 +1,7 @@
 //! `tracer daemon`: the composition. One task owns the state and runs the pipeline —
 //! ring buffer → decode → enrich → model, the journal recording every record, the
 //! metrics counting events and the model's changes, the stream publishing events to its
-//! clients — while the socket's clients, the `/metrics` endpoint and the wait for
+//! clients, the OTLP exporter (when configured) queueing events and findings — while the socket's clients, the `/metrics` endpoint and the wait for
 //! systemd's account of the boot are served beside it.
 
 pub mod config;
@@ -34,6 +34,7 @@ use crate::{
     sink::{
         journald::{self, Findings},
         metrics::Metrics,
+        otlp::{self, Exporter},
         stream::{self, Publisher, Question},
     },
     startup::{self, Started},
@@ -136,6 +137,13 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             .to_owned(),
         ),
         (
+            "otlp",
+            pipeline
+                .otlp
+                .as_ref()
+                .map_or_else(|| "off".to_owned(), |x| x.endpoint().to_string()),
+        ),
+        (
             "access_checks",
             if probe.access_checks() {
                 "seen"
@@ -151,7 +159,9 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     crate::probe::release_free_memory();
     notify::sd_notify("READY=1\nSTATUS=programs attached, recording");
 
-    pipeline.run(&mut probe, queries, systemd_rx).await?;
+    let ran = pipeline.run(&mut probe, queries, systemd_rx).await;
+    pipeline.finish_export().await;
+    ran?;
     pipeline.stop(&cfg, &probe)
 }
 
@@ -304,6 +314,10 @@ struct Pipeline {
     /// there to be asked).
     findings: Option<Findings>,
     ask_systemd: Option<mpsc::Sender<journald::Pending>>,
+    /// Events and findings for the OTLP collector (None: `[otlp]` is off), and what
+    /// became of them once its queue was finished at the stop.
+    otlp: Option<Exporter>,
+    otlp_at_stop: Option<(otlp::Tally, u64)>,
 }
 
 impl Pipeline {
@@ -350,20 +364,32 @@ impl Pipeline {
             );
         }
         let journal_errors = seeded.len() as u64;
+        let clock = BootClock::new();
+        let otlp = Exporter::start(&cfg.otlp, otlp::resource(boot_id), clock)
+            .context("the [otlp] section of the configuration")?;
+        let otlp_findings = otlp.is_some() && cfg.otlp.findings;
+        let findings = Findings::new(&cfg.systemd_journal, boot_id, cfg.crash_loop_window_secs)
+            .or_else(|| {
+                otlp_findings.then(|| {
+                    Findings::unjournaled(&cfg.systemd_journal, boot_id, cfg.crash_loop_window_secs)
+                })
+            });
         let pipeline = Self {
             cgroups: start.cgroups,
             model,
             journal,
             metrics: Metrics::new(cfg.metrics_unit_cap),
             stream: Publisher::new(),
-            clock: BootClock::new(),
+            clock,
             journal_errors,
             lookups,
             malformed: Vec::new(),
             managers,
             booted: None,
-            findings: Findings::new(&cfg.systemd_journal, boot_id, cfg.crash_loop_window_secs),
+            findings,
             ask_systemd: None,
+            otlp,
+            otlp_at_stop: None,
         };
         Ok((probe, pipeline))
     }
@@ -470,6 +496,9 @@ impl Pipeline {
                 f.note(&change, Instant::now());
             }
         }
+        if let Some(x) = &self.otlp {
+            x.event(&e);
+        }
         self.stream.push(e);
     }
 
@@ -490,7 +519,7 @@ impl Pipeline {
                 _ => p,
             };
             if let Some(entry) = f.entry(&p, &self.model, None) {
-                f.emit(entry, now);
+                made(f, self.otlp.as_ref(), entry, now);
             }
         }
         self.metrics.sync_findings(&f.counts);
@@ -520,7 +549,7 @@ impl Pipeline {
             u.fill_from(then);
         }
         if let Some(entry) = f.entry(&pending, &self.model, unit.as_ref()) {
-            f.emit(entry, now);
+            made(f, self.otlp.as_ref(), entry, now);
         }
         self.metrics.sync_findings(&f.counts);
     }
@@ -567,8 +596,18 @@ impl Pipeline {
             &self.journal.errors(),
         );
         self.metrics.sync_lookups(&self.lookups);
+        if let Some(x) = &self.otlp {
+            self.metrics.sync_otlp(x.counts.tally());
+        }
         self.metrics
             .sync_probe(probe.malformed(), probe.failed_execs());
+    }
+
+    /// The OTLP exporter's queue, given its bounded last try.
+    async fn finish_export(&mut self) {
+        if let Some(x) = self.otlp.take() {
+            self.otlp_at_stop = Some(x.finish().await);
+        }
     }
 
     fn stop(mut self, cfg: &Config, probe: &Probe) -> anyhow::Result<()> {
@@ -583,8 +622,23 @@ impl Pipeline {
             self.journal_errors,
             probe.malformed()
         );
+        if let Some((t, left)) = self.otlp_at_stop {
+            eprintln!(
+                "tracer daemon: otlp: {} records offered, {} sent, {} dropped (queue full), {} failed ({left} of them unsent at the stop)",
+                t.offered, t.sent, t.dropped, t.failed
+            );
+        }
         Ok(())
     }
+}
+
+/// A finding made: to the OTLP exporter (every one: its queue bounds them), then to the
+/// systemd journal (within the unit's rate).
+fn made(f: &mut Findings, otlp: Option<&Exporter>, entry: journald::Finding, now: Instant) {
+    if let Some(x) = otlp {
+        x.finding(&entry);
+    }
+    f.emit(entry, now);
 }
 
 #[cfg(test)]
