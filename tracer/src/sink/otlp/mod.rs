@@ -381,7 +381,7 @@ async fn export(
                     if !said {
                         said = true;
                         tracing::warn!(
-                            "otlp: {why}; trying again with backoff, records that do not fit the queue meanwhile are dropped (said once; /metrics counts tracer_otlp_records_total by result)"
+                            "otlp: {why}; trying again with backoff, and records that do not fit the queue meanwhile are dropped: start the collector there, or correct [otlp] endpoint (said once; /metrics counts tracer_otlp_records_total by result)"
                         );
                     }
                     let pause = jittered(wait);
@@ -396,7 +396,7 @@ async fn export(
                     if !said {
                         said = true;
                         tracing::warn!(
-                            "otlp: {why}; {n} records given up (said once; /metrics counts tracer_otlp_records_total by result)"
+                            "otlp: {why}; {n} records given up: check the collector and [otlp] endpoint (said once; /metrics counts tracer_otlp_records_total by result)"
                         );
                     }
                     break;
