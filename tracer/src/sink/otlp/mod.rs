@@ -408,7 +408,13 @@ async fn export(
 
 async fn post(s: &Settings, body: &[u8]) -> Outcome {
     match http::post(&s.endpoint, body, s.timeout).await {
-        Err(e) => Outcome::Retry(e.to_string()),
+        Err(e) => {
+            let hint = match &e {
+                http::PostError::Connect { source, .. } => sandbox_hint(source),
+                _ => None,
+            };
+            Outcome::Retry(format!("{e}{}", hint.unwrap_or("")))
+        }
         Ok(r) if (200..300).contains(&r.status) => {
             let rejected = proto::ExportLogsServiceResponse::decode(r.body.as_slice())
                 .ok()
@@ -430,6 +436,18 @@ async fn post(s: &Settings, body: &[u8]) -> Outcome {
             }
         }
     }
+}
+
+/// What a connection refused by tracer.service's sandbox means: RestrictAddressFamilies=
+/// AF_UNIX makes an IP socket EAFNOSUPPORT, IPAddressDeny= makes a connect EPERM.
+fn sandbox_hint(e: &std::io::Error) -> Option<&'static str> {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAFNOSUPPORT | libc::EPERM | libc::EACCES)
+    )
+    .then_some(
+        " (the daemon's sandbox has no network: tracer.service sets PrivateNetwork=yes, RestrictAddressFamilies=AF_UNIX and IPAddressDeny=any; install tracer/dist/tracer-otlp.conf as /etc/systemd/system/tracer.service.d/otlp.conf and restart it)",
+    )
 }
 
 /// A wait of 75% to 125% of `d`: daemons that lost their collector together do not all

@@ -392,3 +392,15 @@ fn the_configuration_is_checked() {
         .contains("queue_capacity must be at least 1")
     );
 }
+
+#[test]
+fn a_sandbox_without_network_is_named_with_its_fix() {
+    let refused = std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
+    assert_eq!(sandbox_hint(&refused), None);
+    let forbidden = std::io::Error::from_raw_os_error(libc::EAFNOSUPPORT);
+    assert!(
+        sandbox_hint(&forbidden)
+            .unwrap()
+            .contains("tracer-otlp.conf")
+    );
+}
