@@ -1300,10 +1300,18 @@ fn events_reach_an_otlp_receiver_with_their_attributes() {
             .all(|r| r["attributes"]["process.exit.code"] == 0)
     );
 
-    // What the daemon counts as sent, the receiver decoded: no more (a scrape lags the
-    // posts), and at the stop, when the queue is finished, exactly.
-    let sent = metric(d.port, "tracer_otlp_records_total{result=\"sent\"}");
-    assert!(sent >= 7, "{sent}");
+    // What the daemon counts as sent, the receiver decoded: no more (/metrics is brought
+    // up to the exporter's counts every 250 ms, after the posts), and at the stop, when
+    // the queue is finished, exactly.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let sent = loop {
+        let sent = metric(d.port, "tracer_otlp_records_total{result=\"sent\"}");
+        if sent >= 7 {
+            break sent;
+        }
+        assert!(Instant::now() < deadline, "/metrics counts {sent} sent");
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(sent as usize <= otlp_records(&receiver.requests()).len());
     let (_, status) = d.stop();
     assert!(status.success(), "{}", d.log());
@@ -1377,4 +1385,110 @@ fn a_dead_otlp_endpoint_costs_only_counted_drops() {
     assert!(offered >= 600, "{offered}");
     assert!(dropped > 0 && failed > 0);
     assert_eq!(dropped + failed, offered);
+}
+
+/// A unit file of the test's own in /etc/systemd/system, removed when dropped.
+struct UnitFile(PathBuf);
+
+impl Drop for UnitFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Issue 16: a finding over OTLP, with the systemd journal's findings off. A unit of the
+/// test's own, run as systemd would: its unit file names a script that exits 3, its
+/// cgroup below the cgroup2 mount, its process forked by a process called `systemd` (the
+/// model's top-level commands are a manager's children) and moved into the cgroup before
+/// its exec. Its finding arrives as an ERROR record with the cause, the unit and the
+/// MESSAGE_ID as attributes.
+#[test]
+fn a_failed_run_s_finding_reaches_the_otlp_receiver() {
+    use std::os::unix::fs::PermissionsExt as _;
+    if !privileged() {
+        return;
+    }
+    let Some(python) = otlp_python() else {
+        return;
+    };
+    let dir = Daemon::fresh_dir("otlp-finding");
+    let receiver = Receiver::start(&python, &dir);
+    let unit = format!("tracer-t-otlp-{}.service", std::process::id());
+    let script = dir.join("tracer-t-otlp.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 3\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = UnitFile(Path::new("/etc/systemd/system").join(&unit));
+    std::fs::write(
+        &file.0,
+        format!("[Service]\nExecStart={}\n", script.display()),
+    )
+    .unwrap();
+    let d = Daemon::start_in(
+        dir,
+        &format!(
+            "[otlp]\nenabled = true\nendpoint = \"http://127.0.0.1:{}/v1/logs\"\nflush_interval_ms = 200\nevents = false\n[systemd_journal]\nenabled = false\n",
+            receiver.port
+        ),
+        free_port(),
+    );
+    let cgroup = tracer::cgroup::find_cgroup2_mount().unwrap().join(&unit);
+    let _ = std::fs::remove_dir(&cgroup);
+    std::fs::create_dir(&cgroup).unwrap();
+    let manager = d.dir.join("systemd");
+    std::fs::copy("/bin/sh", &manager).unwrap();
+    let status = Command::new(&manager)
+        .arg("-c")
+        .arg(format!(
+            "sh -c 'echo $$ > {}/cgroup.procs; exec {}'; true",
+            cgroup.display(),
+            script.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::remove_dir(&cgroup).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let finding = loop {
+        let found = otlp_records(&receiver.requests())
+            .into_iter()
+            .map(|(_, r)| r)
+            .find(|r| r["attributes"]["tracer.unit"] == unit.as_str());
+        if let Some(r) = found {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no finding of {unit} arrived: {:?}\n{}",
+            receiver.requests(),
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!("{finding}");
+    assert_eq!(finding["event_name"], "tracer.finding.failure", "{finding}");
+    assert_eq!(finding["severity_text"], "ERROR");
+    assert_eq!(finding["severity_number"], 17);
+    let a = &finding["attributes"];
+    assert_eq!(a["tracer.kind"], "failure");
+    assert_eq!(a["tracer.systemd_unit"], unit.as_str());
+    assert_eq!(a["tracer.message_id"], "8652b949182b4d948932779599e03b8e");
+    assert_eq!(
+        a["tracer.boot_id"],
+        journal::current_boot_id().unwrap().as_str()
+    );
+    assert_eq!(a["tracer.cause"], "exit-code", "{finding}");
+    assert_eq!(a["tracer.exit_code"], "3", "{finding}");
+    assert_eq!(a["tracer.program"], script.to_str().unwrap(), "{finding}");
+    assert_eq!(
+        finding["body"],
+        format!("{unit}: {} exited with status 3", script.display()),
+        "the words of tracer why"
+    );
+    // Events are off: findings are all that was sent.
+    assert!(otlp_records(&receiver.requests()).iter().all(|(_, r)| {
+        r["event_name"]
+            .as_str()
+            .unwrap()
+            .starts_with("tracer.finding.")
+    }));
 }
