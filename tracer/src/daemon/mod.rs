@@ -1,7 +1,8 @@
 //! `tracer daemon`: the composition. One task owns the state and runs the pipeline —
 //! ring buffer → decode → enrich → model, the journal recording every record, the
 //! metrics counting events and the model's changes, the stream publishing events to its
-//! clients, the OTLP exporter (when configured) queueing events and findings — while the socket's clients, the `/metrics` endpoint and the wait for
+//! clients, the OTLP exporter (when configured) queueing events and findings — while the
+//! socket's clients, the `/metrics` endpoint, the OTLP exporter's posts and the wait for
 //! systemd's account of the boot are served beside it.
 
 pub mod config;
