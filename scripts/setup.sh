@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs what building and testing tracer needs on a Debian 12 host, idempotently:
 # Debian packages (LLVM 22 for bpf-linker, bpftrace and strace for the benchmark, qemu
-# and mmdebstrap for the VM tests), rust-src for the nightly toolchain that builds the eBPF crate, and
-# bpf-linker built against LLVM 22.
+# and mmdebstrap for the VM tests), rust-src for the nightly toolchain that builds the eBPF crate,
+# bpf-linker built against LLVM 22, and a Python venv with PyPI's opentelemetry-proto (the
+# official OTLP definitions) for the daemon tests' OTLP receiver, tests/bin/otlp-receiver.py.
 # Quick when everything is already there. Needs root for apt (uses sudo when not root).
 set -euo pipefail
 
 BPF_LINKER_VERSION=0.13.0
+OTLP_PROTO_VERSION=1.45.2
+# Where the daemon tests look for it (tests/daemon.rs, otlp_python).
+OTLP_VENV="${TRACER_OTLP_VENV:-$HOME/.cache/tracer/otlp-venv}"
 APT_PACKAGES=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev bpftrace strace
   mmdebstrap busybox-static cpio e2fsprogs xz-utils zstd kmod prometheus librsvg2-bin)
 # From bookworm-backports: the machine's qemu-utils 10 (backports) breaks bookworm's own
@@ -55,5 +59,11 @@ if ! bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
   log "building bpf-linker $BPF_LINKER_VERSION against LLVM 22 (about a minute)"
   LLVM_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker --version "=$BPF_LINKER_VERSION" \
     --no-default-features --features llvm-22 --locked
+fi
+if ! "$OTLP_VENV/bin/python3" -c 'import opentelemetry.proto, sys; from importlib.metadata import version; sys.exit(version("opentelemetry-proto") != sys.argv[1])' \
+    "$OTLP_PROTO_VERSION" 2>/dev/null; then
+  log "making a Python venv with opentelemetry-proto $OTLP_PROTO_VERSION in $OTLP_VENV"
+  python3 -m venv "$OTLP_VENV"
+  "$OTLP_VENV/bin/pip" install -q "opentelemetry-proto==$OTLP_PROTO_VERSION"
 fi
 log "toolchain ready"

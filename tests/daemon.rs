@@ -1045,3 +1045,450 @@ fn costly_clients_are_refused() {
         &replies[..3]
     );
 }
+
+/// The Python that has PyPI's opentelemetry-proto (scripts/setup.sh makes its venv);
+/// None (the test skips, saying why) outside CI when it is missing.
+fn otlp_python() -> Option<PathBuf> {
+    let venv = std::env::var_os("TRACER_OTLP_VENV").map_or_else(
+        || {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/tracer/otlp-venv")
+        },
+        PathBuf::from,
+    );
+    let python = venv.join("bin/python3");
+    let ok = Command::new(&python)
+        .args([
+            "-c",
+            "import opentelemetry.proto.collector.logs.v1.logs_service_pb2",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} has no opentelemetry-proto: run scripts/setup.sh",
+            python.display()
+        );
+        eprintln!(
+            "skipped: {} has no opentelemetry-proto (scripts/setup.sh makes it)",
+            python.display()
+        );
+        return None;
+    }
+    Some(python)
+}
+
+/// tests/bin/otlp-receiver.py, listening on a port of its own: each request it decoded is
+/// a JSON line in `out`.
+struct Receiver {
+    child: Child,
+    port: u16,
+    out: PathBuf,
+}
+
+impl Receiver {
+    fn start(python: &Path, dir: &Path) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bin/otlp-receiver.py");
+        let out = dir.join("otlp.jsonl");
+        let port_file = dir.join("otlp.port");
+        let child = Command::new(python)
+            .arg(script)
+            .arg("--out")
+            .arg(&out)
+            .arg("--port-file")
+            .arg(&port_file)
+            .args(["--seconds", "300"])
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let port = loop {
+            if let Ok(p) = std::fs::read_to_string(&port_file) {
+                break p.trim().parse().unwrap();
+            }
+            assert!(Instant::now() < deadline, "the OTLP receiver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Self { child, port, out }
+    }
+
+    /// The requests it decoded so far; it fails the test on any it could not.
+    fn requests(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.ends_with('}'))
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                assert!(
+                    v.get("error").is_none(),
+                    "the receiver refused a request: {l}"
+                );
+                v
+            })
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every record of every request, with its request's resource attributes.
+fn otlp_records(requests: &[Value]) -> Vec<(Value, Value)> {
+    let mut out = Vec::new();
+    for req in requests {
+        for rl in req["resource_logs"].as_array().unwrap() {
+            for scope in rl["scopes"].as_array().unwrap() {
+                assert_eq!(scope["name"], "tracer");
+                for r in scope["records"].as_array().unwrap() {
+                    out.push((rl["attributes"].clone(), r.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A counter's value on /metrics (0 when it is not there).
+fn metric(port: u16, series: &str) -> u64 {
+    body(&http_get(port, "/metrics"))
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
+}
+
+/// The daemon's stop line for the exporter: (offered, sent, dropped, failed).
+fn otlp_stop_line(log: &str) -> (u64, u64, u64, u64) {
+    let line = log
+        .lines()
+        .find_map(|l| l.strip_prefix("tracer daemon: otlp: "))
+        .unwrap_or_else(|| panic!("no otlp stop line: {log}"));
+    let n: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (n[0], n[1], n[2], n[3])
+}
+
+/// Issue 16: events as OTLP logs, decoded by a receiver built on the official
+/// definitions (PyPI's opentelemetry-proto): a refused exec and three execs of our own,
+/// their attributes and the host's resource, and every record the daemon counts as sent
+/// is one the receiver decoded.
+#[test]
+fn events_reach_an_otlp_receiver_with_their_attributes() {
+    use std::os::unix::fs::PermissionsExt as _;
+    if !privileged() {
+        return;
+    }
+    let Some(python) = otlp_python() else {
+        return;
+    };
+    let dir = Daemon::fresh_dir("otlp");
+    let receiver = Receiver::start(&python, &dir);
+    let mut d = Daemon::start_in(
+        dir,
+        &format!(
+            "[otlp]\nenabled = true\nendpoint = \"http://127.0.0.1:{}/v1/logs\"\nflush_interval_ms = 200\n",
+            receiver.port
+        ),
+        free_port(),
+    );
+    assert!(
+        d.log()
+            .contains(&format!("otlp=http://127.0.0.1:{}/v1/logs", receiver.port)),
+        "{}",
+        d.log()
+    );
+    let started = std::time::SystemTime::now();
+    let refused = d.dir.join("tracer-t-otlp-refused.sh");
+    std::fs::write(&refused, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&refused, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = Command::new(&refused).status().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EACCES));
+    let mine = d.dir.join("tracer-t-otlp");
+    std::fs::copy("/bin/true", &mine).unwrap();
+    let pids = run(&mine, 3);
+
+    // Until the receiver has the three execs, their exits and the refused exec.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let is_mine = |r: &Value| {
+        let a = &r["attributes"];
+        a["process.executable.path"] == refused.to_str().unwrap()
+            || pids.iter().any(|&p| a["process.pid"] == p)
+    };
+    let records = loop {
+        let records: Vec<_> = otlp_records(&receiver.requests())
+            .into_iter()
+            .filter(|(_, r)| is_mine(r))
+            .collect();
+        if records.len() >= 7 {
+            break records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the receiver has {} of our 7 records: {records:?}\n{}",
+            records.len(),
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+
+    let machine_id = std::fs::read_to_string("/etc/machine-id").unwrap();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let boot_id = journal::current_boot_id().unwrap();
+    let window = (
+        started
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+            - 5_000_000_000,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+            + 5_000_000_000,
+    );
+    for (resource, r) in &records {
+        assert_eq!(resource["service.name"], "tracer", "{resource}");
+        assert_eq!(resource["host.id"], machine_id.trim(), "{resource}");
+        assert_eq!(resource["host.name"], hostname.trim(), "{resource}");
+        assert_eq!(resource["tracer.boot_id"], boot_id.as_str(), "{resource}");
+        let t = r["time_unix_nano"].as_u64().unwrap();
+        assert!(
+            window.0 < t && t < window.1,
+            "the kernel's time as wall time: {r}"
+        );
+    }
+    let me = std::process::id();
+    let of_kind = |kind: &str| -> Vec<&Value> {
+        records
+            .iter()
+            .map(|(_, r)| r)
+            .filter(|r| r["attributes"]["tracer.kind"] == kind)
+            .collect()
+    };
+    let failed = of_kind("exec-failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let f = failed[0];
+    assert_eq!(f["event_name"], "tracer.event.exec-failed");
+    assert_eq!(f["severity_text"], "WARN");
+    assert_eq!(f["attributes"]["tracer.errno"], "EACCES");
+    assert_eq!(f["attributes"]["process.parent_pid"], me);
+    assert!(f["body"].as_str().unwrap().contains("EACCES"), "{f}");
+    let execs = of_kind("exec");
+    assert_eq!(execs.len(), 3, "{execs:?}");
+    for (r, pid) in execs.iter().zip(&pids) {
+        let a = &r["attributes"];
+        assert_eq!(a["process.pid"], *pid, "in order: {r}");
+        assert_eq!(a["process.parent_pid"], me);
+        assert_eq!(a["process.executable.name"], "tracer-t-otlp");
+        assert_eq!(a["process.executable.path"], mine.to_str().unwrap());
+        assert_eq!(a["process.command_args"], serde_json::json!([mine]));
+        assert_eq!(a["process.user.id"], 0);
+        assert!(a["tracer.cgroup"].is_string(), "{r}");
+        assert_eq!(r["severity_text"], "INFO");
+        assert_eq!(r["severity_number"], 9);
+    }
+    let exits = of_kind("exit");
+    assert_eq!(exits.len(), 3, "{exits:?}");
+    assert!(
+        exits
+            .iter()
+            .all(|r| r["attributes"]["process.exit.code"] == 0)
+    );
+
+    // What the daemon counts as sent, the receiver decoded: no more (/metrics is brought
+    // up to the exporter's counts every 250 ms, after the posts), and at the stop, when
+    // the queue is finished, exactly.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let sent = loop {
+        let sent = metric(d.port, "tracer_otlp_records_total{result=\"sent\"}");
+        if sent >= 7 {
+            break sent;
+        }
+        assert!(Instant::now() < deadline, "/metrics counts {sent} sent");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(sent as usize <= otlp_records(&receiver.requests()).len());
+    let (_, status) = d.stop();
+    assert!(status.success(), "{}", d.log());
+    let (offered, sent, dropped, failed) = otlp_stop_line(&d.log());
+    let requests = receiver.requests();
+    eprintln!(
+        "otlp: {offered} offered, {sent} sent, {dropped} dropped, {failed} failed; the receiver decoded {} records in {} requests",
+        otlp_records(&requests).len(),
+        requests.len()
+    );
+    assert_eq!(sent as usize, otlp_records(&requests).len());
+    assert_eq!((dropped, failed), (0, 0));
+    assert_eq!(offered, sent);
+}
+
+/// Issue 16: a dead collector costs nothing but counted drops. Its port closed, a queue
+/// of 16: a burst of 300 processes still reaches the stream and the journal, every one;
+/// none is sent, and the drops and failures account for every record offered.
+#[test]
+fn a_dead_otlp_endpoint_costs_only_counted_drops() {
+    if !privileged() {
+        return;
+    }
+    let closed = free_port();
+    let mut d = Daemon::start(
+        "otlp-dead",
+        &format!(
+            "[otlp]\nenabled = true\nendpoint = \"http://127.0.0.1:{closed}/v1/logs\"\nqueue_capacity = 16\nbatch_size = 8\nflush_interval_ms = 100\ntimeout_ms = 500\nretries = 2\nretry_initial_ms = 100\n"
+        ),
+    );
+    let reader = subscribe(&d.socket(), "{\"kinds\":[\"exec\"],\"comms\":[\"true\"]}");
+    std::thread::sleep(Duration::from_millis(300));
+    let pids = run_true(300);
+    let (tx, last) = std::sync::mpsc::channel();
+    tx.send(u64::from(*pids.last().unwrap())).unwrap();
+    let (seen, missed) = read_until(reader, last);
+    assert_eq!(missed, 0);
+    assert!(
+        pids.iter().all(|p| seen.contains(&u64::from(*p))),
+        "every exec reached the stream"
+    );
+    // Once a batch has been given up on, /metrics says so.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(d.port, "tracer_otlp_records_total{result=\"failed\"}") == 0 {
+        assert!(Instant::now() < deadline, "no failed records counted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(metric(d.port, "tracer_otlp_records_total{result=\"dropped\"}") > 0);
+    assert_eq!(
+        metric(d.port, "tracer_otlp_records_total{result=\"sent\"}"),
+        0
+    );
+    assert!(
+        d.log().contains("otlp: connecting to"),
+        "said why: {}",
+        d.log()
+    );
+
+    let (_, status) = d.stop();
+    assert!(status.success(), "{}", d.log());
+    let (execs, damage, _) = journaled_execs(&d.state().join("journal"));
+    assert!(damage.is_empty(), "{damage:?}");
+    assert!(
+        pids.iter().all(|p| execs.contains(p)),
+        "every exec journaled"
+    );
+    let (offered, sent, dropped, failed) = otlp_stop_line(&d.log());
+    eprintln!("otlp: {offered} offered, {sent} sent, {dropped} dropped, {failed} failed");
+    assert_eq!(sent, 0);
+    // Our 300 execs and 300 exits at least (other processes' too).
+    assert!(offered >= 600, "{offered}");
+    assert!(dropped > 0 && failed > 0);
+    assert_eq!(dropped + failed, offered);
+}
+
+/// A unit file of the test's own in /etc/systemd/system, removed when dropped.
+struct UnitFile(PathBuf);
+
+impl Drop for UnitFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Issue 16: a finding over OTLP, with the systemd journal's findings off. A unit of the
+/// test's own, run as systemd would: its unit file names a script that exits 3, its
+/// cgroup below the cgroup2 mount, its process forked by a process called `systemd` (the
+/// model's top-level commands are a manager's children) and moved into the cgroup before
+/// its exec. Its finding arrives as an ERROR record with the cause, the unit and the
+/// MESSAGE_ID as attributes.
+#[test]
+fn a_failed_run_s_finding_reaches_the_otlp_receiver() {
+    use std::os::unix::fs::PermissionsExt as _;
+    if !privileged() {
+        return;
+    }
+    let Some(python) = otlp_python() else {
+        return;
+    };
+    let dir = Daemon::fresh_dir("otlp-finding");
+    let receiver = Receiver::start(&python, &dir);
+    let unit = format!("tracer-t-otlp-{}.service", std::process::id());
+    let script = dir.join("tracer-t-otlp.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 3\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = UnitFile(Path::new("/etc/systemd/system").join(&unit));
+    std::fs::write(
+        &file.0,
+        format!("[Service]\nExecStart={}\n", script.display()),
+    )
+    .unwrap();
+    let d = Daemon::start_in(
+        dir,
+        &format!(
+            "[otlp]\nenabled = true\nendpoint = \"http://127.0.0.1:{}/v1/logs\"\nflush_interval_ms = 200\nevents = false\n[systemd_journal]\nenabled = false\n",
+            receiver.port
+        ),
+        free_port(),
+    );
+    let cgroup = tracer::cgroup::find_cgroup2_mount().unwrap().join(&unit);
+    let _ = std::fs::remove_dir(&cgroup);
+    std::fs::create_dir(&cgroup).unwrap();
+    let manager = d.dir.join("systemd");
+    std::fs::copy("/bin/sh", &manager).unwrap();
+    let status = Command::new(&manager)
+        .arg("-c")
+        .arg(format!(
+            "sh -c 'echo $$ > {}/cgroup.procs; exec {}'; true",
+            cgroup.display(),
+            script.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::remove_dir(&cgroup).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let finding = loop {
+        let found = otlp_records(&receiver.requests())
+            .into_iter()
+            .map(|(_, r)| r)
+            .find(|r| r["attributes"]["tracer.unit"] == unit.as_str());
+        if let Some(r) = found {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no finding of {unit} arrived: {:?}\n{}",
+            receiver.requests(),
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!("{finding}");
+    assert_eq!(finding["event_name"], "tracer.finding.failure", "{finding}");
+    assert_eq!(finding["severity_text"], "ERROR");
+    assert_eq!(finding["severity_number"], 17);
+    let a = &finding["attributes"];
+    assert_eq!(a["tracer.kind"], "failure");
+    assert_eq!(a["tracer.systemd_unit"], unit.as_str());
+    assert_eq!(a["tracer.message_id"], "8652b949182b4d948932779599e03b8e");
+    assert_eq!(
+        a["tracer.boot_id"],
+        journal::current_boot_id().unwrap().as_str()
+    );
+    assert_eq!(a["tracer.cause"], "exit-code", "{finding}");
+    assert_eq!(a["tracer.exit_code"], "3", "{finding}");
+    assert_eq!(a["tracer.program"], script.to_str().unwrap(), "{finding}");
+    assert_eq!(
+        finding["body"],
+        format!("{unit}: {} exited with status 3", script.display()),
+        "the words of tracer why"
+    );
+    // Events are off: findings are all that was sent.
+    assert!(otlp_records(&receiver.requests()).iter().all(|(_, r)| {
+        r["event_name"]
+            .as_str()
+            .unwrap()
+            .starts_with("tracer.finding.")
+    }));
+}

@@ -126,7 +126,10 @@ impl Drop for Manager {
         let _ = self.child.wait();
         // Its D-Bus daemon, if it had one.
         let _ = Command::new("pkill")
-            .args(["-f", &format!("dbus-daemon.*{}/bus", self.runtime.display())])
+            .args([
+                "-f",
+                &format!("dbus-daemon.*{}/bus", self.runtime.display()),
+            ])
             .status();
         let _ = std::fs::remove_dir_all(&self.runtime);
     }
@@ -224,7 +227,10 @@ async fn a_manager_s_changes_are_recorded_over_a_bus() {
         {
             break sd;
         }
-        assert!(t.elapsed() < Duration::from_secs(20), "no manager on {address} within 20 s");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no manager on {address} within 20 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     follow_a_failed_dependency(&manager, sd).await;

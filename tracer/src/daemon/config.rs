@@ -41,6 +41,8 @@ pub struct Config {
     pub crash_loop_window_secs: f64,
     /// Findings in the systemd journal (on by default) and their rate per unit.
     pub systemd_journal: JournaldConfig,
+    /// Events and findings as OTLP logs to a collector (off by default).
+    pub otlp: OtlpConfig,
 }
 
 impl Default for Config {
@@ -59,11 +61,12 @@ impl Default for Config {
             crash_loop_runs: 3,
             crash_loop_window_secs: 60.0,
             systemd_journal: JournaldConfig::default(),
+            otlp: OtlpConfig::default(),
         }
     }
 }
 
-pub use crate::sink::{journald::JournaldConfig, stream::Others};
+pub use crate::sink::{journald::JournaldConfig, otlp::OtlpConfig, stream::Others};
 
 /// Why the configuration could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +148,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("max_bytez"), "{err}");
+        let c = Config::parse(
+            "[otlp]\nenabled = true\nendpoint = \"http://collector:4318/v1/logs\"\nevent_kinds = [\"exec\"]\n",
+            p,
+        )
+        .unwrap();
+        assert!(c.otlp.enabled && c.otlp.findings);
+        assert_eq!(c.otlp.event_kinds, ["exec"]);
+        assert_eq!(c.otlp.batch_size, OtlpConfig::default().batch_size);
+        let err = Config::parse("[otlp]\nbatch = 1\n", p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown field") && err.contains("batch"),
+            "{err}"
+        );
     }
 
     #[test]

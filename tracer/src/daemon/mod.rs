@@ -1,7 +1,8 @@
 //! `tracer daemon`: the composition. One task owns the state and runs the pipeline —
 //! ring buffer → decode → enrich → model, the journal recording every record, the
 //! metrics counting events and the model's changes, the stream publishing events to its
-//! clients — while the socket's clients, the `/metrics` endpoint and the wait for
+//! clients, the OTLP exporter (when configured) queueing events and findings — while the
+//! socket's clients, the `/metrics` endpoint, the OTLP exporter's posts and the wait for
 //! systemd's account of the boot are served beside it.
 
 pub mod config;
@@ -34,6 +35,7 @@ use crate::{
     sink::{
         journald::{self, Findings},
         metrics::Metrics,
+        otlp::{self, Exporter},
         stream::{self, Publisher, Question},
     },
     startup::{self, Started},
@@ -90,15 +92,21 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         .map_err(|e| tracing::warn!("the limit on open files stays as it is: {e}"))
         .unwrap_or(0);
     let listeners = Listeners::bind(&cfg).await?;
-    let start = startup::start(
-        &ProbeOptions {
-            ring_size: cfg.ring_size,
-            batch_delay: Duration::from_millis(cfg.batch_ms),
-            failed_execs: cfg.failed_execs,
-            ..ProbeOptions::default()
-        },
-        true,
-    )?;
+    // systemd's changes are followed from now on, while the programs load: pid 1 starts
+    // units at once, and a connection to it takes a while early in boot.
+    let (changes_tx, changes_rx) = mpsc::channel(CHANGES_QUEUE);
+    let changes_lost = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    tokio::spawn(systemd::watch::follow(changes_tx, changes_lost.clone()));
+    let options = ProbeOptions {
+        ring_size: cfg.ring_size,
+        batch_delay: Duration::from_millis(cfg.batch_ms),
+        failed_execs: cfg.failed_execs,
+        ..ProbeOptions::default()
+    };
+    // (Off the runtime's one thread, so that the connection is made meanwhile.)
+    let start = tokio::task::spawn_blocking(move || startup::start(&options, true))
+        .await
+        .context("loading the programs")??;
     let attach_ms = start.attached_at.duration_since(started).as_millis();
     let found = (start.running.len(), start.cgroups.len());
     tracing::info!(
@@ -113,11 +121,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let (queries_tx, queries) = mpsc::channel(16);
     let (systemd_tx, systemd_rx) = mpsc::channel(1);
     tokio::spawn(systemd::account_when_booted(systemd_tx));
-    let (changes_tx, changes_rx) = mpsc::channel(CHANGES_QUEUE);
-    tokio::spawn(systemd::watch::follow(
-        changes_tx,
-        pipeline.changes_lost.clone(),
-    ));
+    pipeline.changes_lost = changes_lost;
     let metrics_at = metrics_url(listeners.metrics.as_ref());
     pipeline.serve(listeners, queries_tx, cfg.socket_others);
     let ready = [
@@ -141,6 +145,13 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             .to_owned(),
         ),
         (
+            "otlp",
+            pipeline
+                .otlp
+                .as_ref()
+                .map_or_else(|| "off".to_owned(), |x| x.endpoint().to_string()),
+        ),
+        (
             "access_checks",
             if probe.access_checks() {
                 "seen"
@@ -156,9 +167,11 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     crate::probe::release_free_memory();
     notify::sd_notify("READY=1\nSTATUS=programs attached, recording");
 
-    pipeline
+    let ran = pipeline
         .run(&mut probe, queries, systemd_rx, changes_rx)
-        .await?;
+        .await;
+    pipeline.finish_export().await;
+    ran?;
     pipeline.stop(&cfg, &probe)
 }
 
@@ -321,6 +334,10 @@ struct Pipeline {
     /// there to be asked).
     findings: Option<Findings>,
     ask_systemd: Option<mpsc::Sender<journald::Pending>>,
+    /// Events and findings for the OTLP collector (None: `[otlp]` is off), and what
+    /// became of them once its queue was finished at the stop.
+    otlp: Option<Exporter>,
+    otlp_at_stop: Option<(otlp::Tally, u64)>,
 }
 
 impl Pipeline {
@@ -367,13 +384,23 @@ impl Pipeline {
             );
         }
         let journal_errors = seeded.len() as u64;
+        let clock = BootClock::new();
+        let otlp = Exporter::start(&cfg.otlp, otlp::resource(boot_id), clock)
+            .context("the [otlp] section of the configuration")?;
+        let otlp_findings = otlp.is_some() && cfg.otlp.findings;
+        let findings = Findings::new(&cfg.systemd_journal, boot_id, cfg.crash_loop_window_secs)
+            .or_else(|| {
+                otlp_findings.then(|| {
+                    Findings::unjournaled(&cfg.systemd_journal, boot_id, cfg.crash_loop_window_secs)
+                })
+            });
         let pipeline = Self {
             cgroups: start.cgroups,
             model,
             journal,
             metrics: Metrics::new(cfg.metrics_unit_cap),
             stream: Publisher::new(),
-            clock: BootClock::new(),
+            clock,
             journal_errors,
             lookups,
             malformed: Vec::new(),
@@ -383,8 +410,10 @@ impl Pipeline {
             changes_lost: Default::default(),
             changes_lost_said: 0,
             changes_lost_said_at: None,
-            findings: Findings::new(&cfg.systemd_journal, boot_id, cfg.crash_loop_window_secs),
+            findings,
             ask_systemd: None,
+            otlp,
+            otlp_at_stop: None,
         };
         Ok((probe, pipeline))
     }
@@ -495,6 +524,9 @@ impl Pipeline {
                 f.note(&change, Instant::now());
             }
         }
+        if let Some(x) = &self.otlp {
+            x.event(&e);
+        }
         self.stream.push(e);
     }
 
@@ -515,7 +547,7 @@ impl Pipeline {
                 _ => p,
             };
             if let Some(entry) = f.entry(&p, &self.model, None) {
-                f.emit(entry, now);
+                made(f, self.otlp.as_ref(), entry, now);
             }
         }
         self.metrics.sync_findings(&f.counts);
@@ -550,7 +582,7 @@ impl Pipeline {
             self.account.annotate(u);
         }
         if let Some(entry) = f.entry(&pending, &self.model, unit.as_ref()) {
-            f.emit(entry, now);
+            made(f, self.otlp.as_ref(), entry, now);
         }
         self.metrics.sync_findings(&f.counts);
     }
@@ -653,8 +685,18 @@ impl Pipeline {
             &self.journal.errors(),
         );
         self.metrics.sync_lookups(&self.lookups);
+        if let Some(x) = &self.otlp {
+            self.metrics.sync_otlp(x.counts.tally());
+        }
         self.metrics
             .sync_probe(probe.malformed(), probe.failed_execs());
+    }
+
+    /// The OTLP exporter's queue, given its bounded last try.
+    async fn finish_export(&mut self) {
+        if let Some(x) = self.otlp.take() {
+            self.otlp_at_stop = Some(x.finish().await);
+        }
     }
 
     fn stop(mut self, cfg: &Config, probe: &Probe) -> anyhow::Result<()> {
@@ -669,8 +711,23 @@ impl Pipeline {
             self.journal_errors,
             probe.malformed()
         );
+        if let Some((t, left)) = self.otlp_at_stop {
+            eprintln!(
+                "tracer daemon: otlp: {} records offered, {} sent, {} dropped (queue full), {} failed ({left} of them unsent at the stop)",
+                t.offered, t.sent, t.dropped, t.failed
+            );
+        }
         Ok(())
     }
+}
+
+/// A finding made: to the OTLP exporter (every one: its queue bounds them), then to the
+/// systemd journal (within the unit's rate).
+fn made(f: &mut Findings, otlp: Option<&Exporter>, entry: journald::Finding, now: Instant) {
+    if let Some(x) = otlp {
+        x.finding(&entry);
+    }
+    f.emit(entry, now);
 }
 
 #[cfg(test)]

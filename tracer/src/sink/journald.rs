@@ -219,16 +219,31 @@ impl Findings {
         if !cfg.enabled {
             return None;
         }
-        let writer = match wire::Writer::new(&cfg.socket) {
-            Ok(w) => Some(w),
-            Err(e) => {
+        Some(Self::make(cfg, boot_id, crash_loop_window_secs))
+    }
+
+    /// Findings made for another sink (OTLP) while the systemd journal's are off: made
+    /// as they would be, [`Findings::emit`] sends none.
+    pub fn unjournaled(cfg: &JournaldConfig, boot_id: &str, crash_loop_window_secs: f64) -> Self {
+        let cfg = JournaldConfig {
+            enabled: false,
+            ..cfg.clone()
+        };
+        Self::make(&cfg, boot_id, crash_loop_window_secs)
+    }
+
+    fn make(cfg: &JournaldConfig, boot_id: &str, crash_loop_window_secs: f64) -> Self {
+        let writer = match cfg.enabled.then(|| wire::Writer::new(&cfg.socket)) {
+            None => None,
+            Some(Ok(w)) => Some(w),
+            Some(Err(e)) => {
                 tracing::warn!(
                     "findings are not written to the systemd journal: no socket to send with: {e}"
                 );
                 None
             }
         };
-        Some(Self {
+        Self {
             cfg: cfg.clone(),
             writer,
             boot_id: boot_id.to_owned(),
@@ -237,7 +252,7 @@ impl Findings {
             rates: HashMap::new(),
             counts: Counts::default(),
             said_unavailable: false,
-        })
+        }
     }
 
     /// Takes one of the model's changes (the event path: a push, no lookup, no write).
@@ -481,6 +496,9 @@ impl Findings {
     /// in the unit's next entry that is journaled). A unit's restarts have a rate of their
     /// own: a restarting unit's failures and its crash loop are not crowded out by them.
     pub fn emit(&mut self, f: Finding, now: Instant) {
+        if !self.cfg.enabled {
+            return;
+        }
         let rate = match f.kind {
             Kind::Restart => format!("{} (restarts)", f.unit),
             _ => f.unit.clone(),

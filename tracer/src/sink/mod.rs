@@ -1,7 +1,8 @@
 //! Where events and the model's changes go besides the journal: the live stream's clients,
-//! the Prometheus endpoint, and findings in the systemd journal.
+//! the Prometheus endpoint, findings in the systemd journal, and OTLP logs (opt-in).
 
 pub mod conn;
 pub mod journald;
 pub mod metrics;
+pub mod otlp;
 pub mod stream;

@@ -639,6 +639,11 @@ impl Systemd {
     /// Connects to pid 1: over its own socket as root, else (or when that fails) over
     /// the system bus.
     pub async fn connect() -> Result<Self, SystemdError> {
+        Self::connect_waiting(PRIVATE_CONNECT).await
+    }
+
+    /// [`Self::connect`], waiting up to `patience` for pid 1's socket before the bus.
+    async fn connect_waiting(patience: Duration) -> Result<Self, SystemdError> {
         if !booted_with_systemd() {
             return Err(SystemdError::Unreachable(
                 "pid 1 is not systemd: no /run/systemd/system".into(),
@@ -649,7 +654,7 @@ impl Systemd {
             // A connection not made within PRIVATE_CONNECT is given up for the bus (and
             // pid 1's socket tried again next time).
             let connect = private::connect(private::PATH, CALL_TIMEOUT);
-            match tokio::time::timeout(PRIVATE_CONNECT, connect).await {
+            match tokio::time::timeout(patience, connect).await {
                 Ok(Ok(conn)) => {
                     return Ok(Self {
                         conn,
@@ -659,7 +664,7 @@ impl Systemd {
                 // Root is refused its own manager's socket only when something is wrong:
                 // said once, at warn.
                 Ok(Err(e)) => private_refused(&e.to_string()),
-                Err(_) => private_refused(&format!("no connection within {PRIVATE_CONNECT:?}")),
+                Err(_) => private_refused(&format!("no connection within {patience:?}")),
             }
         }
         let unreachable = |e: zbus::Error| SystemdError::Unreachable(e.to_string());
@@ -697,10 +702,7 @@ impl Systemd {
             .build()
             .await
             .map_err(unreachable)?;
-        Ok(Self {
-            conn,
-            via: "a bus",
-        })
+        Ok(Self { conn, via: "a bus" })
     }
 
     /// Connects, giving up after `limit`.

@@ -34,6 +34,12 @@ const JOB_IFACE: &str = "org.freedesktop.systemd1.Job";
 /// Signals read but not yet taken by the daemon, and questions waiting to be asked: past
 /// these, what comes is left out and counted.
 const QUEUE: usize = 4096;
+/// How long a connection to pid 1's own socket may take before the bus is tried. Early in
+/// boot pid 1 takes new connections last (its listening socket's event source has
+/// sd-event's default priority, below its other sources, while the connections it took
+/// have its IPC priority), and the bus is not there yet: what follows waits for it, since
+/// every change counts and the connection is kept.
+const FOLLOW_PATIENCE: Duration = Duration::from_secs(30);
 
 /// The unit an object path of pid 1 names (the reverse of [`unit_object_path`]).
 pub fn unit_of_path(path: &str) -> Option<String> {
@@ -65,7 +71,7 @@ pub async fn follow(tx: mpsc::Sender<Change>, lost: Arc<AtomicU64>) {
     let mut failures = 0u32;
     while !tx.is_closed() {
         let t = std::time::Instant::now();
-        let r = match Systemd::connect_within(Duration::from_secs(15)).await {
+        let r = match Systemd::connect_waiting(FOLLOW_PATIENCE).await {
             Ok(sd) => {
                 super::say_way(&mut said, "systemd's changes", &sd, t);
                 sd.follow(&tx, &lost).await

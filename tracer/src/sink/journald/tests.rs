@@ -99,6 +99,18 @@ fn finding(unit: &str) -> Finding {
 }
 
 #[test]
+fn findings_made_for_otlp_alone_are_not_journaled() {
+    let off = JournaldConfig {
+        enabled: false,
+        ..cfg(3, 10.0)
+    };
+    assert!(Findings::new(&off, "b00", 60.0).is_none());
+    let mut f = Findings::unjournaled(&cfg(3, 10.0), "b00", 60.0);
+    f.emit(finding("flaky.service"), Instant::now());
+    assert_eq!(f.counts, Counts::default(), "nothing sent, nothing counted");
+}
+
+#[test]
 fn a_unit_gets_its_burst_then_its_rate_and_others_are_not_held_back() {
     let mut f = Findings::new(&cfg(3, 10.0), "b00", 60.0).unwrap();
     let t = Instant::now();

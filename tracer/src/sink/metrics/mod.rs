@@ -49,6 +49,9 @@ pub struct Metrics {
     /// `tracer_systemd_journal_entries_total` by result, and the counts last synced to.
     findings: IntCounterVec,
     findings_seen: crate::sink::journald::Counts,
+    /// `tracer_otlp_records_total` by result, and the counts last synced to.
+    otlp: IntCounterVec,
+    otlp_seen: crate::sink::otlp::Tally,
     malformed: IntCounter,
     malformed_seen: u64,
     failed_execs_caught: IntGauge,
@@ -373,6 +376,15 @@ impl Metrics {
         for (result, _) in crate::sink::journald::Counts::default().by_result() {
             findings.with_label_values(&[result]);
         }
+        let otlp = counter(
+            &r,
+            "tracer_otlp_records_total",
+            "Events and findings for the OTLP collector, by result (sent: taken by it; dropped: the queue was full; failed: given up after the retries, refused or rejected by the collector, or unsent at the stop).",
+            &["result"],
+        );
+        for (result, _) in crate::sink::otlp::Tally::default().by_result() {
+            otlp.with_label_values(&[result]);
+        }
         let build = registered(
             &r,
             IntGaugeVec::new(
@@ -403,6 +415,8 @@ impl Metrics {
             lookups_seen: [0; 3],
             findings,
             findings_seen: crate::sink::journald::Counts::default(),
+            otlp,
+            otlp_seen: crate::sink::otlp::Tally::default(),
             malformed,
             malformed_seen: 0,
             failed_execs_caught,
@@ -551,6 +565,17 @@ impl Metrics {
             }
         }
         self.findings_seen = *counts;
+    }
+
+    /// `tracer_otlp_records_total` brought up to the exporter's counts.
+    pub fn sync_otlp(&mut self, tally: crate::sink::otlp::Tally) {
+        let seen = self.otlp_seen.by_result();
+        for ((result, n), (_, before)) in tally.by_result().iter().zip(seen) {
+            if *n > before {
+                self.otlp.with_label_values(&[result]).inc_by(*n - before);
+            }
+        }
+        self.otlp_seen = tally;
     }
 
     /// Counts what the model announced.
@@ -882,6 +907,30 @@ mod tests {
             &[
                 "tracer_systemd_journal_entries_total{result=\"sent\"} 4",
                 "tracer_systemd_journal_entries_total{result=\"rate-limited\"} 7",
+            ],
+        );
+    }
+
+    #[test]
+    fn otlp_records_are_exported_by_result() {
+        let mut m = Metrics::new(10);
+        assert!(rendered(&m).contains("tracer_otlp_records_total{result=\"dropped\"} 0"));
+        let mut t = crate::sink::otlp::Tally {
+            offered: 9,
+            sent: 5,
+            dropped: 3,
+            failed: 1,
+        };
+        m.sync_otlp(t);
+        t.sent = 6;
+        m.sync_otlp(t);
+        m.sync_otlp(t);
+        has_lines(
+            &rendered(&m),
+            &[
+                "tracer_otlp_records_total{result=\"sent\"} 6",
+                "tracer_otlp_records_total{result=\"dropped\"} 3",
+                "tracer_otlp_records_total{result=\"failed\"} 1",
             ],
         );
     }
