@@ -1,9 +1,11 @@
 //! Prometheus metrics: counters fed per event, unit-level series fed by what the model
 //! announces, served as text on `/metrics` by a minimal HTTP/1.1 server ([`http`]). Unit labels are bounded:
 //! scopes (sessions, `run-*.scope`) fold into `name="_scope"`, units past the cap into
-//! `name="_other"`, and `tracer_metrics_folded_total` counts the folding.
+//! `name="_other"`, and `tracer_metrics_folded_total` counts the folding. The daemon's
+//! own CPU, memory and open files are read when scraped ([`process`]).
 
 pub mod http;
+mod process;
 
 use std::{
     collections::HashMap,
@@ -389,6 +391,7 @@ impl Metrics {
             .expect("valid metric"),
         );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        registered(&r, process::SelfProcess::new());
         Self {
             registry: r,
             events,
