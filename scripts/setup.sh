@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing tracer needs on a Debian 12 host, idempotently:
 # Debian packages (LLVM 22 for bpf-linker, bpftrace and strace for the benchmark, qemu
-# and mmdebstrap for the VM tests), rust-src for the nightly toolchain that builds the eBPF crate, and
-# bpf-linker built against LLVM 22.
+# and mmdebstrap for the VM tests, prometheus for the scrape test and its promtool for the
+# metrics and alert-rule checks), rust-src for the nightly toolchain that builds the eBPF
+# crate, and bpf-linker built against LLVM 22.
 # Quick when everything is already there. Needs root for apt (uses sudo when not root).
 set -euo pipefail
 
