@@ -601,6 +601,16 @@ impl Drop for FakeUnit {
     }
 }
 
+/// A child process killed when dropped (also when a test panics).
+struct KilledOnDrop(Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `s` as a URL's query value.
 fn url_encoded(s: &str) -> String {
     s.bytes()
@@ -707,17 +717,19 @@ fn a_real_prometheus_scrapes_the_daemon() {
         ),
     )
     .unwrap();
-    let mut prom = Command::new("prometheus")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            d.dir.join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(d.dir.join("prometheus.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let prom = KilledOnDrop(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                d.dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.dir.join("prometheus.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let checked = (|| {
         let build = eventually(60, || prom_query(prom_port, "tracer_build_info == 1"))?;
         if build[0]["metric"]["job"] != "tracer" || !build[0]["metric"]["version"].is_string() {
@@ -834,8 +846,7 @@ fn a_real_prometheus_scrapes_the_daemon() {
             Err(said.join("\n"))
         }
     })();
-    let _ = prom.kill();
-    let _ = prom.wait();
+    drop(prom);
     if let Err(e) = checked {
         panic!(
             "{e}\nPrometheus's log: {}\nthe daemon's: {}",

@@ -3,6 +3,8 @@
 //! `process_open_fds`), read from /proc/self when scraped: nothing is read between
 //! scrapes, and a read that fails leaves the last values.
 
+use std::sync::{Arc, Mutex};
+
 use prometheus::{
     Counter, IntGauge,
     core::{Collector, Desc},
@@ -17,6 +19,9 @@ pub struct SelfProcess {
     open_fds: IntGauge,
     ticks_per_sec: f64,
     page_bytes: i64,
+    /// Held while the series are brought up to date: two scrapes at once would both add
+    /// the CPU time since the last one.
+    updating: Arc<Mutex<()>>,
 }
 
 impl SelfProcess {
@@ -43,11 +48,13 @@ impl SelfProcess {
                 .expect("valid metric"),
             ticks_per_sec: ticks.max(1) as f64,
             page_bytes: page.max(1),
+            updating: Arc::default(),
         }
     }
 
     /// Sets the series from /proc/self.
     fn update(&self) {
+        let _one_at_a_time = self.updating.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((ticks, pages)) = std::fs::read_to_string("/proc/self/stat")
             .ok()
             .as_deref()
@@ -58,8 +65,11 @@ impl SelfProcess {
             if seconds > counted {
                 self.cpu.inc_by(seconds - counted);
             }
-            self.resident
-                .set(i64::try_from(pages).unwrap_or(i64::MAX) * self.page_bytes);
+            self.resident.set(
+                i64::try_from(pages)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(self.page_bytes),
+            );
         }
         if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
             // (The directory being read holds one of them.)
