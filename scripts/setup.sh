@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building and testing tracer needs on a Debian 12 host, idempotently:
 # Debian packages (LLVM 22 for bpf-linker, bpftrace and strace for the benchmark, qemu
-# and mmdebstrap for the VM tests), rust-src for the nightly toolchain that builds the eBPF crate,
-# bpf-linker built against LLVM 22, and a Python venv with PyPI's opentelemetry-proto (the
-# official OTLP definitions) for the daemon tests' OTLP receiver, tests/bin/otlp-receiver.py.
+# and mmdebstrap for the VM tests, prometheus for the scrape test and its promtool for the
+# metrics and alert-rule checks), rust-src for the nightly toolchain that builds the eBPF
+# crate, bpf-linker built against LLVM 22, and a Python venv with PyPI's opentelemetry-proto
+# (the official OTLP definitions) for the daemon tests' OTLP receiver, tests/bin/otlp-receiver.py.
 # Quick when everything is already there. Needs root for apt (uses sudo when not root).
 set -euo pipefail
 

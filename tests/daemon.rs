@@ -552,6 +552,132 @@ fn kill_9_loses_at_most_the_unflushed_tail() {
     assert!(after.iter().chain(&before).all(|p| execs.contains(p)));
 }
 
+/// A unit of the test's own, without systemd: a cgroup named like a service at the top of
+/// the cgroup2 tree, which the daemon takes for a unit, and a shell named `systemd` that
+/// starts each run's process there (the model takes a child of a process of that name for
+/// a manager's). Each run makes the cgroup, runs a program in it as its only process, and
+/// removes the cgroup.
+struct FakeUnit {
+    name: String,
+    dir: PathBuf,
+    manager: PathBuf,
+}
+
+impl FakeUnit {
+    fn new(name: &str, scratch: &Path) -> Self {
+        let dir = tracer::cgroup::find_cgroup2_mount().unwrap().join(name);
+        let _ = std::fs::remove_dir(&dir);
+        let manager = scratch.join("systemd");
+        std::fs::copy("/bin/sh", &manager).unwrap();
+        Self {
+            name: name.to_owned(),
+            dir,
+            manager,
+        }
+    }
+
+    /// One run of `program`, whose process's exit status the manager shell ignores.
+    fn run(&self, program: &Path) {
+        std::fs::create_dir(&self.dir).unwrap();
+        let status = Command::new(&self.manager)
+            .args([
+                "-c",
+                "(echo 0 > \"$1/cgroup.procs\" && exec \"$2\"); exit 0",
+                "sh",
+            ])
+            .arg(&self.dir)
+            .arg(program)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{status}");
+        std::fs::remove_dir(&self.dir).unwrap();
+    }
+}
+
+impl Drop for FakeUnit {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// A child process killed when dropped (also when a test panics).
+struct KilledOnDrop(Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `s` as a URL's query value.
+fn url_encoded(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A GET of Prometheus's HTTP API: its JSON answer, or what went wrong.
+fn prom_api(port: u16, path: &str) -> Result<Value, String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
+    serde_json::from_str(body(&resp).trim()).map_err(|e| format!("{e}: {resp:.300}"))
+}
+
+/// An instant query's series, or why there are none (an error, or an empty answer).
+fn prom_query(port: u16, query: &str) -> Result<Vec<Value>, String> {
+    let v = prom_api(port, &format!("/api/v1/query?query={}", url_encoded(query)))?;
+    if v["status"] != "success" {
+        return Err(format!("{query}: {v}"));
+    }
+    match v["data"]["result"].as_array() {
+        Some(r) if !r.is_empty() => Ok(r.clone()),
+        _ => Err(format!("{query}: no series ({v})")),
+    }
+}
+
+/// The `tracer_*` metric names a PromQL expression reads.
+fn metric_names(query: &str) -> Vec<String> {
+    let mut names: Vec<String> = query
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|w| w.starts_with("tracer_"))
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Asks `check` again every half second until it holds or `secs` pass; its last answer.
+fn eventually<T>(secs: u64, mut check: impl FnMut() -> Result<T, String>) -> Result<T, String> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        match check() {
+            Ok(t) => return Ok(t),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+/// A real Prometheus scrapes the daemon, with tracer's alert rules loaded, while a unit of
+/// the test's own fails its exec three times (a crash loop). Every alert's expression is
+/// evaluated, the metrics each reads exist under their names, the alerts that the workload
+/// calls for fire with the unit in `name`, and every query of the dashboard returns series.
 #[test]
 fn a_real_prometheus_scrapes_the_daemon() {
     if !privileged() {
@@ -569,58 +695,165 @@ fn a_real_prometheus_scrapes_the_daemon() {
         eprintln!("skipped: prometheus is not installed");
         return;
     }
-    let d = Daemon::start("prom", "");
+    let dir = Daemon::fresh_dir("prom");
+    // No journald here, or not one to write to: every finding counts as unavailable.
+    let d = Daemon::start_in(
+        dir.clone(),
+        &format!(
+            "[systemd_journal]\nsocket = \"{}/no-journald.sock\"\n",
+            dir.display()
+        ),
+        free_port(),
+    );
     let prom_port = free_port();
     let cfg = d.dir.join("prometheus.yml");
+    let rules = common::dist("tracer-alerts.yml");
     std::fs::write(
         &cfg,
         format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: tracer\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: tracer\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            rules.display(),
             d.port
         ),
     )
     .unwrap();
-    let mut prom = Command::new("prometheus")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            d.dir.join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(d.dir.join("prometheus.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = String::new();
-    let found = loop {
-        if Instant::now() > deadline {
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", prom_port)) else {
-            continue;
-        };
-        let _ = write!(
-            s,
-            "GET /api/v1/query?query=tracer_build_info HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-        );
-        last.clear();
-        let _ = s.read_to_string(&mut last);
-        if let Ok(v) = serde_json::from_str::<Value>(body(&last).trim())
-            && v["data"]["result"][0]["value"][1] == "1"
-        {
-            assert_eq!(v["data"]["result"][0]["metric"]["job"], "tracer");
-            assert!(v["data"]["result"][0]["metric"]["version"].is_string());
-            break true;
-        }
-    };
-    let _ = prom.kill();
-    let _ = prom.wait();
-    assert!(
-        found,
-        "Prometheus never returned tracer_build_info; last answer: {last}"
+    let prom = KilledOnDrop(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                d.dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.dir.join("prometheus.log")).unwrap())
+            .spawn()
+            .unwrap(),
     );
+    let checked = (|| {
+        let build = eventually(60, || prom_query(prom_port, "tracer_build_info == 1"))?;
+        if build[0]["metric"]["job"] != "tracer" || !build[0]["metric"]["version"].is_string() {
+            return Err(format!("tracer_build_info: {build:?}"));
+        }
+        // Prometheus has seen the daemon's series before the unit fails: the counters made
+        // at start (lost events, journal errors, the systemd journal's) are at 0.
+        eventually(30, || {
+            prom_query(prom_port, "tracer_systemd_journal_entries_total")
+        })?;
+        let unit = FakeUnit::new(
+            &format!("tracer-prom-{}.service", std::process::id()),
+            &d.dir,
+        );
+        // Mode 0644: its exec fails with EACCES, three runs in a row (a crash loop).
+        let refused = d.dir.join("not-executable.sh");
+        std::fs::write(&refused, "#!/bin/sh\n").unwrap();
+        for _ in 0..3 {
+            unit.run(&refused);
+        }
+        run_true(20);
+        let instance = format!("127.0.0.1:{}", d.port);
+        let mut said = Vec::new();
+
+        // The rules Prometheus loaded are the file's, each evaluated without error.
+        let names = common::alert_names(&std::fs::read_to_string(&rules).unwrap());
+        let loaded = eventually(30, || {
+            let v = prom_api(prom_port, "/api/v1/rules")?;
+            let rules: Vec<Value> = v["data"]["groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+                .collect();
+            let bad: Vec<_> = rules.iter().filter(|r| r["health"] != "ok").collect();
+            if rules.len() != names.len() || !bad.is_empty() {
+                return Err(format!("rules not all loaded and healthy: {v}"));
+            }
+            Ok(rules)
+        })?;
+        for rule in &loaded {
+            let (name, query) = (
+                rule["name"].as_str().unwrap(),
+                rule["query"].as_str().unwrap(),
+            );
+            if !names.iter().any(|n| n == name) {
+                said.push(format!("{name}: loaded, not in {}", rules.display()));
+            }
+            // The expression evaluates (an empty answer is an alert that does not fire)...
+            let v = prom_api(
+                prom_port,
+                &format!("/api/v1/query?query={}", url_encoded(query)),
+            )?;
+            if v["status"] != "success" {
+                said.push(format!("{name}: {query}: {v}"));
+            }
+            // ...and every series it reads is one the daemon exports.
+            let metrics = metric_names(query);
+            if metrics.is_empty() {
+                said.push(format!("{name} reads none of tracer's series: {query}"));
+            }
+            for m in metrics {
+                if let Err(e) = eventually(10, || prom_query(prom_port, &format!("count({m})"))) {
+                    said.push(format!("{name}: {e}"));
+                }
+            }
+        }
+        // The alerts the workload calls for: firing, on the unit's `name`.
+        let expected = [
+            ("TracerUnitCrashLoop", "name", unit.name.as_str()),
+            ("TracerUnitFailed", "name", unit.name.as_str()),
+            ("TracerExecFailures", "name", unit.name.as_str()),
+            ("TracerExecFailures", "errno", "EACCES"),
+            ("TracerSystemdJournalErrors", "result", "unavailable"),
+        ];
+        for (alert, label, value) in expected {
+            let firing = eventually(30, || {
+                let v = prom_api(prom_port, "/api/v1/alerts")?;
+                v["data"]["alerts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|a| {
+                        a["labels"]["alertname"] == alert
+                            && a["labels"][label] == value
+                            && a["labels"]["instance"] == instance.as_str()
+                            && a["state"] == "firing"
+                    })
+                    .cloned()
+                    .ok_or_else(|| format!("{alert}{{{label}=\"{value}\"}} not firing: {v}"))
+            });
+            match firing {
+                Ok(a) => eprintln!("firing: {}", a["annotations"]["summary"]),
+                Err(e) => said.push(e),
+            }
+        }
+
+        // Every panel of the dashboard shows something.
+        let dashboard: Value = serde_json::from_str(
+            &std::fs::read_to_string(common::dist("tracer-dashboard.json")).unwrap(),
+        )
+        .unwrap();
+        let vars = [("instance", instance.as_str()), ("__rate_interval", "1m")];
+        for (panel, query) in common::dashboard_queries(&dashboard)? {
+            let query = common::with_variables(&query, &vars)?;
+            match eventually(30, || prom_query(prom_port, &query)) {
+                Ok(series) => eprintln!("{panel}: {} series for {query}", series.len()),
+                Err(e) => said.push(format!("{panel}: {e}")),
+            }
+        }
+        if said.is_empty() {
+            Ok(())
+        } else {
+            Err(said.join("\n"))
+        }
+    })();
+    drop(prom);
+    if let Err(e) = checked {
+        panic!(
+            "{e}\nPrometheus's log: {}\nthe daemon's: {}",
+            std::fs::read_to_string(d.dir.join("prometheus.log")).unwrap_or_default(),
+            d.log()
+        );
+    }
 }
 
 #[test]

@@ -32,6 +32,17 @@ pub fn parse_stat(text: &str) -> Option<(String, u32, u64)> {
     Some((comm, ppid, start))
 }
 
+/// (user + system CPU time, resident set) in clock ticks and pages, from the text of
+/// /proc/PID/stat (fields 14, 15 and 24).
+pub fn parse_stat_usage(text: &str) -> Option<(u64, u64)> {
+    let rest: Vec<&str> = text
+        .get(text.rfind(')')? + 1..)?
+        .split_whitespace()
+        .collect();
+    let field = |n: usize| rest.get(n - 3)?.parse::<u64>().ok();
+    Some((field(14)? + field(15)?, field(24)?))
+}
+
 /// The `0::/path` line of /proc/PID/cgroup.
 pub fn parse_cgroup(text: &str) -> Option<String> {
     text.lines()
@@ -95,6 +106,13 @@ mod tests {
         let line = "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 5678 1000 200 18446744073709551615";
         assert_eq!(parse_stat(line), Some(("my (odd) name".into(), 1, 5678)));
         assert_eq!(parse_stat("garbage"), None);
+        assert_eq!(parse_stat_usage(line), Some((3, 200)));
+        assert_eq!(
+            parse_stat_usage(&line[..line.len() - 25]),
+            None,
+            "cut before field 24"
+        );
+        assert_eq!(parse_stat_usage("garbage"), None);
         assert_eq!(
             parse_cgroup("0::/system.slice/a.service\n"),
             Some("/system.slice/a.service".into())

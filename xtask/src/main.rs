@@ -31,8 +31,9 @@ enum Task {
     /// Set up, then the whole test suite: format, lints, unit tests, real-kernel tests.
     Test,
     /// Build and install tracer as the early-boot service: /usr/local/bin/tracer,
-    /// /etc/systemd/system/tracer.service, /etc/tracer/tracer.toml (if absent); enable and
-    /// start it when systemd runs.
+    /// /etc/systemd/system/tracer.service, /etc/tracer/tracer.toml (if absent), the
+    /// Prometheus rules and Grafana dashboard in /usr/local/share/tracer; enable and start
+    /// it when systemd runs.
     Install,
     /// Stop, disable and remove what `install` put in place (the journal in
     /// /var/lib/tracer is kept).
@@ -164,6 +165,15 @@ const SOCKET_UNIT: &str = "/etc/systemd/system/tracer-metrics.socket";
 const CONFIG: &str = "/etc/tracer/tracer.toml";
 /// Where journalctl finds catalogs (`journalctl --update-catalog` builds its database).
 const CATALOG: &str = "/usr/lib/systemd/catalog/tracer.catalog";
+/// Where the Prometheus alert rules (with their promtool tests) and the Grafana dashboard
+/// go, beside the man page and completions under /usr/local/share: files for other
+/// programs to load, from `tracer/dist/`.
+const SHARE: &str = "/usr/local/share/tracer";
+const SHARED: &[&str] = &[
+    "tracer-alerts.yml",
+    "tracer-alerts.test.yml",
+    "tracer-dashboard.json",
+];
 /// Generated from the clap definitions by the installed binary.
 const EXTRAS: &[(&[&str], &str)] = &[
     (&["manpage"], "/usr/local/share/man/man1/tracer.1"),
@@ -203,6 +213,12 @@ fn install() -> anyhow::Result<()> {
     std::fs::create_dir_all("/usr/lib/systemd/catalog")?;
     std::fs::copy(root().join("tracer/dist/tracer.catalog"), CATALOG)?;
     update_catalog();
+    std::fs::create_dir_all(SHARE).with_context(|| format!("making {SHARE}"))?;
+    for file in SHARED {
+        let to = Path::new(SHARE).join(file);
+        std::fs::copy(root().join("tracer/dist").join(file), &to)
+            .with_context(|| format!("copying {file} to {}", to.display()))?;
+    }
     if !Path::new(CONFIG).exists() {
         std::fs::create_dir_all("/etc/tracer")?;
         std::fs::copy(root().join("tracer/dist/tracer.toml"), CONFIG)?;
@@ -218,7 +234,8 @@ fn install() -> anyhow::Result<()> {
         std::fs::write(path, out.stdout).with_context(|| format!("writing {path}"))?;
     }
     eprintln!(
-        "xtask: installed {BIN}, {UNIT}, {SOCKET_UNIT}, {CONFIG}, {CATALOG}, the man page and shell completions"
+        "xtask: installed {BIN}, {UNIT}, {SOCKET_UNIT}, {CONFIG}, {CATALOG}, the man page and shell completions, and in {SHARE}: {}",
+        SHARED.join(", ")
     );
     if systemd_runs() {
         sh(Command::new("systemctl").arg("daemon-reload"))?;
@@ -252,16 +269,24 @@ fn uninstall() -> anyhow::Result<()> {
             "tracer-metrics.socket",
         ]));
     }
+    let shared: Vec<String> = SHARED.iter().map(|f| format!("{SHARE}/{f}")).collect();
     for f in EXTRAS
         .iter()
         .map(|(_, p)| *p)
         .chain([UNIT, SOCKET_UNIT, CATALOG, BIN])
+        .chain(shared.iter().map(String::as_str))
     {
         match std::fs::remove_file(f) {
             Ok(()) => eprintln!("xtask: removed {f}"),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("removing {f}")),
         }
+    }
+    match std::fs::remove_dir(SHARE) {
+        Ok(()) => eprintln!("xtask: removed {SHARE}"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        // Files of someone else's left in it: kept, and said.
+        Err(e) => eprintln!("xtask: kept {SHARE}: {e}"),
     }
     update_catalog();
     if systemd_runs() {

@@ -24,7 +24,7 @@ pub struct Config {
     pub socket_others: Others,
     /// Address of the Prometheus endpoint; empty: no endpoint.
     pub metrics_listen: String,
-    /// Most unit label values in metrics before folding into unit="_other".
+    /// Most unit label values (`name`) in metrics before folding into name="_other".
     pub metrics_unit_cap: usize,
     /// Kernel ring-buffer size in bytes (a power of two).
     pub ring_size: u32,

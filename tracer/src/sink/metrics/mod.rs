@@ -1,9 +1,11 @@
 //! Prometheus metrics: counters fed per event, unit-level series fed by what the model
 //! announces, served as text on `/metrics` by a minimal HTTP/1.1 server ([`http`]). Unit labels are bounded:
-//! scopes (sessions, `run-*.scope`) fold into `unit="_scope"`, units past the cap into
-//! `unit="_other"`, and `tracer_metrics_folded_total` counts the folding.
+//! scopes (sessions, `run-*.scope`) fold into `name="_scope"`, units past the cap into
+//! `name="_other"`, and `tracer_metrics_folded_total` counts the folding. The daemon's
+//! own CPU, memory and open files are read when scraped ([`process`]).
 
 pub mod http;
+mod process;
 
 use std::{
     collections::HashMap,
@@ -35,6 +37,7 @@ pub struct Metrics {
     runs: IntCounterVec,
     restarts: IntCounterVec,
     failures: IntCounterVec,
+    crash_loops: IntCounterVec,
     last_start: IntGaugeVec,
     start_duration: Histogram,
     dropped: IntCounter,
@@ -87,7 +90,7 @@ fn unit_series<'a>(
     folded: &IntCounter,
     unit: Option<&Unit>,
 ) -> &'a mut UnitSeries {
-    // (Interned ids start at 1: 0 is unit="none".)
+    // (Interned ids start at 1: 0 is name="none".)
     let key = unit.map_or(0, |u| u.id.0);
     if by_unit.len() >= SERIES_CACHE && !by_unit.contains_key(&key) {
         by_unit.clear();
@@ -114,7 +117,7 @@ fn unit_series<'a>(
     series
 }
 
-/// The `unit` label of a unit: its name, or for a user manager's unit that manager's
+/// The `name` label of a unit: its name, or for a user manager's unit that manager's
 /// (`user@1000.service`): a user's units never share a system unit's series, and however
 /// many a user makes they take one label of the cap.
 fn label_name(u: &crate::unit::UnitRef) -> std::borrow::Cow<'_, str> {
@@ -206,7 +209,7 @@ impl UnitLabels {
     }
 }
 
-/// Removes every series of `vec` whose `unit` label is `unit`.
+/// Removes every series of `vec` whose `name` label is `unit`.
 fn remove_unit<T: prometheus::core::MetricVecBuilder>(
     vec: &prometheus::core::MetricVec<T>,
     unit: &str,
@@ -219,7 +222,7 @@ fn remove_unit<T: prometheus::core::MetricVecBuilder>(
                 .iter()
                 .map(|l| (l.name(), l.value()))
                 .collect();
-            if labels.get("unit") == Some(&unit) {
+            if labels.get("name") == Some(&unit) {
                 let _ = vec.remove(&labels);
             }
         }
@@ -227,7 +230,7 @@ fn remove_unit<T: prometheus::core::MetricVecBuilder>(
 }
 
 /// The counters by label: name, help, labels.
-const COUNTERS: [(&str, &str, &[&str]); 8] = [
+const COUNTERS: [(&str, &str, &[&str]); 9] = [
     (
         "tracer_events_total",
         "Events received from the kernel, by kind.",
@@ -236,37 +239,42 @@ const COUNTERS: [(&str, &str, &[&str]); 8] = [
     (
         "tracer_exec_total",
         "Programs executed, by unit.",
-        &["unit"],
+        &["name"],
     ),
     (
         "tracer_exec_failures_total",
         "Failed execve/execveat calls, by unit and errno name.",
-        &["unit", "errno"],
+        &["name", "errno"],
     ),
     (
         "tracer_process_exits_total",
         "Processes that ended, by unit and outcome (success, code, signal).",
-        &["unit", "outcome"],
+        &["name", "outcome"],
     ),
     (
         "tracer_process_signals_total",
         "Terminating signals sent to processes of a unit by another process.",
-        &["unit", "signal"],
+        &["name", "signal"],
     ),
     (
         "tracer_unit_runs_total",
         "Unit activations seen.",
-        &["unit"],
+        &["name"],
     ),
     (
         "tracer_unit_restarts_total",
         "Unit restarts, by reason: automatic (systemd's own, Restart=) or manual (systemctl restart); a start after the unit ended is a run, not a restart.",
-        &["unit", "reason"],
+        &["name", "reason"],
     ),
     (
         "tracer_unit_failures_total",
         "Failed unit runs, by cause.",
-        &["unit", "cause"],
+        &["name", "cause"],
+    ),
+    (
+        "tracer_unit_crash_loops_total",
+        "Times a unit entered a crash loop (its failed runs reached the model's count within its window).",
+        &["name"],
     ),
 ];
 
@@ -296,6 +304,7 @@ impl Metrics {
             runs,
             restarts,
             failures,
+            crash_loops,
         ] = COUNTERS.map(|(name, help, labels)| counter(&r, name, help, labels));
         let last_start = registered(
             &r,
@@ -304,7 +313,7 @@ impl Metrics {
                     "tracer_unit_last_start_timestamp_seconds",
                     "Wall-clock time the unit's latest run started.",
                 ),
-                &["unit"],
+                &["name"],
             )
             .expect("valid metric"),
         );
@@ -329,7 +338,7 @@ impl Metrics {
         );
         let folded = int_counter(
             "tracer_metrics_folded_total",
-            "Unit label values folded into unit=\"_other\" by the series cap.",
+            "Unit label values folded into name=\"_other\" by the series cap.",
         );
         let malformed = int_counter(
             "tracer_records_malformed_total",
@@ -394,6 +403,7 @@ impl Metrics {
             .expect("valid metric"),
         );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        registered(&r, process::SelfProcess::new());
         Self {
             registry: r,
             events,
@@ -404,6 +414,7 @@ impl Metrics {
             runs,
             restarts,
             failures,
+            crash_loops,
             last_start,
             start_duration,
             dropped,
@@ -629,7 +640,12 @@ impl Metrics {
                     self.failures.with_label_values(&[&label, cause]).inc();
                 }
             }
-            Change::CrashLoop { .. } => {}
+            Change::CrashLoop { unit } => {
+                let label = self
+                    .labels
+                    .label(Some((&label_name(unit), unit.kind)), &self.folded);
+                self.crash_loops.with_label_values(&[&label]).inc();
+            }
         }
         self.forget_evicted();
     }
@@ -649,6 +665,7 @@ impl Metrics {
                 &self.runs,
                 &self.restarts,
                 &self.failures,
+                &self.crash_loops,
             ] {
                 remove_unit(vec, &unit);
             }
@@ -714,10 +731,10 @@ mod tests {
         has_lines(
             &text,
             &[
-                "tracer_unit_runs_total{unit=\"a.service\"} 2",
-                "tracer_unit_runs_total{unit=\"b.service\"} 1",
-                "tracer_unit_runs_total{unit=\"_other\"} 1",
-                "tracer_unit_runs_total{unit=\"_scope\"} 1",
+                "tracer_unit_runs_total{name=\"a.service\"} 2",
+                "tracer_unit_runs_total{name=\"b.service\"} 1",
+                "tracer_unit_runs_total{name=\"_other\"} 1",
+                "tracer_unit_runs_total{name=\"_scope\"} 1",
                 "tracer_metrics_folded_total 1",
             ],
         );
@@ -759,18 +776,18 @@ mod tests {
         has_lines(
             &text,
             &[
-                "tracer_unit_runs_total{unit=\"b.service\"} 1",
-                "tracer_unit_runs_total{unit=\"d.service\"} 1",
-                "tracer_unit_runs_total{unit=\"_other\"} 1",
+                "tracer_unit_runs_total{name=\"b.service\"} 1",
+                "tracer_unit_runs_total{name=\"d.service\"} 1",
+                "tracer_unit_runs_total{name=\"_other\"} 1",
             ],
         );
-        assert!(!text.contains("unit=\"a.service\""), "{text}");
+        assert!(!text.contains("name=\"a.service\""), "{text}");
         // A running unit is never given up.
         m.count(
             &started("/system.slice/e.service", StartKind::First),
             &clock,
         );
-        assert!(rendered(&m).contains("unit=\"b.service\""));
+        assert!(rendered(&m).contains("name=\"b.service\""));
     }
 
     /// Issue 15, finding 5: a user's units took labels of the cap one by one (and a user
@@ -793,10 +810,10 @@ mod tests {
         has_lines(
             &text,
             &[
-                "tracer_unit_runs_total{unit=\"a.service\"} 1",
-                "tracer_unit_runs_total{unit=\"user@1000.service\"} 3",
+                "tracer_unit_runs_total{name=\"a.service\"} 1",
+                "tracer_unit_runs_total{name=\"user@1000.service\"} 3",
                 "tracer_metrics_folded_total 1",
-                "tracer_unit_runs_total{unit=\"_other\"} 1",
+                "tracer_unit_runs_total{name=\"_other\"} 1",
             ],
         );
     }
@@ -834,19 +851,21 @@ mod tests {
         );
         m.count(
             &Change::RunOutcome {
-                unit,
+                unit: unit.clone(),
                 run: 2,
                 failed: false,
                 cause: None,
             },
             &clock,
         );
+        m.count(&Change::CrashLoop { unit }, &clock);
         let text = rendered(&m);
         has_lines(
             &text,
             &[
-                "tracer_unit_restarts_total{reason=\"automatic\",unit=\"a.service\"} 1",
-                "tracer_unit_failures_total{cause=\"exit-code\",unit=\"a.service\"} 1",
+                "tracer_unit_restarts_total{name=\"a.service\",reason=\"automatic\"} 1",
+                "tracer_unit_failures_total{cause=\"exit-code\",name=\"a.service\"} 1",
+                "tracer_unit_crash_loops_total{name=\"a.service\"} 1",
                 "tracer_unit_start_duration_seconds_count 1",
                 "tracer_unit_start_duration_seconds_bucket{le=\"0.05\"} 1",
                 "tracer_unit_start_duration_seconds_bucket{le=\"0.01\"} 0",
@@ -975,8 +994,8 @@ mod tests {
         has_lines(
             &text,
             &[
-                "tracer_exec_total{unit=\"mylog.service\"} 2",
-                "tracer_exec_total{unit=\"none\"} 1",
+                "tracer_exec_total{name=\"mylog.service\"} 2",
+                "tracer_exec_total{name=\"none\"} 1",
                 "tracer_events_total{kind=\"exec\"} 3",
             ],
         );
