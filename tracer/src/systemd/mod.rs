@@ -635,11 +635,29 @@ pub struct Systemd {
     pub via: &'static str,
 }
 
+/// The daemon's kept connection to pid 1, the one its changes come over
+/// ([`watch::follow`]), which its other questions share: early in boot pid 1 takes a new
+/// connection only after seconds, while one it has taken is answered at once.
+static SHARED: std::sync::Mutex<Option<Systemd>> = std::sync::Mutex::new(None);
+
 impl Systemd {
-    /// Connects to pid 1: over its own socket as root, else (or when that fails) over
-    /// the system bus.
+    /// Connects to pid 1: the daemon's kept connection when there is one; else over its
+    /// own socket as root, else (or when that fails) over the system bus.
     pub async fn connect() -> Result<Self, SystemdError> {
+        if let Some(sd) = Self::shared() {
+            return Ok(sd);
+        }
         Self::connect_waiting(PRIVATE_CONNECT).await
+    }
+
+    fn shared() -> Option<Self> {
+        SHARED.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Offers this connection to the process's other questions ([`Self::connect`]), or
+    /// with None takes it back (it closed).
+    fn share(sd: Option<&Self>) {
+        *SHARED.lock().unwrap_or_else(|e| e.into_inner()) = sd.cloned();
     }
 
     /// [`Self::connect`], waiting up to `patience` for pid 1's socket before the bus.

@@ -74,7 +74,10 @@ pub async fn follow(tx: mpsc::Sender<Change>, lost: Arc<AtomicU64>) {
         let r = match Systemd::connect_waiting(FOLLOW_PATIENCE).await {
             Ok(sd) => {
                 super::say_way(&mut said, "systemd's changes", &sd, t);
-                sd.follow(&tx, &lost).await
+                Systemd::share(Some(&sd));
+                let r = sd.follow(&tx, &lost).await;
+                Systemd::share(None);
+                r
             }
             Err(e) => Err(e),
         };
