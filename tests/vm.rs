@@ -301,6 +301,13 @@ fn specific(g: &Guest, scenario: &str, show: &Show, cgroup: &str) -> Vec<String>
         }
         "segv" => expect(status == 11, "systemd reports SIGSEGV"),
         "killme" | "oom" => expect(status == 9, "systemd reports SIGKILL"),
+        "stoptimeout" => {
+            expect(status == 9, "systemd reports SIGKILL");
+            expect(
+                show.get("Result") == "timeout" && show.get("ActiveState") == "failed",
+                "failed with Result=timeout",
+            );
+        }
         "runonce" => {
             expect(
                 show.get("ActiveState") == "inactive",
@@ -452,6 +459,10 @@ fn check_verdicts(g: &Guest, scenarios: &[String]) -> Vec<String> {
             "timeoutstart" => expect(
                 says("did not finish starting within TimeoutStartSec=2s") && says("Result=timeout"),
                 "the start timeout and its setting",
+            ),
+            "stoptimeout" => expect(
+                says("did not stop within TimeoutStopSec=2s") && says("Result=timeout"),
+                "the stop timeout and its setting",
             ),
             "runtimemax" => expect(
                 says("ran longer than RuntimeMaxSec=2s") && says("Result=timeout"),
@@ -685,6 +696,10 @@ fn check_model(g: &Guest, scenario: &str) -> Vec<String> {
             "killed",
             vec![("signal_name", "SIGKILL".into()), ("sender_pid", 1.into())],
         )),
+        "stoptimeout" => Some((
+            "killed",
+            vec![("signal_name", "SIGKILL".into()), ("sender_pid", 1.into())],
+        )),
         "oom" => Some(("oom-killed", vec![])),
         "postfail" | "prefail" => Some((
             "exit-code",
@@ -786,7 +801,23 @@ fn check_model(g: &Guest, scenario: &str) -> Vec<String> {
     }
     // systemd's Result= against the tracer's cause. This replay has no systemd account:
     // what only systemd knows (a timeout) the kernel's view must leave open, and say so.
-    let systemd_only = matches!(show.get("Result"), "timeout" | "watchdog");
+    // (A stop that ran out of time the kernel tells from its signals: SIGTERM outlived,
+    // then SIGKILL.)
+    let stop_timed_out = scenario == "stoptimeout";
+    let systemd_only = matches!(show.get("Result"), "timeout" | "watchdog") && !stop_timed_out;
+    if stop_timed_out {
+        expect(
+            cause["after_sigterm_ms"]
+                .as_u64()
+                .is_some_and(|ms| ms >= 1900)
+                && why["explanation"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("a stop that ran out of TimeoutStopSec=")),
+            format!(
+                "the SIGTERM it outlived and the SIGKILL, told as a stop that ran out of time: {text}"
+            ),
+        );
+    }
     if systemd_only {
         expect(
             why["explanation"]
@@ -799,6 +830,7 @@ fn check_model(g: &Guest, scenario: &str) -> Vec<String> {
         // (systemd ended them with SIGTERM: the kernel alone cannot tell a timeout from
         // a stop, and says so, checked above; check_verdicts holds the daemon, which
         // asks systemd, to its Result=.)
+        "timeout" if stop_timed_out => Some(vec!["killed"]),
         "success" | "exec-condition" | "timeout" | "watchdog" => None,
         "exit-code" => Some(vec!["exit-code", "exec-failed", "setup-failed"]),
         "signal" | "core-dump" => Some(vec!["killed"]),

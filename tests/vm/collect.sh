@@ -39,6 +39,8 @@ if [ "${1:-}" != final ]; then
     sleep 0.2
   done
   systemctl kill --signal=SIGKILL killme.service
+  # (Waits its TimeoutStopSec=2s, then systemd kills it.)
+  grep -qx stoptimeout "$lib/scenarios.txt" && systemctl stop stoptimeout.service
   systemctl restart healthy.service
   settle
   stamp "scenario actions done"

@@ -666,6 +666,10 @@ pub enum Cause {
         /// Who sent it, when another process did.
         sender_pid: Option<u32>,
         sender_comm: Option<String>,
+        /// A SIGKILL that came this long after the same sender's SIGTERM, which the
+        /// process outlived: the shape of a stop that ran out of time.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after_sigterm_ms: Option<u64>,
         pid: u32,
         program: String,
     },
@@ -711,6 +715,7 @@ impl Cause {
                 core_dumped,
                 sender_comm,
                 sender_pid,
+                after_sigterm_ms,
                 ..
             } => {
                 let mut s = format!("killed by {signal}");
@@ -719,6 +724,12 @@ impl Cause {
                 }
                 if let (Some(comm), Some(pid)) = (sender_comm, sender_pid) {
                     s.push_str(&format!(" from {comm} ({pid})"));
+                }
+                if let Some(ms) = after_sigterm_ms {
+                    s.push_str(&format!(
+                        ", {:.1} s after its SIGTERM, which did not end it",
+                        *ms as f64 / 1000.0
+                    ));
                 }
                 s
             }
@@ -859,6 +870,15 @@ impl Cause {
             Cause::ExitCode { code, program, .. } => {
                 format!("{unit}: {program} exited with status {code}")
             }
+            Cause::Killed {
+                program,
+                after_sigterm_ms: Some(_),
+                sender_pid: Some(1),
+                ..
+            } => format!(
+                "{unit}: {program} was {}: the shape of a stop that ran out of TimeoutStopSec= (inferred from the signals the kernel saw; systemd's Result= would say timeout)",
+                self.summary()
+            ),
             Cause::Killed { program, .. } => format!("{unit}: {program} was {}", self.summary()),
             Cause::OomKilled { program, .. } => format!(
                 "{unit}: {program} was killed by the kernel's OOM killer (the unit or the machine ran out of memory)"
@@ -869,6 +889,13 @@ impl Cause {
     /// What to do about it, when that is clear.
     pub fn hint(&self) -> Option<String> {
         match self {
+            Cause::Killed {
+                after_sigterm_ms: Some(_),
+                sender_pid: Some(1),
+                ..
+            } => Some(
+                "it does not stop on SIGTERM in time: make it exit on SIGTERM (or set KillSignal= to the signal it stops on), or raise TimeoutStopSec= if it needs longer".into(),
+            ),
             Cause::ExecFailed { path, file, .. } => match file.problem() {
                 FileProblem::NotExecutable { .. } => {
                     Some(format!("make it executable: chmod +x {path}"))

@@ -179,6 +179,10 @@ pub(super) fn outcome_of(
             signal: Signal(sig),
             core_dumped: status.core_dumped(),
             sender_pid: sender.as_ref().map(|s| s.sender_pid),
+            after_sigterm_ms: sender
+                .as_ref()
+                .and_then(|s| s.after_sigterm_ns)
+                .map(|ns| ns / 1_000_000),
             sender_comm: sender.map(|s| s.sender_comm),
             pid,
             program,

@@ -34,6 +34,10 @@ pub(super) struct SignalSeen {
     pub(super) sig: i32,
     pub(super) sender_pid: u32,
     pub(super) sender_comm: String,
+    pub(super) ts_ns: u64,
+    /// For a SIGKILL: how long before it the same sender's SIGTERM came, which the
+    /// process outlived (a stop that ran out of time ends so).
+    pub(super) after_sigterm_ns: Option<u64>,
 }
 
 /// A service-manager child that failed its setup before it was moved into its unit's
@@ -169,13 +173,22 @@ impl<F: Facts> Model<F> {
 
     /// A terminating signal on its way: kept until its target's exit tells the cause.
     pub(super) fn on_signal(&mut self, e: &Enriched, target_pid: u32, signal: Signal) {
-        if self.signals.len() < MAX_PENDING {
+        if self.signals.len() < MAX_PENDING || self.signals.contains_key(&target_pid) {
+            let after_sigterm_ns = self
+                .signals
+                .get(&target_pid)
+                .filter(|s| {
+                    signal.0 == libc::SIGKILL && s.sig == libc::SIGTERM && s.sender_pid == e.ev.tgid
+                })
+                .map(|s| e.ev.ts_ns.saturating_sub(s.ts_ns));
             self.signals.insert(
                 target_pid,
                 SignalSeen {
                     sig: signal.0,
                     sender_pid: e.ev.tgid,
                     sender_comm: e.ev.comm.clone(),
+                    ts_ns: e.ev.ts_ns,
+                    after_sigterm_ns,
                 },
             );
         }

@@ -1004,6 +1004,45 @@ mod tests {
             "u.service: ExecStartPost=/bin/false exited with status 1"
         );
     }
+    /// A main process that outlives systemd's SIGTERM and dies of its SIGKILL later: the
+    /// kernel's account says so, as a stop that ran out of time (what systemd's Result=
+    /// calls timeout), and says what to do; a SIGKILL alone (`systemctl kill`) is not that.
+    #[test]
+    fn a_stop_that_ran_out_of_time_is_told_from_a_kill() {
+        use crate::event::Signal;
+        let signal = |sig| EventKind::Signal {
+            target_pid: 400,
+            signal: Signal(sig),
+            code: 0,
+            result: 1,
+        };
+        let exit = |status| EventKind::Exit {
+            ppid: 1,
+            status: WaitStatus(status),
+        };
+        let (mut m, cg) = u_service("[Service]\nExecStart=/bin/sh -c x\nTimeoutStopSec=2s\n");
+        spawn(&mut m, 2, 400, "/bin/sh", &cg);
+        m.apply(&ev(1000, 1, 1, "systemd", signal(libc::SIGTERM)));
+        m.apply(&ev(3000, 1, 1, "systemd", signal(libc::SIGKILL)));
+        m.apply(&ev(3001, 400, 60, "sh", exit(libc::SIGKILL as u32)));
+        let (text, hint) = explanation(&m.model, "u.service").unwrap();
+        assert_eq!(
+            text,
+            "u.service: /bin/sh was killed by SIGKILL from systemd (1), 2.0 s after its SIGTERM, which did not end it: the shape of a stop that ran out of TimeoutStopSec= (inferred from the signals the kernel saw; systemd's Result= would say timeout)"
+        );
+        assert!(hint.is_some_and(|h| h.contains("raise TimeoutStopSec=")));
+        let (mut m, cg) = u_service("[Service]\nExecStart=/bin/sleep 60\n");
+        spawn(&mut m, 2, 400, "/bin/sleep", &cg);
+        m.apply(&ev(3000, 1, 1, "systemd", signal(libc::SIGKILL)));
+        m.apply(&ev(3001, 400, 60, "sleep", exit(libc::SIGKILL as u32)));
+        let (text, hint) = explanation(&m.model, "u.service").unwrap();
+        assert_eq!(
+            text,
+            "u.service: /bin/sleep was killed by SIGKILL from systemd (1)"
+        );
+        assert_eq!(hint, None);
+    }
+
     /// A start by hand after systemd's own restarts gave up is an activation, not a
     /// restart; systemd's NRestarts, reset by that start, is explained.
     #[test]
