@@ -460,6 +460,17 @@ fn check_verdicts(g: &Guest, scenarios: &[String]) -> Vec<String> {
                 says("did not finish starting within TimeoutStartSec=2s") && says("Result=timeout"),
                 "the start timeout and its setting",
             ),
+            // Its runs after the first are tick.timer's: named, and none a restart.
+            "tick" => expect(
+                why["restarts"] == 0
+                    && why["activated_by"][0]["by"] == "tick.timer"
+                    && why["activated_by"][0]["runs"]
+                        .as_u64()
+                        .is_some_and(|n| n >= 2)
+                    && why["run_starts"]["other_starts"].as_u64()
+                        >= why["activated_by"][0]["runs"].as_u64(),
+                "the timer's starts, not restarts",
+            ),
             "stoptimeout" => expect(
                 says("did not stop within TimeoutStopSec=2s") && says("Result=timeout"),
                 "the stop timeout and its setting",

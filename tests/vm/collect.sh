@@ -90,6 +90,14 @@ for i in $(seq 150); do
   sleep 0.2
 done
 systemctl is-system-running > "$R/system-state.txt"
+# tick.timer stopped, so that tick.service's account below is of a run that ended.
+if grep -qx tick "$lib/scenarios.txt"; then
+  systemctl stop tick.timer
+  for i in $(seq 50); do
+    [ "$(systemctl show -P ActiveState tick.service)" = inactive ] && break
+    sleep 0.2
+  done
+fi
 for u in $(cat "$lib/scenarios.txt"); do
   systemctl show "$u.service" -p Id,Type,ControlGroup,ExecStart,ActiveState,SubState,Result \
     -p NRestarts,MainPID,ExecMainPID,ExecMainCode,ExecMainStatus \

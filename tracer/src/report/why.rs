@@ -45,6 +45,55 @@ pub struct Why<'a> {
     pub systemd_verdict: Option<&'static str>,
     /// What systemd says about the unit, when it could be asked.
     pub systemd: Option<&'a SystemdUnit>,
+    /// Of the runs started again with no sign of who asked, those a timer, socket or
+    /// path unit started (by systemd's recorded firings of its TriggeredBy= units).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub activated_by: Vec<Activated>,
+}
+
+/// Runs a triggering unit started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Activated {
+    pub by: String,
+    pub runs: usize,
+}
+
+/// How long after a timer's, socket's or path's firing (systemd's timestamp) a run it
+/// started is seen to begin, at most (the unit's cgroup is made when the start job runs).
+const ACTIVATION_WINDOW_NS: u64 = 5_000_000_000;
+
+/// The runs after the first started again with no sign of who asked (no systemctl) that
+/// began within [`ACTIVATION_WINDOW_NS`] after a firing of a unit that triggers it, by
+/// that unit; each firing starts one run.
+fn activated_by(h: &UnitHistory, sd: Option<&SystemdUnit>) -> Vec<Activated> {
+    let Some(u) = sd else {
+        return Vec::new();
+    };
+    let mut used = vec![false; u.activations.len()];
+    let mut out: Vec<Activated> = Vec::new();
+    for run in h
+        .runs
+        .iter()
+        .skip(1)
+        .filter(|r| r.start == StartKind::Again)
+    {
+        let firing = u.activations.iter().enumerate().rev().find(|(i, a)| {
+            !used[*i]
+                && a.at_ns <= run.started_ns
+                && run.started_ns - a.at_ns <= ACTIVATION_WINDOW_NS
+        });
+        if let Some((i, a)) = firing {
+            used[i] = true;
+            match out.iter_mut().find(|x| x.by == a.by) {
+                Some(x) => x.runs += 1,
+                None => out.push(Activated {
+                    by: a.by.clone(),
+                    runs: 1,
+                }),
+            }
+        }
+    }
+    out
 }
 
 /// `ExecStart=` as written or as systemd parsed it, and the file it is from.
@@ -262,7 +311,16 @@ fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
                 explanation = f.explain(name);
                 // The kernel's fix (chmod +x, ...) stays first: systemd's is what comes
                 // after it (reset-failed, a timeout raised).
+                // (A stop that ran out of time: the kernel's fix says all systemd's would.)
+                let stop_timed_out = matches!(
+                    cause,
+                    Some(Cause::Killed {
+                        after_sigterm_ms: Some(_),
+                        ..
+                    })
+                ) && f.result == "timeout";
                 hint = match (hint, f.hint()) {
+                    (Some(fix), _) if stop_timed_out => Some(fix),
                     (Some(fix), Some(then)) => Some(format!("{fix}; then {then}")),
                     (fix, then) => then.or(fix),
                 };
@@ -311,6 +369,7 @@ fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
         cause,
         systemd_verdict: verdict_name,
         systemd: sd,
+        activated_by: activated_by(h, sd),
     }
 }
 
@@ -593,6 +652,7 @@ pub fn build<'a, F: Facts>(
                 cause: None,
                 systemd_verdict: v.name(),
                 systemd: Some(u),
+                activated_by: Vec::new(),
             });
         }
         return Err(match sd.and_then(|s| s.unit(&name)) {
@@ -640,7 +700,7 @@ pub fn text(out: &mut impl Write, why: &Why) -> Result<(), ReportError> {
         out,
         "  runs: {} ({}), state as seen: {}",
         why.runs,
-        printable(&starts_text(&why.run_starts)),
+        printable(&starts_text(&why.run_starts, &why.activated_by)),
         why.state
     )?;
     Ok(())
@@ -649,7 +709,7 @@ pub fn text(out: &mut impl Write, why: &Why) -> Result<(), ReportError> {
 /// How the runs after the first began, restarts apart from starts: "0 restarts", "2
 /// restarts: 1 automatic, 1 by systemctl restart (pid 384); 1 start by systemctl start
 /// (pid 412)".
-fn starts_text(n: &RunStarts) -> String {
+fn starts_text(n: &RunStarts, activated: &[Activated]) -> String {
     let by_hand = |last: &Option<ByHand>, k: usize| match last {
         Some(b) if k == 1 => format!("{} (pid {})", b.command, b.pid),
         Some(b) => format!("hand, the last {} (pid {})", b.command, b.pid),
@@ -675,10 +735,20 @@ fn starts_text(n: &RunStarts) -> String {
             by_hand(&n.last_manual_start, n.manual_starts)
         ));
     }
-    if n.other_starts > 0 {
+    for a in activated {
+        s.push_str(&format!(
+            "; {} by {}",
+            plural(a.runs, "start", "starts"),
+            a.by
+        ));
+    }
+    let unattributed = n
+        .other_starts
+        .saturating_sub(activated.iter().map(|a| a.runs).sum());
+    if unattributed > 0 {
         s.push_str(&format!(
             "; {}, who asked not seen (a timer, socket, dependency or D-Bus client)",
-            plural(n.other_starts, "start again", "starts again")
+            plural(unattributed, "start again", "starts again")
         ));
     }
     s
@@ -1043,6 +1113,84 @@ mod tests {
         assert_eq!(hint, None);
     }
 
+    /// A timer's unit: its runs after the first, started with no systemctl in sight, are
+    /// the timer's (by its firings as systemd recorded them), not restarts; one that
+    /// began with no firing before it stays unattributed.
+    #[test]
+    fn a_timer_s_starts_are_named() {
+        use crate::systemd::changes::Activation;
+        let mut m = Fed::new(Model::new(RecordedFacts::default(), ModelConfig::default()));
+        m.know_cgroup(1, "/init.scope");
+        // Runs at 0, 10, 20 and 30 s; the timer fired at 9.9 s and 19.9 s (and at 2 s, no
+        // run after it within the window but run 2's, which it is too early for).
+        for run in 0..4u64 {
+            let t = 10_000 * run;
+            let cg = CgroupRef {
+                id: 60 + run,
+                level: 2,
+                path: "/system.slice/tick.service".into(),
+                path_truncated: false,
+            };
+            m.apply(&ev(
+                t + 1,
+                1,
+                1,
+                "systemd",
+                EventKind::CgroupMkdir { cgroup: cg.clone() },
+            ));
+            let pid = 400 + run as u32;
+            m.apply(&ev(
+                t + 2,
+                1,
+                1,
+                "systemd",
+                EventKind::Fork { child_pid: pid },
+            ));
+            let attach = EventKind::CgroupAttach {
+                cgroup: cg.clone(),
+                target_pid: pid,
+            };
+            m.apply(&ev(t + 3, 1, 1, "systemd", attach));
+            let exit = EventKind::Exit {
+                ppid: 1,
+                status: WaitStatus(0),
+            };
+            m.apply(&ev(t + 5, pid, cg.id, "true", exit));
+            m.apply(&ev(
+                t + 6,
+                1,
+                1,
+                "systemd",
+                EventKind::CgroupRmdir { cgroup: cg },
+            ));
+        }
+        let h = m.model.unit("tick.service").unwrap();
+        assert_eq!(h.run_starts().other_starts, 3);
+        let fired = |ms: u64| Activation {
+            by: "tick.timer".into(),
+            at_ns: ms * 1_000_000,
+        };
+        let sd = SystemdUnit {
+            id: "tick.service".into(),
+            triggered_by: vec!["tick.timer".into()],
+            activations: vec![fired(2_000), fired(9_900), fired(19_900)],
+            ..SystemdUnit::default()
+        };
+        let w = why_of(h, Some(&sd));
+        assert_eq!(
+            w.activated_by,
+            [Activated {
+                by: "tick.timer".into(),
+                runs: 2
+            }]
+        );
+        assert_eq!(
+            starts_text(&w.run_starts, &w.activated_by),
+            "0 restarts; 2 starts by tick.timer; 1 start again, who asked not seen (a timer, socket, dependency or D-Bus client)"
+        );
+        assert_eq!(w.restarts, 0);
+    }
+
     /// A start by hand after systemd's own restarts gave up is an activation, not a
     /// restart; systemd's NRestarts, reset by that start, is explained.
     #[test]
@@ -1140,7 +1288,7 @@ mod tests {
         );
         assert_eq!(h.restarts(), 2);
         assert_eq!(
-            starts_text(&h.run_starts()),
+            starts_text(&h.run_starts(), &[]),
             "2 restarts: 1 automatic, 1 by systemctl restart (pid 901); 1 start by systemctl start (pid 900)"
         );
         assert_eq!(h.trailing_automatic_restarts(), 0);

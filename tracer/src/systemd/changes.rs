@@ -73,7 +73,8 @@ impl Prop {
 
 /// The properties of a unit's or a service's state that are recorded when systemd says
 /// they changed (the rest are in the whole account asked for after).
-pub const STATE_PROPERTIES: [&str; 15] = [
+pub const STATE_PROPERTIES: [&str; 16] = [
+    "LastTriggerUSecMonotonic",
     "ActiveState",
     "SubState",
     "StateChangeTimestampMonotonic",
@@ -122,6 +123,17 @@ pub struct DependencyFailure {
     pub result: Option<String>,
 }
 
+/// A timer, socket or path unit firing: when systemd says it did (CLOCK_MONOTONIC, as
+/// ns: the kernel's boot-time clock but for time suspended).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activation {
+    pub by: String,
+    pub at_ns: u64,
+}
+
+/// The firings kept per triggering unit.
+const MAX_FIRINGS: usize = 32;
+
 /// No more units than this are followed (a host with more has them past the cap not
 /// folded, said by [`Account::overflowed`]); no more jobs than this are waited on.
 const MAX_UNITS: usize = 16_384;
@@ -136,6 +148,8 @@ pub struct Account {
     /// Queued jobs not yet ended: their unit and type.
     jobs: HashMap<u32, (String, Option<String>)>,
     last_job: HashMap<String, JobEnd>,
+    /// Each timer's, socket's and path's latest firings (ns), the latest last.
+    firings: HashMap<String, Vec<u64>>,
     overflowed: bool,
 }
 
@@ -240,6 +254,7 @@ impl Account {
         if !self.room_for(unit) {
             return;
         }
+        self.note_firing(unit, props);
         let u = self
             .units
             .entry(unit.to_owned())
@@ -280,9 +295,57 @@ impl Account {
         }
     }
 
+    /// A timer that elapsed (its LastTriggerUSecMonotonic moved), a socket or path unit
+    /// that went running: kept as a firing, at systemd's own timestamp.
+    fn note_firing(&mut self, unit: &str, props: &BTreeMap<String, Prop>) {
+        let at_us = if unit.ends_with(".timer") {
+            props.get("LastTriggerUSecMonotonic").and_then(Prop::num)
+        } else if (unit.ends_with(".socket") || unit.ends_with(".path"))
+            && props.get("SubState") == Some(&Prop::Str("running".into()))
+        {
+            props
+                .get("StateChangeTimestampMonotonic")
+                .and_then(Prop::num)
+        } else {
+            None
+        };
+        let Some(at_ns) = at_us.filter(|&t| t > 0).map(|t| t.saturating_mul(1000)) else {
+            return;
+        };
+        let seen = self.firings.entry(unit.to_owned()).or_default();
+        if seen.last() != Some(&at_ns) {
+            if seen.len() == MAX_FIRINGS {
+                seen.remove(0);
+            }
+            seen.push(at_ns);
+        }
+    }
+
     /// Adds to `u` what only the recorded changes know: how its last job ended, and when
     /// that was `dependency`, the unit it required that failed.
     pub fn annotate(&self, u: &mut SystemdUnit) {
+        let triggered_by = if u.triggered_by.is_empty() {
+            self.units
+                .get(&u.id)
+                .map_or(&u.triggered_by, |held| &held.triggered_by)
+        } else {
+            &u.triggered_by
+        };
+        let mut activations: Vec<Activation> = triggered_by
+            .iter()
+            .flat_map(|t| {
+                self.firings
+                    .get(t)
+                    .into_iter()
+                    .flatten()
+                    .map(|&at_ns| Activation {
+                        by: t.clone(),
+                        at_ns,
+                    })
+            })
+            .collect();
+        activations.sort_by_key(|a| a.at_ns);
+        u.activations = activations;
         let Some(job) = self.last_job.get(&u.id) else {
             return;
         };
@@ -459,6 +522,42 @@ mod tests {
             })
         );
         assert_eq!(a.unit("fine.service").unwrap().dependency_failed, None);
+    }
+
+    /// A timer's firings, at systemd's timestamps, reach the unit it triggers (once each
+    /// however often systemd repeats the value).
+    #[test]
+    fn a_timer_s_firings_are_the_activations_of_its_unit() {
+        let mut a = Account::default();
+        a.apply(&Change::Unit {
+            at_ns: 1,
+            unit: Box::new(SystemdUnit {
+                id: "tick.service".into(),
+                triggered_by: vec!["tick.timer".into()],
+                ..SystemdUnit::default()
+            }),
+        });
+        for (at_ns, fired_us) in [(10, 5_000_000), (11, 5_000_000), (20, 8_000_000)] {
+            a.apply(&Change::Properties {
+                at_ns,
+                unit: "tick.timer".into(),
+                props: props(&[("LastTriggerUSecMonotonic", Prop::Num(fired_us))]),
+            });
+        }
+        let u = a.unit("tick.service").unwrap();
+        assert_eq!(
+            u.activations,
+            [
+                Activation {
+                    by: "tick.timer".into(),
+                    at_ns: 5_000_000_000
+                },
+                Activation {
+                    by: "tick.timer".into(),
+                    at_ns: 8_000_000_000
+                }
+            ]
+        );
     }
 
     #[test]

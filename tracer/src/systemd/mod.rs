@@ -290,6 +290,13 @@ pub struct SystemdUnit {
     /// When that job ended `dependency`: which unit it required failed, and how.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dependency_failed: Option<changes::DependencyFailure>,
+    /// TriggeredBy=: the timers, sockets and paths that start it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggered_by: Vec<String>,
+    /// When those fired, as systemd recorded it (see [`changes::Account`]), the latest
+    /// last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub activations: Vec<changes::Activation>,
 }
 
 impl SystemdUnit {
@@ -520,6 +527,7 @@ struct UnitProps {
     requires: Option<Vec<String>>,
     requisite: Option<Vec<String>>,
     binds_to: Option<Vec<String>>,
+    triggered_by: Option<Vec<String>>,
 }
 
 /// `Conditions` and `Asserts`: type, trigger (`|`), negated (`!`), parameter, state
@@ -869,6 +877,8 @@ impl Systemd {
                 .collect(),
             last_job: None,
             dependency_failed: None,
+            triggered_by: u.triggered_by.unwrap_or_default(),
+            activations: Vec::new(),
         })
     }
 

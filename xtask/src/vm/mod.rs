@@ -283,6 +283,15 @@ fn boot(suite: Suite, image: &Image, tracer: &Path, scenarios: &[String]) -> any
             vm.join("units").join(&unit),
         ));
         inject.enable(&unit, "multi-user.target");
+        // A scenario's timer, when it has one: installed and enabled as timers are.
+        let timer = vm.join("units").join(format!("{s}.timer"));
+        if timer.exists() {
+            let name = format!("{s}.timer");
+            inject
+                .files
+                .push((format!("/etc/systemd/system/{name}"), timer));
+            inject.enable(&name, "timers.target");
+        }
     }
     for entry in fs::read_dir(vm.join("bin"))? {
         let entry = entry?;
