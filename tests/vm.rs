@@ -301,6 +301,13 @@ fn specific(g: &Guest, scenario: &str, show: &Show, cgroup: &str) -> Vec<String>
         }
         "segv" => expect(status == 11, "systemd reports SIGSEGV"),
         "killme" | "oom" => expect(status == 9, "systemd reports SIGKILL"),
+        "watchdog" => {
+            expect(status == 6, "systemd reports SIGABRT");
+            expect(
+                show.get("Result") == "watchdog" && show.get("ActiveState") == "failed",
+                "failed with Result=watchdog",
+            );
+        }
         "stoptimeout" => {
             expect(status == 9, "systemd reports SIGKILL");
             expect(
@@ -470,6 +477,11 @@ fn check_verdicts(g: &Guest, scenarios: &[String]) -> Vec<String> {
                     && why["run_starts"]["other_starts"].as_u64()
                         >= why["activated_by"][0]["runs"].as_u64(),
                 "the timer's starts, not restarts",
+            ),
+            "watchdog" => expect(
+                says("its watchdog expired: no WATCHDOG=1 within WatchdogSec=2s")
+                    && says("Result=watchdog"),
+                "the watchdog and its setting",
             ),
             "stoptimeout" => expect(
                 says("did not stop within TimeoutStopSec=2s") && says("Result=timeout"),
@@ -711,6 +723,10 @@ fn check_model(g: &Guest, scenario: &str) -> Vec<String> {
             "killed",
             vec![("signal_name", "SIGKILL".into()), ("sender_pid", 1.into())],
         )),
+        "watchdog" => Some((
+            "killed",
+            vec![("signal_name", "SIGABRT".into()), ("sender_pid", 1.into())],
+        )),
         "oom" => Some(("oom-killed", vec![])),
         "postfail" | "prefail" => Some((
             "exit-code",
@@ -815,7 +831,18 @@ fn check_model(g: &Guest, scenario: &str) -> Vec<String> {
     // (A stop that ran out of time the kernel tells from its signals: SIGTERM outlived,
     // then SIGKILL.)
     let stop_timed_out = scenario == "stoptimeout";
-    let systemd_only = matches!(show.get("Result"), "timeout" | "watchdog") && !stop_timed_out;
+    // (And the watchdog's SIGABRT, from systemd.)
+    let watchdog_signal = scenario == "watchdog";
+    let systemd_only =
+        matches!(show.get("Result"), "timeout" | "watchdog") && !stop_timed_out && !watchdog_signal;
+    if watchdog_signal {
+        expect(
+            why["explanation"]
+                .as_str()
+                .is_some_and(|t| t.contains("the signal systemd's watchdog sends by default")),
+            format!("the watchdog's SIGABRT, told as such: {text}"),
+        );
+    }
     if stop_timed_out {
         expect(
             cause["after_sigterm_ms"]
@@ -842,6 +869,7 @@ fn check_model(g: &Guest, scenario: &str) -> Vec<String> {
         // a stop, and says so, checked above; check_verdicts holds the daemon, which
         // asks systemd, to its Result=.)
         "timeout" if stop_timed_out => Some(vec!["killed"]),
+        "watchdog" if watchdog_signal => Some(vec!["killed"]),
         "success" | "exec-condition" | "timeout" | "watchdog" => None,
         "exit-code" => Some(vec!["exit-code", "exec-failed", "setup-failed"]),
         "signal" | "core-dump" => Some(vec!["killed"]),

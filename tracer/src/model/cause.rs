@@ -879,6 +879,15 @@ impl Cause {
                 "{unit}: {program} was {}: the shape of a stop that ran out of TimeoutStopSec= (inferred from the signals the kernel saw; systemd's Result= would say timeout)",
                 self.summary()
             ),
+            Cause::Killed {
+                program,
+                signal,
+                sender_pid: Some(1),
+                ..
+            } if signal.0 == libc::SIGABRT => format!(
+                "{unit}: {program} was {}: the signal systemd's watchdog sends by default (WatchdogSignal=) when WatchdogSec= passes without a WATCHDOG=1 (inferred from the signal the kernel saw; systemd's Result= would say watchdog, or `systemctl kill` sent it)",
+                self.summary()
+            ),
             Cause::Killed { program, .. } => format!("{unit}: {program} was {}", self.summary()),
             Cause::OomKilled { program, .. } => format!(
                 "{unit}: {program} was killed by the kernel's OOM killer (the unit or the machine ran out of memory)"

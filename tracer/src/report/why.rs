@@ -1111,6 +1111,16 @@ mod tests {
             "u.service: /bin/sleep was killed by SIGKILL from systemd (1)"
         );
         assert_eq!(hint, None);
+        // SIGABRT from systemd: its watchdog's signal, inferred as such.
+        let (mut m, cg) = u_service("[Service]\nExecStart=/bin/sleep 60\nWatchdogSec=2s\n");
+        spawn(&mut m, 2, 400, "/bin/sleep", &cg);
+        m.apply(&ev(2000, 1, 1, "systemd", signal(libc::SIGABRT)));
+        m.apply(&ev(2001, 400, 60, "sleep", exit(libc::SIGABRT as u32)));
+        let (text, _) = explanation(&m.model, "u.service").unwrap();
+        assert!(
+            text.starts_with("u.service: /bin/sleep was killed by SIGABRT from systemd (1): the signal systemd's watchdog sends by default (WatchdogSignal=)"),
+            "{text}"
+        );
     }
 
     /// A timer's unit: its runs after the first, started with no systemctl in sight, are
