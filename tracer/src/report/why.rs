@@ -774,6 +774,7 @@ mod tests {
             60,
             "f",
             EventKind::Exit {
+                age_ns: None,
                 ppid: 1,
                 status: WaitStatus(0),
             },
@@ -845,6 +846,7 @@ mod tests {
             let pid = 400 + i as u32;
             spawn(&mut m, t, pid, program, &cg);
             let exit = EventKind::Exit {
+                age_ns: None,
                 ppid: 1,
                 status: WaitStatus(*status as u32),
             };
@@ -984,6 +986,7 @@ mod tests {
         spawn(&mut m, 2, 400, "/bin/sleep", &cg);
         spawn(&mut m, 6, 401, "/bin/false", &cg);
         let exit = |status| EventKind::Exit {
+            age_ns: None,
             ppid: 1,
             status: WaitStatus(status),
         };
@@ -1075,6 +1078,7 @@ mod tests {
             };
             m.apply(&ev(t + 4, pid, cg.id, "x", exec));
             let exit = EventKind::Exit {
+                age_ns: None,
                 ppid: 1,
                 status: WaitStatus(status),
             };
