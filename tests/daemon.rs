@@ -1133,6 +1133,24 @@ fn a_drop_in_overrides_the_configuration_file() {
     );
     let (_, status) = d.stop();
     assert!(status.success(), "{}", d.log());
+    // `journal` takes --json as every report does: its list (also without `list`), and
+    // the space the boots take.
+    let state = d.state();
+    let state = state.to_str().unwrap();
+    let list = |args: &[&str]| -> Value {
+        let out = d.cli(args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let boots = list(&["journal", "--json", "--state-dir", state]);
+    assert_eq!(boots.as_array().map(Vec::len), Some(1), "{boots}");
+    assert_eq!(
+        list(&["journal", "list", "--json", "--state-dir", state]),
+        boots
+    );
+    let usage = list(&["journal", "--disk-usage", "--json", "--state-dir", state]);
+    assert_eq!(usage["boots"], 1, "{usage}");
+    assert_eq!(usage["bytes"], boots[0]["bytes"], "{usage}");
 
     // refused_start writes refused.toml: its drop-ins are refused.toml.d/.
     let bad = dir.join("refused.toml.d");
