@@ -1089,6 +1089,87 @@ fn refused_start(dir: &Path, config: &str) -> (std::process::ExitStatus, String)
     (status, err)
 }
 
+/// Issue 16: `tracer.toml.d/*.toml` beside the configuration file are laid over it in the
+/// order of their names: the last one's metrics address is where /metrics answers, and a
+/// drop-in's size string is the journal's cap; a bad drop-in stops the start, named.
+#[test]
+fn a_drop_in_overrides_the_configuration_file() {
+    if !privileged() {
+        return;
+    }
+    let dir = Daemon::fresh_dir("dropin");
+    let (first, last) = (free_port(), free_port());
+    let dropins = dir.join("tracer.toml.d");
+    std::fs::create_dir_all(&dropins).unwrap();
+    std::fs::write(
+        dropins.join("20-metrics.toml"),
+        format!("metrics_listen = \"127.0.0.1:{last}\"\n[journal]\nmax_bytes = \"40M\"\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dropins.join("10-metrics.toml"),
+        "metrics_listen = \"127.0.0.1:1\"\n[journal]\nsegment_bytes = \"2M\"\n",
+    )
+    .unwrap();
+    let mut d = Daemon::start_in(dir.clone(), "", first);
+    let metrics = http_get(last, "/metrics");
+    assert!(
+        metrics.starts_with("HTTP/1.1 200") || metrics.starts_with("HTTP/1.0 200"),
+        "/metrics answers at the last drop-in's address: {metrics:.200}"
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", first)).is_err(),
+        "and not at the main file's"
+    );
+    let log = d.log();
+    let ready = log
+        .lines()
+        .find(|l| l.contains("tracer daemon: ready:"))
+        .unwrap();
+    assert!(
+        ready.contains(&format!("metrics=http://127.0.0.1:{last}/metrics"))
+            && ready.contains(&format!("journal_max_bytes={}", 40 << 20)),
+        "the last drop-in's address and its \"40M\": {ready}"
+    );
+    let (_, status) = d.stop();
+    assert!(status.success(), "{}", d.log());
+    // `journal` takes --json as every report does: its list (also without `list`), and
+    // the space the boots take.
+    let state = d.state();
+    let state = state.to_str().unwrap();
+    let list = |args: &[&str]| -> Value {
+        let out = d.cli(args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let boots = list(&["journal", "--json", "--state-dir", state]);
+    assert_eq!(boots.as_array().map(Vec::len), Some(1), "{boots}");
+    assert_eq!(
+        list(&["journal", "list", "--json", "--state-dir", state]),
+        boots
+    );
+    let usage = list(&["journal", "--disk-usage", "--json", "--state-dir", state]);
+    assert_eq!(usage["boots"], 1, "{usage}");
+    assert_eq!(usage["bytes"], boots[0]["bytes"], "{usage}");
+
+    // refused_start writes refused.toml: its drop-ins are refused.toml.d/.
+    let bad = dir.join("refused.toml.d");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("30-bad.toml"), "[journal]\nmax_bytes = \"huge\"\n").unwrap();
+    let (status, err) = refused_start(
+        &dir,
+        &format!(
+            "state_dir = \"{0}/state\"\nruntime_dir = \"{0}/run\"\nmetrics_listen = \"\"\n",
+            dir.display()
+        ),
+    );
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains(&bad.join("30-bad.toml").display().to_string()) && err.contains("\"256M\""),
+        "the bad drop-in is named, with what a size looks like: {err}"
+    );
+}
+
 /// Issue 15, finding 9: two daemons on one state directory both journaled every event;
 /// now the second is refused before it loads anything, and says who holds it.
 #[test]

@@ -324,6 +324,39 @@ fn exit_status_is_what_waitpid_sees() {
     assert_eq!(segv.core_dumped(), runs[2].1.core_dumped());
 }
 
+/// An exit carries the process's age (exitsnoop's AGE): `sleep 0.3` lived at least 0.3 s,
+/// from its fork (the kernel's start_boottime) to its exit, and not seconds more.
+#[test]
+fn an_exit_carries_the_process_s_age() {
+    let Some(mut cap) = Capture::start() else {
+        return;
+    };
+    let t = Instant::now();
+    let (pid, status) = run(Command::new("sleep").arg("0.3"));
+    let waited = t.elapsed();
+    assert!(status.success());
+    cap.until("sleep's exit", has_exit(pid));
+    let ages: Vec<u64> = cap
+        .events
+        .iter()
+        .filter(|e| e.tgid == pid)
+        .filter_map(|e| match e.kind {
+            EventKind::Exit { age_ns, .. } => age_ns,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ages.len(), 1, "one exit, with its age: {ages:?}");
+    let age = Duration::from_nanos(ages[0]);
+    assert!(
+        age >= Duration::from_millis(300) && age < Duration::from_secs(5),
+        "sleep 0.3 lived {age:?} (spawn to wait took {waited:?})"
+    );
+    assert!(
+        age <= waited,
+        "no older than the time from spawn to wait: {age:?} > {waited:?}"
+    );
+}
+
 #[test]
 fn a_multithreaded_process_exits_once() {
     let Some(mut cap) = Capture::start() else {

@@ -33,7 +33,8 @@ pub enum RecordKind {
     Exec = 1,
     /// A failed execve/execveat: [`ExecFixed`] with `ret` < 0, filename.
     ExecFailed = 2,
-    /// A process (thread group) ended: [`ExitFixed`].
+    /// A process (thread group) ended: [`ExitFixed`], then [`ExitStart`] (records
+    /// written before it existed end after the fixed part).
     Exit = 3,
     /// A new process (not a thread) was forked: [`ForkFixed`].
     Fork = 4,
@@ -123,6 +124,17 @@ pub struct ExitFixed {
     /// The wait status the parent's waitpid() sees: signal in the low 7 bits, 0x80 core
     /// dumped, exit code in bits 8..16.
     pub status: u32,
+}
+
+/// What follows [`ExitFixed`] in an exit record: when the process began. A record without
+/// it (from a tracer before it was added) is still a whole exit record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitStart {
+    /// CLOCK_BOOTTIME ns at which the process was created (the group leader's
+    /// `task_struct::start_boottime`, set at fork), the header's clock: the header's
+    /// time minus this is the process's age.
+    pub start_ns: u64,
 }
 
 /// Fixed part of [`RecordKind::Fork`]; the header describes the parent.
@@ -224,6 +236,7 @@ pub const REPORTED_SIGNALS: u64 =
 pub const HEADER_SIZE: usize = size_of::<Header>();
 pub const EXEC_FIXED_SIZE: usize = size_of::<ExecFixed>();
 pub const EXIT_FIXED_SIZE: usize = size_of::<ExitFixed>();
+pub const EXIT_START_SIZE: usize = size_of::<ExitStart>();
 pub const FORK_FIXED_SIZE: usize = size_of::<ForkFixed>();
 pub const CGROUP_FIXED_SIZE: usize = size_of::<CgroupFixed>();
 pub const SIGNAL_FIXED_SIZE: usize = size_of::<SignalFixed>();
@@ -320,6 +333,10 @@ layout!(ExecFixed: 16 {
 layout!(ExitFixed: 8 {
     ppid @ 0: u32,
     status @ 4: u32,
+});
+
+layout!(ExitStart: 8 {
+    start_ns @ 0: u64,
 });
 
 layout!(ForkFixed: 8 {
@@ -461,8 +478,9 @@ pub struct Config {
     /// Bytes waiting in the ring buffer past which a record wakes the reader even while
     /// it reads on its timer (a quarter of the ring).
     pub wake_bytes: u32,
-    /// Reserved, zero; keeps the size a multiple of 8.
-    pub reserved: u32,
+    /// `task_struct::start_boottime` (`real_start_time` before Linux 5.5): when the task
+    /// was created, on CLOCK_BOOTTIME.
+    pub task_start_boottime: u32,
 }
 
 const _: () = assert!(size_of::<Config>().is_multiple_of(8));

@@ -1,12 +1,13 @@
 //! exit: one record per process, when its last thread exits, with the wait status its
-//! parent's waitpid() sees.
+//! parent's waitpid() sees and when the process was created (its age, as exitsnoop's AGE,
+//! is the record's time minus that).
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_task},
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
-use tracer_common::{ExitFixed, Header, RecordKind};
+use tracer_common::{ExitFixed, ExitStart, Header, RecordKind};
 
 use crate::common::{cfg, count_error, header, ignored, parent_tgid, read_field, submit_fixed};
 
@@ -14,6 +15,7 @@ use crate::common::{cfg, count_error, header, ignored, parent_tgid, read_field, 
 struct ExitRecord {
     hdr: Header,
     fixed: ExitFixed,
+    start: ExitStart,
 }
 
 /// A raw tracepoint, like exec's: no record built by the kernel for every exit.
@@ -53,26 +55,30 @@ fn try_exit(ctx: &RawTracePointContext) -> Result<(), i32> {
     // (exit_group from a multi-threaded process, a fatal signal), else the leader's own.
     // SAFETY: as for `signal` above.
     let flags: u32 = unsafe { read_field(signal, c.signal_flags) }?;
+    // The last thread out is the leader itself unless it is a thread (pid != tgid).
+    let leader: *const u8 = if pid_tgid as u32 == (pid_tgid >> 32) as u32 {
+        task
+    } else {
+        // SAFETY: as for `signal` above.
+        unsafe { read_field(task, c.task_group_leader) }?
+    };
     let status: u32 = if flags & c.signal_group_exit != 0 {
         // SAFETY: as for `signal` above.
         unsafe { read_field(signal, c.signal_group_exit_code) }?
     } else {
-        // The last thread out is the leader itself unless it is a thread (pid != tgid).
-        let leader: *const u8 = if pid_tgid as u32 == (pid_tgid >> 32) as u32 {
-            task
-        } else {
-            // SAFETY: as for `signal` above.
-            unsafe { read_field(task, c.task_group_leader) }?
-        };
         // SAFETY: as for `signal` above.
         unsafe { read_field(leader, c.task_exit_code) }?
     };
+    // The process began when its leader was forked (a thread's own start is later).
+    // SAFETY: as for `signal` above.
+    let start_ns: u64 = unsafe { read_field(leader, c.task_start_boottime) }?;
     submit_fixed(ExitRecord {
         hdr: header(RecordKind::Exit, pid_tgid),
         fixed: ExitFixed {
             ppid: parent_tgid(task),
             status,
         },
+        start: ExitStart { start_ns },
     });
     Ok(())
 }

@@ -103,7 +103,41 @@ pub fn parse_size(s: &str) -> Option<u64> {
         _ => (s, 1),
     };
     let v: f64 = num.trim().parse().ok()?;
-    (v >= 0.0).then_some((v * mult as f64) as u64)
+    (v.is_finite() && v >= 0.0).then_some((v * mult as f64) as u64)
+}
+
+/// A byte size in the configuration: an integer (`4194304`) or a string [`parse_size`]
+/// reads (`"4M"`, `"256M"`, `"1.5G"`), for `#[serde(deserialize_with = "...")]` on a field
+/// of any unsigned width (a value too large for it is an error, not a wrap).
+pub fn deserialize_size<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    struct Size;
+    impl serde::de::Visitor<'_> for Size {
+        type Value = u64;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(
+                "a size in bytes: an integer, or a string like \"4M\" or \"256M\" (K, M, G, T: powers of 1024)",
+            )
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v).map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u64, E> {
+            parse_size(v).ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+        }
+    }
+    let bytes = d.deserialize_any(Size)?;
+    T::try_from(bytes).map_err(|_| {
+        <D::Error as serde::de::Error>::custom(format!(
+            "{bytes} bytes is too large for this setting"
+        ))
+    })
 }
 
 /// A systemd-style time span: `30s`, `5min`, `12h`, `2d`, `2weeks`, `1month`, `1y`, or
@@ -319,6 +353,9 @@ mod tests {
         assert_eq!(parse_size("1.5G"), Some(3 << 29));
         assert_eq!(parse_size("4096"), Some(4096));
         assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_size("inf"), None);
+        assert_eq!(parse_size("-1M"), None);
+        assert_eq!(parse_size(""), None);
         assert_eq!(parse_span("2weeks"), Some(Duration::from_secs(1_209_600)));
         assert_eq!(parse_span("1h 30min"), Some(Duration::from_secs(5400)));
         assert_eq!(parse_span("45"), Some(Duration::from_secs(45)));

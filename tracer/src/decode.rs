@@ -5,7 +5,7 @@
 
 use tracer_common::{
     ACCESS_FILE_NOEXEC, ACCESS_FILE_SEEN, ACCESS_SYSCALL_ACCESS, ACCESS_SYSCALL_FACCESSAT,
-    ACCESS_SYSCALL_FACCESSAT2, AccessFixed, COMM_LEN, CgroupFixed, ExecFixed, ExitFixed,
+    ACCESS_SYSCALL_FACCESSAT2, AccessFixed, COMM_LEN, CgroupFixed, ExecFixed, ExitFixed, ExitStart,
     FLAG_ARGV_TRUNCATED, FLAG_PATH_TRUNCATED, ForkFixed, HEADER_SIZE, Header, OomFixed, Plain,
     RecordKind, SignalFixed,
 };
@@ -125,10 +125,13 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
             }
         }
         RecordKind::Exit => {
-            let (f, _) = fixed::<ExitFixed>(buf, HEADER_SIZE, "exit record")?;
+            let (f, rest) = fixed::<ExitFixed>(buf, HEADER_SIZE, "exit record")?;
+            // Journals written before the start was recorded end here: age unknown.
+            let start = ExitStart::read_from(rest);
             EventKind::Exit {
                 ppid: f.ppid,
                 status: WaitStatus(f.status),
+                age_ns: start.map(|s| hdr.ts_ns.saturating_sub(s.start_ns)),
             }
         }
         RecordKind::Fork => {
@@ -265,12 +268,25 @@ pub fn encode(ev: &Event) -> Vec<u8> {
                 &[filename],
             )
         }
-        EventKind::Exit { ppid, status } => {
+        EventKind::Exit {
+            ppid,
+            status,
+            age_ns,
+        } => {
             let fixed = ExitFixed {
                 ppid: *ppid,
                 status: status.0,
             };
-            record(&header(ev, RecordKind::Exit, 0), &fixed, &[])
+            let hdr = header(ev, RecordKind::Exit, 0);
+            match age_ns {
+                Some(age) => {
+                    let start = ExitStart {
+                        start_ns: ev.ts_ns.saturating_sub(*age),
+                    };
+                    record(&hdr, &fixed, &[start.as_bytes()])
+                }
+                None => record(&hdr, &fixed, &[]),
+            }
         }
         EventKind::Fork { child_pid } => {
             let fixed = ForkFixed {
@@ -461,9 +477,12 @@ pub(crate) mod arb {
                     filename,
                     filename_truncated: ft,
                 }),
-            (any::<u32>(), any::<u32>()).prop_map(|(ppid, s)| EventKind::Exit {
-                ppid,
-                status: WaitStatus(s)
+            (any::<u32>(), any::<u32>(), any::<Option<u64>>()).prop_map(|(ppid, s, age_ns)| {
+                EventKind::Exit {
+                    ppid,
+                    status: WaitStatus(s),
+                    age_ns,
+                }
             }),
             any::<u32>().prop_map(|child_pid| EventKind::Fork { child_pid }),
             cgroup(s.clone()).prop_map(|cgroup| EventKind::CgroupMkdir { cgroup }),
@@ -530,13 +549,22 @@ pub(crate) mod arb {
             "[a-z()0-9-]{0,15}",
             kind(s),
         )
-            .prop_map(|(ts_ns, pid, tgid, cgroup_id, comm, kind)| Event {
-                ts_ns,
-                pid,
-                tgid,
-                cgroup_id,
-                comm,
-                kind,
+            .prop_map(|(ts_ns, pid, tgid, cgroup_id, comm, mut kind)| {
+                // A process is no older than the clock.
+                if let EventKind::Exit {
+                    age_ns: Some(age), ..
+                } = &mut kind
+                {
+                    *age = (*age).min(ts_ns);
+                }
+                Event {
+                    ts_ns,
+                    pid,
+                    tgid,
+                    cgroup_id,
+                    comm,
+                    kind,
+                }
             })
     }
 }
@@ -555,6 +583,7 @@ mod tests {
             cgroup_id: 9,
             comm: "sh".into(),
             kind: EventKind::Exit {
+                age_ns: None,
                 ppid: 1,
                 status: WaitStatus(3 << 8),
             },
@@ -578,6 +607,46 @@ mod tests {
             );
         }
         assert_eq!(decode(&full), Ok(exit_event()));
+    }
+
+    /// Exit records carry the process's start since issue 16; the journals written before
+    /// hold records that end after the wait status, and still decode (age unknown).
+    #[test]
+    fn exit_records_with_and_without_the_start() {
+        let mut ev = exit_event();
+        ev.ts_ns = 5_000_000_000;
+        let old = encode(&ev);
+        assert_eq!(old.len(), HEADER_SIZE + size_of::<ExitFixed>());
+        assert_eq!(decode(&old), Ok(ev.clone()));
+        let mut new = old.clone();
+        new.extend_from_slice(
+            ExitStart {
+                start_ns: 4_700_000_000,
+            }
+            .as_bytes(),
+        );
+        let aged = decode(&new).unwrap();
+        assert!(
+            matches!(
+                aged.kind,
+                EventKind::Exit {
+                    age_ns: Some(300_000_000),
+                    ..
+                }
+            ),
+            "{aged:?}"
+        );
+        assert_eq!(encode(&aged), new, "encoded as the kernel writes it");
+        // A start after the record's own time (a clock that cannot be) is age 0, no wrap.
+        new[HEADER_SIZE + size_of::<ExitFixed>()..]
+            .copy_from_slice(&6_000_000_000u64.to_ne_bytes());
+        assert!(matches!(
+            decode(&new).unwrap().kind,
+            EventKind::Exit {
+                age_ns: Some(0),
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -51,6 +51,9 @@ pub enum EventKind {
         ppid: u32,
         #[serde(flatten)]
         status: WaitStatus,
+        /// How long the process lived, from its fork to this exit (exitsnoop's AGE), as the
+        /// kernel recorded it; `None` in recordings made before the kernel said.
+        age_ns: Option<u64>,
     },
     /// A new process was forked; `pid`/`tgid` of the event are the parent's.
     Fork { child_pid: u32 },
@@ -554,6 +557,7 @@ mod tests {
             kind: EventKind::Exit {
                 ppid: 1,
                 status: WaitStatus(libc::SIGSEGV as u32 | 0x80),
+                age_ns: Some(1_500_000_000),
             },
         };
         let v = serde_json::to_value(&ev).unwrap();
@@ -562,6 +566,7 @@ mod tests {
         assert_eq!(v["signal_name"], "SIGSEGV");
         assert_eq!(v["core_dumped"], true);
         assert_eq!(v["exit_code"], serde_json::Value::Null);
+        assert_eq!(v["age_ns"], 1_500_000_000u64);
         let ev = Event {
             kind: EventKind::ExecFailed {
                 ppid: 1,

@@ -83,6 +83,9 @@ mod body {
         pub ppid: Option<u32>,
         /// [`crate::event::WaitStatus`]: `status` (and the fields derived from it).
         pub status: Option<u32>,
+        /// Absent (or null) in recordings made before exits carried it.
+        #[serde(default)]
+        pub age_ns: Option<u64>,
     }
 
     #[derive(Deserialize)]
@@ -192,6 +195,7 @@ pub fn parse_line(text: &str, line: usize) -> Result<Event, ReplayError> {
             EventKind::Exit {
                 ppid: req!(b.ppid),
                 status: WaitStatus(req!(b.status)),
+                age_ns: b.age_ns,
             }
         }
         Kind::Fork => {
@@ -341,6 +345,7 @@ mod tests {
                 filename_truncated: false,
             },
             EventKind::Exit {
+                age_ns: None,
                 ppid: 1,
                 status: WaitStatus(203 << 8),
             },

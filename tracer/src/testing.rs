@@ -58,6 +58,7 @@ pub(crate) fn failed_exec() -> Event {
 
 pub(crate) fn exit(status: u32) -> Event {
     ev(EventKind::Exit {
+        age_ns: None,
         ppid: 1,
         status: WaitStatus(status),
     })

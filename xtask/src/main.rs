@@ -31,9 +31,9 @@ enum Task {
     /// Set up, then the whole test suite: format, lints, unit tests, real-kernel tests.
     Test,
     /// Build and install tracer as the early-boot service: /usr/local/bin/tracer,
-    /// /etc/systemd/system/tracer.service, /etc/tracer/tracer.toml (if absent), the
-    /// Prometheus rules and Grafana dashboard in /usr/local/share/tracer; enable and start
-    /// it when systemd runs.
+    /// /etc/systemd/system/tracer.service, /etc/tracer/tracer.toml (if absent), a man page
+    /// per subcommand, the Prometheus rules and Grafana dashboard in
+    /// /usr/local/share/tracer; enable and start it when systemd runs.
     Install,
     /// Stop, disable and remove what `install` put in place (the journal in
     /// /var/lib/tracer is kept).
@@ -174,9 +174,12 @@ const SHARED: &[&str] = &[
     "tracer-alerts.test.yml",
     "tracer-dashboard.json",
 ];
+/// Where the man pages go: tracer.1 and one a subcommand (tracer-events.1, tracer-why.1,
+/// tracer-journal-list.1, ...), written there by the installed binary from its clap
+/// definitions (`tracer manpage --dir`).
+const MAN1: &str = "/usr/local/share/man/man1";
 /// Generated from the clap definitions by the installed binary.
 const EXTRAS: &[(&[&str], &str)] = &[
-    (&["manpage"], "/usr/local/share/man/man1/tracer.1"),
     (
         &["completions", "bash"],
         "/usr/local/share/bash-completion/completions/tracer",
@@ -223,6 +226,19 @@ fn install() -> anyhow::Result<()> {
         std::fs::create_dir_all("/etc/tracer")?;
         std::fs::copy(root().join("tracer/dist/tracer.toml"), CONFIG)?;
     }
+    // Pages of subcommands an older tracer had and this one has not go first.
+    remove_man_pages()?;
+    std::fs::create_dir_all(MAN1).with_context(|| format!("making {MAN1}"))?;
+    let out = Command::new(BIN)
+        .args(["manpage", "--dir", MAN1])
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "tracer manpage --dir {MAN1} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let pages = String::from_utf8_lossy(&out.stdout).lines().count();
     for (args, path) in EXTRAS {
         let out = Command::new(BIN).args(*args).output()?;
         if !out.status.success() {
@@ -234,7 +250,7 @@ fn install() -> anyhow::Result<()> {
         std::fs::write(path, out.stdout).with_context(|| format!("writing {path}"))?;
     }
     eprintln!(
-        "xtask: installed {BIN}, {UNIT}, {SOCKET_UNIT}, {CONFIG}, {CATALOG}, the man page and shell completions, and in {SHARE}: {}",
+        "xtask: installed {BIN}, {UNIT}, {SOCKET_UNIT}, {CONFIG}, {CATALOG}, {pages} man pages in {MAN1} (tracer.1, tracer-events.1, ...), shell completions, and in {SHARE}: {}",
         SHARED.join(", ")
     );
     if systemd_runs() {
@@ -245,6 +261,30 @@ fn install() -> anyhow::Result<()> {
         eprintln!("xtask: systemd is not running here: enable tracer.service where it is");
     }
     Ok(())
+}
+
+/// Removes tracer.1 and every tracer-*.1 (the subcommands' pages, this version's or an
+/// older one's) from [`MAN1`].
+fn remove_man_pages() -> anyhow::Result<()> {
+    let entries = match std::fs::read_dir(MAN1) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {MAN1}")),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if is_tracer_page(&name) {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            eprintln!("xtask: removed {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// tracer(1) or a page of one of its subcommands.
+fn is_tracer_page(name: &str) -> bool {
+    name == "tracer.1" || (name.starts_with("tracer-") && name.ends_with(".1"))
 }
 
 /// Rebuilds journalctl's catalog database, so that `journalctl -x` shows the text of tracer's
@@ -282,6 +322,7 @@ fn uninstall() -> anyhow::Result<()> {
             Err(e) => return Err(e).with_context(|| format!("removing {f}")),
         }
     }
+    remove_man_pages()?;
     match std::fs::remove_dir(SHARE) {
         Ok(()) => eprintln!("xtask: removed {SHARE}"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -359,4 +400,25 @@ fn docs() -> anyhow::Result<()> {
     }
     eprintln!("xtask: README.md story section and docs/ regenerated from target/vm");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uninstall_removes_tracer_s_pages_only() {
+        for ours in ["tracer.1", "tracer-why.1", "tracer-journal-list.1"] {
+            assert!(is_tracer_page(ours), "{ours}");
+        }
+        for theirs in [
+            "tracert.1",
+            "tracer.1.gz",
+            "tracer-why.5",
+            "ls.1",
+            "tracer-",
+        ] {
+            assert!(!is_tracer_page(theirs), "{theirs}");
+        }
+    }
 }

@@ -9,7 +9,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::{
     clock::BootClock,
     enrich::{Enriched, Resolver},
-    event::Event,
+    event::{Event, EventKind},
     probe::ProbeOptions,
     protocol::{Filter, KindFilter},
     report::events::{Output, TEXT_HEADER, write_event},
@@ -282,7 +282,7 @@ async fn from_daemon(
         let written = if output == Output::Json {
             writeln!(out, "{line}")
         } else {
-            write_event(&mut out, &ev, &clock, v["cgroup"].as_str(), output)
+            show(&mut out, &ev, &clock, v["cgroup"].as_str(), output)
         };
         if written.and_then(|()| out.flush()).is_err() {
             break;
@@ -363,13 +363,13 @@ fn replay_boot(
                 }
             }
             None => {
-                let r = write_event(&mut out, &e.ev, &boot_clock, e.cgroup.as_deref(), output);
+                let r = show(&mut out, &e.ev, &boot_clock, e.cgroup.as_deref(), output);
                 broken = r.is_err();
             }
         }
     })?;
     for e in &kept {
-        if write_event(&mut out, &e.ev, &boot_clock, e.cgroup.as_deref(), output).is_err() {
+        if show(&mut out, &e.ev, &boot_clock, e.cgroup.as_deref(), output).is_err() {
             break;
         }
     }
@@ -401,8 +401,34 @@ fn emit(
         let e = cgroups.enrich(ev);
         if filter.matches(&e) {
             counts.shown += 1;
-            write_event(out, &e.ev, clock, e.cgroup.as_deref(), output)?;
+            show(out, &e.ev, clock, e.cgroup.as_deref(), output)?;
         }
     }
     out.flush()
+}
+
+/// Writes one event in the chosen format; in text to a terminal that wants colour
+/// ([`super::colour`]), a failure (a failed exec or access check, an exit that was not 0,
+/// an OOM kill) is painted.
+fn show(
+    out: &mut impl Write,
+    ev: &Event,
+    clock: &BootClock,
+    cgroup: Option<&str>,
+    output: Output,
+) -> io::Result<()> {
+    let failure = ev.is_failure() || matches!(ev.kind, EventKind::OomKill { .. });
+    if !failure || output == Output::Json || !paint() {
+        return write_event(out, ev, clock, cgroup, output);
+    }
+    let mut line = Vec::new();
+    write_event(&mut line, ev, clock, cgroup, output)?;
+    let line = String::from_utf8_lossy(&line);
+    writeln!(out, "{}", super::colour::fail(line.trim_end_matches('\n')))
+}
+
+/// Whether stdout wants colour, asked once.
+fn paint() -> bool {
+    static PAINT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PAINT.get_or_init(super::colour::stdout)
 }

@@ -33,17 +33,19 @@ pub struct JournalArgs {
     /// Remove boots last written more than T ago (2weeks, 3d, 12h).
     #[arg(long, value_name = "T")]
     pub vacuum_time: Option<String>,
+    /// Print JSON: the boots (as `list --json`), the space they take (--disk-usage), the
+    /// boots removed (--vacuum-*, one object a line). `systemd` and `changes` print JSON
+    /// always.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Option<JournalCommand>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum JournalCommand {
-    /// The recorded boots: id, first and last event, events, size.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    /// The recorded boots: id, first and last event, events, size (--json: as JSON).
+    List,
     /// systemd's account of a boot (its timestamps, units, dependencies) as the daemon
     /// recorded it over D-Bus when that boot finished, as JSON.
     Systemd {
@@ -105,12 +107,30 @@ pub fn run(args: JournalArgs) -> anyhow::Result<()> {
         };
         let current = journal::current_boot_id().unwrap_or_default();
         for b in journal::vacuum(&root, &current, size, before)? {
-            println!("removed boot {} ({} bytes)", b.boot_id, b.bytes);
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"removed": b.boot_id, "bytes": b.bytes})
+                );
+            } else {
+                println!("removed boot {} ({} bytes)", b.boot_id, b.bytes);
+            }
         }
     }
     if args.disk_usage {
         let boots = journal::list_boots(&root)?;
         let total: u64 = boots.iter().map(|b| b.bytes).sum();
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "bytes": total,
+                    "boots": boots.len(),
+                    "path": root.display().to_string(),
+                })
+            );
+            return Ok(());
+        }
         println!(
             "Recorded boots take up {:.1}M in {} ({} boots).",
             total as f64 / f64::from(1 << 20),
@@ -120,7 +140,7 @@ pub fn run(args: JournalArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     match args.command {
-        Some(JournalCommand::List { json }) => list(&args.state_dir, json),
+        Some(JournalCommand::List) => list(&args.state_dir, args.json),
         Some(JournalCommand::Systemd { boot }) => {
             let b = journal::find_boot(&root, &boot)?;
             let mut found = None;
@@ -170,7 +190,7 @@ pub fn run(args: JournalArgs) -> anyhow::Result<()> {
             Ok(())
         }
         None if args.vacuum_size.is_some() || args.vacuum_time.is_some() => Ok(()),
-        None => list(&args.state_dir, false),
+        None => list(&args.state_dir, args.json),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The command line: one module per subcommand.
 
 pub mod boot;
+mod colour;
 pub mod events;
 pub mod journal;
 mod log;
@@ -49,9 +50,45 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
+    /// Print the man page tracer(1) (roff), or write one per subcommand into DIR.
     #[command(hide = true)]
-    Manpage,
+    Manpage {
+        /// Write tracer.1 and a page per subcommand (tracer-events.1, tracer-why.1,
+        /// tracer-journal-list.1, ...) into DIR, and print their paths.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
+}
+
+/// Writes tracer.1 and a page for every subcommand that is not hidden, at any depth
+/// (`tracer-journal-list.1`), into `dir`; returns their paths, tracer.1 first.
+pub fn write_man_pages(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    fn walk(
+        cmd: clap::Command,
+        dir: &std::path::Path,
+        out: &mut Vec<std::path::PathBuf>,
+    ) -> std::io::Result<()> {
+        let subs: Vec<clap::Command> = cmd
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set())
+            .cloned()
+            .collect();
+        // Every page's footer names the program and version, not the subcommand.
+        let page = clap_mangen::Man::new(cmd)
+            .source(format!("tracer {}", env!("CARGO_PKG_VERSION")))
+            .manual("tracer manual");
+        out.push(page.generate_to(dir)?);
+        for sub in subs {
+            walk(sub, dir, out)?;
+        }
+        Ok(())
+    }
+    let mut cmd = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    // Gives each subcommand its display name, tracer-SUB, which names its page.
+    cmd.build();
+    let mut pages = Vec::new();
+    walk(cmd, dir, &mut pages)?;
+    Ok(pages)
 }
 
 /// The whole program: parse, set up logging, run the subcommand, map the outcome to an
@@ -93,11 +130,24 @@ pub fn main() -> ExitCode {
                 clap_complete::generate(shell, &mut cmd, "tracer", &mut std::io::stdout());
                 Ok(())
             }
-            Command::Manpage => {
+            Command::Manpage { dir: None } => {
                 let cmd = <Cli as clap::CommandFactory>::command();
                 clap_mangen::Man::new(cmd)
                     .render(&mut std::io::stdout())
                     .map_err(anyhow::Error::from)
+            }
+            Command::Manpage { dir: Some(dir) } => {
+                use anyhow::Context as _;
+                let pages = write_man_pages(&dir).with_context(|| {
+                    format!(
+                        "writing the man pages into {} (does it exist?)",
+                        dir.display()
+                    )
+                })?;
+                for p in pages {
+                    println!("{}", p.display());
+                }
+                Ok(())
             }
         }
     });
@@ -113,8 +163,13 @@ pub fn main() -> ExitCode {
         }
         Err(e) => {
             // An error line is PRIORITY=3 in the journal.
-            let priority = if journal { "<3>" } else { "" };
-            eprintln!("{priority}tracer: {e:#}");
+            if journal {
+                eprintln!("<3>tracer: {e:#}");
+            } else if colour::stderr() {
+                eprintln!("{}", colour::fail(&format!("tracer: {e:#}")));
+            } else {
+                eprintln!("tracer: {e:#}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -58,6 +58,7 @@ pub struct Source {
     /// Failed runs within --crash-loop-window seconds that make a crash loop.
     #[arg(long, default_value_t = 3)]
     pub crash_loop_runs: usize,
+    /// The window of --crash-loop-runs.
     #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
     pub crash_loop_window: f64,
 }
@@ -154,19 +155,20 @@ async fn report(src: &Source, query: Query) -> anyhow::Result<()> {
                 "tracer: the journal holds no account of systemd's for this boot (it was not reachable): what follows is the kernel's account alone"
             );
         }
+        let mut text = Vec::new();
         report::render(
-            &mut io::stdout().lock(),
+            &mut text,
             &query,
             &replayed.model,
             src.origin(),
             sd.as_ref(),
         )?;
-        return Ok(());
+        return print(&query, &text);
     }
     let live = src.events.is_none() && src.duration.is_none();
     if live && let Some(reply) = crate::client::query(&query).await? {
         return match reply {
-            Reply::Output(text) => Ok(io::stdout().lock().write_all(text.as_bytes())?),
+            Reply::Output(text) => print(&query, text.as_bytes()),
             Reply::Error(e) => bail!("{e}"),
         };
     }
@@ -176,13 +178,30 @@ async fn report(src: &Source, query: Query) -> anyhow::Result<()> {
     } else {
         systemd::facts_for(&query, &systemd::Link::default()).await
     };
-    report::render(
-        &mut io::stdout().lock(),
-        &query,
-        &model,
-        src.origin(),
-        sd.as_ref(),
-    )?;
+    let mut text = Vec::new();
+    report::render(&mut text, &query, &model, src.origin(), sd.as_ref())?;
+    print(&query, &text)
+}
+
+/// Writes a report to stdout, its failures painted when stdout is a terminal that wants
+/// colour (never JSON).
+fn print(query: &Query, text: &[u8]) -> anyhow::Result<()> {
+    let json = match query {
+        Query::Units { json, .. } | Query::Why { json, .. } | Query::Restarts { json, .. } => *json,
+    };
+    let mut out = io::stdout().lock();
+    match std::str::from_utf8(text) {
+        Ok(t) if !json && super::colour::stdout() => {
+            let painted = match query {
+                Query::Units { .. } => super::colour::units(t),
+                Query::Why { .. } => super::colour::why(t),
+                Query::Restarts { .. } => t.to_owned(),
+            };
+            out.write_all(painted.as_bytes())?;
+        }
+        _ => out.write_all(text)?,
+    }
+    out.flush()?;
     Ok(())
 }
 

@@ -132,6 +132,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             "journal",
             cfg.journal_dir().join(&boot_id).display().to_string(),
         ),
+        ("journal_max_bytes", cfg.journal.max_bytes.to_string()),
         ("socket", cfg.socket_path().display().to_string()),
         ("open_files_limit", open_files.to_string()),
         ("metrics", metrics_at),

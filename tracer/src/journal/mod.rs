@@ -102,9 +102,11 @@ pub enum JournalError {
 pub struct JournalLimits {
     /// All boots together stay under this many bytes; the oldest boot goes first. A new
     /// segment makes room for itself to fill, so the cap holds while it grows.
+    #[serde(deserialize_with = "crate::clock::deserialize_size")]
     pub max_bytes: u64,
     /// A segment is closed and a new one started before it would pass this size (or the
     /// cap, if that is smaller); only a lone frame larger than this passes it.
+    #[serde(deserialize_with = "crate::clock::deserialize_size")]
     pub segment_bytes: u64,
     /// Written data reaches the kernel (survives `kill -9`) at least this often.
     pub flush_interval_ms: u64,

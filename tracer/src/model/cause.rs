@@ -1233,6 +1233,7 @@ mod tests {
             m.apply(&ev(4, 400, 60, check));
         }
         let exit = EventKind::Exit {
+            age_ns: None,
             ppid: 1,
             status: WaitStatus(203 << 8),
         };

@@ -151,7 +151,7 @@ impl<F: Facts> Model<F> {
                 filename,
                 ..
             } => self.on_exec_failed(e, (*ppid, *uid), *errno, filename),
-            EventKind::Exit { ppid, status } => self.on_exit(e, *ppid, *status),
+            EventKind::Exit { ppid, status, .. } => self.on_exit(e, *ppid, *status),
             EventKind::Signal {
                 target_pid, signal, ..
             } => self.on_signal(e, *target_pid, *signal),

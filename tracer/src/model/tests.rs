@@ -98,6 +98,7 @@ fn a_run_keeps_a_bounded_number_of_helpers() {
         };
         m.apply(&ev(u64::from(10 + 2 * i), pid, 60, "true", exec));
         let exit = EventKind::Exit {
+            age_ns: None,
             ppid: 500,
             status: WaitStatus(0),
         };
@@ -142,6 +143,7 @@ fn a_process_found_at_start_is_not_counted_twice() {
         50,
         "a",
         EventKind::Exit {
+            age_ns: None,
             ppid: 1,
             status: WaitStatus(2 << 8),
         },
@@ -202,6 +204,7 @@ fn the_model_announces_runs_their_outcomes_and_the_crash_loop() {
             argv_truncated: false,
         };
         let exit = EventKind::Exit {
+            age_ns: None,
             ppid: 1,
             status: WaitStatus(1 << 8),
         };
@@ -298,6 +301,7 @@ fn a_user_s_unit_never_merges_with_the_system_s_of_that_name() {
         argv_truncated: false,
     };
     let exit = |code: u32| EventKind::Exit {
+        age_ns: None,
         ppid: 1,
         status: WaitStatus(code << 8),
     };

@@ -672,7 +672,8 @@ fn kernel_config(btf: &Btf, tracefs: &TraceFs, ignore_tgid: u32) -> Result<Confi
         tp_attach_path: attach.offset("dst_path")?,
         tp_oom_pid: oom.offset("pid")?,
         wake_bytes: 0,
-        reserved: 0,
+        // Renamed in Linux 5.5; both are CLOCK_BOOTTIME, set at fork.
+        task_start_boottime: task("start_boottime").or_else(|_| task("real_start_time"))?,
     })
 }
 

@@ -77,7 +77,18 @@ fn write_short(
             filename,
             ..
         } => (ev.tgid, Some(*ppid), cgroup, format!("{errno}  {filename}")),
-        EventKind::Exit { ppid, status } => (ev.tgid, Some(*ppid), cgroup, status.to_string()),
+        EventKind::Exit {
+            ppid,
+            status,
+            age_ns,
+        } => {
+            let mut d = status.to_string();
+            // As exitsnoop's AGE: seconds from fork to exit (absent from old recordings).
+            if let Some(age) = age_ns {
+                d.push_str(&format!("  age {:.3}s", *age as f64 / 1e9));
+            }
+            (ev.tgid, Some(*ppid), cgroup, d)
+        }
         EventKind::Fork { child_pid } => (*child_pid, Some(ev.tgid), cgroup, "new process".into()),
         EventKind::CgroupMkdir { cgroup: c } => {
             (ev.tgid, None, c.path.as_str(), format!("mkdir id={}", c.id))
@@ -244,7 +255,20 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("cgroup:5"), "{line}");
-        assert!(text_line(&exit(3 << 8), &clock, None).ends_with("exit 3"));
+        assert!(
+            text_line(&exit(3 << 8), &clock, None).ends_with("exit 3"),
+            "an exit from a recording without its age says none"
+        );
+        let mut aged = exit(9);
+        if let EventKind::Exit { age_ns, .. } = &mut aged.kind {
+            *age_ns = Some(302_500_000);
+        }
+        let line = text_line(&aged, &clock, None);
+        assert!(line.ends_with("killed by SIGKILL  age 0.302s"), "{line}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&json_line(&aged, &clock, None)).unwrap()["age_ns"],
+            302_500_000
+        );
         assert!(text_line(&exit(9), &clock, None).ends_with("killed by SIGKILL"));
         assert!(
             text_line(&exit(11 | 0x80), &clock, None).ends_with("killed by SIGSEGV (core dumped)")

@@ -844,6 +844,7 @@ mod tests {
             60,
             "f",
             EventKind::Exit {
+                age_ns: None,
                 ppid: 1,
                 status: WaitStatus(0),
             },
@@ -915,6 +916,7 @@ mod tests {
             let pid = 400 + i as u32;
             spawn(&mut m, t, pid, program, &cg);
             let exit = EventKind::Exit {
+                age_ns: None,
                 ppid: 1,
                 status: WaitStatus(*status as u32),
             };
@@ -1054,6 +1056,7 @@ mod tests {
         spawn(&mut m, 2, 400, "/bin/sleep", &cg);
         spawn(&mut m, 6, 401, "/bin/false", &cg);
         let exit = |status| EventKind::Exit {
+            age_ns: None,
             ppid: 1,
             status: WaitStatus(status),
         };
@@ -1089,6 +1092,7 @@ mod tests {
         let exit = |status| EventKind::Exit {
             ppid: 1,
             status: WaitStatus(status),
+            age_ns: None,
         };
         let (mut m, cg) = u_service("[Service]\nExecStart=/bin/sh -c x\nTimeoutStopSec=2s\n");
         spawn(&mut m, 2, 400, "/bin/sh", &cg);
@@ -1164,6 +1168,7 @@ mod tests {
             let exit = EventKind::Exit {
                 ppid: 1,
                 status: WaitStatus(0),
+                age_ns: None,
             };
             m.apply(&ev(t + 5, pid, cg.id, "true", exit));
             m.apply(&ev(
@@ -1272,6 +1277,7 @@ mod tests {
             };
             m.apply(&ev(t + 4, pid, cg.id, "x", exec));
             let exit = EventKind::Exit {
+                age_ns: None,
                 ppid: 1,
                 status: WaitStatus(status),
             };

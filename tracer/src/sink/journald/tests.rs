@@ -240,6 +240,7 @@ fn refused(program: &str, runs: u64) -> (Fed<RecordedFacts>, Vec<Change>) {
             id,
             "(a)",
             EventKind::Exit {
+                age_ns: None,
                 ppid: 1,
                 status: WaitStatus(203 << 8),
             },

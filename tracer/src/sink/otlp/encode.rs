@@ -141,8 +141,18 @@ pub fn event(e: &Enriched, clock: &BootClock, observed: u64) -> LogRecord {
                 a.bool("tracer.filename_truncated", true);
             }
         }
-        EventKind::Exit { ppid, status } => {
+        EventKind::Exit {
+            ppid,
+            status,
+            age_ns,
+        } => {
             a.int("process.parent_pid", *ppid);
+            if let Some(age) = age_ns {
+                a.int(
+                    "tracer.process.age_ns",
+                    i64::try_from(*age).unwrap_or(i64::MAX),
+                );
+            }
             if let Some(code) = status.exit_code() {
                 a.int("process.exit.code", code);
             }

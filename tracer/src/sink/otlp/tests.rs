@@ -99,10 +99,21 @@ fn failures_are_warnings_with_their_errno_or_status() {
         Record::Event(Box::new(enriched(failed_exec(), None))),
         Record::Event(Box::new(enriched(exit(3 << 8), None))),
         Record::Event(Box::new(enriched(exit(libc::SIGSEGV as u32 | 0x80), None))),
-        Record::Event(Box::new(enriched(exit(0), None))),
+        Record::Event(Box::new(enriched(
+            {
+                let mut e = exit(0);
+                if let crate::event::EventKind::Exit { age_ns, .. } = &mut e.kind {
+                    *age_ns = Some(42);
+                }
+                e
+            },
+            None,
+        ))),
     ]));
     let r = records(&req);
     assert_eq!(r.len(), 4);
+    assert_eq!(attr(&r[3], "tracer.process.age_ns"), Some(&Value::Int(42)));
+    assert_eq!(attr(&r[1], "tracer.process.age_ns"), None, "age unknown");
     assert_eq!(r[0].severity_text, "WARN");
     assert_eq!(r[0].severity_number, SEVERITY_WARN);
     assert_eq!(r[0].event_name, "tracer.event.exec-failed");

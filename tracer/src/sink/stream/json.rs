@@ -75,7 +75,11 @@ fn kind_fields(out: &mut Vec<u8>, kind: &EventKind) {
                 out.extend_from_slice(b",\"filename_truncated\":true");
             }
         }
-        EventKind::Exit { ppid, status } => {
+        EventKind::Exit {
+            ppid,
+            status,
+            age_ns,
+        } => {
             num(out, b",\"ppid\":", *ppid);
             num(out, b",\"status\":", status.0);
             out.extend_from_slice(b",\"exit_code\":");
@@ -89,6 +93,8 @@ fn kind_fields(out: &mut Vec<u8>, kind: &EventKind) {
             } else {
                 b",\"core_dumped\":false"
             });
+            out.extend_from_slice(b",\"age_ns\":");
+            opt_num(out, *age_ns);
         }
         EventKind::Fork { child_pid } => num(out, b",\"child_pid\":", *child_pid),
         EventKind::CgroupMkdir { cgroup } | EventKind::CgroupRmdir { cgroup } => {
