@@ -21,7 +21,7 @@ use super::ProbeError;
 pub const BPFFS: &str = "/sys/fs/bpf";
 
 /// `BPF_FS_MAGIC` (include/uapi/linux/magic.h).
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+const BPF_FS_MAGIC: libc::__fsword_t = 0xcafe_4a11;
 
 /// Which of the pinned objects are links (the others are programs and maps).
 pub const LINK: &str = "link_";
@@ -146,7 +146,7 @@ fn is_bpffs(path: &Path) -> bool {
     // SAFETY: a NUL-terminated path and a statfs the call fills in.
     unsafe {
         let mut st: libc::statfs = std::mem::zeroed();
-        libc::statfs(c.as_ptr(), &mut st) == 0 && i64::from(st.f_type) == BPF_FS_MAGIC
+        libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type == BPF_FS_MAGIC
     }
 }
 
