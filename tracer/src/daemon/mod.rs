@@ -70,6 +70,11 @@ pub struct DaemonArgs {
     /// --detach-on-exit) and exit, instead of running.
     #[arg(long, conflicts_with = "detach_on_exit")]
     pub unpin: bool,
+    /// With --unpin (the unit's ExecStopPost=, as `--unless-restarting %n`): keep the pins
+    /// when pid 1 has a restart job for UNIT queued (`systemctl restart`, a package
+    /// upgrade), or when the service failed ($SERVICE_RESULT) and Restart= brings it back.
+    #[arg(long, value_name = "UNIT", requires = "unpin")]
+    pub unless_restarting: Option<String>,
 }
 
 impl DaemonArgs {
@@ -100,9 +105,26 @@ impl DaemonArgs {
 
 pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let unpin = args.unpin;
+    let unpin = args.unpin.then(|| args.unless_restarting.clone());
     let cfg = args.config()?;
-    if unpin {
+    if let Some(unless_restarting) = unpin {
+        if let Some(unit) = unless_restarting {
+            let result = std::env::var("SERVICE_RESULT").ok();
+            let jobs = match systemd::Systemd::connect_within(Duration::from_secs(5)).await {
+                Ok(sd) => sd.jobs().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let jobs = jobs.unwrap_or_else(|e| {
+                eprintln!(
+                    "tracer daemon: cannot ask systemd for {unit}'s jobs ({e}): taken for a stop"
+                );
+                Vec::new()
+            });
+            if let Some(why) = restarting(&unit, &jobs, result.as_deref()) {
+                eprintln!("tracer daemon: the pinned programs stay: {why}");
+                return Ok(());
+            }
+        }
         return unpin_programs(&cfg);
     }
     give_large_blocks_their_own_mappings();
@@ -213,6 +235,29 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     pipeline.finish_export().await;
     ran?;
     pipeline.stop(&cfg, &mut probe)
+}
+
+/// Whether a stop of `unit` is followed by a start, so that its pins should stay: pid 1
+/// has a restart job for it queued (what `systemctl restart` and a package upgrade make),
+/// or it failed (`$SERVICE_RESULT` other than success) and Restart=on-failure brings it
+/// back. Why, if so.
+fn restarting(
+    unit: &str,
+    jobs: &[(String, String)],
+    service_result: Option<&str>,
+) -> Option<String> {
+    if let Some((_, kind)) = jobs
+        .iter()
+        .find(|(u, kind)| u == unit && kind.contains("restart"))
+    {
+        return Some(format!("{unit} has a {kind} job queued"));
+    }
+    match service_result {
+        Some(r) if r != "success" => Some(format!(
+            "{unit} stopped with result {r}, and Restart=on-failure starts it again"
+        )),
+        _ => None,
+    }
 }
 
 /// `tracer daemon --unpin`: the programs a daemon left pinned, removed (they detach).
@@ -856,6 +901,23 @@ mod tests {
             r#"tracer daemon: ready: attach_ms=33 journal="/var/lib/my tracer" odd="a\"b\\c=d" empty="""#
         );
         assert_eq!(metrics_url(None), "none");
+    }
+
+    #[test]
+    fn pins_stay_for_a_restart_only() {
+        let jobs = |unit: &str, kind: &str| vec![(unit.to_owned(), kind.to_owned())];
+        let unit = "tracer.service";
+        assert!(restarting(unit, &jobs(unit, "restart"), Some("success")).is_some());
+        assert!(restarting(unit, &jobs(unit, "try-restart"), None).is_some());
+        // A stop for good, or another unit's restart.
+        assert_eq!(restarting(unit, &jobs(unit, "stop"), Some("success")), None);
+        assert_eq!(
+            restarting(unit, &jobs("other.service", "restart"), None),
+            None
+        );
+        assert_eq!(restarting(unit, &[], None), None);
+        // A crash: Restart=on-failure brings it back.
+        assert!(restarting(unit, &[], Some("signal")).is_some());
     }
 
     #[tokio::test]
