@@ -1972,3 +1972,61 @@ fn pinned_programs_of_another_version_are_replaced() {
     assert!(execs.contains(&pid));
     eprintln!("replaced; blind for {blind} ms");
 }
+
+/// Issue 17: a daemon killed leaves its programs pinned, and the next one resumes them
+/// with what they saw meanwhile; a second daemon on pins in use runs unpinned, saying so.
+#[test]
+fn a_killed_daemon_s_pinned_programs_are_resumed() {
+    if !privileged() {
+        return;
+    }
+    let pins = Pins::new("killed");
+    let config = format!(
+        "pin_dir = \"{}\"\n[journal]\nflush_interval_ms = 200\n",
+        pins.0.display()
+    );
+    let mut d = Daemon::start("pinned-killed", &config);
+    assert_eq!(ready_field(&d.log(), "pinned"), "new", "{}", d.log());
+
+    let mut other = Daemon::start("pinned-other", &config);
+    let log = other.log();
+    assert_eq!(ready_field(&log, "pinned"), "off", "{log}");
+    assert!(
+        log.contains("another tracer daemon uses the pinned programs in"),
+        "{log}"
+    );
+    let (_, status) = other.stop();
+    assert!(status.success());
+    assert!(
+        pins.0.join("map_EVENTS").exists(),
+        "the first daemon's pins stay"
+    );
+
+    let before = run_true(20);
+    // Longer than the flush interval: what the killed daemon took from the ring is on the
+    // disk (what it took and had not yet written is lost, pins or not).
+    std::thread::sleep(Duration::from_millis(800));
+    d.child.kill().unwrap(); // SIGKILL
+    d.child.wait().unwrap();
+    assert!(pins.0.join("link_process_exec").exists());
+    let meanwhile = run_true(20);
+    let (dir, port) = (d.dir.clone(), d.port);
+    std::mem::forget(d);
+
+    let mut d = Daemon::start_in(dir, &config, port);
+    let log = d.log();
+    assert_eq!(ready_field(&log, "pinned"), "resumed", "{log}");
+    let drained: u64 = ready_field(&log, "drained").parse().unwrap();
+    assert!(drained >= 20, "{log}");
+    let (_, status) = d.stop();
+    assert!(status.success());
+    // Without --detach-on-exit, a stop removes them.
+    assert!(!pins.0.exists(), "{}", d.log());
+    let (execs, _, _) = journaled_execs(&d.state().join("journal"));
+    let lost: Vec<&u32> = before
+        .iter()
+        .chain(&meanwhile)
+        .filter(|p| !execs.contains(p))
+        .collect();
+    assert!(lost.is_empty(), "lost {lost:?}");
+}
