@@ -2010,6 +2010,11 @@ fn a_killed_daemon_s_pinned_programs_are_resumed() {
     d.child.wait().unwrap();
     assert!(pins.0.join("link_process_exec").exists());
     let meanwhile = run_true(20);
+    // Started while no daemon ran, and running still when the next one starts: its exec is
+    // in the backlog, and it is not also journaled (or modelled) as found at start.
+    let sleeper = KilledOnDrop(Command::new("/bin/sleep").arg("30").spawn().unwrap());
+    let sleeper_pid = sleeper.0.id();
+    std::thread::sleep(Duration::from_millis(100));
     let (dir, port) = (d.dir.clone(), d.port);
     std::mem::forget(d);
 
@@ -2029,4 +2034,17 @@ fn a_killed_daemon_s_pinned_programs_are_resumed() {
         .filter(|p| !execs.contains(p))
         .collect();
     assert!(lost.is_empty(), "lost {lost:?}");
+    assert!(execs.contains(&sleeper_pid));
+    let boot = journal::find_boot(&d.state().join("journal"), "0").unwrap();
+    let mut found_at_start = 0;
+    journal::read_boot(&boot, |i| {
+        if let Item::Process { info, .. } = i
+            && info.pid == sleeper_pid
+        {
+            found_at_start += 1;
+        }
+    })
+    .unwrap();
+    assert_eq!(found_at_start, 0, "the sleeper is in the backlog only");
+    drop(sleeper);
 }
