@@ -821,30 +821,23 @@ fn attach_tracepoint(
     event: &str,
     pins: Option<&PinDir>,
 ) -> Result<Result<(), ProgramError>, ProbeError> {
-    let Some(tp) = ebpf.program_mut(program) else {
-        return Ok(Err(ProgramError::NotLoaded));
-    };
-    let tp: &mut TracePoint = match tp.try_into() {
-        Ok(tp) => tp,
-        Err(e) => return Ok(Err(e)),
-    };
-    let id = match tp.load().and_then(|()| tp.attach(category, event)) {
-        Ok(id) => id,
-        Err(e) => return Ok(Err(e)),
-    };
-    let Some(pins) = pins else {
-        return Ok(Ok(()));
-    };
-    let link = tp
-        .take_link(id)
-        .map_err(|e| ProbeError::Pin(format!("the {program} link: {e}")))?;
-    let link = FdLink::try_from(link).map_err(|e| {
-        ProbeError::Pin(format!(
-            "the {program} link is not a BPF link ({e}): this kernel cannot pin tracepoint links (5.15 can); set pin_dir = \"\""
-        ))
-    })?;
-    pin_program_and_link(tp.pin(pins.path(PROG, program)), link, pins, program)?;
-    Ok(Ok(()))
+    let attached = program_of::<TracePoint>(ebpf, program).and_then(|tp| {
+        tp.load()?;
+        let id = tp.attach(category, event)?;
+        pins.map(|_| tp.take_link(id)).transpose()
+    });
+    match attached {
+        Ok(Some(link)) => {
+            let link = FdLink::try_from(link).map_err(|e| {
+                ProbeError::Pin(format!(
+                    "the {program} link is not a BPF link ({e}): this kernel cannot pin tracepoint links (5.15 can); set pin_dir = \"\""
+                ))
+            })?;
+            pin_program_and_link(ebpf, program, link, pins).map(Ok)
+        }
+        Ok(None) => Ok(Ok(())),
+        Err(e) => Ok(Err(e)),
+    }
 }
 
 /// Like [`attach_tracepoint`] for a raw tracepoint (a `BPF_LINK_TYPE_RAW_TRACEPOINT` link).
@@ -854,36 +847,41 @@ fn attach_raw_tracepoint(
     tracepoint: &str,
     pins: Option<&PinDir>,
 ) -> Result<Result<(), ProgramError>, ProbeError> {
-    let Some(tp) = ebpf.program_mut(program) else {
-        return Ok(Err(ProgramError::NotLoaded));
-    };
-    let tp: &mut RawTracePoint = match tp.try_into() {
-        Ok(tp) => tp,
-        Err(e) => return Ok(Err(e)),
-    };
-    let id = match tp.load().and_then(|()| tp.attach(tracepoint)) {
-        Ok(id) => id,
-        Err(e) => return Ok(Err(e)),
-    };
-    let Some(pins) = pins else {
-        return Ok(Ok(()));
-    };
-    let link = tp
-        .take_link(id)
-        .map_err(|e| ProbeError::Pin(format!("the {program} link: {e}")))?;
-    pin_program_and_link(tp.pin(pins.path(PROG, program)), link.into(), pins, program)?;
-    Ok(Ok(()))
+    let attached = program_of::<RawTracePoint>(ebpf, program).and_then(|tp| {
+        tp.load()?;
+        let id = tp.attach(tracepoint)?;
+        pins.map(|_| tp.take_link(id)).transpose()
+    });
+    match attached {
+        Ok(Some(link)) => pin_program_and_link(ebpf, program, link.into(), pins).map(Ok),
+        Ok(None) => Ok(Ok(())),
+        Err(e) => Ok(Err(e)),
+    }
 }
 
-/// The program's pin (done by the caller) and its link's: the pinned link keeps the
-/// program attached once this process's descriptors are closed.
+/// The program called `name`, as its type.
+fn program_of<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, ProgramError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(ProgramError::NotLoaded)?
+        .try_into()
+}
+
+/// Pins the program and its link: the pinned link keeps the program attached once this
+/// process's descriptors are closed.
 fn pin_program_and_link(
-    program_pinned: Result<(), aya::pin::PinError>,
-    link: FdLink,
-    pins: &PinDir,
+    ebpf: &mut Ebpf,
     program: &str,
+    link: FdLink,
+    pins: Option<&PinDir>,
 ) -> Result<(), ProbeError> {
-    program_pinned.map_err(|e| ProbeError::Pin(format!("pinning the {program} program: {e}")))?;
+    let pins = pins.ok_or(ProbeError::Missing("pin directory"))?;
+    ebpf.program_mut(program)
+        .ok_or(ProbeError::Missing("one of its programs"))?
+        .pin(pins.path(PROG, program))
+        .map_err(|e| ProbeError::Pin(format!("pinning the {program} program: {e}")))?;
     link.pin(pins.path(LINK, program))
         .map_err(|e| ProbeError::Pin(format!("pinning the {program} link: {e}")))?;
     Ok(())
