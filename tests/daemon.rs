@@ -2048,3 +2048,31 @@ fn a_killed_daemon_s_pinned_programs_are_resumed() {
     assert_eq!(found_at_start, 0, "the sleeper is in the backlog only");
     drop(sleeper);
 }
+
+/// Issue 17: pinned programs loaded with another ring size are replaced too (the ring is
+/// the pinned one: its size cannot change under it).
+#[test]
+fn pinned_programs_with_another_ring_size_are_replaced() {
+    if !privileged() {
+        return;
+    }
+    let pins = Pins::new("ring-size");
+    let mut d = Daemon::start("pinned-ring-size", &pins.config());
+    let (_, status) = d.stop();
+    assert!(status.success());
+    let (dir, port) = (d.dir.clone(), d.port);
+    std::mem::forget(d);
+    let mut d = Daemon::start_in(
+        dir,
+        &format!("{}ring_size = 1048576\n", pins.config()),
+        port,
+    );
+    let log = d.log();
+    assert_eq!(ready_field(&log, "pinned"), "replaced", "{log}");
+    assert!(
+        log.contains("replaced pinned programs of other settings (ring_size or failed_execs)"),
+        "{log}"
+    );
+    let (_, status) = d.stop();
+    assert!(status.success());
+}
