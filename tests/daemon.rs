@@ -2010,6 +2010,9 @@ fn a_killed_daemon_s_pinned_programs_are_resumed() {
     d.child.wait().unwrap();
     assert!(pins.0.join("link_process_exec").exists());
     let meanwhile = run_true(20);
+    // A failed exec: seen by a classic tracepoint, whose pinned link is a perf-event one.
+    let missing = d.dir.join("no-such-program");
+    assert!(Command::new(&missing).status().is_err());
     // Started while no daemon ran, and running still when the next one starts: its exec is
     // in the backlog, and it is not also journaled (or modelled) as found at start.
     let sleeper = KilledOnDrop(Command::new("/bin/sleep").arg("30").spawn().unwrap());
@@ -2046,6 +2049,17 @@ fn a_killed_daemon_s_pinned_programs_are_resumed() {
     })
     .unwrap();
     assert_eq!(found_at_start, 0, "the sleeper is in the backlog only");
+    let mut refused = 0;
+    journal::read_boot(&boot, |i| {
+        if let Item::Event(ev) = i
+            && let tracer::event::EventKind::ExecFailed { filename, .. } = &ev.kind
+            && Path::new(filename) == missing
+        {
+            refused += 1;
+        }
+    })
+    .unwrap();
+    assert_eq!(refused, 1, "the failed exec while no daemon ran");
     drop(sleeper);
 }
 
