@@ -1744,6 +1744,17 @@ impl Pins {
         )))
     }
 
+    /// A daemon started on these pins and stopped, leaving them: its directory and port.
+    fn left_by_a_daemon(&self, name: &str) -> (PathBuf, u16) {
+        let mut d = Daemon::start(name, &self.config());
+        let (_, status) = d.stop();
+        assert!(status.success());
+        assert!(self.0.join("map_DAEMON").exists(), "{}", d.log());
+        let left = (d.dir.clone(), d.port);
+        std::mem::forget(d);
+        left
+    }
+
     /// The daemon's configuration: these pins, left at the stop.
     fn config(&self) -> String {
         format!(
@@ -1928,9 +1939,7 @@ fn pinned_programs_of_another_version_are_replaced() {
         return;
     }
     let pins = Pins::new("replace");
-    let mut d = Daemon::start("pinned-replace", &pins.config());
-    let (_, status) = d.stop();
-    assert!(status.success());
+    let (dir, port) = pins.left_by_a_daemon("pinned-replace");
     // What another build of the programs would have stamped.
     let map = MapData::from_pin(pins.0.join("map_DAEMON")).unwrap();
     let mut daemon: Array<MapData, u64> =
@@ -1940,8 +1949,6 @@ fn pinned_programs_of_another_version_are_replaced() {
         .set(tracer_common::DAEMON_STAMP, ours ^ 1, 0)
         .unwrap();
     drop(daemon);
-    let (dir, port) = (d.dir.clone(), d.port);
-    std::mem::forget(d);
 
     // This time, a stop removes them.
     let mut d = Daemon::start_in(dir, &format!("pin_dir = \"{}\"\n", pins.0.display()), port);
@@ -2071,11 +2078,7 @@ fn pinned_programs_with_another_ring_size_are_replaced() {
         return;
     }
     let pins = Pins::new("ring-size");
-    let mut d = Daemon::start("pinned-ring-size", &pins.config());
-    let (_, status) = d.stop();
-    assert!(status.success());
-    let (dir, port) = (d.dir.clone(), d.port);
-    std::mem::forget(d);
+    let (dir, port) = pins.left_by_a_daemon("pinned-ring-size");
     let mut d = Daemon::start_in(
         dir,
         &format!("{}ring_size = 1048576\n", pins.config()),
