@@ -59,10 +59,16 @@ impl Daemon {
         prepare: impl FnOnce(&mut Command),
     ) -> Self {
         let cfg = dir.join("tracer.toml");
+        // Pinned programs only where a test asks (they would outlive a daemon killed).
+        let pins = if config.contains("pin_dir") {
+            ""
+        } else {
+            "pin_dir = \"\"\n"
+        };
         std::fs::write(
             &cfg,
             format!(
-                "state_dir = \"{0}/state\"\nruntime_dir = \"{0}/run\"\nmetrics_listen = \"127.0.0.1:{port}\"\n{config}",
+                "state_dir = \"{0}/state\"\nruntime_dir = \"{0}/run\"\nmetrics_listen = \"127.0.0.1:{port}\"\n{pins}{config}",
                 dir.display()
             ),
         )
@@ -1805,4 +1811,366 @@ fn a_failed_run_s_finding_reaches_the_otlp_receiver() {
             .unwrap()
             .starts_with("tracer.finding.")
     }));
+}
+
+/// A bpffs directory of the test's own for pinned programs, removed (the programs
+/// detached) when the test ends, passed or not.
+struct Pins(PathBuf);
+
+impl Pins {
+    fn new(name: &str) -> Self {
+        Self(PathBuf::from(format!(
+            "/sys/fs/bpf/tracer-test-{}-{name}",
+            std::process::id()
+        )))
+    }
+
+    /// A daemon started on these pins and stopped, leaving them: its directory and port.
+    fn left_by_a_daemon(&self, name: &str) -> (PathBuf, u16) {
+        let mut d = Daemon::start(name, &self.config());
+        let (_, status) = d.stop();
+        assert!(status.success());
+        assert!(self.0.join("map_DAEMON").exists(), "{}", d.log());
+        let left = (d.dir.clone(), d.port);
+        std::mem::forget(d);
+        left
+    }
+
+    /// The daemon's configuration: these pins, left at the stop.
+    fn config(&self) -> String {
+        format!(
+            "pin_dir = \"{}\"\ndetach_on_exit = true\n",
+            self.0.display()
+        )
+    }
+}
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(&self.0) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// A `key=value` field of the daemon's ready line.
+fn ready_field(log: &str, key: &str) -> String {
+    let line = log
+        .lines()
+        .rfind(|l| l.starts_with("tracer daemon: ready:"))
+        .unwrap_or_else(|| panic!("no ready line: {log}"));
+    line.split_whitespace()
+        .find_map(|f| f.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+        .to_owned()
+}
+
+/// Issue 17: a storm of 5000 execs across a SIGTERM and a restart of the daemon, whose
+/// programs stay pinned meanwhile: the journal holds the exec of every pid the storm
+/// started, and `tracer events -b 0` shows them in the order they ran.
+#[test]
+fn a_restart_with_pinned_programs_loses_no_exec() {
+    if !privileged() {
+        return;
+    }
+    const STORM: usize = 5000;
+    let pins = Pins::new("restart");
+    let mut d = Daemon::start("pinned-restart", &pins.config());
+    assert_eq!(ready_field(&d.log(), "pinned"), "new", "{}", d.log());
+    // One /bin/true at a time, each one's pid written (by the shell: no process of its
+    // own) before it is waited for.
+    let pids = d.dir.join("storm.pids");
+    let mut storm = KilledOnDrop(
+        Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!(
+                "for i in $(seq {STORM}); do /bin/true & echo $! >> '{}'; wait $!; done",
+                pids.display()
+            ))
+            .spawn()
+            .unwrap(),
+    );
+    let started = |p: &Path| {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while started(&pids) < STORM / 5 {
+        assert!(Instant::now() < deadline, "the storm does not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (_, status) = d.stop();
+    assert!(status.success());
+    assert!(d.log().contains("programs left pinned in"), "{}", d.log());
+    let at_stop = started(&pids);
+    let (dir, port) = (d.dir.clone(), d.port);
+    std::mem::forget(d);
+    // The storm goes on with no daemon for a while.
+    std::thread::sleep(Duration::from_millis(500));
+
+    let mut d = Daemon::start_in(dir, &pins.config(), port);
+    let second = d.child.id();
+    let log = d.log();
+    assert_eq!(ready_field(&log, "pinned"), "resumed", "{log}");
+    let drained: u64 = ready_field(&log, "drained").parse().unwrap();
+    let metrics = body(&http_get(d.port, "/metrics")).to_owned();
+    assert!(
+        metrics.contains("tracer_resumed_pinned_programs 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("tracer_backlog_records_drained_total {drained}")),
+        "{metrics}"
+    );
+    assert!(storm.0.wait().unwrap().success());
+    // The last records read (the reader reads in batches) before the stop drains the rest.
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, status) = d.stop();
+    assert!(status.success());
+
+    let storm_pids: Vec<u32> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(storm_pids.len(), STORM);
+    let out = d.cli(&[
+        "events",
+        "-b",
+        "0",
+        "--json",
+        "--state-dir",
+        d.state().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wanted: std::collections::HashSet<u32> = storm_pids.iter().copied().collect();
+    let events: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .collect();
+    // The resumed programs recorded the second daemon's exec (before it said who it is),
+    // then filtered its own events out.
+    let own: Vec<&Value> = events
+        .iter()
+        .filter(|v| v["tgid"] == second && v["kind"] != "exec")
+        .collect();
+    assert!(own.is_empty(), "the daemon's own events: {own:?}");
+    // The storm's execs as `tracer events` shows them: (pid, boot-time ns).
+    let shown: Vec<(u32, u64)> = events
+        .iter()
+        .filter(|v| v["kind"] == "exec" && v["comm"] == "true")
+        .map(|v| {
+            (
+                v["tgid"].as_u64().unwrap() as u32,
+                v["ts_ns"].as_u64().unwrap(),
+            )
+        })
+        .filter(|(pid, _)| wanted.contains(pid))
+        .collect();
+    let journaled: std::collections::HashSet<u32> = shown.iter().map(|(p, _)| *p).collect();
+    let lost: Vec<&u32> = storm_pids
+        .iter()
+        .filter(|p| !journaled.contains(p))
+        .collect();
+    eprintln!(
+        "storm: {STORM} started ({at_stop} before the stop), {} journaled, {} lost; {drained} records drained from the pinned programs",
+        journaled.len(),
+        lost.len()
+    );
+    assert!(lost.is_empty(), "lost {} execs: {lost:?}", lost.len());
+    assert_eq!(shown.len(), STORM, "each exec once");
+    // Shown in the order they ran: one after another, as the shell started them.
+    assert!(
+        shown.windows(2).all(|w| w[0].1 <= w[1].1),
+        "in timestamp order"
+    );
+    let order: Vec<u32> = shown.iter().map(|(p, _)| *p).collect();
+    assert_eq!(order, storm_pids, "in the order the storm started them");
+    assert!(drained > 0, "the storm went on while no daemon ran");
+
+    // A stop for good (`--unpin`) removes them.
+    let out = Command::new(CLI)
+        .args(["daemon", "--unpin", "--config"])
+        .arg(d.dir.join("tracer.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("pinned objects from"), "{said}");
+    assert!(!pins.0.exists());
+}
+
+/// Issue 17: pinned programs of another version (their stamp differs) are replaced, and
+/// the daemon says since when nothing read them; without --detach-on-exit a stop removes
+/// the pins.
+#[test]
+fn pinned_programs_of_another_version_are_replaced() {
+    use aya::maps::{Array, Map, MapData};
+    if !privileged() {
+        return;
+    }
+    let pins = Pins::new("replace");
+    let (dir, port) = pins.left_by_a_daemon("pinned-replace");
+    // What another build of the programs would have stamped.
+    let map = MapData::from_pin(pins.0.join("map_DAEMON")).unwrap();
+    let mut daemon: Array<MapData, u64> =
+        Array::try_from(Map::from_map_data(map).unwrap()).unwrap();
+    let ours = daemon.get(&tracer_common::DAEMON_STAMP, 0).unwrap();
+    daemon
+        .set(tracer_common::DAEMON_STAMP, ours ^ 1, 0)
+        .unwrap();
+    drop(daemon);
+
+    // This time, a stop removes them.
+    let mut d = Daemon::start_in(dir, &format!("pin_dir = \"{}\"\n", pins.0.display()), port);
+    let log = d.log();
+    assert_eq!(ready_field(&log, "pinned"), "replaced", "{log}");
+    assert!(
+        log.contains("replaced pinned programs of another version; blind for "),
+        "{log}"
+    );
+    let blind: u64 = ready_field(&log, "blind_ms").parse().unwrap();
+    let metrics = body(&http_get(d.port, "/metrics")).to_owned();
+    assert!(
+        metrics.contains("tracer_resumed_pinned_programs 0"),
+        "{metrics}"
+    );
+    // The new programs record, and carry this build's stamp.
+    let pid = run_true(1)[0];
+    std::thread::sleep(Duration::from_millis(300));
+    let map = MapData::from_pin(pins.0.join("map_DAEMON")).unwrap();
+    let daemon: Array<MapData, u64> = Array::try_from(Map::from_map_data(map).unwrap()).unwrap();
+    assert_eq!(daemon.get(&tracer_common::DAEMON_STAMP, 0).unwrap(), ours);
+    drop(daemon);
+    let (_, status) = d.stop();
+    assert!(status.success());
+    assert!(d.log().contains("pinned objects from"), "{}", d.log());
+    assert!(!pins.0.exists());
+    let (execs, _, _) = journaled_execs(&d.state().join("journal"));
+    assert!(execs.contains(&pid));
+    eprintln!("replaced; blind for {blind} ms");
+}
+
+/// Issue 17: a daemon killed leaves its programs pinned, and the next one resumes them
+/// with what they saw meanwhile; a second daemon on pins in use runs unpinned, saying so.
+#[test]
+fn a_killed_daemon_s_pinned_programs_are_resumed() {
+    if !privileged() {
+        return;
+    }
+    let pins = Pins::new("killed");
+    let config = format!(
+        "pin_dir = \"{}\"\n[journal]\nflush_interval_ms = 200\n",
+        pins.0.display()
+    );
+    let mut d = Daemon::start("pinned-killed", &config);
+    assert_eq!(ready_field(&d.log(), "pinned"), "new", "{}", d.log());
+
+    let mut other = Daemon::start("pinned-other", &config);
+    let log = other.log();
+    assert_eq!(ready_field(&log, "pinned"), "off", "{log}");
+    assert!(
+        log.contains("another tracer daemon uses the pinned programs in"),
+        "{log}"
+    );
+    let (_, status) = other.stop();
+    assert!(status.success());
+    assert!(
+        pins.0.join("map_EVENTS").exists(),
+        "the first daemon's pins stay"
+    );
+
+    let before = run_true(20);
+    // Longer than the flush interval: what the killed daemon took from the ring is on the
+    // disk (what it took and had not yet written is lost, pins or not).
+    std::thread::sleep(Duration::from_millis(800));
+    d.child.kill().unwrap(); // SIGKILL
+    d.child.wait().unwrap();
+    assert!(pins.0.join("link_process_exec").exists());
+    let meanwhile = run_true(20);
+    // A failed exec: seen by a classic tracepoint, whose pinned link is a perf-event one.
+    let missing = d.dir.join("no-such-program");
+    assert!(Command::new(&missing).status().is_err());
+    // Started while no daemon ran, and running still when the next one starts: its exec is
+    // in the backlog, and it is not also journaled (or modelled) as found at start.
+    let sleeper = KilledOnDrop(Command::new("/bin/sleep").arg("30").spawn().unwrap());
+    let sleeper_pid = sleeper.0.id();
+    std::thread::sleep(Duration::from_millis(100));
+    let (dir, port) = (d.dir.clone(), d.port);
+    std::mem::forget(d);
+
+    let mut d = Daemon::start_in(dir, &config, port);
+    let log = d.log();
+    assert_eq!(ready_field(&log, "pinned"), "resumed", "{log}");
+    let drained: u64 = ready_field(&log, "drained").parse().unwrap();
+    assert!(drained >= 20, "{log}");
+    let (_, status) = d.stop();
+    assert!(status.success());
+    // Without --detach-on-exit, a stop removes them.
+    assert!(!pins.0.exists(), "{}", d.log());
+    let (execs, _, _) = journaled_execs(&d.state().join("journal"));
+    let lost: Vec<&u32> = before
+        .iter()
+        .chain(&meanwhile)
+        .filter(|p| !execs.contains(p))
+        .collect();
+    assert!(lost.is_empty(), "lost {lost:?}");
+    assert!(execs.contains(&sleeper_pid));
+    let boot = journal::find_boot(&d.state().join("journal"), "0").unwrap();
+    let mut found_at_start = 0;
+    journal::read_boot(&boot, |i| {
+        if let Item::Process { info, .. } = i
+            && info.pid == sleeper_pid
+        {
+            found_at_start += 1;
+        }
+    })
+    .unwrap();
+    assert_eq!(found_at_start, 0, "the sleeper is in the backlog only");
+    let mut refused = 0;
+    journal::read_boot(&boot, |i| {
+        if let Item::Event(ev) = i
+            && let tracer::event::EventKind::ExecFailed { filename, .. } = &ev.kind
+            && Path::new(filename) == missing
+        {
+            refused += 1;
+        }
+    })
+    .unwrap();
+    assert_eq!(refused, 1, "the failed exec while no daemon ran");
+    drop(sleeper);
+}
+
+/// Issue 17: pinned programs loaded with another ring size are replaced too (the ring is
+/// the pinned one: its size cannot change under it).
+#[test]
+fn pinned_programs_with_another_ring_size_are_replaced() {
+    if !privileged() {
+        return;
+    }
+    let pins = Pins::new("ring-size");
+    let (dir, port) = pins.left_by_a_daemon("pinned-ring-size");
+    let mut d = Daemon::start_in(
+        dir,
+        &format!("{}ring_size = 1048576\n", pins.config()),
+        port,
+    );
+    let log = d.log();
+    assert_eq!(ready_field(&log, "pinned"), "replaced", "{log}");
+    assert!(
+        log.contains("replaced pinned programs of other settings (ring_size or failed_execs)"),
+        "{log}"
+    );
+    let (_, status) = d.stop();
+    assert!(status.success());
 }

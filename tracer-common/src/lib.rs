@@ -395,14 +395,26 @@ pub const STAT_ERRORS: u32 = 1;
 /// Number of per-CPU counters.
 pub const STAT_COUNT: u32 = 2;
 
+/// Slots of the `DAEMON` array (u64 values), which userspace writes while the programs
+/// run, and which outlives a daemon when the programs are pinned: the process whose own
+/// events are dropped in the kernel (the daemon's tgid; 0: none) is the only one the
+/// programs read.
+pub const DAEMON_IGNORE_TGID: u32 = 0;
+/// The version stamp of the programs and their record format (userspace only).
+pub const DAEMON_STAMP: u32 = 1;
+/// The settings the programs were loaded with: ring size, which programs (userspace only).
+pub const DAEMON_SETTINGS: u32 = 2;
+/// When a daemon last read the ring buffer, boot-time ns (userspace only).
+pub const DAEMON_LAST_READ: u32 = 3;
+/// Number of slots of `DAEMON`.
+pub const DAEMON_SLOTS: u32 = 4;
+
 /// Byte offsets the kernel programs need, read by userspace at start from the running
 /// kernel's BTF (`/sys/kernel/btf/vmlinux`) and tracefs format files, and written into the
 /// program's `CONFIG` global before load. Nothing here is hard-coded for one kernel.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Config {
-    /// Process id whose own events are dropped in the kernel (0: none).
-    pub ignore_tgid: u32,
     /// `SIGNAL_GROUP_EXIT` bit of `signal_struct::flags`.
     pub signal_group_exit: u32,
 
@@ -481,6 +493,8 @@ pub struct Config {
     /// `task_struct::start_boottime` (`real_start_time` before Linux 5.5): when the task
     /// was created, on CLOCK_BOOTTIME.
     pub task_start_boottime: u32,
+    /// Unused: keeps the size a multiple of 8.
+    pub pad: u32,
 }
 
 const _: () = assert!(size_of::<Config>().is_multiple_of(8));

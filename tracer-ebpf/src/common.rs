@@ -15,8 +15,8 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray, RingBuf},
 };
 use tracer_common::{
-    COMM_LEN, Config, HEADER_SIZE, Header, RecordKind, SCRATCH_SIZE, STAT_COUNT, STAT_DROPS,
-    STAT_ERRORS,
+    COMM_LEN, Config, DAEMON_IGNORE_TGID, DAEMON_SLOTS, HEADER_SIZE, Header, RecordKind,
+    SCRATCH_SIZE, STAT_COUNT, STAT_DROPS, STAT_ERRORS,
 };
 
 /// Offsets and settings written by userspace before load (see `tracer_common::Config`).
@@ -35,6 +35,12 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 /// userspace, see [`wakeup`].
 #[map]
 static READER_ASLEEP: Array<u32> = Array::with_max_entries(1, 0);
+
+/// What the daemon of the moment says, indexed by `DAEMON_*`: a map, not a global, because
+/// the programs outlive their daemon when pinned, and the next one has another pid. The
+/// programs read only its own tgid; the other slots are userspace's (the version stamp).
+#[map]
+static DAEMON: Array<u64> = Array::with_max_entries(DAEMON_SLOTS, 0);
 
 /// Per-CPU counters, indexed by `STAT_*`.
 #[map]
@@ -84,8 +90,10 @@ pub fn count_error() {
 /// True when the process is the tracer itself (its own events are dropped here).
 #[inline(always)]
 pub fn ignored(tgid: u32) -> bool {
-    let me = cfg().ignore_tgid;
-    me != 0 && me == tgid
+    // (An array lookup: the verifier inlines it, no helper call.)
+    DAEMON
+        .get(DAEMON_IGNORE_TGID)
+        .is_some_and(|&me| me != 0 && me == u64::from(tgid))
 }
 
 /// The header for an event in the current task.

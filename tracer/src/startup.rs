@@ -42,7 +42,20 @@ pub fn start(opts: &ProbeOptions, processes: bool) -> Result<Started, StartError
     } else {
         Vec::new()
     };
-    let probe = Probe::load(opts)?;
+    let probe = match Probe::load(opts) {
+        // Where bpffs cannot take the pins (read-only, missing), the programs run unpinned:
+        // tracing matters more than surviving a restart.
+        Err(ProbeError::Pin(why)) if opts.pin_dir.is_some() => {
+            tracing::warn!(
+                "the programs are not pinned ({why}): a restart of the daemon will miss what happens meanwhile"
+            );
+            Probe::load(&ProbeOptions {
+                pin_dir: None,
+                ..opts.clone()
+            })?
+        }
+        r => r?,
+    };
     let attached_at = Instant::now();
     cgroups.rescan()?;
     Ok(Started {

@@ -48,6 +48,12 @@ pub struct Config {
     pub systemd_journal: JournaldConfig,
     /// Events and findings as OTLP logs to a collector (off by default).
     pub otlp: OtlpConfig,
+    /// The bpffs directory the programs, their links and the ring buffer are pinned in
+    /// while the daemon runs, and where a starting daemon resumes them; "": none.
+    pub pin_dir: String,
+    /// At the stop, leave them pinned and recording for the next daemon (a restart or an
+    /// upgrade loses nothing); false: remove them.
+    pub detach_on_exit: bool,
 }
 
 impl Default for Config {
@@ -67,6 +73,8 @@ impl Default for Config {
             crash_loop_window_secs: 60.0,
             systemd_journal: JournaldConfig::default(),
             otlp: OtlpConfig::default(),
+            pin_dir: "/sys/fs/bpf/tracer".into(),
+            detach_on_exit: false,
         }
     }
 }
@@ -205,6 +213,11 @@ impl Config {
 
     pub fn journal_dir(&self) -> PathBuf {
         self.state_dir.join("journal")
+    }
+
+    /// Where the programs are pinned (None: they are not).
+    pub fn pin_dir(&self) -> Option<PathBuf> {
+        (!self.pin_dir.is_empty()).then(|| PathBuf::from(&self.pin_dir))
     }
 
     pub fn socket_path(&self) -> PathBuf {

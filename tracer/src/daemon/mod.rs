@@ -59,6 +59,22 @@ pub struct DaemonArgs {
     /// Overrides ring_size.
     #[arg(long, value_name = "BYTES")]
     pub ring_size: Option<u32>,
+    /// Overrides pin_dir ("" to pin nothing).
+    #[arg(long, value_name = "DIR")]
+    pub pin_dir: Option<String>,
+    /// At the stop, leave the programs pinned (pin_dir) and recording: the next daemon
+    /// drains what they wrote meanwhile (sets detach_on_exit).
+    #[arg(long)]
+    pub detach_on_exit: bool,
+    /// Remove the programs pinned in pin_dir (left by a daemon stopped with
+    /// --detach-on-exit) and exit, instead of running.
+    #[arg(long, conflicts_with = "detach_on_exit")]
+    pub unpin: bool,
+    /// With --unpin (the unit's ExecStopPost=, as `--unless-restarting %n`): keep the pins
+    /// when pid 1 has a restart job for UNIT queued (`systemctl restart`, a package
+    /// upgrade), or when the service failed ($SERVICE_RESULT) and Restart= brings it back.
+    #[arg(long, value_name = "UNIT", requires = "unpin")]
+    pub unless_restarting: Option<String>,
 }
 
 impl DaemonArgs {
@@ -77,13 +93,40 @@ impl DaemonArgs {
         if let Some(r) = self.ring_size {
             cfg.ring_size = r;
         }
+        if let Some(p) = self.pin_dir {
+            cfg.pin_dir = p;
+        }
+        if self.detach_on_exit {
+            cfg.detach_on_exit = true;
+        }
         Ok(cfg)
     }
 }
 
 pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let unpin = args.unpin.then(|| args.unless_restarting.clone());
     let cfg = args.config()?;
+    if let Some(unless_restarting) = unpin {
+        if let Some(unit) = unless_restarting {
+            let result = std::env::var("SERVICE_RESULT").ok();
+            let jobs = match systemd::Systemd::connect_within(Duration::from_secs(5)).await {
+                Ok(sd) => sd.jobs().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let jobs = jobs.unwrap_or_else(|e| {
+                eprintln!(
+                    "tracer daemon: cannot ask systemd for {unit}'s jobs ({e}): taken for a stop"
+                );
+                Vec::new()
+            });
+            if let Some(why) = restarting(&unit, &jobs, result.as_deref()) {
+                eprintln!("tracer daemon: the pinned programs stay: {why}");
+                return Ok(());
+            }
+        }
+        return unpin_programs(&cfg);
+    }
     give_large_blocks_their_own_mappings();
     // Before anything is loaded or written: one daemon per state directory, and the
     // listeners bound (a port in use is a configuration error, said at once).
@@ -101,6 +144,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         ring_size: cfg.ring_size,
         batch_delay: Duration::from_millis(cfg.batch_ms),
         failed_execs: cfg.failed_execs,
+        pin_dir: cfg.pin_dir(),
         ..ProbeOptions::default()
     };
     // (Off the runtime's one thread, so that the connection is made meanwhile.)
@@ -116,7 +160,13 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         "tracer daemon: programs attached"
     );
     let boot_id = journal::current_boot_id().context("reading the boot id")?;
-    let (mut probe, mut pipeline) = Pipeline::new(&cfg, start, &boot_id)?;
+    let (mut probe, mut pipeline, drained) = Pipeline::new(&cfg, start, &boot_id)?;
+    let pinned = probe.pinned().clone();
+    pipeline.metrics.sync_pinned(&pinned, drained);
+    if let crate::probe::Pinned::Replaced { why, blind_ms } = &pinned {
+        let blind = blind_ms.map_or_else(|| "an unknown time".to_owned(), |ms| format!("{ms} ms"));
+        tracing::warn!("replaced pinned programs of {why}; blind for {blind}");
+    }
 
     let (queries_tx, queries) = mpsc::channel(16);
     let (systemd_tx, systemd_rx) = mpsc::channel(1);
@@ -161,6 +211,18 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             }
             .to_owned(),
         ),
+        ("pinned", pinned.word().to_owned()),
+        ("drained", drained.to_string()),
+        (
+            "blind_ms",
+            match &pinned {
+                crate::probe::Pinned::Replaced {
+                    blind_ms: Some(ms), ..
+                } => ms.to_string(),
+                crate::probe::Pinned::Replaced { blind_ms: None, .. } => "unknown".into(),
+                _ => "0".into(),
+            },
+        ),
     ];
     eprintln!("{}", ready_line(&ready));
 
@@ -173,7 +235,49 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         .await;
     pipeline.finish_export().await;
     ran?;
-    pipeline.stop(&cfg, &probe)
+    pipeline.stop(&cfg, &mut probe)
+}
+
+/// Whether a stop of `unit` is followed by a start, so that its pins should stay: pid 1
+/// has a restart job for it queued (what `systemctl restart` and a package upgrade make),
+/// or it failed (`$SERVICE_RESULT` other than success) and Restart=on-failure brings it
+/// back. Why, if so.
+fn restarting(
+    unit: &str,
+    jobs: &[(String, String)],
+    service_result: Option<&str>,
+) -> Option<String> {
+    if let Some((_, kind)) = jobs
+        .iter()
+        .find(|(u, kind)| u == unit && kind.contains("restart"))
+    {
+        return Some(format!("{unit} has a {kind} job queued"));
+    }
+    match service_result {
+        Some(r) if r != "success" => Some(format!(
+            "{unit} stopped with result {r}, and Restart=on-failure starts it again"
+        )),
+        _ => None,
+    }
+}
+
+/// `tracer daemon --unpin`: the programs a daemon left pinned, removed (they detach).
+fn unpin_programs(cfg: &Config) -> anyhow::Result<()> {
+    let Some(dir) = cfg.pin_dir() else {
+        eprintln!("tracer daemon: pin_dir is \"\": nothing is pinned");
+        return Ok(());
+    };
+    if !dir.exists() {
+        eprintln!("tracer daemon: nothing pinned in {}", dir.display());
+        return Ok(());
+    }
+    let pins = crate::probe::pin::PinDir::open(&dir)?;
+    let n = pins.remove()?;
+    eprintln!(
+        "tracer daemon: removed {n} pinned objects from {}",
+        dir.display()
+    );
+    Ok(())
 }
 
 /// systemd's changes not yet taken by the daemon's loop: past these they are left out
@@ -339,11 +443,14 @@ struct Pipeline {
     /// became of them once its queue was finished at the stop.
     otlp: Option<Exporter>,
     otlp_at_stop: Option<(otlp::Tally, u64)>,
+    /// While the backlog of resumed programs is drained: the processes it holds events of.
+    backlog: Option<std::collections::HashSet<u32>>,
 }
 
 impl Pipeline {
     /// Opens this boot's journal, seeds it and the model with what the start-up found.
-    fn new(cfg: &Config, start: Started, boot_id: &str) -> anyhow::Result<(Probe, Self)> {
+    /// Returns the records drained from pinned programs resumed, too.
+    fn new(cfg: &Config, start: Started, boot_id: &str) -> anyhow::Result<(Probe, Self, u64)> {
         let mut journal = Writer::open(&cfg.journal_dir(), boot_id, cfg.journal.clone())
             .context("opening the journal")?;
         let facts = DaemonFacts::start().context("starting the file lookup workers")?;
@@ -357,7 +464,6 @@ impl Pipeline {
             },
         );
         model.announce_changes();
-        start.seed(&mut model);
         let mut probe = start.probe;
         let mut managers = probe.take_managers();
         // The user managers running already; those that start later are seen at their exec.
@@ -368,16 +474,13 @@ impl Pipeline {
                 m.watch(p.pid);
             }
         }
-        // What the start-up found, journaled: a record that cannot be (the disk full, a
-        // frame refused) is counted by the writer and said once; tracing goes on.
+        // The cgroups the start-up found, journaled (the processes after the backlog of
+        // pinned programs, see `seed`): a record that cannot be (the disk full, a frame
+        // refused) is counted by the writer and said once; tracing goes on.
         let mut seeded = Vec::new();
         for (id, path) in start.cgroups.iter() {
             seeded.extend(journal.append_cgroup(id, path).err());
         }
-        for p in &start.running {
-            seeded.extend(journal.append_process(p).err());
-        }
-        seeded.extend(journal.flush().err());
         if let Some(e) = seeded.first() {
             tracing::warn!(
                 "{} of what the start-up found could not be journaled: {e}",
@@ -395,7 +498,7 @@ impl Pipeline {
                     Findings::unjournaled(&cfg.systemd_journal, boot_id, cfg.crash_loop_window_secs)
                 })
             });
-        let pipeline = Self {
+        let mut pipeline = Self {
             cgroups: start.cgroups,
             model,
             journal,
@@ -415,8 +518,46 @@ impl Pipeline {
             ask_systemd: None,
             otlp,
             otlp_at_stop: None,
+            backlog: None,
         };
-        Ok((probe, pipeline))
+        let drained = pipeline.seed(&mut probe, &start.running);
+        Ok((probe, pipeline, drained))
+    }
+
+    /// What the programs recorded while no daemon read them (pinned ones resumed), then the
+    /// processes the start-up found: into the journal and the model in that order, each
+    /// process once. A process that the backlog saw (started, forked or ended while no
+    /// daemon ran) is left out of the snapshot: its events say more, and its end is not
+    /// undone by being found running a moment before. Returns the records drained.
+    fn seed(&mut self, probe: &mut Probe, running: &[crate::procfs::ProcInfo]) -> u64 {
+        let mut drained = 0;
+        if *probe.pinned() == crate::probe::Pinned::Resumed {
+            self.backlog = Some(std::collections::HashSet::new());
+            drained = probe.drain_raw(|raw| self.take(raw)) as u64;
+            self.stream.publish();
+        }
+        let seen = self.backlog.take().unwrap_or_default();
+        let (mut failed, mut found) = (Vec::new(), 0);
+        for p in running.iter().filter(|p| !seen.contains(&p.pid)) {
+            self.model.found_at_start(p);
+            failed.extend(self.journal.append_process(p).err());
+            found += 1;
+        }
+        failed.extend(self.journal.flush().err());
+        if let Some(e) = failed.first() {
+            tracing::warn!(
+                "{} of the processes the start-up found could not be journaled: {e}",
+                failed.len()
+            );
+        }
+        self.journal_errors += failed.len() as u64;
+        tracing::info!(
+            processes = found,
+            cgroups = self.cgroups.len(),
+            drained,
+            "found at start"
+        );
+        drained
     }
 
     /// Starts serving `/metrics` (when configured) and the stream socket.
@@ -508,6 +649,12 @@ impl Pipeline {
                 return;
             }
         };
+        if let Some(seen) = &mut self.backlog {
+            seen.insert(ev.tgid);
+            if let EventKind::Fork { child_pid } = ev.kind {
+                seen.insert(child_pid);
+            }
+        }
         if let Some(m) = &mut self.managers {
             m.follow(&ev);
         }
@@ -680,6 +827,7 @@ impl Pipeline {
         for e in self.malformed.drain(..) {
             probe.note_malformed(&e);
         }
+        probe.mark_read();
         self.metrics.sync(
             probe.kernel_stats().drops,
             self.journal.total_bytes(),
@@ -700,13 +848,19 @@ impl Pipeline {
         }
     }
 
-    fn stop(mut self, cfg: &Config, probe: &Probe) -> anyhow::Result<()> {
+    fn stop(mut self, cfg: &Config, probe: &mut Probe) -> anyhow::Result<()> {
         let t = Instant::now();
+        // What the programs wrote until now is journaled; with pins left, what they write
+        // from here on waits for the next daemon.
+        probe.drain_raw(|raw| self.take(raw));
         self.journal.sync().context("flushing the journal")?;
+        let left = probe
+            .leave(cfg.detach_on_exit)
+            .context("leaving the pinned programs")?;
         let _ = std::fs::remove_file(cfg.socket_path());
         let stats = probe.kernel_stats();
         eprintln!(
-            "tracer daemon: stopping; journal flushed in {} ms; {} dropped in the kernel, {} journal write errors, {} malformed",
+            "tracer daemon: stopping; journal flushed in {} ms; {} dropped in the kernel, {} journal write errors, {} malformed; {left}",
             t.elapsed().as_millis(),
             stats.drops,
             self.journal_errors,
@@ -748,6 +902,23 @@ mod tests {
             r#"tracer daemon: ready: attach_ms=33 journal="/var/lib/my tracer" odd="a\"b\\c=d" empty="""#
         );
         assert_eq!(metrics_url(None), "none");
+    }
+
+    #[test]
+    fn pins_stay_for_a_restart_only() {
+        let jobs = |unit: &str, kind: &str| vec![(unit.to_owned(), kind.to_owned())];
+        let unit = "tracer.service";
+        assert!(restarting(unit, &jobs(unit, "restart"), Some("success")).is_some());
+        assert!(restarting(unit, &jobs(unit, "try-restart"), None).is_some());
+        // A stop for good, or another unit's restart.
+        assert_eq!(restarting(unit, &jobs(unit, "stop"), Some("success")), None);
+        assert_eq!(
+            restarting(unit, &jobs("other.service", "restart"), None),
+            None
+        );
+        assert_eq!(restarting(unit, &[], None), None);
+        // A crash: Restart=on-failure brings it back.
+        assert!(restarting(unit, &[], Some("signal")).is_some());
     }
 
     #[tokio::test]

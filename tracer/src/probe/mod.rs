@@ -1,25 +1,36 @@
 //! Loading the embedded kernel programs, attaching them, and reading their ring buffer.
 
 pub mod btf;
+pub mod pin;
 pub mod tracefs;
 
 use std::{
     collections::HashSet,
     io,
     os::fd::AsRawFd,
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{ProgramError, RawTracePoint, TracePoint},
+    maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray, RingBuf},
+    programs::{ProgramError, RawTracePoint, TracePoint, links::FdLink},
 };
 use tokio::io::{Interest, unix::AsyncFd};
-use tracer_common::{Config, STAT_DROPS, STAT_ERRORS};
+use tracer_common::{
+    Config, DAEMON_IGNORE_TGID, DAEMON_LAST_READ, DAEMON_SETTINGS, DAEMON_STAMP, STAT_DROPS,
+    STAT_ERRORS,
+};
 
-use self::{btf::Btf, tracefs::TraceFs};
+pub use self::pin::Pinned;
+use self::{
+    btf::Btf,
+    pin::{LINK, MAP, PROG, PinDir},
+    tracefs::TraceFs,
+};
 use crate::{
+    clock::BootClock,
     decode::{DecodeError, decode},
     event::{Event, EventKind},
 };
@@ -106,6 +117,8 @@ pub enum ProbeError {
     },
     #[error("reading the ring buffer: {0}")]
     Io(#[from] io::Error),
+    #[error("pinning in bpffs: {0}")]
+    Pin(String),
 }
 
 /// How to start the probe.
@@ -127,6 +140,10 @@ pub struct ProbeOptions {
     /// Service managers whose children's failed access checks are recorded from the start
     /// (pid 1; user managers are found as they start, see [`Managers::follow`]).
     pub managers: Vec<u32>,
+    /// Pin the programs, their links and maps in this bpffs directory, so that they go on
+    /// recording when this process is gone; resume those found there (None: pin nothing,
+    /// they detach with the process).
+    pub pin_dir: Option<PathBuf>,
 }
 
 impl Default for ProbeOptions {
@@ -137,6 +154,7 @@ impl Default for ProbeOptions {
             batch_delay: Duration::from_millis(10),
             failed_execs: true,
             managers: vec![1],
+            pin_dir: None,
         }
     }
 }
@@ -152,10 +170,16 @@ pub struct KernelStats {
 
 /// The loaded and attached programs and their ring buffer.
 pub struct Probe {
-    // Owns the programs and their links: dropping it detaches everything.
-    _ebpf: Ebpf,
+    // Owns the programs and their links (None: pinned ones resumed): dropping it detaches
+    // everything that is not pinned.
+    _ebpf: Option<Ebpf>,
     ring: AsyncFd<RingBuf<MapData>>,
     stats: PerCpuArray<MapData, u64>,
+    /// The daemon's slots (`DAEMON_*`): its own tgid, the version stamp.
+    daemon: Array<MapData, u64>,
+    /// Where the programs are pinned (None: they are not), locked by this process.
+    pins: Option<PinDir>,
+    pinned: Pinned,
     /// Tells the programs whether the reader sleeps (1: wake it) or reads on a timer (0).
     asleep: Array<MapData, u32>,
     /// What `asleep` says now.
@@ -176,27 +200,63 @@ pub struct Probe {
 const MAX_MANAGERS: usize = 256;
 
 impl Probe {
-    /// Loads and attaches every program. Must be called inside a tokio runtime.
+    /// Loads and attaches every program, or, when `pin_dir` is set and holds programs of
+    /// this version loaded with these settings, resumes them. Must be called inside a tokio
+    /// runtime.
     pub fn load(opts: &ProbeOptions) -> Result<Self, ProbeError> {
         let started = Instant::now();
         check_privileges()?;
         if opts.ring_size < 4096 || !opts.ring_size.is_power_of_two() {
             return Err(ProbeError::RingSize(opts.ring_size));
         }
+        let pins = opts.pin_dir.as_deref().map(PinDir::open).transpose()?;
+        let stamp = pin::stamp(EBPF_OBJECT);
+        let settings = pin::settings(opts.ring_size, opts.failed_execs);
+        let mut pinned = if pins.is_some() {
+            Pinned::New
+        } else {
+            Pinned::Off
+        };
+        // Since when nothing read the ring of pinned programs replaced (boot ns; 0: unknown).
+        let mut unread_since = 0;
+        if let Some(found) = pins.as_ref().filter(|p| p.has(MAP, "DAEMON")) {
+            match examine(found, stamp, settings) {
+                Ok(None) => {
+                    return Self::resume(opts, pins.expect("examined above"), started);
+                }
+                Ok(Some((why, last_read))) => {
+                    unread_since = last_read;
+                    pinned = Pinned::Replaced {
+                        why,
+                        blind_ms: None,
+                    };
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "the pinned programs in {} are unreadable: {e}",
+                        found.dir.display()
+                    );
+                    pinned = Pinned::Replaced {
+                        why: "unreadable",
+                        blind_ms: None,
+                    };
+                }
+            }
+            let n = found.clear()?;
+            tracing::info!(
+                "removed {n} pinned objects of another version from {}",
+                found.dir.display()
+            );
+        }
         let tracefs = TraceFs::find_or_mount()?;
 
-        let ignore_tgid = if opts.ignore_self {
-            std::process::id()
-        } else {
-            0
-        };
         let config = {
             // The kernel's BTF (5 MiB on 6.18) is only read here, and freed before the
             // programs load.
             let vmlinux = std::fs::read(VMLINUX_BTF).map_err(ProbeError::MissingBtf)?;
             Config {
                 wake_bytes: opts.ring_size / 4,
-                ..kernel_config(&Btf::parse(&vmlinux)?, &tracefs, ignore_tgid)?
+                ..kernel_config(&Btf::parse(&vmlinux)?, &tracefs)?
             }
         };
         tracing::debug!(?config, "kernel offsets");
@@ -214,39 +274,100 @@ impl Probe {
         // says); give that back to the system before the ring buffer is mapped, so the two
         // never add up.
         release_free_memory();
+        if let Some(pins) = &pins {
+            for name in PINNED_MAPS {
+                pin_map(&ebpf, pins, name)?;
+            }
+        }
+        let mut daemon = daemon_map(ebpf.take_map("DAEMON"))?;
+        set_slot(&mut daemon, DAEMON_IGNORE_TGID, ignore_tgid(opts))?;
         let (failed_execs, access_checks) = attach_all(
             &mut ebpf,
             opts.failed_execs,
             &tracefs,
             config.tp_sys_exit_ret,
+            pins.as_ref(),
         )?;
-        let (ring, stats, asleep) = take_maps(&mut ebpf)?;
-        let managers = ebpf
-            .take_map("MANAGERS")
-            .ok_or(ProbeError::Missing("MANAGERS map"))?;
-        let managers = BpfHashMap::try_from(managers).map_err(|source| ProbeError::Map {
-            name: "MANAGERS",
-            source,
-        })?;
+        if pins.is_some() {
+            // Written last: a daemon that finds a stamp finds every program pinned.
+            set_slot(&mut daemon, DAEMON_SETTINGS, settings)?;
+            set_slot(&mut daemon, DAEMON_STAMP, stamp)?;
+        }
+        if let Pinned::Replaced { blind_ms, .. } = &mut pinned
+            && unread_since != 0
+        {
+            *blind_ms = Some(BootClock::boot_ns_now().saturating_sub(unread_since) / 1_000_000);
+        }
+        let maps = take_maps(Source::Loaded(&mut ebpf))?;
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
-            ring_fd = ring.get_ref().as_raw_fd(),
+            ring_fd = maps.ring.get_ref().as_raw_fd(),
             failed_execs,
             access_checks,
+            pinned = pinned.word(),
             "programs attached"
         );
-        let mut managers = Managers {
-            map: managers,
-            watched: HashSet::new(),
-        };
+        Ok(Self::new(
+            Some(ebpf),
+            maps,
+            daemon,
+            opts,
+            (failed_execs, access_checks),
+            (pins, pinned),
+        ))
+    }
+
+    /// The pinned programs of this version, resumed: their maps opened, this process's own
+    /// events filtered from now on. The records they wrote meanwhile wait in the ring.
+    fn resume(opts: &ProbeOptions, pins: PinDir, started: Instant) -> Result<Self, ProbeError> {
+        let mut daemon = daemon_map(Some(open_pinned_map(&pins, "DAEMON")?))?;
+        set_slot(&mut daemon, DAEMON_IGNORE_TGID, ignore_tgid(opts))?;
+        let failed_execs = TRACEPOINTS
+            .iter()
+            .filter(|(_, category, _)| *category == "syscalls")
+            .all(|(program, _, _)| pins.has(LINK, program));
+        let access_checks = failed_execs
+            && ACCESS_TRACEPOINTS
+                .iter()
+                .any(|(program, _)| pins.has(LINK, program));
+        let maps = take_maps(Source::Pinned(&pins))?;
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            failed_execs,
+            access_checks,
+            "resumed the programs pinned in {}",
+            pins.dir.display()
+        );
+        Ok(Self::new(
+            None,
+            maps,
+            daemon,
+            opts,
+            (failed_execs, access_checks),
+            (Some(pins), Pinned::Resumed),
+        ))
+    }
+
+    fn new(
+        ebpf: Option<Ebpf>,
+        maps: ReaderMaps,
+        daemon: Array<MapData, u64>,
+        opts: &ProbeOptions,
+        (failed_execs, access_checks): (bool, bool),
+        (pins, pinned): (Option<PinDir>, Pinned),
+    ) -> Self {
+        let mut managers = maps.managers;
         for &pid in &opts.managers {
             managers.watch(pid);
         }
-        Ok(Self {
+        Self {
             _ebpf: ebpf,
-            ring,
-            stats,
-            asleep,
+            ring: maps.ring,
+            stats: maps.stats,
+            asleep: maps.asleep,
+            daemon,
+            pins,
+            pinned,
             sleeping: true,
             malformed: 0,
             batch_delay: opts.batch_delay,
@@ -254,7 +375,41 @@ impl Probe {
             failed_execs,
             access_checks,
             managers: Some(managers),
-        })
+        }
+    }
+
+    /// How the running programs came to be (pinned or not, resumed or replaced).
+    pub fn pinned(&self) -> &Pinned {
+        &self.pinned
+    }
+
+    /// Notes that the ring was read up to now (pinned programs only), so that a daemon
+    /// replacing them knows since when nothing read them.
+    pub fn mark_read(&mut self) {
+        if self.pins.is_some() {
+            let _ = set_slot(&mut self.daemon, DAEMON_LAST_READ, BootClock::boot_ns_now());
+        }
+    }
+
+    /// At the stop: with `keep`, the pinned programs go on recording (the next daemon
+    /// drains what they write meanwhile), and this process's events are no longer
+    /// filtered; without, the pins are removed and the programs detach with this process.
+    /// Returns what was done, for the stop line.
+    pub fn leave(&mut self, keep: bool) -> Result<String, ProbeError> {
+        let Some(pins) = self.pins.take() else {
+            return Ok("detached".into());
+        };
+        if keep {
+            set_slot(&mut self.daemon, DAEMON_LAST_READ, BootClock::boot_ns_now())?;
+            set_slot(&mut self.daemon, DAEMON_IGNORE_TGID, 0)?;
+            // Recording goes on while nobody reads: the records wake no one.
+            let _ = self.asleep.set(0, 0, 0);
+            Ok(format!("programs left pinned in {}", pins.dir.display()))
+        } else {
+            let dir = pins.dir.clone();
+            let n = pins.remove()?;
+            Ok(format!("removed {n} pinned objects from {}", dir.display()))
+        }
     }
 
     /// Whether failed execs are caught (asked for, and their programs attached).
@@ -348,6 +503,17 @@ impl Probe {
         record_malformed(&mut self.malformed, e);
     }
 
+    /// Hands every record available now to `f`, without waiting; returns how many.
+    pub fn drain_raw(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+        let ring = self.ring.get_mut();
+        let mut n = 0;
+        while let Some(item) = ring.next() {
+            f(&item);
+            n += 1;
+        }
+        n
+    }
+
     /// Decodes whatever records are available now, without waiting.
     pub fn drain(&mut self, out: &mut Vec<Event>) {
         drain(self.ring.get_mut(), &mut self.malformed, out);
@@ -439,19 +605,23 @@ fn drain(ring: &mut RingBuf<MapData>, malformed: &mut u64, out: &mut Vec<Event>)
 
 /// Attaches every program; the failed-exec and access-check ones only when
 /// `failed_execs`, and a kernel that refuses them is warned about, not an error. Whether
-/// failed execs are caught, and whether failed access checks are.
+/// failed execs are caught, and whether failed access checks are. With `pins`, each
+/// program attached and its link are pinned there.
 fn attach_all(
     ebpf: &mut Ebpf,
     failed_execs: bool,
     tracefs: &TraceFs,
     sys_exit_ret: u32,
+    pins: Option<&PinDir>,
 ) -> Result<(bool, bool), ProbeError> {
     let mut caught = failed_execs;
     for (program, category, event) in TRACEPOINTS {
         if category != "syscalls" {
-            attach_tracepoint(ebpf, program, category, event)
+            attach_tracepoint(ebpf, program, category, event, pins)?
                 .map_err(|source| program_error(program, source))?;
-        } else if failed_execs && let Err(e) = attach_tracepoint(ebpf, program, category, event) {
+        } else if failed_execs
+            && let Err(e) = attach_tracepoint(ebpf, program, category, event, pins)?
+        {
             // They need bpf_task_pt_regs (5.15): everything else still works without.
             tracing::warn!(
                 "failed execs are not caught on this kernel: {}",
@@ -471,7 +641,7 @@ fn attach_all(
                 continue;
             }
         }
-        if let Err(e) = attach_tracepoint(ebpf, program, "syscalls", event) {
+        if let Err(e) = attach_tracepoint(ebpf, program, "syscalls", event, pins)? {
             tracing::warn!(
                 "failed access checks are not seen on this kernel: {}",
                 program_error(program, e)
@@ -480,52 +650,146 @@ fn attach_all(
         }
     }
     for (program, tracepoint) in RAW_TRACEPOINTS {
-        attach_raw_tracepoint(ebpf, program, tracepoint)
+        attach_raw_tracepoint(ebpf, program, tracepoint, pins)?
             .map_err(|source| program_error(program, source))?;
     }
     Ok((caught, access))
 }
 
-/// The ring buffer, the per-CPU counters, the reader-asleep flag.
-type ReaderMaps = (
-    AsyncFd<RingBuf<MapData>>,
-    PerCpuArray<MapData, u64>,
-    Array<MapData, u32>,
-);
+/// The maps the daemon keeps pinned (the programs hold the others).
+const PINNED_MAPS: [&str; 5] = ["DAEMON", "EVENTS", "STATS", "READER_ASLEEP", "MANAGERS"];
+
+/// Where the reader's maps come from: the programs just loaded, or pinned ones.
+enum Source<'a> {
+    Loaded(&'a mut Ebpf),
+    Pinned(&'a PinDir),
+}
+
+impl Source<'_> {
+    fn map(&mut self, name: &'static str) -> Result<Map, ProbeError> {
+        match self {
+            Self::Loaded(ebpf) => ebpf
+                .take_map(name)
+                .ok_or(ProbeError::Missing("one of its maps")),
+            Self::Pinned(pins) => open_pinned_map(pins, name),
+        }
+    }
+}
+
+fn open_pinned_map(pins: &PinDir, name: &'static str) -> Result<Map, ProbeError> {
+    let data = MapData::from_pin(pins.path(MAP, name))
+        .map_err(|source| ProbeError::Map { name, source })?;
+    Map::from_map_data(data).map_err(|source| ProbeError::Map { name, source })
+}
+
+fn pin_map(ebpf: &Ebpf, pins: &PinDir, name: &'static str) -> Result<(), ProbeError> {
+    let map = ebpf
+        .map(name)
+        .ok_or(ProbeError::Missing("one of its maps"))?;
+    map.pin(pins.path(MAP, name))
+        .map_err(|e| ProbeError::Pin(format!("pinning the {name} map: {e}")))
+}
+
+fn daemon_map(map: Option<Map>) -> Result<Array<MapData, u64>, ProbeError> {
+    let map = map.ok_or(ProbeError::Missing("DAEMON map"))?;
+    Array::try_from(map).map_err(|source| ProbeError::Map {
+        name: "DAEMON",
+        source,
+    })
+}
+
+fn set_slot(daemon: &mut Array<MapData, u64>, slot: u32, value: u64) -> Result<(), ProbeError> {
+    daemon
+        .set(slot, value, 0)
+        .map_err(|source| ProbeError::Map {
+            name: "DAEMON",
+            source,
+        })
+}
+
+/// The tgid whose events the programs drop: this process's, unless asked otherwise.
+fn ignore_tgid(opts: &ProbeOptions) -> u64 {
+    if opts.ignore_self {
+        u64::from(std::process::id())
+    } else {
+        0
+    }
+}
+
+/// Whether the programs pinned in `pins` are this version's, loaded with these settings:
+/// None when they are, else why not and when a daemon last read their ring (0: unknown).
+fn examine(
+    pins: &PinDir,
+    stamp: u64,
+    settings: u64,
+) -> Result<Option<(&'static str, u64)>, ProbeError> {
+    let daemon = daemon_map(Some(open_pinned_map(pins, "DAEMON")?))?;
+    let slot = |i| {
+        daemon.get(&i, 0).map_err(|source| ProbeError::Map {
+            name: "DAEMON",
+            source,
+        })
+    };
+    let last_read = slot(DAEMON_LAST_READ)?;
+    let why = if slot(DAEMON_STAMP)? != stamp {
+        Some("another version")
+    } else if slot(DAEMON_SETTINGS)? != settings {
+        Some("other settings (ring_size or failed_execs)")
+    } else if !RAW_TRACEPOINTS
+        .iter()
+        .all(|(program, _)| pins.has(LINK, program))
+    {
+        Some("links missing")
+    } else {
+        None
+    };
+    Ok(why.map(|w| (w, last_read)))
+}
+
+/// The ring buffer, the per-CPU counters, the reader-asleep flag, the watched managers.
+struct ReaderMaps {
+    ring: AsyncFd<RingBuf<MapData>>,
+    stats: PerCpuArray<MapData, u64>,
+    asleep: Array<MapData, u32>,
+    managers: Managers,
+}
 
 /// The maps the reader uses: the ring buffer (registered with the runtime), the
-/// per-CPU counters, and the reader-asleep flag (set: the first read sleeps until a
-/// record arrives).
-fn take_maps(ebpf: &mut Ebpf) -> Result<ReaderMaps, ProbeError> {
-    let ring = ebpf
-        .take_map("EVENTS")
-        .ok_or(ProbeError::Missing("EVENTS map"))?;
-    let ring = RingBuf::try_from(ring).map_err(|source| ProbeError::Map {
+/// per-CPU counters, the reader-asleep flag (set: the first read sleeps until a record
+/// arrives), and the service managers watched (those a previous daemon watched included).
+fn take_maps(mut from: Source<'_>) -> Result<ReaderMaps, ProbeError> {
+    let ring = RingBuf::try_from(from.map("EVENTS")?).map_err(|source| ProbeError::Map {
         name: "EVENTS",
         source,
     })?;
     // SAFETY: the ring buffer's fd stays open for as long as the AsyncFd owns it.
     let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .map_err(|e| ProbeError::Io(e.into()))?;
-    let stats = ebpf
-        .take_map("STATS")
-        .ok_or(ProbeError::Missing("STATS map"))?;
-    let stats = PerCpuArray::try_from(stats).map_err(|source| ProbeError::Map {
+    let stats = PerCpuArray::try_from(from.map("STATS")?).map_err(|source| ProbeError::Map {
         name: "STATS",
         source,
     })?;
-    let asleep = ebpf
-        .take_map("READER_ASLEEP")
-        .ok_or(ProbeError::Missing("READER_ASLEEP map"))?;
-    let mut asleep = Array::try_from(asleep).map_err(|source| ProbeError::Map {
-        name: "READER_ASLEEP",
-        source,
-    })?;
+    let mut asleep =
+        Array::try_from(from.map("READER_ASLEEP")?).map_err(|source| ProbeError::Map {
+            name: "READER_ASLEEP",
+            source,
+        })?;
     asleep.set(0, 1, 0).map_err(|source| ProbeError::Map {
         name: "READER_ASLEEP",
         source,
     })?;
-    Ok((ring, stats, asleep))
+    let map: BpfHashMap<MapData, u32, u8> =
+        BpfHashMap::try_from(from.map("MANAGERS")?).map_err(|source| ProbeError::Map {
+            name: "MANAGERS",
+            source,
+        })?;
+    let watched = map.keys().filter_map(Result::ok).collect();
+    Ok(ReaderMaps {
+        ring,
+        stats,
+        asleep,
+        managers: Managers { map, watched },
+    })
 }
 
 /// Returns the heap's free pages to the system (glibc keeps them otherwise).
@@ -547,32 +811,79 @@ fn record_malformed(malformed: &mut u64, e: &DecodeError) {
     }
 }
 
+/// Loads and attaches a classic tracepoint program; with `pins`, pins it and its link
+/// (a `BPF_LINK_TYPE_PERF_EVENT` link: aya makes one with bpf_link_create where the kernel
+/// has them, 5.15 on). The outer error is a pin that failed, the inner one the program.
 fn attach_tracepoint(
     ebpf: &mut Ebpf,
-    program: &str,
+    program: &'static str,
     category: &str,
     event: &str,
-) -> Result<(), ProgramError> {
-    let tp: &mut TracePoint = ebpf
-        .program_mut(program)
-        .ok_or(ProgramError::NotLoaded)?
-        .try_into()?;
-    tp.load()?;
-    tp.attach(category, event)?;
-    Ok(())
+    pins: Option<&PinDir>,
+) -> Result<Result<(), ProgramError>, ProbeError> {
+    let attached = program_of::<TracePoint>(ebpf, program).and_then(|tp| {
+        tp.load()?;
+        let id = tp.attach(category, event)?;
+        pins.map(|_| tp.take_link(id)).transpose()
+    });
+    match attached {
+        Ok(Some(link)) => {
+            let link = FdLink::try_from(link).map_err(|e| {
+                ProbeError::Pin(format!(
+                    "the {program} link is not a BPF link ({e}): this kernel cannot pin tracepoint links (5.15 can); set pin_dir = \"\""
+                ))
+            })?;
+            pin_program_and_link(ebpf, program, link, pins).map(Ok)
+        }
+        Ok(None) => Ok(Ok(())),
+        Err(e) => Ok(Err(e)),
+    }
 }
 
+/// Like [`attach_tracepoint`] for a raw tracepoint (a `BPF_LINK_TYPE_RAW_TRACEPOINT` link).
 fn attach_raw_tracepoint(
     ebpf: &mut Ebpf,
-    program: &str,
+    program: &'static str,
     tracepoint: &str,
-) -> Result<(), ProgramError> {
-    let tp: &mut RawTracePoint = ebpf
-        .program_mut(program)
+    pins: Option<&PinDir>,
+) -> Result<Result<(), ProgramError>, ProbeError> {
+    let attached = program_of::<RawTracePoint>(ebpf, program).and_then(|tp| {
+        tp.load()?;
+        let id = tp.attach(tracepoint)?;
+        pins.map(|_| tp.take_link(id)).transpose()
+    });
+    match attached {
+        Ok(Some(link)) => pin_program_and_link(ebpf, program, link.into(), pins).map(Ok),
+        Ok(None) => Ok(Ok(())),
+        Err(e) => Ok(Err(e)),
+    }
+}
+
+/// The program called `name`, as its type.
+fn program_of<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, ProgramError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    ebpf.program_mut(name)
         .ok_or(ProgramError::NotLoaded)?
-        .try_into()?;
-    tp.load()?;
-    tp.attach(tracepoint)?;
+        .try_into()
+}
+
+/// Pins the program and its link: the pinned link keeps the program attached once this
+/// process's descriptors are closed.
+fn pin_program_and_link(
+    ebpf: &mut Ebpf,
+    program: &str,
+    link: FdLink,
+    pins: Option<&PinDir>,
+) -> Result<(), ProbeError> {
+    let pins = pins.ok_or(ProbeError::Missing("pin directory"))?;
+    ebpf.program_mut(program)
+        .ok_or(ProbeError::Missing("one of its programs"))?
+        .pin(pins.path(PROG, program))
+        .map_err(|e| ProbeError::Pin(format!("pinning the {program} program: {e}")))?;
+    link.pin(pins.path(LINK, program))
+        .map_err(|e| ProbeError::Pin(format!("pinning the {program} link: {e}")))?;
     Ok(())
 }
 
@@ -591,7 +902,7 @@ fn program_error(program: &'static str, source: ProgramError) -> ProbeError {
 }
 
 /// The offsets the programs need on this kernel.
-fn kernel_config(btf: &Btf, tracefs: &TraceFs, ignore_tgid: u32) -> Result<Config, ProbeError> {
+fn kernel_config(btf: &Btf, tracefs: &TraceFs) -> Result<Config, ProbeError> {
     let task = |m| btf.member_offset("task_struct", m);
     let signal = |m| btf.member_offset("signal_struct", m);
     let mm = |m| btf.member_offset("mm_struct", m);
@@ -622,7 +933,6 @@ fn kernel_config(btf: &Btf, tracefs: &TraceFs, ignore_tgid: u32) -> Result<Confi
     let path = |m| btf.member_offset("path", m);
     let inode = |m| btf.member_offset("inode", m);
     Ok(Config {
-        ignore_tgid,
         signal_group_exit: SIGNAL_GROUP_EXIT,
         task_pid: task("pid")?,
         task_tgid: task("tgid")?,
@@ -674,6 +984,7 @@ fn kernel_config(btf: &Btf, tracefs: &TraceFs, ignore_tgid: u32) -> Result<Confi
         wake_bytes: 0,
         // Renamed in Linux 5.5; both are CLOCK_BOOTTIME, set at fork.
         task_start_boottime: task("start_boottime").or_else(|_| task("real_start_time"))?,
+        pad: 0,
     })
 }
 

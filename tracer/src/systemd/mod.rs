@@ -630,6 +630,16 @@ type UnitRow = (
     OwnedObjectPath,
 );
 
+/// ListJobs' rows: id, unit, job type, state, job path, unit path.
+type JobRow = (
+    u32,
+    String,
+    String,
+    String,
+    OwnedObjectPath,
+    OwnedObjectPath,
+);
+
 /// pid 1 is systemd (what sd_booted() checks): only then is there anything to ask.
 pub fn booted_with_systemd() -> bool {
     std::path::Path::new("/run/systemd/system").is_dir()
@@ -885,6 +895,18 @@ impl Systemd {
     /// One unit (systemd loads it to answer, as `systemctl show` does).
     pub async fn unit(&self, name: &str) -> Result<SystemdUnit, SystemdError> {
         self.unit_at(name, &unit_object_path(name)).await
+    }
+
+    /// The jobs the manager has queued or runs: (unit, job type), such as
+    /// ("tracer.service", "restart").
+    pub async fn jobs(&self) -> Result<Vec<(String, String)>, SystemdError> {
+        let rows: Vec<JobRow> = self
+            .call("the list of jobs", MANAGER_PATH, MANAGER, "ListJobs", &())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(_, unit, kind, ..)| (unit, kind))
+            .collect())
     }
 
     /// The boot times and every loaded unit.

@@ -58,6 +58,8 @@ pub struct Metrics {
     malformed: IntCounter,
     malformed_seen: u64,
     failed_execs_caught: IntGauge,
+    resumed_pinned: IntGauge,
+    backlog_drained: IntCounter,
     folded: IntCounter,
     labels: UnitLabels,
     /// `tracer_events_total` by kind, looked up once.
@@ -349,6 +351,14 @@ impl Metrics {
             "tracer_failed_execs_caught",
             "1 when failed execs are caught; 0 when failed_execs is off or the kernel refused their programs.",
         );
+        let resumed_pinned = gauge(
+            "tracer_resumed_pinned_programs",
+            "1 when the daemon resumed the programs a previous daemon left pinned (what they recorded meanwhile drained); 0 when it loaded them.",
+        );
+        let backlog_drained = int_counter(
+            "tracer_backlog_records_drained_total",
+            "Records the pinned programs wrote while no daemon ran, drained at the start.",
+        );
         let stream_clients = gauge("tracer_stream_clients", "Connected live-stream clients.");
         let journal_bytes = gauge(
             "tracer_journal_bytes",
@@ -431,6 +441,8 @@ impl Metrics {
             malformed,
             malformed_seen: 0,
             failed_execs_caught,
+            resumed_pinned,
+            backlog_drained,
             folded,
             labels: UnitLabels::new(unit_cap),
             by_kind: IdMap::default(),
@@ -552,6 +564,13 @@ impl Metrics {
             self.malformed_seen = malformed;
         }
         self.failed_execs_caught.set(i64::from(failed_execs_caught));
+    }
+
+    /// How the programs came to run, and the records drained from pinned ones resumed.
+    pub fn sync_pinned(&mut self, pinned: &crate::probe::Pinned, drained: u64) {
+        self.resumed_pinned
+            .set(i64::from(*pinned == crate::probe::Pinned::Resumed));
+        self.backlog_drained.inc_by(drained);
     }
 
     /// The file lookups' counts (since the daemon started).
@@ -883,6 +902,14 @@ mod tests {
         let text = rendered(&m);
         assert!(text.contains("tracer_records_malformed_total 4"), "{text}");
         assert!(text.contains("tracer_failed_execs_caught 1"), "{text}");
+        assert!(text.contains("tracer_resumed_pinned_programs 0"), "{text}");
+        m.sync_pinned(&crate::probe::Pinned::Resumed, 17);
+        let text = rendered(&m);
+        assert!(text.contains("tracer_resumed_pinned_programs 1"), "{text}");
+        assert!(
+            text.contains("tracer_backlog_records_drained_total 17"),
+            "{text}"
+        );
     }
 
     #[test]
