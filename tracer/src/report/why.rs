@@ -887,6 +887,59 @@ mod tests {
         (m, cg)
     }
 
+    /// Run `n` of `unit` as the kernel reports it, from `t` ms: its cgroup (id 60 + n)
+    /// made, pid 1's fork of pid 400 + n, the move into the cgroup, the exec of
+    /// `program` (when given), the exit with `status`, the cgroup removed.
+    fn whole_run(
+        m: &mut Fed<RecordedFacts>,
+        t: u64,
+        n: u64,
+        unit: &str,
+        program: Option<&str>,
+        status: u32,
+    ) {
+        let cg = CgroupRef {
+            id: 60 + n,
+            level: 2,
+            path: format!("/system.slice/{unit}"),
+            path_truncated: false,
+        };
+        let mkdir = EventKind::CgroupMkdir { cgroup: cg.clone() };
+        m.apply(&ev(t + 1, 1, 1, "systemd", mkdir));
+        let pid = 400 + n as u32;
+        m.apply(&ev(
+            t + 2,
+            1,
+            1,
+            "systemd",
+            EventKind::Fork { child_pid: pid },
+        ));
+        let attach = EventKind::CgroupAttach {
+            cgroup: cg.clone(),
+            target_pid: pid,
+        };
+        m.apply(&ev(t + 3, 1, 1, "systemd", attach));
+        if let Some(program) = program {
+            let exec = EventKind::Exec {
+                ppid: 1,
+                uid: 0,
+                filename: program.into(),
+                argv: vec![program.into()],
+                filename_truncated: false,
+                argv_truncated: false,
+            };
+            m.apply(&ev(t + 4, pid, cg.id, "x", exec));
+        }
+        let exit = EventKind::Exit {
+            ppid: 1,
+            status: WaitStatus(status),
+            age_ns: None,
+        };
+        m.apply(&ev(t + 5, pid, cg.id, "x", exit));
+        let rmdir = EventKind::CgroupRmdir { cgroup: cg };
+        m.apply(&ev(t + 6, 1, 1, "systemd", rmdir));
+    }
+
     /// A command's process as the kernel reports it: pid 1's fork, the move into the
     /// unit's cgroup (id 60), the exec of `program`.
     fn spawn(m: &mut Fed<RecordedFacts>, t: u64, pid: u32, program: &str, cg: &CgroupRef) {
@@ -1138,46 +1191,7 @@ mod tests {
         // Runs at 0, 10, 20 and 30 s; the timer fired at 9.9 s and 19.9 s (and at 2 s, no
         // run after it within the window but run 2's, which it is too early for).
         for run in 0..4u64 {
-            let t = 10_000 * run;
-            let cg = CgroupRef {
-                id: 60 + run,
-                level: 2,
-                path: "/system.slice/tick.service".into(),
-                path_truncated: false,
-            };
-            m.apply(&ev(
-                t + 1,
-                1,
-                1,
-                "systemd",
-                EventKind::CgroupMkdir { cgroup: cg.clone() },
-            ));
-            let pid = 400 + run as u32;
-            m.apply(&ev(
-                t + 2,
-                1,
-                1,
-                "systemd",
-                EventKind::Fork { child_pid: pid },
-            ));
-            let attach = EventKind::CgroupAttach {
-                cgroup: cg.clone(),
-                target_pid: pid,
-            };
-            m.apply(&ev(t + 3, 1, 1, "systemd", attach));
-            let exit = EventKind::Exit {
-                ppid: 1,
-                status: WaitStatus(0),
-                age_ns: None,
-            };
-            m.apply(&ev(t + 5, pid, cg.id, "true", exit));
-            m.apply(&ev(
-                t + 6,
-                1,
-                1,
-                "systemd",
-                EventKind::CgroupRmdir { cgroup: cg },
-            ));
+            whole_run(&mut m, 10_000 * run, run, "tick.service", None, 0);
         }
         let h = m.model.unit("tick.service").unwrap();
         assert_eq!(h.run_starts().other_starts, 3);
@@ -1246,44 +1260,7 @@ mod tests {
                 3 => m.apply(&systemctl(t, 901, "restart")),
                 _ => {}
             }
-            let cg = CgroupRef {
-                id: 60 + run,
-                level: 2,
-                path: "/system.slice/u.service".into(),
-                path_truncated: false,
-            };
-            let mkdir = EventKind::CgroupMkdir { cgroup: cg.clone() };
-            m.apply(&ev(t + 1, 1, 1, "systemd", mkdir));
-            let pid = 400 + run as u32;
-            m.apply(&ev(
-                t + 2,
-                1,
-                1,
-                "systemd",
-                EventKind::Fork { child_pid: pid },
-            ));
-            let attach = EventKind::CgroupAttach {
-                cgroup: cg.clone(),
-                target_pid: pid,
-            };
-            m.apply(&ev(t + 3, 1, 1, "systemd", attach));
-            let exec = EventKind::Exec {
-                ppid: 1,
-                uid: 0,
-                filename: "/bin/x".into(),
-                argv: vec!["/bin/x".into()],
-                filename_truncated: false,
-                argv_truncated: false,
-            };
-            m.apply(&ev(t + 4, pid, cg.id, "x", exec));
-            let exit = EventKind::Exit {
-                age_ns: None,
-                ppid: 1,
-                status: WaitStatus(status),
-            };
-            m.apply(&ev(t + 5, pid, cg.id, "x", exit));
-            let rmdir = EventKind::CgroupRmdir { cgroup: cg };
-            m.apply(&ev(t + 6, 1, 1, "systemd", rmdir));
+            whole_run(&mut m, t, run, "u.service", Some("/bin/x"), status);
         }
         let h = m.model.unit("u.service").unwrap();
         let starts: Vec<_> = h.runs.iter().map(|r| r.start.clone()).collect();
