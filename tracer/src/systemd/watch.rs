@@ -84,6 +84,11 @@ pub async fn follow(tx: mpsc::Sender<Change>, lost: Arc<AtomicU64>) {
         if tx.is_closed() {
             return;
         }
+        // A connection that served a while and then closed (pid 1 re-executed, the bus
+        // went away) starts the count of failures in a row anew: connect again soon.
+        if t.elapsed() >= Duration::from_secs(60) {
+            failures = 0;
+        }
         failures += 1;
         let e = r
             .err()
