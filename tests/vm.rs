@@ -999,6 +999,26 @@ fn check_hardening(g: &Guest) -> Vec<String> {
     }
     // pid 1 is asked over its own socket (a peer-to-peer D-Bus connection), not the bus.
     let journal = fs::read_to_string(g.dir.join("journal.txt")).unwrap_or_default();
+    // Under the unit's sandbox the programs are pinned (in bpffs bound outside /sys),
+    // and the stop for good (collect.sh's `systemctl stop`) removes them.
+    let ready = journal
+        .lines()
+        .find(|l| l.contains("tracer daemon: ready:"))
+        .unwrap_or_default();
+    let removed = journal
+        .lines()
+        .any(|l| l.contains("tracer daemon: removed ") && l.contains("pinned objects"));
+    if !ready.contains(" pinned=new ") || !removed {
+        problems.push(format!(
+            "{}: the programs were not pinned under the unit, or not removed at its stop: {ready:?}; {:?}",
+            g.suite,
+            journal
+                .lines()
+                .filter(|l| l.contains("pinned"))
+                .take(4)
+                .collect::<Vec<_>>()
+        ));
+    }
     // (Early in boot, a connection there can stall; the daemon then asks over the bus and
     // tries pid 1's socket again on its next connection: the story's reports make one.)
     if !journal.contains("asked over /run/systemd/private") {
