@@ -1309,7 +1309,19 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
                 .is_ok_and(|t| t.contains("ExecStartPost="));
             if let Some(d) = d_first.filter(|_| !start_post) {
                 first_fork_deltas.push(d.abs());
-                if d.abs() > 250_000 {
+                // pid 1 stamps ExecMainStart right after the fork and InactiveExit later,
+                // once the spawn has returned; a stall of pid 1 in between (under load,
+                // 285-320 ms seen on two units at once) moves only the second stamp. The
+                // first fork is off only when the other measure, the main process
+                // against ExecMainStart, is off too (or missing).
+                let main_agrees =
+                    main_start != 0 && d_main.is_some_and(|m| (-250_000..=250_000).contains(&m));
+                if d.abs() > 250_000 && main_agrees {
+                    eprintln!(
+                        "{}/{s}: first fork {d:+} µs from InactiveExitTimestampMonotonic, but the main process within 250 ms of ExecMainStart: pid 1 stamped late (tolerated)",
+                        g.suite
+                    );
+                } else if d.abs() > 250_000 {
                     off_time.push((
                         s.clone(),
                         d.abs(),
