@@ -154,9 +154,10 @@ for t in tick.timer sock.socket watch.path; do
   /usr/local/bin/tracer why "$t" > "$R/tracer/why-daemon-$t.txt" 2>&1
   /usr/local/bin/tracer why "$t" --json > "$R/tracer/why-daemon-$t.json" 2>&1
 done
-# A mount unit that fails: a bind mount of a source that is not there (mount(8) exits 32).
+# A mount unit that fails: a file system type the kernel does not know (mount(8) exits 32).
+# (systemd 257 makes a bind mount's missing source itself, so that one would succeed.)
 mkdir -p /run/systemd/system
-printf '[Mount]\nWhat=/nonexistent-source\nWhere=/mnt/tracerbad\nType=none\nOptions=bind\n' \
+printf '[Mount]\nWhat=none\nWhere=/mnt/tracerbad\nType=tracerbadfs\n' \
   > /run/systemd/system/mnt-tracerbad.mount
 systemctl daemon-reload
 systemctl start mnt-tracerbad.mount > "$R/tracer/mount-start.txt" 2>&1

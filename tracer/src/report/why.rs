@@ -100,6 +100,37 @@ fn activated_by(h: &UnitHistory, sd: Option<&SystemdUnit>) -> Vec<Activated> {
     out
 }
 
+/// `tracer why` of a timer, socket or path unit: systemd's account.
+fn trigger_why(u: &SystemdUnit, explanation: String) -> Why<'_> {
+    Why {
+        unit: std::borrow::Cow::Owned(u.id.clone()),
+        state: match u.active_state.as_str() {
+            "failed" => UnitState::Failed,
+            "active" => UnitState::Active,
+            "inactive" => UnitState::Inactive,
+            _ => UnitState::Unknown,
+        },
+        runs: 0,
+        restarts: 0,
+        run_starts: RunStarts::default(),
+        crash_loop: false,
+        explanation,
+        hint: u
+            .triggers
+            .first()
+            .map(|t| format!("`tracer why {t}` explains the runs it started")),
+        evidence: vec![format!(
+            "this is systemd's account of a {} unit: it starts another, which runs the processes",
+            u.id.rsplit_once('.').map_or("", |(_, k)| k)
+        )],
+        cause: None,
+        systemd_verdict: verdict(u).name(),
+        systemd: Some(u),
+        activated_by: Vec::new(),
+        first_run_by: None,
+    }
+}
+
 /// What systemd says of a timer, socket or path unit that did not fail: its state, when
 /// it last fired and what it starts (a failed one is told by its verdict).
 fn trigger_account(u: &SystemdUnit) -> Option<String> {
@@ -768,8 +799,16 @@ pub fn build<'a, F: Facts>(
     origin: Source,
     sd: Option<&'a Snapshot>,
 ) -> Result<Why<'a>, ReportError> {
+    // A timer, socket or path unit runs no process of its own (systemd ≥ 255 may give a
+    // socket a cgroup for its setup): systemd's account of what it starts, when it has
+    // not failed.
+    let name = crate::unit::full_unit_name(unit);
+    if let Some(u) = sd.and_then(|s| s.unit(&name))
+        && let Some(explanation) = trigger_account(u)
+    {
+        return Ok(trigger_why(u, explanation));
+    }
     let Some(h) = model.unit(unit) else {
-        let name = crate::unit::full_unit_name(unit);
         // No process of it ran: systemd's verdict may still say why (a condition, the
         // start limit).
         if let Some(u) = sd.and_then(|s| s.unit(&name))
@@ -794,39 +833,6 @@ pub fn build<'a, F: Facts>(
                 )],
                 cause: None,
                 systemd_verdict: v.name(),
-                systemd: Some(u),
-                activated_by: Vec::new(),
-                first_run_by: None,
-            });
-        }
-        // A timer, socket or path unit has no process of its own: systemd's account of
-        // what it starts.
-        if let Some(u) = sd.and_then(|s| s.unit(&name))
-            && let Some(explanation) = trigger_account(u)
-        {
-            return Ok(Why {
-                unit: std::borrow::Cow::Owned(u.id.clone()),
-                state: match u.active_state.as_str() {
-                    "failed" => UnitState::Failed,
-                    "active" => UnitState::Active,
-                    "inactive" => UnitState::Inactive,
-                    _ => UnitState::Unknown,
-                },
-                runs: 0,
-                restarts: 0,
-                run_starts: RunStarts::default(),
-                crash_loop: false,
-                explanation,
-                hint: u
-                    .triggers
-                    .first()
-                    .map(|t| format!("`tracer why {t}` explains the runs it started")),
-                evidence: vec![format!(
-                    "a {} unit runs no process of its own: this is systemd's account",
-                    u.id.rsplit_once('.').map_or("", |(_, k)| k)
-                )],
-                cause: None,
-                systemd_verdict: verdict(u).name(),
                 systemd: Some(u),
                 activated_by: Vec::new(),
                 first_run_by: None,
