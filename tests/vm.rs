@@ -1605,8 +1605,18 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
         let inactive_exit = show.num("InactiveExitTimestampMonotonic");
         // systemd creates the cgroup while preparing the start, then records the unit
         // leaving "inactive": the cgroup comes first.
-        let d_start = start_us as i64 - inactive_exit as i64;
         let main_start = show.num("ExecMainStartTimestampMonotonic");
+        // pid 1 stamps ExecMainStart right after the fork and InactiveExit once the spawn
+        // has returned and the state changed: under load, hundreds of ms later (1.3 s
+        // seen, with 47 units starting at once on a host with builds running). When the
+        // main process is the first one (ExecMainStart no later than InactiveExit), that
+        // lag, in systemd's own two stamps, is taken off the deltas to InactiveExit.
+        let lag = if main_start != 0 && main_start <= inactive_exit {
+            (inactive_exit - main_start) as i64
+        } else {
+            0
+        };
+        let d_start = start_us as i64 - inactive_exit as i64 + lag;
         // systemd stamps ExecMainStart in pid 1 right after forking the main process.
         // ... after moving it into the unit's cgroup (systemd 252), or right after the
         // fork into it (257).
@@ -1617,14 +1627,15 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
         // process.
         let d_first = u["first_fork_ns"]
             .as_u64()
-            .map(|f| (f / 1000) as i64 - inactive_exit as i64);
+            .map(|f| (f / 1000) as i64 - inactive_exit as i64 + lag);
         let ms = |d: Option<i64>| d.map_or("-".into(), |d| format!("{:+.1} ms", d as f64 / 1000.0));
         eprintln!(
-            "{}/{s}: cgroup − InactiveExit {:+.1} ms, first fork − InactiveExit {}, main in unit − ExecMainStart {}",
+            "{}/{s}: cgroup − InactiveExit {:+.1} ms, first fork − InactiveExit {}, main in unit − ExecMainStart {} (pid 1's lag {:.1} ms taken off)",
             g.suite,
             d_start as f64 / 1000.0,
             ms(d_first),
-            ms(d_main)
+            ms(d_main),
+            lag as f64 / 1000.0
         );
         // systemd keeps only the latest activation's timestamps; the timeline shows the
         // first. Units that ran more than once are compared through `tracer restarts`.
@@ -1674,8 +1685,12 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
                 }
             }
         }
-        // (One unit's cgroup came 539 ms early once, on a busy host.)
-        if inactive_exit != 0 && !(-1_000_000..=5_000).contains(&d_start) {
+        // The cgroup comes first: a cgroup after the stamp is a tracer taking a later
+        // moment. How much earlier it comes is pid 1's time between making the cgroup
+        // and spawning into it, which load stretches (539 ms once on a busy host; 1.3-3.2 s
+        // for three units of 47 with builds running beside the VM): the median below
+        // holds the typical unit to it, one unit alone is not.
+        if inactive_exit != 0 && d_start > 5_000 {
             off_time.push((
                 s.clone(),
                 d_start.abs(),
@@ -1701,7 +1716,11 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
         if let Some(d) = d_main.filter(|_| main_start != 0) {
             fork_deltas.push(d.abs());
         }
-        starts.push((s.clone(), start_us, inactive_exit));
+        // (A unit whose start failed before it left "inactive", as envfile's, has no
+        // stamp to order it by.)
+        if inactive_exit != 0 {
+            starts.push((s.clone(), start_us, inactive_exit));
+        }
         let why: Value = fs::read_to_string(g.dir.join(format!("tracer/why-{s}.json")))
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())

@@ -115,14 +115,17 @@ fn trigger_why(u: &SystemdUnit, explanation: String) -> Why<'_> {
         run_starts: RunStarts::default(),
         crash_loop: false,
         explanation,
-        hint: u
-            .triggers
-            .first()
-            .map(|t| format!("`tracer why {t}` explains the runs it started")),
-        evidence: vec![format!(
+        hint: None,
+        evidence: std::iter::once(format!(
             "this is systemd's account of a {} unit: it starts another, which runs the processes",
             u.id.rsplit_once('.').map_or("", |(_, k)| k)
-        )],
+        ))
+        .chain(
+            u.triggers
+                .iter()
+                .map(|t| format!("`tracer why {t}` explains the runs it started")),
+        )
+        .collect(),
         cause: None,
         systemd_verdict: verdict(u).name(),
         systemd: Some(u),
