@@ -60,6 +60,15 @@ impl Guest {
         Show::load(&self.dir.join("units").join(format!("{scenario}.show")))
     }
 
+    /// A JSON file of the results (`tracer/why-x.json`); Null when it is missing or not
+    /// JSON (a command that failed wrote its error there).
+    fn json(&self, file: &str) -> Value {
+        fs::read_to_string(self.dir.join(file))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null)
+    }
+
     /// Events whose task was in `cgroup` (or, for cgroup events, that act on it).
     fn in_cgroup<'a>(&'a self, cgroup: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
         self.events.iter().filter(move |e| {
@@ -533,10 +542,7 @@ fn tracer_agrees_with_systemd() {
 fn check_verdicts(g: &Guest, scenarios: &[String]) -> Vec<String> {
     let mut problems = Vec::new();
     for s in scenarios {
-        let why: Value = fs::read_to_string(g.dir.join(format!("tracer/why-daemon-{s}.json")))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(Value::Null);
+        let why = g.json(&format!("tracer/why-daemon-{s}.json"));
         let show = g.show(s);
         let (active, result) = (show.get("ActiveState"), show.get("Result"));
         let want = match (active, result) {
@@ -705,12 +711,7 @@ fn check_verdicts(g: &Guest, scenarios: &[String]) -> Vec<String> {
 /// starts and when it fired; of a mount unit that failed, which mount and how its helper
 /// ended.
 fn check_other_units(g: &Guest, scenarios: &[String]) -> Vec<String> {
-    let read = |f: &str| -> Value {
-        fs::read_to_string(g.dir.join("tracer").join(f))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(Value::Null)
-    };
+    let read = |f: &str| g.json(&format!("tracer/{f}"));
     let mut problems = Vec::new();
     let triggers = [
         (
@@ -854,12 +855,7 @@ fn check_kernel_only(g: &Guest, scenarios: &[String]) -> Vec<String> {
 /// systemd's verdict as the running daemon did, asking systemd: a replay has what the
 /// daemon had. (The story's `systemctl daemon-reload` came before both.)
 fn check_replayed_verdicts(g: &Guest, scenarios: &[String]) -> Vec<String> {
-    let read = |name: String| -> Value {
-        fs::read_to_string(g.dir.join(name))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(Value::Null)
-    };
+    let read = |name: String| g.json(&name);
     let mut problems = Vec::new();
     for s in scenarios {
         let live = read(format!("tracer/why-daemon-{s}.json"));
@@ -1412,12 +1408,7 @@ fn check_daemon(g: &Guest, scenarios: &[String]) -> Vec<String> {
                 g.suite
             ));
         }
-        let read = |name: &str| -> Value {
-            fs::read_to_string(g.dir.join("tracer").join(name))
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok())
-                .unwrap_or(Value::Null)
-        };
+        let read = |name: &str| g.json(&format!("tracer/{name}"));
         let (live, replayed) = (
             read(&format!("why-daemon-{s}.json")),
             read(&format!("why-{s}.json")),
