@@ -529,6 +529,7 @@ fn tracer_agrees_with_systemd() {
         problems.extend(check_verdicts(&g, &scenarios));
         problems.extend(check_kernel_only(&g, &scenarios));
         problems.extend(check_not_loaded(&g));
+        problems.extend(check_asked_over_the_bus(&g));
         problems.extend(check_other_units(&g, &scenarios));
         problems.extend(check_replayed_verdicts(&g, &scenarios));
     }
@@ -770,6 +771,30 @@ fn check_other_units(g: &Guest, scenarios: &[String]) -> Vec<String> {
         ));
     }
     problems
+}
+
+/// A job asked for over the bus (collect.sh's `busctl call ... StartUnit`) is recorded
+/// with its caller: `tracer why` names the method and busctl. (On an image without a bus
+/// there is nothing to ask over: the call fails, and nothing is named.)
+fn check_asked_over_the_bus(g: &Guest) -> Vec<String> {
+    let why = g.json("tracer/why-daemon-asked.json");
+    let call = fs::read_to_string(g.dir.join("tracer/asked-call.txt")).unwrap_or_default();
+    let has_bus = !g.suite.contains("nodbus");
+    let named = why["evidence"].as_array().is_some_and(|ev| {
+        ev.iter().any(|l| {
+            l.as_str().is_some_and(|l| {
+                l.starts_with("run 1 was asked for over D-Bus: StartUnit by")
+                    && (l.contains("(busctl)") || l.contains("a client the bus no longer knew"))
+            })
+        })
+    });
+    if has_bus && !named {
+        return vec![format!(
+            "{}: a StartUnit over the bus ({call}) is not named by `tracer why`: {why}",
+            g.suite
+        )];
+    }
+    Vec::new()
 }
 
 /// `tracer why` of units systemd has not loaded says so, as systemctl would: a typo of a
