@@ -530,6 +530,7 @@ fn tracer_agrees_with_systemd() {
         problems.extend(check_kernel_only(&g, &scenarios));
         problems.extend(check_not_loaded(&g));
         problems.extend(check_asked_over_the_bus(&g));
+        problems.extend(check_job_results(&g, &scenarios));
         problems.extend(check_other_units(&g, &scenarios));
         problems.extend(check_replayed_verdicts(&g, &scenarios));
     }
@@ -769,6 +770,44 @@ fn check_other_units(g: &Guest, scenarios: &[String]) -> Vec<String> {
             show.get("ActiveState"),
             show.get("Result")
         ));
+    }
+    problems
+}
+
+/// Each scenario's last job as systemd's journal has it (its JOB_ID and JOB_RESULT
+/// fields) against the job end the daemon recorded from pid 1's signals: the same job,
+/// the same result.
+fn check_job_results(g: &Guest, scenarios: &[String]) -> Vec<String> {
+    let journal = fs::read_to_string(g.dir.join("journal.json")).unwrap_or_default();
+    let mut last: std::collections::HashMap<String, (u64, String)> = Default::default();
+    for line in journal.lines() {
+        let Ok(e) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if let (Some(unit), Some(id), Some(result)) = (
+            e["UNIT"].as_str(),
+            e["JOB_ID"].as_str().and_then(|i| i.parse::<u64>().ok()),
+            e["JOB_RESULT"].as_str(),
+        ) {
+            last.insert(unit.to_owned(), (id, result.to_owned()));
+        }
+    }
+    let mut problems = Vec::new();
+    for s in scenarios {
+        let unit = format!("{s}.service");
+        let Some((id, result)) = last.get(&unit) else {
+            continue;
+        };
+        let job = &g.json(&format!("tracer/why-daemon-{s}.json"))["systemd"]["last_job"];
+        if job["id"] != *id || job["result"] != result.as_str() {
+            problems.push(format!(
+                "{}/{s}: systemd's journal ends with job {id} {result}; the daemon recorded {job}",
+                g.suite
+            ));
+        }
+    }
+    if last.is_empty() {
+        problems.push(format!("{}: no JOB_RESULT in systemd's journal", g.suite));
     }
     problems
 }
