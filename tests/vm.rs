@@ -748,6 +748,18 @@ fn check_other_units(g: &Guest, scenarios: &[String]) -> Vec<String> {
             problems.push(format!("{}: `tracer why {unit}` says {why}", g.suite));
         }
     }
+    // Accept=yes: an instance per connection, counted by systemd.
+    let echo = fs::read_to_string(g.dir.join("tracer/echo.txt")).unwrap_or_default();
+    let why = read("why-daemon-tracer-vm-echo.socket.json");
+    let text = why["explanation"].as_str().unwrap_or_default();
+    if !(echo.trim() == "hello"
+        && text.contains("tracer-vm-echo.socket: a socket, active (listening), Accept=yes: each connection is served by an instance of tracer-vm-echo@.service (1 accepted so far"))
+    {
+        problems.push(format!(
+            "{}: the Accept=yes socket (its echo {echo:?}): `tracer why` says {why}",
+            g.suite
+        ));
+    }
     let show_file = g.dir.join("units/mnt-tracerbad.show");
     if !show_file.exists() {
         problems.push(format!("{}: collect.sh made no failed mount unit", g.suite));
