@@ -164,9 +164,17 @@ fn trigger_account(u: &SystemdUnit) -> Option<String> {
                 String::new()
             }
         ),
+        // (systemd lists no Triggers= for it: its instances are of NAME@.service.)
         "socket" if t.accept => format!(
-            "{}: a socket, {state}, Accept=yes: each connection is served by an instance of {starts} ({} accepted so far, {} open now)",
-            u.id, t.n_accepted, t.n_connections
+            "{}: a socket, {state}, Accept=yes: each connection is served by an instance of {} ({} accepted so far, {} open now)",
+            u.id,
+            if u.triggers.is_empty() {
+                format!("{}@.service", u.id.trim_end_matches(".socket"))
+            } else {
+                starts
+            },
+            t.n_accepted,
+            t.n_connections
         ),
         "socket" => format!(
             "{}: a socket, {state}: at its first connection systemd starts {starts} and hands it the listening socket{}",
