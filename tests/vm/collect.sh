@@ -134,6 +134,9 @@ for u in $(cat "$lib/scenarios.txt"); do
 done
 /usr/local/bin/tracer units --json > "$R/tracer/units-daemon.json" 2>&1
 
+# Whether this image has the bus at all (the no-dbus image has no dbus package).
+{ systemctl show -p Id,LoadState,ActiveState dbus.service dbus.socket; ls -l /run/dbus/system_bus_socket; } \
+  > "$R/dbus.show" 2>&1
 # With the D-Bus daemon gone (as on a host without the dbus package), systemd's account
 # still comes, over pid 1's own socket.
 systemctl stop dbus.socket dbus.service > "$R/tracer/nodbus-stop.txt" 2>&1
@@ -176,6 +179,9 @@ journalctl -b -o json > "$R/journal.json"
 # systemd's "Failed at step X spawning Y" records (SD_MESSAGE_SPAWN_FAILED)
 journalctl -b -o json MESSAGE_ID=641257651c1b4ec9a8624d7a40a9e1e7 > "$R/spawn-failed.json"
 journalctl -b -o short-monotonic --no-pager > "$R/journal.txt"
+# tracer's findings shipped to systemd-journal-remote on loopback (at most 3 min).
+timeout 180 "$lib/journal-remote.sh" "$R/journal-remote"
+stamp "journal-remote done"
 stamp "collected"
 echo ok > "$R/complete"
 tar -C "$R" -cf /dev/vdb . && sync
