@@ -2294,6 +2294,22 @@ fn check_journal_remote(g: &Guest) -> Vec<String> {
             && explained.contains("The fix: make it executable: chmod +x /usr/local/bin/mylog.sh"),
         format!("journalctl --directory=... -x -u mylog.service has no catalog text:\n{explained}"),
     );
+    // The collector's own count, said as it stops, is what its journal holds.
+    let units = read("units-journal.out");
+    let written = units.lines().find_map(|l| {
+        l.split("Finishing after writing ")
+            .nth(1)?
+            .strip_suffix(" entries")?
+            .parse::<usize>()
+            .ok()
+    });
+    expect(
+        written == Some(remote.len()),
+        format!(
+            "systemd-journal-remote says it wrote {written:?} entries, its journal has {}:\n{units}",
+            remote.len()
+        ),
+    );
     let stop = read("stop.out");
     expect(
         stop.trim() == "exit 0",
