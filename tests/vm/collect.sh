@@ -12,6 +12,7 @@ lib=/usr/local/lib/tracer-vm
 R=/run/tracer-vm-results
 mkdir -p "$R/units"
 stamp() { echo "=== VMTEST $* uptime=$(cut -d' ' -f1 /proc/uptime)"; }
+has() { grep -qx "$1" "$lib/scenarios.txt"; }
 
 # No job left but this unit's own (flaky.service's restarts are jobs too).
 settle() {
@@ -40,8 +41,19 @@ if [ "${1:-}" != final ]; then
   done
   systemctl kill --signal=SIGKILL killme.service
   # (Waits its TimeoutStopSec=2s, then systemd kills it.)
-  grep -qx stoptimeout "$lib/scenarios.txt" && systemctl stop stoptimeout.service
+  has stoptimeout && systemctl stop stoptimeout.service
   systemctl restart healthy.service
+  # ExecStop= fails at the stop; ExecReload= fails at the reload (the unit runs on).
+  has stopfail && systemctl stop stopfail.service
+  has reloadfail && { systemctl reload reloadfail.service; echo "reload: exit $?"; }
+  # Two more starts within StartLimitIntervalSec=: the second is refused.
+  if has startlimit; then
+    systemctl start startlimit.service; systemctl start startlimit.service
+    echo "third start: exit $?"
+  fi
+  # The socket's first connection starts sock.service; a job file starts watch.service.
+  has sock && timeout 10 bash -c 'exec 3<>/dev/tcp/127.0.0.1/7777'
+  has watch && touch /run/watch/incoming.job
   settle
   stamp "scenario actions done"
   systemd-run --on-active=1 --timer-property=AccuracySec=10ms --unit=tracer-vm-collect-final \
@@ -109,6 +121,8 @@ for u in $(cat "$lib/scenarios.txt"); do
     -p NRestarts,MainPID,ExecMainPID,ExecMainCode,ExecMainStatus \
     -p InactiveExitTimestampMonotonic,ExecMainStartTimestampMonotonic \
     -p ActiveEnterTimestampMonotonic,ExecMainExitTimestampMonotonic \
+    -p ControlPID,ReloadResult,ExecStartPre,ExecStartPost,ExecReload,ExecStop,ExecStopPost \
+    -p TriggeredBy,StartLimitBurst,RestartPreventExitStatus \
     > "$R/units/$u.show"
 done
 systemctl show > "$R/manager.show"
@@ -137,8 +151,30 @@ PATH=/usr/local/bin:$PATH "$lib/story.sh" "$R/story"
 mkdir -p "$R/tracer"
 for u in $(cat "$lib/scenarios.txt"); do
   /usr/local/bin/tracer why "$u.service" --json > "$R/tracer/why-daemon-$u.json" 2>&1
+  /usr/local/bin/tracer why "$u.service" > "$R/tracer/why-daemon-$u.txt" 2>&1
 done
 /usr/local/bin/tracer units --json > "$R/tracer/units-daemon.json" 2>&1
+# The units that start a scenario: what systemd says of each.
+for t in tick.timer sock.socket watch.path; do
+  has "${t%.*}" || continue
+  /usr/local/bin/tracer why "$t" > "$R/tracer/why-daemon-$t.txt" 2>&1
+  /usr/local/bin/tracer why "$t" --json > "$R/tracer/why-daemon-$t.json" 2>&1
+done
+# A mount unit that fails: a file system type the kernel does not know (mount(8) exits 32).
+# (systemd 257 makes a bind mount's missing source itself, so that one would succeed.)
+mkdir -p /run/systemd/system
+printf '[Mount]\nWhat=none\nWhere=/mnt/tracerbad\nType=tracerbadfs\n' \
+  > /run/systemd/system/mnt-tracerbad.mount
+systemctl daemon-reload
+systemctl start mnt-tracerbad.mount > "$R/tracer/mount-start.txt" 2>&1
+systemctl show mnt-tracerbad.mount -p Id,ActiveState,Result,ControlGroup,ExecMount \
+  > "$R/units/mnt-tracerbad.show"
+/usr/local/bin/tracer why mnt-tracerbad.mount > "$R/tracer/why-daemon-mnt-tracerbad.mount.txt" 2>&1
+/usr/local/bin/tracer why mnt-tracerbad.mount --json > "$R/tracer/why-daemon-mnt-tracerbad.mount.json" 2>&1
+# Units systemd has not loaded: a typo of a loaded one's name, and a masked one.
+/usr/local/bin/tracer why tracr.service > "$R/tracer/why-typo.txt" 2>&1
+systemctl mask --runtime tracer-vm-masked.service > /dev/null 2>&1
+/usr/local/bin/tracer why tracer-vm-masked.service > "$R/tracer/why-masked.txt" 2>&1
 
 # Whether this image has the bus at all (the no-dbus image has no dbus package).
 { systemctl show -p Id,LoadState,ActiveState dbus.service dbus.socket; ls -l /run/dbus/system_bus_socket; } \
@@ -167,6 +203,8 @@ systemctl stop tracer.service
 # changes as the daemon recorded them.
 for u in $(cat "$lib/scenarios.txt"); do
   /usr/local/bin/tracer why "$u.service" --json -b 0 > "$R/tracer/why-boot-$u.json" 2>&1
+  # ... and as a tracer that could not ask systemd would have it: the kernel's alone.
+  /usr/local/bin/tracer why "$u.service" --json -b 0 --no-systemd > "$R/tracer/why-kernel-$u.json" 2> "$R/tracer/why-kernel-$u.err"
 done
 systemd-analyze time > "$R/analyze-time.txt" 2>&1
 /usr/local/bin/tracer journal list --json > "$R/journal-list.json" 2> "$R/journal-list.err"

@@ -163,6 +163,52 @@ pub fn full_unit_name(name: &str) -> String {
     }
 }
 
+/// Longest unit name systemd accepts (UNIT_NAME_MAX, with the NUL).
+const UNIT_NAME_MAX: usize = 256;
+
+/// The name among `names` nearest to `name`, when one is near enough to be what was
+/// meant (a typo: at most 2 edits, or one in six characters for longer names) and of the
+/// same type (`.service`). The names' lengths are bounded, so a client's long or odd
+/// argument costs no more than a short one.
+pub fn closest<'a>(name: &str, names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let suffix = |n: &str| n.rsplit_once('.').map(|(_, t)| t.to_owned());
+    let want: Vec<char> = name.chars().collect();
+    if want.len() > UNIT_NAME_MAX {
+        return None;
+    }
+    let most = 2.max(want.len() / 6);
+    let mut best: Option<(usize, &str)> = None;
+    for n in names {
+        if n == name || suffix(n) != suffix(name) || n.len() > UNIT_NAME_MAX * 4 {
+            continue;
+        }
+        let have: Vec<char> = n.chars().collect();
+        if have.len().abs_diff(want.len()) > most {
+            continue;
+        }
+        let d = edit_distance(&want, &have);
+        if d <= most && best.is_none_or(|(b, _)| d < b) {
+            best = Some((d, n));
+        }
+    }
+    best.map(|(_, n)| n)
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions), in two rows.
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut row = vec![0; b.len() + 1];
+    for (i, ca) in a.iter().enumerate() {
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let swap = prev[j] + usize::from(ca != cb);
+            row[j + 1] = swap.min(prev[j + 1] + 1).min(row[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut row);
+    }
+    prev[b.len()]
+}
+
 /// Undoes systemd's `\xNN` escapes (`system-systemd\x2dfsck.slice` → `system-systemd-fsck.slice`).
 pub fn unescape(name: &str) -> String {
     let b = name.as_bytes();
@@ -186,6 +232,40 @@ pub fn unescape(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn closest_names_a_typo_of_the_same_type() {
+        use super::closest;
+        let names = [
+            "healthy.service",
+            "healthy.socket",
+            "nginx.service",
+            "systemd-journald.service",
+        ];
+        assert_eq!(
+            closest("healty.service", names),
+            Some("healthy.service"),
+            "one letter left out"
+        );
+        assert_eq!(closest("ngnix.service", names), Some("nginx.service"));
+        assert_eq!(
+            closest("systemd-jounrald.service", names),
+            Some("systemd-journald.service")
+        );
+        assert_eq!(
+            closest("healty.timer", names),
+            None,
+            "no timer of that name"
+        );
+        assert_eq!(closest("postgres.service", names), None, "nothing near");
+        assert_eq!(
+            closest("healthy.service", names),
+            None,
+            "itself is no suggestion"
+        );
+        let long = "x".repeat(10_000) + ".service";
+        assert_eq!(closest(&long, names), None);
+    }
+
     use super::*;
 
     #[test]

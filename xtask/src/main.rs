@@ -4,6 +4,7 @@ mod bench;
 mod vm;
 
 use std::{
+    fmt::Write as _,
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::Command,
@@ -341,6 +342,166 @@ const STORY_BEGIN: &str = "<!-- story:begin (cargo xtask docs) -->";
 const STORY_END: &str = "<!-- story:end -->";
 const BOOT_BEGIN: &str = "<!-- boot:begin (cargo xtask docs) -->";
 const BOOT_END: &str = "<!-- boot:end -->";
+const EXPLAINS_BEGIN: &str = "<!-- explains:begin (cargo xtask docs) -->";
+const EXPLAINS_END: &str = "<!-- explains:end -->";
+
+/// Which line of `tracer why`'s text a row of "What tracer explains" shows.
+#[derive(Clone, Copy)]
+enum Line {
+    /// The explanation (the first line).
+    Explanation,
+    /// The line that starts with this (`runs:`, `evidence: run 1 was started by`).
+    Starting(&'static str),
+}
+
+/// The rows of README's "What tracer explains": what systemd or the kernel says, the
+/// scenario of tests/vm/units that shows it, and which line of the daemon's answer there.
+const EXPLAINS: &[(&str, &str, Line)] = &[
+    (
+        "ExecStart= not executable (203/EXEC, EACCES)",
+        "noexec",
+        Line::Explanation,
+    ),
+    ("ExecStart= missing (ENOENT)", "missing", Line::Explanation),
+    ("`#!` interpreter missing", "badinterp", Line::Explanation),
+    (
+        "not an executable format (ENOEXEC)",
+        "badformat",
+        Line::Explanation,
+    ),
+    ("on a noexec mount", "noexecmount", Line::Explanation),
+    ("EACCES under `User=`", "permuser", Line::Explanation),
+    (
+        "EACCES: only a group may execute",
+        "permgroup",
+        Line::Explanation,
+    ),
+    (
+        "EACCES: a directory not searchable",
+        "permdir",
+        Line::Explanation,
+    ),
+    ("EACCES: an ACL entry", "permacl", Line::Explanation),
+    (
+        "EACCES under `DynamicUser=`",
+        "permdynamic",
+        Line::Explanation,
+    ),
+    ("setup failed: 200/CHDIR", "badcwd", Line::Explanation),
+    ("setup failed: 217/USER", "baduser", Line::Explanation),
+    (
+        "`Result=exit-code` of ExecStartPre=",
+        "prefail",
+        Line::Explanation,
+    ),
+    (
+        "`Result=exit-code` of ExecStartPost=",
+        "postfail",
+        Line::Explanation,
+    ),
+    (
+        "`Result=exit-code` of ExecStop=",
+        "stopfail",
+        Line::Explanation,
+    ),
+    (
+        "`Result=exit-code` of ExecStopPost=",
+        "stoppostfail",
+        Line::Explanation,
+    ),
+    (
+        "ExecReload= failed (`ReloadResult=`), unit running",
+        "reloadfail",
+        Line::Explanation,
+    ),
+    (
+        "`Result=exit-code`, `RestartPreventExitStatus=`",
+        "preventrestart",
+        Line::Explanation,
+    ),
+    ("`Result=signal` (SIGKILL)", "killme", Line::Explanation),
+    ("`Result=core-dump` (SIGSEGV)", "segv", Line::Explanation),
+    ("`Result=oom-kill`", "oom", Line::Explanation),
+    ("`Result=timeout`: start", "timeoutstart", Line::Explanation),
+    (
+        "`Result=timeout`: start, Type=forking without its PIDFile=",
+        "forkpid",
+        Line::Explanation,
+    ),
+    (
+        "`Result=timeout`: RuntimeMaxSec=",
+        "runtimemax",
+        Line::Explanation,
+    ),
+    ("`Result=timeout`: stop", "stoptimeout", Line::Explanation),
+    ("`Result=watchdog`", "watchdog", Line::Explanation),
+    (
+        "`Result=start-limit-hit`: started too often",
+        "startlimit",
+        Line::Explanation,
+    ),
+    ("`Result=resources`", "envfile", Line::Explanation),
+    ("`Result=protocol`", "notifyfork", Line::Explanation),
+    (
+        "success by `SuccessExitStatus=`",
+        "successstatus",
+        Line::Explanation,
+    ),
+    ("success by a `-` prefix", "ignorefail", Line::Explanation),
+    ("a `Condition*=` not met", "condskip", Line::Explanation),
+    ("`ExecCondition=` said no", "execcond", Line::Explanation),
+    ("start job ended `dependency`", "depfail", Line::Explanation),
+    (
+        "automatic restarts, then the start limit",
+        "flaky",
+        Line::Starting("runs:"),
+    ),
+    ("`systemctl restart`", "healthy", Line::Starting("runs:")),
+    ("started by a timer", "tick", Line::Starting("runs:")),
+    (
+        "started by a socket",
+        "sock",
+        Line::Starting("evidence: run 1 was started by"),
+    ),
+    (
+        "started by a path unit",
+        "watch",
+        Line::Starting("evidence: run 1 was started by"),
+    ),
+    ("a timer", "tick.timer", Line::Explanation),
+    ("a socket", "sock.socket", Line::Explanation),
+    ("a path unit", "watch.path", Line::Explanation),
+    (
+        "a mount unit that failed (made by collect.sh)",
+        "mnt-tracerbad.mount",
+        Line::Explanation,
+    ),
+];
+
+/// README's "What tracer explains", from the daemon's answers in the bookworm run
+/// (`tracer why UNIT` in the guest, tracer/why-daemon-UNIT.txt).
+fn explains_table(results: &Path) -> anyhow::Result<String> {
+    let mut table = String::from(
+        "| What systemd or the kernel says | Scenario | tracer's words (systemd 252, in the VM) |\n|---|---|---|\n",
+    );
+    for &(what, scenario, line) in EXPLAINS {
+        let file = results.join(format!("tracer/why-daemon-{scenario}.txt"));
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("{}: run `cargo xtask vm test` first", file.display()))?;
+        let words = match line {
+            Line::Explanation => text.lines().next(),
+            Line::Starting(prefix) => text.lines().map(str::trim).find(|l| l.starts_with(prefix)),
+        }
+        .with_context(|| format!("{}: no such line in tracer's answer", file.display()))?;
+        let words = words.strip_prefix("evidence: ").unwrap_or(words);
+        writeln!(
+            table,
+            "| {what} | {scenario} | {} |",
+            words.replace('|', "\\|")
+        )?;
+    }
+    Ok(table)
+}
 
 /// Replaces what lies between two markers of `text` (the markers stay).
 fn replace_section(text: &str, begin: &str, end: &str, body: &str) -> anyhow::Result<String> {
@@ -387,6 +548,8 @@ fn docs() -> anyhow::Result<()> {
         read("boot-critical.txt")?
     );
     let readme = replace_section(&readme, BOOT_BEGIN, BOOT_END, &boot_section)?;
+    let table = explains_table(&root().join("target/vm/bookworm/results"))?;
+    let readme = replace_section(&readme, EXPLAINS_BEGIN, EXPLAINS_END, &table)?;
     std::fs::write(&readme_path, readme)?;
     for (from, to) in [
         ("boot.txt", "boot-trixie.txt"),
@@ -398,7 +561,9 @@ fn docs() -> anyhow::Result<()> {
         std::fs::copy(boot.join(from), root().join("docs").join(to))
             .with_context(|| format!("copying {from}"))?;
     }
-    eprintln!("xtask: README.md story section and docs/ regenerated from target/vm");
+    eprintln!(
+        "xtask: README.md story section, its table of what tracer explains and docs/ regenerated from target/vm"
+    );
     Ok(())
 }
 

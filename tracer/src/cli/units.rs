@@ -55,6 +55,11 @@ pub struct Source {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// The kernel's account alone: systemd is not asked, its account recorded in the
+    /// journal (-b) is left out, and the daemon (whose account has systemd's) is not
+    /// asked either. What only systemd could say is then marked as inferred.
+    #[arg(long)]
+    pub no_systemd: bool,
     /// Failed runs within --crash-loop-window seconds that make a crash loop.
     #[arg(long, default_value_t = 3)]
     pub crash_loop_runs: usize,
@@ -142,15 +147,22 @@ pub async fn restarts(args: RestartsArgs) -> anyhow::Result<()> {
 /// of a model of our own, with systemd's facts when they describe what it is about (live
 /// tracing, not a recording, whose units may be another machine's).
 async fn report(src: &Source, query: Query) -> anyhow::Result<()> {
+    if src.no_systemd {
+        systemd::stop_asking();
+    }
     if let Some(which) = &src.boot {
         let replayed = crate::cli::boot::replay_boot(&src.state_dir, which, model_config(src))?;
-        if replayed.account.overflowed() {
+        if replayed.account.overflowed() && !src.no_systemd {
             eprintln!(
                 "tracer: systemd's recorded account of this boot names more units than are followed: some are missing from it"
             );
         }
-        let sd = replayed.account.snapshot();
-        if sd.is_none() {
+        let sd = replayed.account.snapshot().filter(|_| !src.no_systemd);
+        if src.no_systemd {
+            eprintln!(
+                "tracer: --no-systemd: systemd's recorded account of this boot is left out; what follows is the kernel's account alone"
+            );
+        } else if sd.is_none() {
             eprintln!(
                 "tracer: the journal holds no account of systemd's for this boot (it was not reachable): what follows is the kernel's account alone"
             );
@@ -165,7 +177,7 @@ async fn report(src: &Source, query: Query) -> anyhow::Result<()> {
         )?;
         return print(&query, &text);
     }
-    let live = src.events.is_none() && src.duration.is_none();
+    let live = src.events.is_none() && src.duration.is_none() && !src.no_systemd;
     if live && let Some(reply) = crate::client::query(&query).await? {
         return match reply {
             Reply::Output(text) => print(&query, text.as_bytes()),

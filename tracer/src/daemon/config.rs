@@ -54,6 +54,9 @@ pub struct Config {
     /// At the stop, leave them pinned and recording for the next daemon (a restart or an
     /// upgrade loses nothing); false: remove them.
     pub detach_on_exit: bool,
+    /// Follow and ask systemd (pid 1) for its account of the units; false: the kernel's
+    /// account alone, with every verdict that needs systemd's marked as inferred.
+    pub ask_systemd: bool,
 }
 
 impl Default for Config {
@@ -75,6 +78,7 @@ impl Default for Config {
             otlp: OtlpConfig::default(),
             pin_dir: "/sys/fs/bpf/tracer".into(),
             detach_on_exit: false,
+            ask_systemd: true,
         }
     }
 }

@@ -75,6 +75,9 @@ pub struct DaemonArgs {
     /// upgrade), or when the service failed ($SERVICE_RESULT) and Restart= brings it back.
     #[arg(long, value_name = "UNIT", requires = "unpin")]
     pub unless_restarting: Option<String>,
+    /// Never ask systemd (sets ask_systemd = false): the kernel's account alone.
+    #[arg(long)]
+    pub no_systemd: bool,
 }
 
 impl DaemonArgs {
@@ -95,6 +98,9 @@ impl DaemonArgs {
         }
         if let Some(p) = self.pin_dir {
             cfg.pin_dir = p;
+        }
+        if self.no_systemd {
+            cfg.ask_systemd = false;
         }
         if self.detach_on_exit {
             cfg.detach_on_exit = true;
@@ -139,7 +145,13 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     // units at once, and a connection to it takes a while early in boot.
     let (changes_tx, changes_rx) = mpsc::channel(CHANGES_QUEUE);
     let changes_lost = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    tokio::spawn(systemd::watch::follow(changes_tx, changes_lost.clone()));
+    if cfg.ask_systemd {
+        tokio::spawn(systemd::watch::follow(changes_tx, changes_lost.clone()));
+    } else {
+        // (The changes' channel closes with its sender: nothing comes.)
+        systemd::stop_asking();
+        drop(changes_tx);
+    }
     let options = ProbeOptions {
         ring_size: cfg.ring_size,
         batch_delay: Duration::from_millis(cfg.batch_ms),
@@ -210,6 +222,10 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
                 "not-seen"
             }
             .to_owned(),
+        ),
+        (
+            "systemd",
+            if cfg.ask_systemd { "asked" } else { "off" }.to_owned(),
         ),
         ("pinned", pinned.word().to_owned()),
         ("drained", drained.to_string()),

@@ -243,6 +243,8 @@ pub struct UnitFile {
     pub success_signals: Vec<i32>,
     /// The (last) `ExecStart=` line has the `-` prefix: its failure is ignored.
     pub exec_start_ignores_failure: bool,
+    /// Programs of the other roles' lines with the `-` prefix: their failures are ignored.
+    pub failure_ignored: Vec<String>,
 }
 
 impl UnitFile {
@@ -457,6 +459,11 @@ pub fn parse_unit_file(path: &str, texts: &[String]) -> UnitFile {
                         list.clear();
                     } else {
                         list.extend(exec_program(value));
+                        let prefixes =
+                            value.len() - value.trim_start_matches(['-', '@', ':', '+', '!']).len();
+                        if value[..prefixes].contains('-') {
+                            u.failure_ignored.extend(exec_program(value));
+                        }
                     }
                 }
                 _ => {}

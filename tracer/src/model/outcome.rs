@@ -65,7 +65,13 @@ impl<F: Facts> Model<F> {
         cmd.exited_ns = Some(ts_ns);
         cmd.status = Some(status);
         let top_level = cmd.top_level;
-        let is_exec_start = cmd.role == Some(Role::ExecStart);
+        let role = cmd.role;
+        let is_exec_start = role == Some(Role::ExecStart);
+        // A command whose failure systemd ignores (its line's `-` prefix).
+        let ignored = cmd.program.as_ref().is_some_and(|p| {
+            file.as_ref()
+                .is_some_and(|f| f.failure_ignored.iter().any(|i| i == p))
+        });
         let setup_failure = cmd.program.is_none()
             && status
                 .exit_code()
@@ -79,7 +85,21 @@ impl<F: Facts> Model<F> {
         // - for Type=forking, the daemon ExecStart left behind.
         // (Once a failing control process decided the run, the main process's later
         // exit, from the stop that failure brings, decides nothing.)
-        let is_main = if run.outcome.is_some() {
+        // A failing ExecReload= fails the reload, not the run: systemd keeps the unit
+        // running (its ReloadResult= says it), so it decides nothing here.
+        let reload = role == Some(Role::ExecReload);
+        // A stop's command that fails after the main process ended cleanly fails the
+        // unit all the same: systemd counts ExecStop= and ExecStopPost= in its Result=.
+        let stop_failed_late = top_level
+            && !status.success()
+            && !ignored
+            && matches!(role, Some(Role::ExecStop | Role::ExecStopPost))
+            && run.outcome.as_ref().is_some_and(|o| o.success);
+        let is_main = if reload || (ignored && !is_exec_start) {
+            false
+        } else if stop_failed_late {
+            true
+        } else if run.outcome.is_some() {
             false
         } else if run.main_pid == Some(pid) {
             true

@@ -24,9 +24,21 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error(
-        "{unit}: no such unit: systemd has no unit file for it (is it in /etc/systemd/system, and did you run systemctl daemon-reload?)"
+        "{unit}: no such unit: systemd has no unit file for it (is it in /etc/systemd/system, and did you run systemctl daemon-reload?){}",
+        did_you_mean(closest)
     )]
-    NoUnitFile { unit: String },
+    NoUnitFile {
+        unit: String,
+        closest: Option<String>,
+    },
+    #[error(
+        "{unit}: masked: its unit file is a link to /dev/null, so systemd starts it for no one (`systemctl unmask {unit}` undoes it)"
+    )]
+    Masked { unit: String },
+    #[error(
+        "{unit}: systemd could not load it (LoadState={state}): its unit file has an error; `systemctl status {unit}` says which line, `systemd-analyze verify` checks the file"
+    )]
+    NotLoaded { unit: String, state: String },
     #[error(
         "{unit}: no process ran in it {origin}; systemd says {active} ({sub}), unit file {file}"
     )]
@@ -37,14 +49,28 @@ pub enum ReportError {
         sub: String,
         file: String,
     },
-    #[error("no events for {unit} {origin}: was it started while tracer watched?")]
-    NoEvents { unit: String, origin: Source },
+    #[error(
+        "no events for {unit} {origin}: was it started while tracer watched?{}",
+        did_you_mean(closest)
+    )]
+    NoEvents {
+        unit: String,
+        origin: Source,
+        closest: Option<String>,
+    },
     #[error("no events for {unit}")]
     NoRuns { unit: String },
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+}
+
+/// The nearest name, as a question.
+fn did_you_mean(closest: &Option<String>) -> String {
+    closest
+        .as_ref()
+        .map_or_else(String::new, |c| format!("; did you mean {c}?"))
 }
 
 /// Where the model's events came from, as the reports say it.

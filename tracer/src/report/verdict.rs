@@ -113,7 +113,10 @@ pub fn verdict(u: &SystemdUnit) -> Verdict<'_> {
         };
     }
     let service = u.service.as_ref();
-    let result = service.map_or("", |s| s.result.as_str());
+    let result = service
+        .map(|s| s.result.as_str())
+        .or(u.typed.as_ref().map(|t| t.result.as_str()))
+        .unwrap_or("");
     if result == "exec-condition" {
         return Verdict::ExecCondition {
             command: service.and_then(|s| s.exec_condition.iter().find(|c| c.failed())),
@@ -135,7 +138,15 @@ pub fn verdict(u: &SystemdUnit) -> Verdict<'_> {
     if failed {
         return Verdict::Failed(Failure {
             result: if result.is_empty() { "failed" } else { result },
-            command: service.and_then(ServiceFacts::failed_command),
+            command: service.and_then(ServiceFacts::failed_command).or_else(|| {
+                // A mount's helper (mount(8)), as systemd ran it.
+                let t = u.typed.as_ref()?;
+                t.exec_mount
+                    .iter()
+                    .filter(|c| c.failed())
+                    .max_by_key(|c| c.exit_us)
+                    .map(|c| ("ExecMount", c))
+            }),
             service,
             unit: u,
         });
@@ -208,7 +219,12 @@ impl Failure<'_> {
                     String::new()
                 };
                 format!(
-                    "{name}: systemd gave up on it: {which}{limit}, and it was killed (Result=timeout)"
+                    "{name}: systemd gave up on it: {which}{limit}, and it was killed (Result=timeout){}",
+                    if became_active {
+                        String::new()
+                    } else {
+                        s.map_or_else(String::new, waits_for)
+                    }
                 )
             }
             "watchdog" => format!(
@@ -220,16 +236,50 @@ impl Failure<'_> {
                 self.unit.start_limit_burst,
                 span(self.unit.start_limit_interval_us)
             ),
-            "resources" => format!(
-                "{name}: systemd could not set up what the unit needs (Result=resources: e.g. a PIDFile= never written, a directory or a cgroup it could not make)"
-            ),
-            "protocol" => format!(
-                "{name}: the service broke Type={}'s protocol with systemd (Result=protocol: e.g. a notify service that exited without READY=1, a forking one whose PIDFile= names no process)",
-                s.map_or("", |s| s.service_type.as_str())
-            ),
+            "resources" => match s.and_then(missing_environment_file) {
+                Some(file) => format!(
+                    "{name}: systemd could not set up its start: EnvironmentFile={file} is not there (looked at after the failure), and without a `-` prefix a missing file fails the start (Result=resources)"
+                ),
+                None => format!(
+                    "{name}: systemd could not set up what the unit needs (Result=resources: e.g. an EnvironmentFile= it could not read, a directory or a cgroup it could not make)"
+                ),
+            },
+            "protocol" => match s {
+                Some(s)
+                    if s.service_type.starts_with("notify")
+                        && s.exec_main_code == crate::systemd::CLD_EXITED =>
+                {
+                    format!(
+                        "{name}: Type={}, and its main process exited (status {}) before it sent READY=1, so systemd failed it (Result=protocol): a program that forks into the background and exits is Type=forking; one that never sends READY=1 is Type=simple or Type=exec",
+                        s.service_type, s.exec_main_status
+                    )
+                }
+                Some(s) if s.service_type == "forking" && !s.pid_file.is_empty() => format!(
+                    "{name}: Type=forking, and its PIDFile={} named no process of the unit once ExecStart= returned, so systemd failed it (Result=protocol)",
+                    s.pid_file
+                ),
+                _ => format!(
+                    "{name}: the service broke Type={}'s protocol with systemd (Result=protocol: e.g. a notify service that exited without READY=1, a forking one whose PIDFile= names no process)",
+                    s.map_or("", |s| s.service_type.as_str())
+                ),
+            },
             "oom-kill" => format!(
                 "{name}: a process of the unit was killed by the OOM killer and systemd failed the unit for it (Result=oom-kill, OOMPolicy=)"
             ),
+            "exit-code" | "signal" | "core-dump"
+                if let Some(("ExecMount", c)) = self.command
+                    && let Some(t) = &self.unit.typed =>
+            {
+                format!(
+                    "{name}: mounting {} on {} failed: {} ended with {}{} (Result={})",
+                    t.what,
+                    t.r#where,
+                    c.line(),
+                    c.ending(),
+                    mount_status(c),
+                    self.result
+                )
+            }
             "exit-code" | "signal" | "core-dump" => match cmd {
                 Some(cmd) => format!("{name}: {cmd} (Result={})", self.result),
                 None => format!("{name}: systemd failed it (Result={})", self.result),
@@ -241,9 +291,46 @@ impl Failure<'_> {
         }
     }
 
+    /// Why systemd did not restart it, when its Restart= would have: its exit status is
+    /// in RestartPreventExitStatus=.
+    pub fn not_restarted(&self) -> Option<String> {
+        let s = self.service?;
+        if s.restart == "no" || s.restart.is_empty() {
+            return None;
+        }
+        let prevented = match s.exec_main_code {
+            crate::systemd::CLD_EXITED => s
+                .restart_prevent_exit_status
+                .contains(&s.exec_main_status)
+                .then(|| format!("exit status {}", s.exec_main_status)),
+            crate::systemd::CLD_KILLED | crate::systemd::CLD_DUMPED => s
+                .restart_prevent_signals
+                .contains(&s.exec_main_status)
+                .then(|| crate::event::Signal(s.exec_main_status).to_string()),
+            _ => None,
+        }?;
+        Some(format!(
+            "systemd did not restart it (Restart={}): RestartPreventExitStatus= lists {prevented}",
+            s.restart
+        ))
+    }
+
     /// What to do about it, when that is clear.
     pub fn hint(&self) -> Option<String> {
         match self.result {
+            "timeout"
+                if self.unit.active_enter_us == 0
+                    && self.service.is_some_and(|s| {
+                        s.service_type == "forking"
+                            && !s.pid_file.is_empty()
+                            && std::fs::symlink_metadata(&s.pid_file).is_err()
+                    }) =>
+            {
+                Some(format!(
+                    "make the daemon write its pid to {} (its pid-file option), or drop PIDFile= and let systemd find the main process",
+                    self.service.map_or("", |s| s.pid_file.as_str())
+                ))
+            }
             "timeout" => Some(
                 "find what it waits for (journalctl -u UNIT), or raise the timeout in the unit file"
                     .into(),
@@ -251,11 +338,80 @@ impl Failure<'_> {
             "watchdog" => Some(
                 "the service must send WATCHDOG=1 (sd_notify) more often than WatchdogSec=, or WatchdogSec= must be raised".into(),
             ),
+            // (Its last run ended well: it is not failing, something starts it too often.)
+            "start-limit-hit"
+                if self.service.is_some_and(|s| {
+                    s.exec_main_code == crate::systemd::CLD_EXITED && s.exec_main_status == 0
+                }) =>
+            {
+                Some(
+                    "its runs end well: find what starts it so often (`tracer why` counts the starts, and names the systemctl, timer, socket or path unit behind them), or raise StartLimitBurst=; then `systemctl reset-failed UNIT`".into(),
+                )
+            }
             "start-limit-hit" => Some(
                 "fix why each start fails, then `systemctl reset-failed UNIT` and start it again".into(),
             ),
+            "resources" => self
+                .service
+                .and_then(missing_environment_file)
+                .map(|f| format!("create {f}, or make it optional: EnvironmentFile=-{f}")),
+            "protocol" => match self.service {
+                Some(s) if s.service_type.starts_with("notify") => Some(
+                    "if the program puts itself in the background, keep it in the foreground (its own option for that) or use Type=forking; if it does not send READY=1 (sd_notify), use Type=exec".into(),
+                ),
+                Some(s) if s.service_type == "forking" && !s.pid_file.is_empty() => Some(format!(
+                    "make the daemon write its pid to {} (its pid-file option), or drop PIDFile= and let systemd find the main process",
+                    s.pid_file
+                )),
+                _ => None,
+            },
             _ => None,
         }
+    }
+}
+
+/// What mount(8)'s exit status means (its man page's RETURN CODES), for a mount helper
+/// that exited.
+fn mount_status(c: &ExecCommand) -> &'static str {
+    if c.code != crate::systemd::CLD_EXITED {
+        return "";
+    }
+    match c.status {
+        1 => ": incorrect invocation or permissions",
+        2 => ": system error",
+        4 => ": internal mount bug",
+        8 => ": user interrupt",
+        16 => ": problems writing or locking /etc/mtab",
+        32 => ": mount failure",
+        64 => ": some mount succeeded",
+        _ => "",
+    }
+}
+
+/// The first EnvironmentFile= without a `-` prefix that is not there now (looked at
+/// after the failure).
+fn missing_environment_file(s: &ServiceFacts) -> Option<&str> {
+    s.environment_files
+        .iter()
+        .find(|(path, optional)| !optional && std::fs::symlink_metadata(path).is_err())
+        .map(|(path, _)| path.as_str())
+}
+
+/// What a start that timed out was waiting for, by its Type=: a forking service's
+/// PIDFile= (said whether it is there now), a notify service's READY=1.
+fn waits_for(s: &ServiceFacts) -> String {
+    match s.service_type.as_str() {
+        "forking" if !s.pid_file.is_empty() => format!(
+            "; Type=forking waits for the daemon's PIDFile={}, which {} (looked at after the failure)",
+            s.pid_file,
+            if std::fs::symlink_metadata(&s.pid_file).is_ok() {
+                "is there now"
+            } else {
+                "is not there"
+            }
+        ),
+        "notify" | "notify-reload" => "; Type=notify waits for READY=1 from it (sd_notify)".into(),
+        _ => String::new(),
     }
 }
 
@@ -313,6 +469,101 @@ mod tests {
                 condition: "ConditionPathExists=/nope",
                 assert: false
             }
+        );
+    }
+
+    /// Result=resources, protocol and a failed reload are told by what systemd says of
+    /// the service: the missing file, the Type= and how the main process ended.
+    #[test]
+    fn systemd_s_own_failures_name_what_broke() {
+        let mut u = unit("failed", "resources");
+        let s = u.service.as_mut().unwrap();
+        s.environment_files = vec![
+            ("/nonexistent/optional.env".into(), true),
+            ("/nonexistent/app.env".into(), false),
+        ];
+        let Verdict::Failed(f) = verdict(&u) else {
+            panic!("failed")
+        };
+        assert!(
+            f.explain("u.service")
+                .contains("EnvironmentFile=/nonexistent/app.env is not there"),
+            "{}",
+            f.explain("u.service")
+        );
+        assert_eq!(
+            f.hint().as_deref(),
+            Some(
+                "create /nonexistent/app.env, or make it optional: EnvironmentFile=-/nonexistent/app.env"
+            )
+        );
+
+        let mut u = unit("failed", "protocol");
+        let s = u.service.as_mut().unwrap();
+        s.service_type = "notify".into();
+        s.exec_main_code = CLD_EXITED;
+        let Verdict::Failed(f) = verdict(&u) else {
+            panic!("failed")
+        };
+        assert!(
+            f.explain("u.service").contains(
+                "Type=notify, and its main process exited (status 0) before it sent READY=1"
+            ),
+            "{}",
+            f.explain("u.service")
+        );
+
+        let mut u = unit("failed", "exit-code");
+        let s = u.service.as_mut().unwrap();
+        s.restart = "on-failure".into();
+        s.exec_main_code = CLD_EXITED;
+        s.exec_main_status = 3;
+        s.restart_prevent_exit_status = vec![3];
+        let Verdict::Failed(f) = verdict(&u) else {
+            panic!("failed")
+        };
+        assert_eq!(
+            f.not_restarted().as_deref(),
+            Some(
+                "systemd did not restart it (Restart=on-failure): RestartPreventExitStatus= lists exit status 3"
+            )
+        );
+        u.service.as_mut().unwrap().exec_main_status = 4;
+        let Verdict::Failed(f) = verdict(&u) else {
+            panic!("failed")
+        };
+        assert_eq!(f.not_restarted(), None);
+    }
+
+    /// A mount unit's failure names the mount and how its helper ended.
+    #[test]
+    fn a_failed_mount_names_its_helper() {
+        use crate::systemd::TypedFacts;
+        let u = SystemdUnit {
+            id: "mnt-x.mount".into(),
+            active_state: "failed".into(),
+            typed: Some(TypedFacts {
+                result: "exit-code".into(),
+                what: "/dev/sdz1".into(),
+                r#where: "/mnt/x".into(),
+                exec_mount: vec![ExecCommand {
+                    path: "/usr/bin/mount".into(),
+                    argv: vec!["/usr/bin/mount".into(), "/dev/sdz1".into(), "/mnt/x".into()],
+                    code: CLD_EXITED,
+                    status: 32,
+                    exit_us: 5,
+                    ..ExecCommand::default()
+                }],
+                ..TypedFacts::default()
+            }),
+            ..SystemdUnit::default()
+        };
+        let Verdict::Failed(f) = verdict(&u) else {
+            panic!("failed")
+        };
+        assert_eq!(
+            f.explain("mnt-x.mount"),
+            "mnt-x.mount: mounting /dev/sdz1 on /mnt/x failed: /usr/bin/mount /dev/sdz1 /mnt/x ended with exit status 32: mount failure (Result=exit-code)"
         );
     }
 

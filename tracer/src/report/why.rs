@@ -49,6 +49,10 @@ pub struct Why<'a> {
     /// path unit started (by systemd's recorded firings of its TriggeredBy= units).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub activated_by: Vec<Activated>,
+    /// The timer, socket or path unit whose firing started the first run seen, when one
+    /// did (a socket's first connection, a path's first file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_run_by: Option<String>,
 }
 
 /// Runs a triggering unit started.
@@ -94,6 +98,99 @@ fn activated_by(h: &UnitHistory, sd: Option<&SystemdUnit>) -> Vec<Activated> {
         }
     }
     out
+}
+
+/// `tracer why` of a timer, socket or path unit: systemd's account.
+fn trigger_why(u: &SystemdUnit, explanation: String) -> Why<'_> {
+    Why {
+        unit: std::borrow::Cow::Owned(u.id.clone()),
+        state: match u.active_state.as_str() {
+            "failed" => UnitState::Failed,
+            "active" => UnitState::Active,
+            "inactive" => UnitState::Inactive,
+            _ => UnitState::Unknown,
+        },
+        runs: 0,
+        restarts: 0,
+        run_starts: RunStarts::default(),
+        crash_loop: false,
+        explanation,
+        hint: u
+            .triggers
+            .first()
+            .map(|t| format!("`tracer why {t}` explains the runs it started")),
+        evidence: vec![format!(
+            "this is systemd's account of a {} unit: it starts another, which runs the processes",
+            u.id.rsplit_once('.').map_or("", |(_, k)| k)
+        )],
+        cause: None,
+        systemd_verdict: verdict(u).name(),
+        systemd: Some(u),
+        activated_by: Vec::new(),
+        first_run_by: None,
+    }
+}
+
+/// What systemd says of a timer, socket or path unit that did not fail: its state, when
+/// it last fired and what it starts (a failed one is told by its verdict).
+fn trigger_account(u: &SystemdUnit) -> Option<String> {
+    let t = u.typed.as_ref()?;
+    let (_, kind) = u.id.rsplit_once('.')?;
+    if !matches!(kind, "timer" | "socket" | "path") || verdict(u).name() == Some("failed") {
+        return None;
+    }
+    let starts = if u.triggers.is_empty() {
+        "nothing".to_owned()
+    } else {
+        u.triggers.join(", ")
+    };
+    let at = |us: u64| secs(us.saturating_mul(1000));
+    let state = format!("{} ({})", u.active_state, u.sub_state);
+    Some(match kind {
+        "timer" => format!(
+            "{}: a timer, {state}: it starts {starts}; {}{}",
+            u.id,
+            if t.last_trigger_us > 0 {
+                format!("it last elapsed at {}", at(t.last_trigger_us))
+            } else {
+                "it has not elapsed since boot".to_owned()
+            },
+            if t.next_elapse_us > 0 && u.active_state == "active" {
+                format!(", and elapses next at {}", at(t.next_elapse_us))
+            } else {
+                String::new()
+            }
+        ),
+        "socket" if t.accept => format!(
+            "{}: a socket, {state}, Accept=yes: each connection is served by an instance of {starts} ({} accepted so far, {} open now)",
+            u.id, t.n_accepted, t.n_connections
+        ),
+        "socket" => format!(
+            "{}: a socket, {state}: at its first connection systemd starts {starts} and hands it the listening socket{}",
+            u.id,
+            if u.sub_state == "running" {
+                ", which it did"
+            } else {
+                ""
+            }
+        ),
+        _ => format!(
+            "{}: a path unit, {state}: when what it watches appears or changes, systemd starts {starts}",
+            u.id
+        ),
+    })
+}
+
+/// The unit whose firing started the first run, when it began as a first start (not
+/// found running, no systemctl seen) within [`ACTIVATION_WINDOW_NS`] after a firing of a
+/// unit that triggers it; with how long after.
+fn first_run_by<'a>(h: &UnitHistory, sd: Option<&'a SystemdUnit>) -> Option<(&'a str, u64)> {
+    let run = h.runs.first().filter(|r| r.start == StartKind::First)?;
+    sd?.activations
+        .iter()
+        .rev()
+        .find(|a| a.at_ns <= run.started_ns && run.started_ns - a.at_ns <= ACTIVATION_WINDOW_NS)
+        .map(|a| (a.by.as_str(), run.started_ns - a.at_ns))
 }
 
 /// `ExecStart=` as written or as systemd parsed it, and the file it is from.
@@ -346,9 +443,47 @@ fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
             }
             _ => {}
         }
+        if let Verdict::Failed(f) = v
+            && let Some(note) = f.not_restarted()
+        {
+            explanation = format!("{explanation}; {note}");
+        }
+        if let Some(note) = reload_failed(u) {
+            explanation = format!("{explanation}; {note}");
+            hint.get_or_insert_with(|| {
+                "fix what ExecReload= runs (its error is in `journalctl -u UNIT`), then reload again".into()
+            });
+        }
+    } else if explanation.starts_with(&format!("{name}: not failed")) {
+        // What only systemd could say (a start it refused, a timeout) is not in the
+        // kernel's record: said, rather than taken for a success.
+        evidence.push(
+            "systemd was not asked: this is the kernel's account alone; a failure only systemd sees (a start it refused for the start limit or a dependency, a timeout, a protocol) would not show here".into(),
+        );
+    }
+    // A reload that failed leaves the unit running: the kernel's record of it.
+    if let Some(run) = h.runs.last() {
+        for c in run.commands.iter().filter(|c| {
+            c.role == Some(Role::ExecReload) && c.status.is_some_and(|st| !st.success())
+        }) {
+            evidence.push(format!(
+                "ExecReload={} (pid {}) ended with {} at {}: a reload that fails leaves the unit running",
+                c.program.as_deref().unwrap_or("?"),
+                c.pid,
+                c.status.map_or_else(String::new, |st| st.to_string()),
+                secs(c.exited_ns.unwrap_or(c.started_ns))
+            ));
+        }
     }
     if let Some(line) = n_restarts_line(h, sd) {
         evidence.push(line);
+    }
+    let first_by = first_run_by(h, sd);
+    if let Some((by, after_ns)) = first_by {
+        evidence.push(format!(
+            "run 1 was started by {by}: it began {:.0} ms after {by} fired (systemd's record of its TriggeredBy= units), with no systemctl seen",
+            after_ns as f64 / 1e6
+        ));
     }
     if h.crash_loop {
         let failed_runs = h.runs.iter().filter(|r| r.failed()).count();
@@ -370,7 +505,29 @@ fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
         systemd_verdict: verdict_name,
         systemd: sd,
         activated_by: activated_by(h, sd),
+        first_run_by: first_by.map(|(by, _)| by.to_owned()),
     }
+}
+
+/// systemd's word on a reload that failed (ReloadResult= other than success), with the
+/// ExecReload= command that failed, when it knows it.
+fn reload_failed(u: &SystemdUnit) -> Option<String> {
+    let s = u.service.as_ref()?;
+    if s.reload_result.is_empty() || s.reload_result == "success" {
+        return None;
+    }
+    let cmd = s
+        .exec_reload
+        .iter()
+        .filter(|c| c.failed())
+        .max_by_key(|c| c.exit_us)
+        .map_or_else(String::new, |c| {
+            format!(": ExecReload={} ended with {}", c.line(), c.ending())
+        });
+    Some(format!(
+        "its last reload failed{cmd} (ReloadResult={}), and systemd kept it running",
+        s.reload_result
+    ))
 }
 
 /// Why systemd's NRestarts is lower than the automatic restarts tracer saw, when a start
@@ -491,6 +648,16 @@ fn not_failed(h: &UnitHistory, run: &Run, sd: Option<&SystemdUnit>) -> String {
                 format!(
                     "{name}: {program} ran to completion and exited 0{took}; a Type={ty} service whose main process exits becomes inactive — it is not a long-running daemon; if it is meant to run once, use Type=oneshot (with RemainAfterExit=yes to stay active)"
                 )
+            } else if o.status.success()
+                && sd.is_none()
+                && matches!(
+                    service_type,
+                    Some(ServiceType::Notify | ServiceType::NotifyReload)
+                )
+            {
+                format!(
+                    "{name}: not failed as far as the kernel saw: {program} exited 0{took} (Type={ty}) — unless it sent READY=1 first, systemd fails a Type={ty} service whose main process exits (Result=protocol): a program that forks into the background is Type=forking; systemd's Result= would tell, and it was not asked"
+                )
             } else if o.status.success() {
                 format!(
                     "{name}: not failed: {program} ran to completion and exited 0{took} (Type={ty})"
@@ -557,6 +724,13 @@ fn not_failed(h: &UnitHistory, run: &Run, sd: Option<&SystemdUnit>) -> String {
         None if run.is_open() => {
             format!("{name}: not failed: running since {}", secs(run.started_ns))
         }
+        // Its cgroup came and went with no process in it.
+        None if run.commands.is_empty() && sd.is_none() => format!(
+            "{name}: not failed as far as the kernel saw, but no command of run {} ran: systemd made its cgroup at {} and removed it at {} without starting a process — a start that failed in systemd's own setup (an EnvironmentFile= it could not read, say) or one with nothing to run; systemd's Result= would tell, and it was not asked",
+            run.number,
+            secs(run.started_ns),
+            secs(run.ended_ns.unwrap_or(0))
+        ),
         None => format!(
             "{name}: not failed: its last run ended at {}",
             secs(run.ended_ns.unwrap_or(0))
@@ -625,8 +799,16 @@ pub fn build<'a, F: Facts>(
     origin: Source,
     sd: Option<&'a Snapshot>,
 ) -> Result<Why<'a>, ReportError> {
+    // A timer, socket or path unit runs no process of its own (systemd ≥ 255 may give a
+    // socket a cgroup for its setup): systemd's account of what it starts, when it has
+    // not failed.
+    let name = crate::unit::full_unit_name(unit);
+    if let Some(u) = sd.and_then(|s| s.unit(&name))
+        && let Some(explanation) = trigger_account(u)
+    {
+        return Ok(trigger_why(u, explanation));
+    }
     let Some(h) = model.unit(unit) else {
-        let name = crate::unit::full_unit_name(unit);
         // No process of it ran: systemd's verdict may still say why (a condition, the
         // start limit).
         if let Some(u) = sd.and_then(|s| s.unit(&name))
@@ -653,10 +835,35 @@ pub fn build<'a, F: Facts>(
                 systemd_verdict: v.name(),
                 systemd: Some(u),
                 activated_by: Vec::new(),
+                first_run_by: None,
             });
         }
+        // What was meant, when the name is a typo: of systemd's loaded units when it was
+        // asked, else of the units the kernel saw.
+        let closest = |name: &str| -> Option<String> {
+            match sd {
+                Some(s) if !s.names.is_empty() => {
+                    crate::unit::closest(name, s.names.iter().map(String::as_str))
+                }
+                Some(s) if s.units.len() > 1 => {
+                    crate::unit::closest(name, s.units.iter().map(|u| u.id.as_str()))
+                }
+                _ => crate::unit::closest(name, model.units().map(|h| h.unit.name.as_str())),
+            }
+            .map(str::to_owned)
+        };
         return Err(match sd.and_then(|s| s.unit(&name)) {
-            Some(u) if u.load_state == "not-found" => ReportError::NoUnitFile { unit: name },
+            Some(u) if u.load_state == "not-found" => ReportError::NoUnitFile {
+                closest: closest(&name),
+                unit: name,
+            },
+            Some(u) if u.load_state == "masked" => ReportError::Masked { unit: name },
+            Some(u) if matches!(u.load_state.as_str(), "error" | "bad-setting") => {
+                ReportError::NotLoaded {
+                    unit: name,
+                    state: u.load_state.clone(),
+                }
+            }
             Some(u) => ReportError::NeverRan {
                 unit: name,
                 origin,
@@ -669,6 +876,7 @@ pub fn build<'a, F: Facts>(
                 },
             },
             None => ReportError::NoEvents {
+                closest: closest(&name),
                 unit: unit.to_owned(),
                 origin,
             },
@@ -1016,6 +1224,32 @@ mod tests {
             &[("/bin/c", 255 << 8)],
         );
         assert!(m.unit("u.service").unwrap().runs[0].failed());
+    }
+
+    /// As systemd counts them: a failing ExecReload= fails the reload and not the unit;
+    /// a failing ExecStopPost= after a clean exit of the main process fails it, unless
+    /// its `-` prefix says to ignore it.
+    #[test]
+    fn reload_and_stop_failures_as_systemd_counts_them() {
+        let m = one_run(
+            "[Service]\nExecStart=/bin/x\nExecReload=/bin/r\n",
+            &[("/bin/r", 1 << 8), ("/bin/x", libc::SIGTERM)],
+        );
+        assert!(!m.unit("u.service").unwrap().runs[0].failed());
+        let post = "[Service]\nExecStart=/bin/x\nExecStopPost=/bin/p\n";
+        let m = one_run(post, &[("/bin/x", 0), ("/bin/p", 4 << 8)]);
+        let run = &m.unit("u.service").unwrap().runs[0];
+        assert!(run.failed());
+        let (text, _) = explanation(&m, "u.service").unwrap();
+        assert!(
+            text.contains("ExecStopPost=/bin/p exited with status 4"),
+            "{text}"
+        );
+        let m = one_run(
+            &post.replace("=/bin/p", "=-/bin/p"),
+            &[("/bin/x", 0), ("/bin/p", 4 << 8)],
+        );
+        assert!(!m.unit("u.service").unwrap().runs[0].failed());
     }
 
     /// Whom systemd says it runs the commands as, for a permission cause.

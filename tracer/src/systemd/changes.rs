@@ -406,6 +406,7 @@ impl Account {
             boot: self.boot.clone().unwrap_or_default(),
             units: names.into_iter().filter_map(|n| self.unit(n)).collect(),
             user: None,
+            names: Vec::new(),
         })
     }
 }

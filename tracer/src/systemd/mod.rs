@@ -221,6 +221,21 @@ pub struct ServiceFacts {
     pub supplementary_groups: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dynamic_user: bool,
+    /// PIDFile= (Type=forking: where systemd reads the daemon's pid).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pid_file: String,
+    /// EnvironmentFile=: each file, and whether a `-` prefix makes it optional.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environment_files: Vec<(String, bool)>,
+    /// How the last reload went (ReloadResult=: success, exit-code, timeout, ...).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reload_result: String,
+    /// RestartPreventExitStatus=: exit statuses (and signals) after which Restart= does
+    /// not restart it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restart_prevent_exit_status: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restart_prevent_signals: Vec<i32>,
 }
 
 impl ServiceFacts {
@@ -297,6 +312,52 @@ pub struct SystemdUnit {
     /// last.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub activations: Vec<changes::Activation>,
+    /// Triggers=: what a timer, socket or path unit starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<String>,
+    /// What systemd says of a timer, socket, path or mount unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typed: Option<TypedFacts>,
+}
+
+/// A timer's, socket's, path's or mount's own account (the fields of its type; the
+/// others stay empty).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypedFacts {
+    /// Result=: success, resources, exit-code, trigger-limit-hit, ...
+    pub result: String,
+    /// A timer's last elapse and its next (monotonic µs; 0: none, or a calendar timer's
+    /// realtime one).
+    #[serde(default)]
+    pub last_trigger_us: u64,
+    #[serde(default)]
+    pub next_elapse_us: u64,
+    /// A socket's Accept=, and its connections accepted (Accept=yes) and open now.
+    #[serde(default)]
+    pub accept: bool,
+    #[serde(default)]
+    pub n_accepted: u32,
+    #[serde(default)]
+    pub n_connections: u32,
+    /// A mount's What= and Where=, and its mount helper's last run.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub what: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub r#where: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exec_mount: Vec<ExecCommand>,
+}
+
+/// The D-Bus interface of a unit type with an account of its own ([`TypedFacts`]).
+fn typed_interface(id: &str) -> Option<&'static str> {
+    let (_, suffix) = id.rsplit_once('.')?;
+    Some(match suffix {
+        "timer" => "org.freedesktop.systemd1.Timer",
+        "socket" => "org.freedesktop.systemd1.Socket",
+        "path" => "org.freedesktop.systemd1.Path",
+        "mount" => "org.freedesktop.systemd1.Mount",
+        _ => return None,
+    })
 }
 
 impl SystemdUnit {
@@ -381,6 +442,10 @@ pub struct Snapshot {
     /// Whose account it is: None for the system manager's, the uid for a user's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<u32>,
+    /// The manager's loaded units' names, when a report asked of a unit that is not
+    /// loaded (to name the nearest, as what was meant).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
 }
 
 impl Snapshot {
@@ -528,6 +593,31 @@ struct UnitProps {
     requisite: Option<Vec<String>>,
     binds_to: Option<Vec<String>>,
     triggered_by: Option<Vec<String>>,
+    triggers: Option<Vec<String>>,
+}
+
+/// The properties of [`TypedFacts`], of whichever interface has them.
+#[derive(Debug, Default, DeserializeDict, Type)]
+#[zvariant(
+    signature = "a{sv}",
+    rename_all = "PascalCase",
+    crate = "zbus::zvariant"
+)]
+struct TypedProps {
+    result: Option<String>,
+    #[zvariant(rename = "LastTriggerUSecMonotonic")]
+    last_trigger_usec_monotonic: Option<u64>,
+    #[zvariant(rename = "NextElapseUSecMonotonic")]
+    next_elapse_usec_monotonic: Option<u64>,
+    accept: Option<bool>,
+    #[zvariant(rename = "NAccepted")]
+    n_accepted: Option<u32>,
+    #[zvariant(rename = "NConnections")]
+    n_connections: Option<u32>,
+    what: Option<String>,
+    #[zvariant(rename = "Where")]
+    r#where: Option<String>,
+    exec_mount: Option<Vec<ExecWire>>,
 }
 
 /// `Conditions` and `Asserts`: type, trigger (`|`), negated (`!`), parameter, state
@@ -613,6 +703,11 @@ struct ServiceProps {
     group: Option<String>,
     supplementary_groups: Option<Vec<String>>,
     dynamic_user: Option<bool>,
+    #[zvariant(rename = "PIDFile")]
+    pid_file: Option<String>,
+    environment_files: Option<Vec<(String, bool)>>,
+    reload_result: Option<String>,
+    restart_prevent_exit_status: Option<(Vec<i32>, Vec<i32>)>,
 }
 
 /// ListUnits' rows: id, description, load, active, sub, following, path, job id, job type,
@@ -645,6 +740,28 @@ pub fn booted_with_systemd() -> bool {
     std::path::Path::new("/run/systemd/system").is_dir()
 }
 
+/// Whether systemd may be asked at all: `--no-systemd`, or the daemon's
+/// `ask_systemd = false`, turns it off for the process (the kernel's account alone).
+static ASKING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Turns asking systemd off for the rest of the process: every connection is refused as
+/// unreachable, so every output falls back to, and marks, the kernel's account alone.
+pub fn stop_asking() {
+    ASKING.store(false, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether systemd may be asked ([`stop_asking`]).
+pub fn asking() -> bool {
+    ASKING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The refusal of a connection once asking is off.
+fn turned_off() -> SystemdError {
+    SystemdError::Unreachable(
+        "asking systemd is turned off (--no-systemd, or ask_systemd = false)".into(),
+    )
+}
+
 /// A connection to systemd.
 #[derive(Clone)]
 pub struct Systemd {
@@ -662,6 +779,9 @@ impl Systemd {
     /// Connects to pid 1: the daemon's kept connection when there is one; else over its
     /// own socket as root, else (or when that fails) over the system bus.
     pub async fn connect() -> Result<Self, SystemdError> {
+        if !asking() {
+            return Err(turned_off());
+        }
         if let Some(sd) = Self::shared() {
             return Ok(sd);
         }
@@ -680,6 +800,9 @@ impl Systemd {
 
     /// [`Self::connect`], waiting up to `patience` for pid 1's socket before the bus.
     async fn connect_waiting(patience: Duration) -> Result<Self, SystemdError> {
+        if !asking() {
+            return Err(turned_off());
+        }
         if !booted_with_systemd() {
             return Err(SystemdError::Unreachable(
                 "pid 1 is not systemd: no /run/systemd/system".into(),
@@ -719,6 +842,9 @@ impl Systemd {
     /// Connects to a service manager over its own socket at `path` (pid 1's is
     /// `/run/systemd/private`, a user manager's `$XDG_RUNTIME_DIR/systemd/private`).
     pub async fn over_socket(path: &str) -> Result<Self, SystemdError> {
+        if !asking() {
+            return Err(turned_off());
+        }
         let conn = private::connect(path, CALL_TIMEOUT)
             .await
             .map_err(|e| SystemdError::Unreachable(format!("{path}: {e}")))?;
@@ -731,6 +857,9 @@ impl Systemd {
     /// Connects to a service manager on the bus at `address` (a D-Bus address such as
     /// `unix:path=/run/user/1000/bus`, where a user's manager is).
     pub async fn over_bus(address: &str) -> Result<Self, SystemdError> {
+        if !asking() {
+            return Err(turned_off());
+        }
         let unreachable = |e: zbus::Error| SystemdError::Unreachable(format!("{address}: {e}"));
         let conn = zbus::connection::Builder::address(address)
             .map_err(unreachable)?
@@ -854,9 +983,40 @@ impl Systemd {
                 group: s.group.unwrap_or_default(),
                 supplementary_groups: s.supplementary_groups.unwrap_or_default(),
                 dynamic_user: s.dynamic_user.unwrap_or(false),
+                pid_file: s.pid_file.unwrap_or_default(),
+                environment_files: s.environment_files.unwrap_or_default(),
+                reload_result: s.reload_result.unwrap_or_default(),
+                restart_prevent_exit_status: s
+                    .restart_prevent_exit_status
+                    .as_ref()
+                    .map(|(st, _)| st.clone())
+                    .unwrap_or_default(),
+                restart_prevent_signals: s
+                    .restart_prevent_exit_status
+                    .map(|(_, sig)| sig)
+                    .unwrap_or_default(),
             })
         } else {
             None
+        };
+        let typed = match typed_interface(&id).filter(|_| load_state == "loaded") {
+            Some(iface) => {
+                let t: TypedProps = self
+                    .get_all(&format!("{id}'s own properties"), path, iface)
+                    .await?;
+                Some(TypedFacts {
+                    result: t.result.unwrap_or_default(),
+                    last_trigger_us: t.last_trigger_usec_monotonic.unwrap_or(0),
+                    next_elapse_us: t.next_elapse_usec_monotonic.unwrap_or(0),
+                    accept: t.accept.unwrap_or(false),
+                    n_accepted: t.n_accepted.unwrap_or(0),
+                    n_connections: t.n_connections.unwrap_or(0),
+                    what: t.what.unwrap_or_default(),
+                    r#where: t.r#where.unwrap_or_default(),
+                    exec_mount: commands(t.exec_mount),
+                })
+            }
+            None => None,
         };
         Ok(SystemdUnit {
             id,
@@ -889,6 +1049,8 @@ impl Systemd {
             dependency_failed: None,
             triggered_by: u.triggered_by.unwrap_or_default(),
             activations: Vec::new(),
+            triggers: u.triggers.unwrap_or_default(),
+            typed,
         })
     }
 
@@ -909,6 +1071,14 @@ impl Systemd {
             .collect())
     }
 
+    /// The names of the loaded units.
+    pub async fn unit_names(&self) -> Result<Vec<String>, SystemdError> {
+        let rows: Vec<UnitRow> = self
+            .call("the list of units", MANAGER_PATH, MANAGER, "ListUnits", &())
+            .await?;
+        Ok(rows.into_iter().map(|(id, ..)| id).collect())
+    }
+
     /// The boot times and every loaded unit.
     pub async fn snapshot(&self) -> Result<Snapshot, SystemdError> {
         let boot = self.boot_times().await?;
@@ -927,6 +1097,7 @@ impl Systemd {
             boot,
             units,
             user: None,
+            names: Vec::new(),
         })
     }
 }
@@ -1105,11 +1276,21 @@ pub async fn facts_for(query: &crate::protocol::Query, link: &Link) -> Option<Sn
         }
         Query::Why { unit, .. } if !unit.contains('/') => {
             let name = crate::unit::full_unit_name(unit);
-            let u = link
-                .ask(REPORT_WAIT, |sd| async move { sd.unit(&name).await })
+            // A unit that is not loaded: the loaded ones' names too, for the nearest.
+            let (u, names) = link
+                .ask(REPORT_WAIT, |sd| async move {
+                    let u = sd.unit(&name).await?;
+                    let names = if u.load_state == "loaded" {
+                        Vec::new()
+                    } else {
+                        sd.unit_names().await?
+                    };
+                    Ok((u, names))
+                })
                 .await?;
             Some(Snapshot {
                 units: vec![u],
+                names,
                 ..Snapshot::default()
             })
         }
@@ -1209,6 +1390,7 @@ mod tests {
                 unit("never.service", 0, 0, &[]),
             ],
             user: None,
+            names: Vec::new(),
         };
         assert_eq!(
             snap.critical_chain(None),

@@ -286,19 +286,32 @@ fn boot(suite: Suite, image: &Image, tracer: &Path, scenarios: &[String]) -> any
     inject.enable("tracer-vm-collect.service", "multi-user.target");
     for s in scenarios {
         let unit = format!("{s}.service");
-        inject.files.push((
-            format!("/etc/systemd/system/{unit}"),
-            vm.join("units").join(&unit),
-        ));
-        inject.enable(&unit, "multi-user.target");
-        // A scenario's timer, when it has one: installed and enabled as timers are.
-        let timer = vm.join("units").join(format!("{s}.timer"));
-        if timer.exists() {
-            let name = format!("{s}.timer");
-            inject
-                .files
-                .push((format!("/etc/systemd/system/{name}"), timer));
-            inject.enable(&name, "timers.target");
+        let file = vm.join("units").join(&unit);
+        // A service without [Install] is started only by what triggers it (below).
+        let installable = fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?
+            .contains("[Install]");
+        inject
+            .files
+            .push((format!("/etc/systemd/system/{unit}"), file));
+        if installable {
+            inject.enable(&unit, "multi-user.target");
+        }
+        // A scenario's timer, socket or path unit, when it has one: installed and enabled
+        // as those are.
+        for (kind, target) in [
+            ("timer", "timers.target"),
+            ("socket", "sockets.target"),
+            ("path", "paths.target"),
+        ] {
+            let name = format!("{s}.{kind}");
+            let trigger = vm.join("units").join(&name);
+            if trigger.exists() {
+                inject
+                    .files
+                    .push((format!("/etc/systemd/system/{name}"), trigger));
+                inject.enable(&name, target);
+            }
         }
     }
     for entry in fs::read_dir(vm.join("bin"))? {
