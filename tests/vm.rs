@@ -1705,7 +1705,11 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
         if let Some(d) = d_main.filter(|_| main_start != 0) {
             fork_deltas.push(d.abs());
         }
-        starts.push((s.clone(), start_us, inactive_exit));
+        // (A unit systemd never took out of "inactive", envfile's missing
+        // EnvironmentFile=, has no InactiveExit to order by.)
+        if inactive_exit != 0 {
+            starts.push((s.clone(), start_us, inactive_exit));
+        }
         let why: Value = fs::read_to_string(g.dir.join(format!("tracer/why-{s}.json")))
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
