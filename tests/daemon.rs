@@ -1109,7 +1109,9 @@ fn a_drop_in_overrides_the_configuration_file() {
     std::fs::create_dir_all(&dropins).unwrap();
     std::fs::write(
         dropins.join("20-metrics.toml"),
-        format!("metrics_listen = \"127.0.0.1:{last}\"\n[journal]\nmax_bytes = \"40M\"\n"),
+        format!(
+            "metrics_listen = \"127.0.0.1:{last}\"\nask_systemd = false\n[journal]\nmax_bytes = \"40M\"\n"
+        ),
     )
     .unwrap();
     std::fs::write(
@@ -1134,8 +1136,9 @@ fn a_drop_in_overrides_the_configuration_file() {
         .unwrap();
     assert!(
         ready.contains(&format!("metrics=http://127.0.0.1:{last}/metrics"))
-            && ready.contains(&format!("journal_max_bytes={}", 40 << 20)),
-        "the last drop-in's address and its \"40M\": {ready}"
+            && ready.contains(&format!("journal_max_bytes={}", 40 << 20))
+            && ready.contains(" systemd=off "),
+        "the last drop-in's address, its \"40M\" and ask_systemd = false: {ready}"
     );
     let (_, status) = d.stop();
     assert!(status.success(), "{}", d.log());

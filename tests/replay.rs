@@ -512,3 +512,125 @@ fn the_seed_story_replays() {
         assert!(text.contains("ran to completion and exited 0"), "{text}");
     }
 }
+
+/// A boot replayed with systemd's account as the daemon recorded it: the boot's account
+/// and each change after it (tests/fixtures/vm-bookworm-changes, from a VM run on
+/// systemd 252: the kernel's events, `tracer journal systemd` and `tracer journal
+/// changes`, kept to the scenario units). What `tracer why -b` gives, with no root and
+/// no systemd: each scenario's verdict as systemd gave it (`systemctl show`, kept beside
+/// them), and the words only the recorded changes hold (how a start job ended, how a
+/// reload went, which unit fired).
+#[test]
+fn systemd_s_recorded_changes_replay_to_its_verdicts() {
+    use tracer::{
+        report::{Source, why},
+        systemd::changes::{Account, Change},
+    };
+    let dir = Path::new(ROOT).join("fixtures/vm-bookworm-changes");
+    let m = replayed("vm-bookworm-changes/events.jsonl");
+    let snapshot: Snapshot =
+        serde_json::from_str(&fs::read_to_string(dir.join("systemd.json")).unwrap()).unwrap();
+    let mut account = Account::default();
+    account.take_snapshot(&snapshot);
+    let changes = fs::read_to_string(dir.join("changes.jsonl")).unwrap();
+    for line in changes.lines() {
+        let c: Change = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        account.apply(&c);
+    }
+    let sd = account.snapshot().expect("an account");
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "depfail",
+            "dependency",
+            "not started: prefail.service did not start (its start job failed, Result=exit-code)",
+        ),
+        (
+            "reloadfail",
+            "success",
+            "its last reload failed: ExecReload=/bin/sh",
+        ),
+        (
+            "stoppostfail",
+            "failed",
+            "ExecStopPost=/bin/sh -c rm /run/stoppostfail/lock ended with exit status 1 (Result=exit-code)",
+        ),
+        (
+            "envfile",
+            "failed",
+            "EnvironmentFile=/etc/default/envfile-missing is not there",
+        ),
+        (
+            "notifyfork",
+            "failed",
+            "its main process exited (status 0) before it sent READY=1",
+        ),
+        (
+            "forkpid",
+            "failed",
+            "did not finish starting within TimeoutStartSec=5s",
+        ),
+        (
+            "preventrestart",
+            "failed",
+            "RestartPreventExitStatus= lists exit status 3",
+        ),
+        (
+            "startlimit",
+            "failed",
+            "more than StartLimitBurst=2 starts within StartLimitIntervalSec=5min",
+        ),
+        (
+            "stoptimeout",
+            "failed",
+            "did not stop within TimeoutStopSec=2s",
+        ),
+        ("watchdog", "failed", "no WATCHDOG=1 within WatchdogSec=2s"),
+        (
+            "condskip",
+            "skipped",
+            "ConditionPathExists=/nonexistent-path was not met",
+        ),
+        ("successstatus", "success", "not failed"),
+    ];
+    for &(scenario, verdict, words) in cases {
+        let name = format!("{scenario}.service");
+        let w = why::build(&m, &name, Source::Recording, Some(&sd))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let state = Show::load(&dir.join(format!("units/{scenario}.show")));
+        assert_eq!(
+            w.systemd_verdict,
+            Some(verdict),
+            "{name}: {}",
+            w.explanation
+        );
+        assert_eq!(
+            w.state.name() == "failed",
+            state.get("ActiveState") == "failed",
+            "{name}: failed exactly when systemd said so: {}",
+            w.explanation
+        );
+        assert!(w.explanation.contains(words), "{name}: {}", w.explanation);
+    }
+    // Activations, from the firings the changes recorded.
+    let tick = why::build(&m, "tick.service", Source::Recording, Some(&sd)).unwrap();
+    assert_eq!(tick.restarts, 0);
+    assert!(
+        tick.activated_by
+            .iter()
+            .any(|a| a.by == "tick.timer" && a.runs >= 2),
+        "{:?}",
+        tick.activated_by
+    );
+    for (unit, by) in [
+        ("sock.service", "sock.socket"),
+        ("watch.service", "watch.path"),
+    ] {
+        let w = why::build(&m, unit, Source::Recording, Some(&sd)).unwrap();
+        assert_eq!(
+            w.first_run_by.as_deref(),
+            Some(by),
+            "{unit}: {:?}",
+            w.evidence
+        );
+    }
+}

@@ -338,3 +338,101 @@ async fn follow_a_failed_dependency(manager: &Manager, sd: Systemd) {
         "{text}"
     );
 }
+
+/// Who asked for a job over the bus: a client's StartUnit, seen by the bus monitor with
+/// the caller's pid, uid and command name as the bus vouches for them.
+#[tokio::test]
+async fn a_job_asked_for_over_the_bus_names_its_client() {
+    use std::sync::{Arc, atomic::AtomicU64};
+    use tracer::systemd::changes::Change;
+    if !privileged() {
+        return;
+    }
+    let manager = Manager::start_in(
+        Manager::own_runtime("asked"),
+        &[(
+            "nap.service",
+            "[Service]\nType=oneshot\nExecStart=/bin/sleep 1\n",
+        )],
+        true,
+    );
+    let address = format!("unix:path={}/bus", manager.runtime.display());
+    // The manager takes its name on the bus once it is up.
+    let t = Instant::now();
+    loop {
+        if let Ok(sd) = Systemd::over_bus(&address).await
+            && sd.boot_times().await.is_ok()
+        {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no manager on {address}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let lost = Arc::new(AtomicU64::new(0));
+    let monitor = tokio::spawn(tracer::systemd::requests::follow(
+        Some(address.clone()),
+        tx,
+        lost.clone(),
+    ));
+    // The monitor in place (and the manager on the bus) before the call.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let client = zbus::connection::Builder::address(address.as_str())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let t = Instant::now();
+    loop {
+        let r = client
+            .call_method(
+                Some("org.freedesktop.systemd1"),
+                "/org/freedesktop/systemd1",
+                Some("org.freedesktop.systemd1.Manager"),
+                "StartUnit",
+                &("nap.service", "replace"),
+            )
+            .await;
+        if r.is_ok() {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "StartUnit: {r:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let asked = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(c) = rx.recv().await {
+            if let Change::JobAsked { .. } = c {
+                return Some(c);
+            }
+        }
+        None
+    })
+    .await
+    .expect("within 10 s")
+    .expect("a recorded request");
+    drop(client);
+    monitor.abort();
+    let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
+    let Change::JobAsked {
+        unit,
+        method,
+        pid,
+        uid,
+        comm: seen,
+        ..
+    } = asked
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (unit.as_str(), method.as_str()),
+        ("nap.service", "StartUnit")
+    );
+    assert_eq!(pid, Some(std::process::id()), "the caller's pid");
+    assert_eq!(uid, Some(0));
+    assert_eq!(seen.as_deref(), Some(comm.trim_end()));
+    assert_eq!(lost.load(std::sync::atomic::Ordering::Relaxed), 0);
+}

@@ -60,6 +60,15 @@ impl Guest {
         Show::load(&self.dir.join("units").join(format!("{scenario}.show")))
     }
 
+    /// A JSON file of the results (`tracer/why-x.json`); Null when it is missing or not
+    /// JSON (a command that failed wrote its error there).
+    fn json(&self, file: &str) -> Value {
+        fs::read_to_string(self.dir.join(file))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null)
+    }
+
     /// Events whose task was in `cgroup` (or, for cgroup events, that act on it).
     fn in_cgroup<'a>(&'a self, cgroup: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
         self.events.iter().filter(move |e| {
@@ -522,6 +531,8 @@ fn tracer_agrees_with_systemd() {
         problems.extend(check_verdicts(&g, &scenarios));
         problems.extend(check_kernel_only(&g, &scenarios));
         problems.extend(check_not_loaded(&g));
+        problems.extend(check_asked_over_the_bus(&g));
+        problems.extend(check_job_results(&g, &scenarios));
         problems.extend(check_other_units(&g, &scenarios));
         problems.extend(check_replayed_verdicts(&g, &scenarios));
     }
@@ -535,10 +546,7 @@ fn tracer_agrees_with_systemd() {
 fn check_verdicts(g: &Guest, scenarios: &[String]) -> Vec<String> {
     let mut problems = Vec::new();
     for s in scenarios {
-        let why: Value = fs::read_to_string(g.dir.join(format!("tracer/why-daemon-{s}.json")))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(Value::Null);
+        let why = g.json(&format!("tracer/why-daemon-{s}.json"));
         let show = g.show(s);
         let (active, result) = (show.get("ActiveState"), show.get("Result"));
         let want = match (active, result) {
@@ -707,12 +715,7 @@ fn check_verdicts(g: &Guest, scenarios: &[String]) -> Vec<String> {
 /// starts and when it fired; of a mount unit that failed, which mount and how its helper
 /// ended.
 fn check_other_units(g: &Guest, scenarios: &[String]) -> Vec<String> {
-    let read = |f: &str| -> Value {
-        fs::read_to_string(g.dir.join("tracer").join(f))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(Value::Null)
-    };
+    let read = |f: &str| g.json(&format!("tracer/{f}"));
     let mut problems = Vec::new();
     let triggers = [
         (
@@ -747,6 +750,18 @@ fn check_other_units(g: &Guest, scenarios: &[String]) -> Vec<String> {
             problems.push(format!("{}: `tracer why {unit}` says {why}", g.suite));
         }
     }
+    // Accept=yes: an instance per connection, counted by systemd.
+    let echo = fs::read_to_string(g.dir.join("tracer/echo.txt")).unwrap_or_default();
+    let why = read("why-daemon-tracer-vm-echo.socket.json");
+    let text = why["explanation"].as_str().unwrap_or_default();
+    if !(echo.trim() == "hello"
+        && text.contains("tracer-vm-echo.socket: a socket, active (listening), Accept=yes: each connection is served by an instance of tracer-vm-echo@.service (1 accepted so far"))
+    {
+        problems.push(format!(
+            "{}: the Accept=yes socket (its echo {echo:?}): `tracer why` says {why}",
+            g.suite
+        ));
+    }
     let show_file = g.dir.join("units/mnt-tracerbad.show");
     if !show_file.exists() {
         problems.push(format!("{}: collect.sh made no failed mount unit", g.suite));
@@ -771,6 +786,68 @@ fn check_other_units(g: &Guest, scenarios: &[String]) -> Vec<String> {
         ));
     }
     problems
+}
+
+/// Each scenario's last job as systemd's journal has it (its JOB_ID and JOB_RESULT
+/// fields) against the job end the daemon recorded from pid 1's signals: the same job,
+/// the same result.
+fn check_job_results(g: &Guest, scenarios: &[String]) -> Vec<String> {
+    let journal = fs::read_to_string(g.dir.join("journal.json")).unwrap_or_default();
+    let mut last: std::collections::HashMap<String, (u64, String)> = Default::default();
+    for line in journal.lines() {
+        let Ok(e) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if let (Some(unit), Some(id), Some(result)) = (
+            e["UNIT"].as_str(),
+            e["JOB_ID"].as_str().and_then(|i| i.parse::<u64>().ok()),
+            e["JOB_RESULT"].as_str(),
+        ) {
+            last.insert(unit.to_owned(), (id, result.to_owned()));
+        }
+    }
+    let mut problems = Vec::new();
+    for s in scenarios {
+        let unit = format!("{s}.service");
+        let Some((id, result)) = last.get(&unit) else {
+            continue;
+        };
+        let job = &g.json(&format!("tracer/why-daemon-{s}.json"))["systemd"]["last_job"];
+        if job["id"] != *id || job["result"] != result.as_str() {
+            problems.push(format!(
+                "{}/{s}: systemd's journal ends with job {id} {result}; the daemon recorded {job}",
+                g.suite
+            ));
+        }
+    }
+    if last.is_empty() {
+        problems.push(format!("{}: no JOB_RESULT in systemd's journal", g.suite));
+    }
+    problems
+}
+
+/// A job asked for over the bus (collect.sh's `busctl call ... StartUnit`) is recorded
+/// with its caller: `tracer why` names the method and busctl. (On an image without a bus
+/// there is nothing to ask over: the call fails, and nothing is named.)
+fn check_asked_over_the_bus(g: &Guest) -> Vec<String> {
+    let why = g.json("tracer/why-daemon-asked.json");
+    let call = fs::read_to_string(g.dir.join("tracer/asked-call.txt")).unwrap_or_default();
+    let has_bus = !g.suite.contains("nodbus");
+    let named = why["evidence"].as_array().is_some_and(|ev| {
+        ev.iter().any(|l| {
+            l.as_str().is_some_and(|l| {
+                l.starts_with("run 1 was asked for over D-Bus: StartUnit by")
+                    && (l.contains("(busctl)") || l.contains("a client the bus no longer knew"))
+            })
+        })
+    });
+    if has_bus && !named {
+        return vec![format!(
+            "{}: a StartUnit over the bus ({call}) is not named by `tracer why`: {why}",
+            g.suite
+        )];
+    }
+    Vec::new()
 }
 
 /// `tracer why` of units systemd has not loaded says so, as systemctl would: a typo of a
@@ -856,12 +933,7 @@ fn check_kernel_only(g: &Guest, scenarios: &[String]) -> Vec<String> {
 /// systemd's verdict as the running daemon did, asking systemd: a replay has what the
 /// daemon had. (The story's `systemctl daemon-reload` came before both.)
 fn check_replayed_verdicts(g: &Guest, scenarios: &[String]) -> Vec<String> {
-    let read = |name: String| -> Value {
-        fs::read_to_string(g.dir.join(name))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(Value::Null)
-    };
+    let read = |name: String| g.json(&name);
     let mut problems = Vec::new();
     for s in scenarios {
         let live = read(format!("tracer/why-daemon-{s}.json"));
@@ -1416,12 +1488,7 @@ fn check_daemon(g: &Guest, scenarios: &[String]) -> Vec<String> {
                 g.suite
             ));
         }
-        let read = |name: &str| -> Value {
-            fs::read_to_string(g.dir.join("tracer").join(name))
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok())
-                .unwrap_or(Value::Null)
-        };
+        let read = |name: &str| g.json(&format!("tracer/{name}"));
         let (live, replayed) = (
             read(&format!("why-daemon-{s}.json")),
             read(&format!("why-{s}.json")),
@@ -1609,8 +1676,18 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
         let inactive_exit = show.num("InactiveExitTimestampMonotonic");
         // systemd creates the cgroup while preparing the start, then records the unit
         // leaving "inactive": the cgroup comes first.
-        let d_start = start_us as i64 - inactive_exit as i64;
         let main_start = show.num("ExecMainStartTimestampMonotonic");
+        // pid 1 stamps ExecMainStart right after the fork and InactiveExit once the spawn
+        // has returned and the state changed: under load, hundreds of ms later (1.3 s
+        // seen, with 47 units starting at once on a host with builds running). When the
+        // main process is the first one (ExecMainStart no later than InactiveExit), that
+        // lag, in systemd's own two stamps, is taken off the deltas to InactiveExit.
+        let lag = if main_start != 0 && main_start <= inactive_exit {
+            (inactive_exit - main_start) as i64
+        } else {
+            0
+        };
+        let d_start = start_us as i64 - inactive_exit as i64 + lag;
         // systemd stamps ExecMainStart in pid 1 right after forking the main process.
         // ... after moving it into the unit's cgroup (systemd 252), or right after the
         // fork into it (257).
@@ -1621,14 +1698,15 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
         // process.
         let d_first = u["first_fork_ns"]
             .as_u64()
-            .map(|f| (f / 1000) as i64 - inactive_exit as i64);
+            .map(|f| (f / 1000) as i64 - inactive_exit as i64 + lag);
         let ms = |d: Option<i64>| d.map_or("-".into(), |d| format!("{:+.1} ms", d as f64 / 1000.0));
         eprintln!(
-            "{}/{s}: cgroup − InactiveExit {:+.1} ms, first fork − InactiveExit {}, main in unit − ExecMainStart {}",
+            "{}/{s}: cgroup − InactiveExit {:+.1} ms, first fork − InactiveExit {}, main in unit − ExecMainStart {} (pid 1's lag {:.1} ms taken off)",
             g.suite,
             d_start as f64 / 1000.0,
             ms(d_first),
-            ms(d_main)
+            ms(d_main),
+            lag as f64 / 1000.0
         );
         // systemd keeps only the latest activation's timestamps; the timeline shows the
         // first. Units that ran more than once are compared through `tracer restarts`.
@@ -1678,8 +1756,12 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
                 }
             }
         }
-        // (One unit's cgroup came 539 ms early once, on a busy host.)
-        if inactive_exit != 0 && !(-1_000_000..=5_000).contains(&d_start) {
+        // The cgroup comes first: a cgroup after the stamp is a tracer taking a later
+        // moment. How much earlier it comes is pid 1's time between making the cgroup
+        // and spawning into it, which load stretches (539 ms once on a busy host; 1.3-3.2 s
+        // for three units of 47 with builds running beside the VM): the median below
+        // holds the typical unit to it, one unit alone is not.
+        if inactive_exit != 0 && d_start > 5_000 {
             off_time.push((
                 s.clone(),
                 d_start.abs(),
@@ -1705,8 +1787,8 @@ fn check_boot_report(g: &Guest, scenarios: &[String]) -> Vec<String> {
         if let Some(d) = d_main.filter(|_| main_start != 0) {
             fork_deltas.push(d.abs());
         }
-        // (A unit systemd never took out of "inactive", envfile's missing
-        // EnvironmentFile=, has no InactiveExit to order by.)
+        // (A unit whose start failed before it left "inactive", as envfile's, has no
+        // stamp to order it by.)
         if inactive_exit != 0 {
             starts.push((s.clone(), start_us, inactive_exit));
         }

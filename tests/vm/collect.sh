@@ -171,6 +171,27 @@ systemctl show mnt-tracerbad.mount -p Id,ActiveState,Result,ControlGroup,ExecMou
   > "$R/units/mnt-tracerbad.show"
 /usr/local/bin/tracer why mnt-tracerbad.mount > "$R/tracer/why-daemon-mnt-tracerbad.mount.txt" 2>&1
 /usr/local/bin/tracer why mnt-tracerbad.mount --json > "$R/tracer/why-daemon-mnt-tracerbad.mount.json" 2>&1
+# A socket with Accept=yes: one instance of its service per connection.
+printf '[Socket]\nListenStream=127.0.0.1:7778\nAccept=yes\n' > /run/systemd/system/tracer-vm-echo.socket
+printf '[Service]\nExecStart=/bin/cat\nStandardInput=socket\n' > /run/systemd/system/tracer-vm-echo@.service
+systemctl daemon-reload
+systemctl start tracer-vm-echo.socket
+timeout 10 bash -c 'exec 3<>/dev/tcp/127.0.0.1/7778; echo hello >&3; read -r line <&3; echo "$line"' \
+  > "$R/tracer/echo.txt" 2>&1
+sleep 0.5
+/usr/local/bin/tracer why tracer-vm-echo.socket --json > "$R/tracer/why-daemon-tracer-vm-echo.socket.json" 2>&1
+/usr/local/bin/tracer why tracer-vm-echo.socket > "$R/tracer/why-daemon-tracer-vm-echo.socket.txt" 2>&1
+# A job asked for over the bus (as a program using D-Bus does; root's systemctl talks to
+# pid 1 over its own socket): the daemon's monitor of the bus names the caller.
+printf '[Service]\nType=oneshot\nExecStart=/bin/sleep 0.5\n' > /run/systemd/system/tracer-vm-asked.service
+systemctl daemon-reload
+busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager \
+  StartUnit ss tracer-vm-asked.service replace > "$R/tracer/asked-call.txt" 2>&1
+for i in $(seq 50); do
+  [ "$(systemctl show -P ActiveState tracer-vm-asked.service)" = inactive ] && break
+  sleep 0.2
+done
+/usr/local/bin/tracer why tracer-vm-asked.service --json > "$R/tracer/why-daemon-asked.json" 2>&1
 # Units systemd has not loaded: a typo of a loaded one's name, and a masked one.
 /usr/local/bin/tracer why tracr.service > "$R/tracer/why-typo.txt" 2>&1
 systemctl mask --runtime tracer-vm-masked.service > /dev/null 2>&1

@@ -163,23 +163,24 @@ pub fn full_unit_name(name: &str) -> String {
     }
 }
 
-/// Longest unit name systemd accepts (UNIT_NAME_MAX, with the NUL).
-const UNIT_NAME_MAX: usize = 256;
+/// Longest name a nearest one is looked for (people type short names; a client's long
+/// one would cost the daemon its length squared for each unit).
+const SUGGEST_MAX: usize = 64;
 
 /// The name among `names` nearest to `name`, when one is near enough to be what was
 /// meant (a typo: at most 2 edits, or one in six characters for longer names) and of the
-/// same type (`.service`). The names' lengths are bounded, so a client's long or odd
-/// argument costs no more than a short one.
+/// same type (`.service`). Only names of up to [`SUGGEST_MAX`] characters get one, so
+/// what a client's argument costs is bounded: at most 64 × 74 steps for each unit.
 pub fn closest<'a>(name: &str, names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let suffix = |n: &str| n.rsplit_once('.').map(|(_, t)| t.to_owned());
     let want: Vec<char> = name.chars().collect();
-    if want.len() > UNIT_NAME_MAX {
+    if want.len() > SUGGEST_MAX {
         return None;
     }
     let most = 2.max(want.len() / 6);
     let mut best: Option<(usize, &str)> = None;
     for n in names {
-        if n == name || suffix(n) != suffix(name) || n.len() > UNIT_NAME_MAX * 4 {
+        if n == name || suffix(n) != suffix(name) || n.len() > 4 * (SUGGEST_MAX + most) {
             continue;
         }
         let have: Vec<char> = n.chars().collect();

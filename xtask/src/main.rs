@@ -472,6 +472,11 @@ const EXPLAINS: &[(&str, &str, Line)] = &[
     ("a socket", "sock.socket", Line::Explanation),
     ("a path unit", "watch.path", Line::Explanation),
     (
+        "a socket with Accept=yes (made by collect.sh)",
+        "tracer-vm-echo.socket",
+        Line::Explanation,
+    ),
+    (
         "a mount unit that failed (made by collect.sh)",
         "mnt-tracerbad.mount",
         Line::Explanation,

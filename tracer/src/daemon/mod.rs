@@ -146,6 +146,12 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let (changes_tx, changes_rx) = mpsc::channel(CHANGES_QUEUE);
     let changes_lost = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     if cfg.ask_systemd {
+        // ... and who asks for jobs over the system bus, when there is one.
+        tokio::spawn(systemd::requests::follow(
+            None,
+            changes_tx.clone(),
+            changes_lost.clone(),
+        ));
         tokio::spawn(systemd::watch::follow(changes_tx, changes_lost.clone()));
     } else {
         // (The changes' channel closes with its sender: nothing comes.)

@@ -115,14 +115,17 @@ fn trigger_why(u: &SystemdUnit, explanation: String) -> Why<'_> {
         run_starts: RunStarts::default(),
         crash_loop: false,
         explanation,
-        hint: u
-            .triggers
-            .first()
-            .map(|t| format!("`tracer why {t}` explains the runs it started")),
-        evidence: vec![format!(
+        hint: None,
+        evidence: std::iter::once(format!(
             "this is systemd's account of a {} unit: it starts another, which runs the processes",
             u.id.rsplit_once('.').map_or("", |(_, k)| k)
-        )],
+        ))
+        .chain(
+            u.triggers
+                .iter()
+                .map(|t| format!("`tracer why {t}` explains the runs it started")),
+        )
+        .collect(),
         cause: None,
         systemd_verdict: verdict(u).name(),
         systemd: Some(u),
@@ -477,6 +480,24 @@ fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
     }
     if let Some(line) = n_restarts_line(h, sd) {
         evidence.push(line);
+    }
+    // Who asked for the latest run's job over the bus, when a client did (within 10 s
+    // before it began: the call, then the job, then the cgroup).
+    if let (Some(run), Some(ask)) = (h.runs.last(), sd.and_then(|u| u.asked_by.as_ref()))
+        && ask.at_ns <= run.started_ns
+        && run.started_ns - ask.at_ns <= 10_000_000_000
+    {
+        evidence.push(format!(
+            "run {} was asked for over D-Bus: {} by {}{}",
+            run.number,
+            ask.method,
+            match (ask.pid, &ask.comm) {
+                (Some(pid), Some(comm)) => format!("pid {pid} ({comm})"),
+                (Some(pid), None) => format!("pid {pid}"),
+                _ => "a client the bus no longer knew".to_owned(),
+            },
+            ask.uid.map_or_else(String::new, |u| format!(", uid {u}"))
+        ));
     }
     let first_by = first_run_by(h, sd);
     if let Some((by, after_ns)) = first_by {

@@ -41,6 +41,34 @@ pub enum Change {
     },
     /// A service's whole account, asked for right after its state changed.
     Unit { at_ns: u64, unit: Box<SystemdUnit> },
+    /// A client asked pid 1 over the bus for a job of the unit (see
+    /// [`super::requests`]): the method, and who the bus says the caller is.
+    JobAsked {
+        at_ns: u64,
+        unit: String,
+        method: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pid: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uid: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comm: Option<String>,
+    },
+}
+
+/// The latest job a client asked for over the bus, and who asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobAsk {
+    /// When the call was seen (CLOCK_BOOTTIME ns).
+    pub at_ns: u64,
+    /// StartUnit, RestartUnit, a unit's Start, ...
+    pub method: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comm: Option<String>,
 }
 
 /// A property's value as systemd sent it.
@@ -148,6 +176,8 @@ pub struct Account {
     /// Queued jobs not yet ended: their unit and type.
     jobs: HashMap<u32, (String, Option<String>)>,
     last_job: HashMap<String, JobEnd>,
+    /// Each unit's latest job asked for over the bus.
+    asked: HashMap<String, JobAsk>,
     /// Each timer's, socket's and path's latest firings (ns), the latest last.
     firings: HashMap<String, Vec<u64>>,
     overflowed: bool,
@@ -247,6 +277,29 @@ impl Account {
                 );
             }
             Change::Unit { unit, .. } => self.take_unit(unit),
+            Change::JobAsked {
+                at_ns,
+                unit,
+                method,
+                pid,
+                uid,
+                comm,
+            } => {
+                if !self.asked.contains_key(unit) && self.asked.len() >= MAX_UNITS {
+                    self.overflowed = true;
+                    return;
+                }
+                self.asked.insert(
+                    unit.clone(),
+                    JobAsk {
+                        at_ns: *at_ns,
+                        method: method.clone(),
+                        pid: *pid,
+                        uid: *uid,
+                        comm: comm.clone(),
+                    },
+                );
+            }
         }
     }
 
@@ -346,6 +399,7 @@ impl Account {
             .collect();
         activations.sort_by_key(|a| a.at_ns);
         u.activations = activations;
+        u.asked_by = self.asked.get(&u.id).cloned();
         let Some(job) = self.last_job.get(&u.id) else {
             return;
         };

@@ -14,6 +14,7 @@
 
 pub mod changes;
 mod private;
+pub mod requests;
 pub mod watch;
 
 use std::{collections::HashMap, time::Duration};
@@ -315,6 +316,10 @@ pub struct SystemdUnit {
     /// Triggers=: what a timer, socket or path unit starts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub triggers: Vec<String>,
+    /// The latest job of it a client asked for over the bus, and who (see
+    /// [`changes::Account`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked_by: Option<changes::JobAsk>,
     /// What systemd says of a timer, socket, path or mount unit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub typed: Option<TypedFacts>,
@@ -1050,6 +1055,7 @@ impl Systemd {
             triggered_by: u.triggered_by.unwrap_or_default(),
             activations: Vec::new(),
             triggers: u.triggers.unwrap_or_default(),
+            asked_by: None,
             typed,
         })
     }
