@@ -523,6 +523,8 @@ fn tracer_agrees_with_systemd() {
         problems.extend(check_hardening(&g));
         problems.extend(check_boot_report(&g, &ran_at_boot));
         problems.extend(check_story(&g));
+        problems.extend(check_journal_remote(&g));
+        problems.extend(check_bus_use(&g));
         for sc in &ran {
             problems.extend(check_model(&g, sc));
         }
@@ -1443,8 +1445,10 @@ fn check_hardening(g: &Guest) -> Vec<String> {
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or(Value::Null);
-    if !stopped.contains("exit 0")
-        || !stopped.contains("inactive\ninactive")
+    // (On the image without dbus there is nothing to stop: check_bus_use holds it to
+    // having no bus at all.)
+    let bus_stopped = stopped.contains("exit 0") && stopped.contains("inactive\ninactive");
+    if (has_dbus(g) && !bus_stopped)
         || nodbus["systemd_verdict"] != "failed"
         || nodbus["systemd"]["service"]["result"] != "exit-code"
     {
@@ -2424,4 +2428,327 @@ fn check_spawn_failures(g: &Guest, scenarios: &[String]) -> Vec<String> {
         }
     }
     problems
+}
+
+/// Whether the suite's image has the dbus package: all but the no-dbus image
+/// (`trixie-nodbus`), which xtask builds without it and refuses to build with it.
+fn has_dbus(g: &Guest) -> bool {
+    !g.suite.ends_with("-nodbus")
+}
+
+/// On the image without the dbus package there is no bus (no dbus.service or dbus.socket,
+/// no bus socket), and the daemon asked pid 1 over its own socket every time: each of its
+/// three ways to systemd (its changes, its account of the boot, the reports' facts) says
+/// /run/systemd/private, and it never turned to the bus (no "asking over the system bus"
+/// warning, no "asked over the system bus"). Where the image has dbus, the bus was there.
+fn check_bus_use(g: &Guest) -> Vec<String> {
+    let mut problems = Vec::new();
+    let show = fs::read_to_string(g.dir.join("dbus.show")).unwrap_or_default();
+    let not_found = show.matches("LoadState=not-found").count();
+    let socket_absent = show.contains("No such file or directory");
+    if has_dbus(g) {
+        if not_found != 0 || socket_absent || !show.contains("ActiveState=active") {
+            problems.push(format!(
+                "{}: the image has dbus, yet the bus was not there: {show}",
+                g.suite
+            ));
+        }
+        return problems;
+    }
+    if not_found != 2 || !socket_absent {
+        problems.push(format!(
+            "{}: an image without dbus has a bus: {show}",
+            g.suite
+        ));
+    }
+    let journal = fs::read_to_string(g.dir.join("journal.txt")).unwrap_or_default();
+    let daemon: Vec<&str> = journal
+        .lines()
+        .filter(|l| l.contains(" tracer[") && l.contains("tracer daemon: "))
+        .collect();
+    for way in [
+        "systemd's changes",
+        "systemd's account",
+        "systemd's facts for reports",
+    ] {
+        let line = format!("tracer daemon: {way}: asked over /run/systemd/private");
+        if !daemon.iter().any(|l| l.contains(&line)) {
+            problems.push(format!(
+                "{}: no {line:?} from the daemon; its lines about systemd: {:?}",
+                g.suite,
+                daemon
+                    .iter()
+                    .filter(|l| l.contains("systemd"))
+                    .collect::<Vec<_>>()
+            ));
+        }
+    }
+    let fallback: Vec<&str> = journal
+        .lines()
+        .filter(|l| l.contains(" tracer["))
+        .filter(|l| l.contains("over the system bus"))
+        .collect();
+    if !fallback.is_empty() {
+        problems.push(format!(
+            "{}: without dbus the daemon turned to the bus: {fallback:?}",
+            g.suite
+        ));
+    }
+    eprintln!(
+        "{}: no bus; the daemon's ways to systemd: {:?}",
+        g.suite,
+        daemon
+            .iter()
+            .filter(|l| l.contains("asked over"))
+            .map(|l| l.split("tracer daemon: ").nth(1).unwrap_or_default())
+            .collect::<Vec<_>>()
+    );
+    problems
+}
+
+/// The journal's fields of a `journalctl -o json` line, as text (a value that is not
+/// printable text is an array of bytes there).
+fn journal_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(bytes) => String::from_utf8_lossy(
+            &bytes
+                .iter()
+                .filter_map(|b| b.as_u64().map(|b| b as u8))
+                .collect::<Vec<_>>(),
+        )
+        .into_owned(),
+        _ => String::new(),
+    }
+}
+
+fn read_jsonl(path: &Path) -> Vec<Value> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// What identifies an entry in both journals: the collector keeps each entry's boot,
+/// timestamps and fields, but gives it its own cursor and sequence number.
+fn entry_key(e: &Value) -> (String, String, String, String) {
+    (
+        journal_text(&e["_BOOT_ID"]),
+        journal_text(&e["__REALTIME_TIMESTAMP"]),
+        journal_text(&e["__MONOTONIC_TIMESTAMP"]),
+        journal_text(&e["MESSAGE"]),
+    )
+}
+
+/// An entry's own fields (the journal's `__` ones, cursor and sequence numbers, are the
+/// file's, not the entry's).
+fn entry_fields(e: &Value) -> std::collections::BTreeMap<String, String> {
+    e.as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| !k.starts_with("__"))
+        .map(|(k, v)| (k.clone(), journal_text(v)))
+        .collect()
+}
+
+/// Issue 16: tracer's findings travel with systemd-journal-upload to systemd-journal-remote
+/// (tests/vm/journal-remote.sh, both in the guest, on loopback). The story's finding for
+/// mylog.service is in the collector's journal with every field it has in the local one
+/// (OBJECT_SYSTEMD_UNIT, MESSAGE_ID, PRIORITY, TRACER_ERRNO, ...), `journalctl -D ... -u
+/// mylog.service` shows tracer's line and `-x` the catalog's text; and every local entry up
+/// to the cursor in the uploader's state file arrived, tracer's findings among them.
+fn check_journal_remote(g: &Guest) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut expect = |ok: bool, msg: String| {
+        if !ok {
+            problems.push(format!("{}/journal-remote: {msg}", g.suite));
+        }
+    };
+    let dir = g.dir.join("journal-remote");
+    let read = |name: &str| fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let step = |suffix: &str| {
+        fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().ends_with(suffix))
+            .and_then(|e| fs::read_to_string(e.path()).ok())
+            .unwrap_or_default()
+    };
+    let wait = read("wait.out");
+    expect(
+        wait.starts_with("arrived=yes"),
+        format!(
+            "tracer's finding did not reach the collector within 60 s ({}); the units' journal:\n{}",
+            wait.trim(),
+            read("units-journal.out")
+        ),
+    );
+    let remote = read_jsonl(&dir.join("remote.jsonl"));
+    let local = read_jsonl(&dir.join("local.jsonl"));
+    let is_finding = |e: &&Value| {
+        e["MESSAGE_ID"] == "8652b949182b4d948932779599e03b8e"
+            && e["OBJECT_SYSTEMD_UNIT"] == "mylog.service"
+            && e["TRACER_KIND"] == "failure"
+    };
+    let here: Vec<&Value> = local.iter().filter(is_finding).collect();
+    let there: Vec<&Value> = remote.iter().filter(is_finding).collect();
+    expect(
+        here.len() == 1 && there.len() == 1,
+        format!(
+            "tracer's finding for mylog.service: {} in the local journal, {} in the collector's ({} entries there; {})",
+            here.len(),
+            there.len(),
+            remote.len(),
+            read("remote.err").trim()
+        ),
+    );
+    if let (Some(l), Some(r)) = (here.first(), there.first()) {
+        let (lf, rf) = (entry_fields(l), entry_fields(r));
+        for (k, v) in &lf {
+            expect(
+                rf.get(k) == Some(v),
+                format!("{k}={v:?} here, {:?} in the collector's journal", rf.get(k)),
+            );
+        }
+        for k in rf.keys().filter(|k| !lf.contains_key(*k)) {
+            expect(
+                false,
+                format!("{k}={:?} only in the collector's journal", rf[k]),
+            );
+        }
+        let boot_id = read_boot_id(g);
+        for (field, value) in [
+            ("OBJECT_SYSTEMD_UNIT", "mylog.service"),
+            ("MESSAGE_ID", "8652b949182b4d948932779599e03b8e"),
+            ("MESSAGE", MYLOG_FINDING),
+            ("PRIORITY", "3"),
+            ("SYSLOG_IDENTIFIER", "tracer"),
+            ("_UID", "0"),
+            ("_HOSTNAME", &format!("tracer-{}", g.suite)),
+            ("TRACER_KIND", "failure"),
+            ("TRACER_CAUSE", "exec-failed"),
+            ("TRACER_ERRNO", "13"),
+            ("TRACER_ERROR", "EACCES"),
+            ("TRACER_PATH", "/usr/local/bin/mylog.sh"),
+            ("TRACER_MODE", "0644"),
+            ("TRACER_RUN", "1"),
+            (
+                "TRACER_FIX",
+                "make it executable: chmod +x /usr/local/bin/mylog.sh",
+            ),
+            ("TRACER_BOOT_ID", &boot_id),
+            ("_BOOT_ID", &boot_id),
+        ] {
+            expect(
+                rf.get(field).map(String::as_str) == Some(value),
+                format!(
+                    "{field}={:?} in the collector's journal, not {value:?}",
+                    rf.get(field)
+                ),
+            );
+        }
+        eprintln!(
+            "{}/journal-remote: tracer's finding arrived with its {} fields ({})",
+            g.suite,
+            rf.len(),
+            rf.keys()
+                .filter(|k| k.starts_with("TRACER_") || !k.starts_with('_'))
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    // Everything the uploader says it sent (up to the cursor in its state file) arrived.
+    let state = read("state.out");
+    let cursor = state
+        .lines()
+        .find_map(|l| l.strip_prefix("LAST_CURSOR="))
+        .unwrap_or_default();
+    let upto = local.iter().position(|e| e["__CURSOR"] == cursor);
+    expect(
+        upto.is_some(),
+        format!("the uploader's state {state:?} names no entry of the local journal"),
+    );
+    if let Some(upto) = upto {
+        let mut arrived: std::collections::HashMap<_, usize> = std::collections::HashMap::new();
+        for e in &remote {
+            *arrived.entry(entry_key(e)).or_default() += 1;
+        }
+        let sent = &local[..=upto];
+        let missing: Vec<&Value> = sent
+            .iter()
+            .filter(|e| match arrived.get_mut(&entry_key(e)) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    false
+                }
+                _ => true,
+            })
+            .collect();
+        let findings = sent
+            .iter()
+            .filter(|e| e["SYSLOG_IDENTIFIER"] == "tracer" && !e["TRACER_KIND"].is_null())
+            .count();
+        expect(
+            missing.is_empty(),
+            format!(
+                "{} of the {} entries up to the uploader's cursor are not in the collector's journal, e.g. {:?}",
+                missing.len(),
+                sent.len(),
+                missing.first().map(|e| entry_key(e))
+            ),
+        );
+        eprintln!(
+            "{}/journal-remote: {} entries up to the uploader's cursor ({findings} of them tracer's findings), {} in the collector's journal",
+            g.suite,
+            sent.len(),
+            remote.len()
+        );
+    }
+    let shown = step("-remote-u.txt");
+    expect(
+        shown
+            .lines()
+            .any(|l| l.contains(" tracer[") && l.ends_with(&format!(": {MYLOG_FINDING}")))
+            && shown.contains("[exit 0]"),
+        format!("journalctl --directory=... -u mylog.service shows no line from tracer:\n{shown}"),
+    );
+    let explained = read("remote-x.out");
+    expect(
+        explained.contains("Subject: mylog.service failed, and tracer saw why")
+            && explained.contains("The fix: make it executable: chmod +x /usr/local/bin/mylog.sh"),
+        format!("journalctl --directory=... -x -u mylog.service has no catalog text:\n{explained}"),
+    );
+    // The collector's own count, said as it stops, is what its journal holds.
+    let units = read("units-journal.out");
+    let written = units.lines().find_map(|l| {
+        l.split("Finishing after writing ")
+            .nth(1)?
+            .strip_suffix(" entries")?
+            .parse::<usize>()
+            .ok()
+    });
+    expect(
+        written == Some(remote.len()),
+        format!(
+            "systemd-journal-remote says it wrote {written:?} entries, its journal has {}:\n{units}",
+            remote.len()
+        ),
+    );
+    let stop = read("stop.out");
+    expect(
+        stop.trim() == "exit 0",
+        format!("stopping the uploader and the collector: {stop}"),
+    );
+    problems
+}
+
+/// The first boot's id as the journal writes it (no dashes).
+fn read_boot_id(g: &Guest) -> String {
+    fs::read_to_string(g.dir.join("boot_id.txt"))
+        .unwrap_or_default()
+        .trim()
+        .replace('-', "")
 }

@@ -73,8 +73,14 @@ timeout 20 bash -c 'exec 3<>/dev/tcp/127.0.0.1/9464 && printf "GET /metrics HTTP
 systemctl status --no-pager tracer.service tracer-metrics.socket > "$R/tracer.status" 2>&1
 # The daemon's own log lines carry their priority when stderr is the journal's stream:
 # an error (a configuration file that is not there) is PRIORITY=3.
-timeout 60 systemd-run --quiet --wait --unit=tracer-vm-priority /usr/local/bin/tracer daemon \
+# (Not `systemd-run --wait`: that asks over the bus, which the no-dbus image lacks. The
+# unit fails at once; waited for, at most 60 s.)
+systemd-run --quiet --unit=tracer-vm-priority /usr/local/bin/tracer daemon \
   --config /nonexistent/tracer.toml > /dev/null 2>&1
+for i in $(seq 300); do
+  case $(systemctl show -P ActiveState tracer-vm-priority.service) in failed|inactive) break ;; esac
+  sleep 0.2
+done
 journalctl -b -u tracer-vm-priority.service -o json --no-pager > "$R/priority.jsonl" 2>&1
 # (Also on the console, the serial log, should anything after hang.)
 head -12 "$R/tracer.status"
@@ -191,6 +197,9 @@ done
 systemctl mask --runtime tracer-vm-masked.service > /dev/null 2>&1
 /usr/local/bin/tracer why tracer-vm-masked.service > "$R/tracer/why-masked.txt" 2>&1
 
+# Whether this image has the bus at all (the no-dbus image has no dbus package).
+{ systemctl show -p Id,LoadState,ActiveState dbus.service dbus.socket; ls -l /run/dbus/system_bus_socket; } \
+  > "$R/dbus.show" 2>&1
 # With the D-Bus daemon gone (as on a host without the dbus package), systemd's account
 # still comes, over pid 1's own socket.
 systemctl stop dbus.socket dbus.service > "$R/tracer/nodbus-stop.txt" 2>&1
@@ -235,6 +244,9 @@ journalctl -b -o json > "$R/journal.json"
 # systemd's "Failed at step X spawning Y" records (SD_MESSAGE_SPAWN_FAILED)
 journalctl -b -o json MESSAGE_ID=641257651c1b4ec9a8624d7a40a9e1e7 > "$R/spawn-failed.json"
 journalctl -b -o short-monotonic --no-pager > "$R/journal.txt"
+# tracer's findings shipped to systemd-journal-remote on loopback (at most 3 min).
+timeout 180 "$lib/journal-remote.sh" "$R/journal-remote"
+stamp "journal-remote done"
 stamp "collected"
 echo ok > "$R/complete"
 tar -C "$R" -cf /dev/vdb . && sync

@@ -23,8 +23,34 @@ pub struct Image {
     pub initrd: PathBuf,
 }
 
-/// Debian packages in the guest beyond minbase.
-const GUEST_PACKAGES: &str = "systemd,systemd-sysv,udev,kmod,dbus,procps";
+/// Debian packages in the guest beyond minbase (`dbus` is added but for the no-dbus
+/// image; systemd-journal-remote brings systemd-journal-upload and -remote, which the
+/// journal-remote test runs on loopback; it enables none of its units).
+const GUEST_PACKAGES: &str = "systemd,systemd-sysv,udev,kmod,procps,systemd-journal-remote";
+
+impl Suite {
+    /// The Debian release the image is made of.
+    fn release(self) -> &'static str {
+        match self {
+            Suite::Bookworm => "bookworm",
+            Suite::Trixie | Suite::TrixieNodbus => "trixie",
+        }
+    }
+
+    /// Whether the image has the dbus package (the system bus).
+    fn has_dbus(self) -> bool {
+        self != Suite::TrixieNodbus
+    }
+
+    /// mmdebstrap's --include list.
+    fn packages(self) -> String {
+        if self.has_dbus() {
+            format!("{GUEST_PACKAGES},dbus")
+        } else {
+            GUEST_PACKAGES.to_owned()
+        }
+    }
+}
 
 /// Modules the initramfs loads to mount the root disk (dependencies are added).
 const INITRD_MODULES: [&str; 5] = [
@@ -98,10 +124,10 @@ pub fn build_image(suite: Suite) -> anyhow::Result<Image> {
     fs::write(&hook, KERNEL_HOOK)?;
     fs::set_permissions(&hook, fs::Permissions::from_mode(0o755))?;
     let kernel_deb = work.join("kernel.deb");
-    let s = suite.name();
+    let s = suite.release();
     sh(Command::new("mmdebstrap")
         .args(["--mode=root", "--variant=minbase", "--quiet"])
-        .arg(format!("--include={GUEST_PACKAGES}"))
+        .arg(format!("--include={}", suite.packages()))
         .arg("--aptopt=Apt::Install-Recommends \"false\"")
         .args([
             "--dpkgopt=path-exclude=/usr/share/man/*",
@@ -121,6 +147,16 @@ pub fn build_image(suite: Suite) -> anyhow::Result<Image> {
             "deb http://deb.debian.org/debian-security {s}-security main"
         )))?;
     let t_debootstrap = started.elapsed();
+    // Nothing may have pulled the bus in where the image must lack it (nor left it out
+    // where it must be there).
+    let bus = ["usr/bin/dbus-daemon", "usr/lib/systemd/system/dbus.service"]
+        .map(|p| rootfs.join(p).exists());
+    ensure!(
+        bus == [suite.has_dbus(); 2],
+        "the {} image: dbus-daemon and dbus.service present: {bus:?}, want {}",
+        suite.name(),
+        suite.has_dbus()
+    );
 
     // The kernel and its modules.
     let kdir = work.join("kernel");
@@ -185,7 +221,10 @@ pub fn build_image(suite: Suite) -> anyhow::Result<Image> {
         rootfs.join("etc/machine-id"),
         "0123456789abcdef0123456789abcdef\n",
     )?;
-    fs::write(rootfs.join("etc/hostname"), format!("tracer-{s}\n"))?;
+    fs::write(
+        rootfs.join("etc/hostname"),
+        format!("tracer-{}\n", suite.name()),
+    )?;
     let masked = rootfs.join("etc/systemd/system");
     for unit in [
         "getty.target",
@@ -212,7 +251,8 @@ pub fn build_image(suite: Suite) -> anyhow::Result<Image> {
     fs::remove_dir_all(&work)?;
     fs::write(&key_file, &key)?;
     eprintln!(
-        "vm: {s} image built in {:.1} s (mmdebstrap {:.1} s, kernel+initrd+config {:.1} s, mkfs {:.1} s), kernel {kver}",
+        "vm: {} image built in {:.1} s (mmdebstrap {:.1} s, kernel+initrd+config {:.1} s, mkfs {:.1} s), kernel {kver}",
+        suite.name(),
         started.elapsed().as_secs_f64(),
         t_debootstrap.as_secs_f64(),
         (t_config - t_debootstrap).as_secs_f64(),

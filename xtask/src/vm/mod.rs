@@ -46,15 +46,19 @@ pub enum Suite {
     Bookworm,
     /// Debian 13: systemd 257, kernel 6.12.
     Trixie,
+    /// Debian 13 without the dbus package (as minimal images and many containers are):
+    /// pid 1 only over its own socket, /run/systemd/private.
+    TrixieNodbus,
 }
 
 impl Suite {
-    const ALL: [Suite; 2] = [Suite::Bookworm, Suite::Trixie];
+    const ALL: [Suite; 3] = [Suite::Bookworm, Suite::Trixie, Suite::TrixieNodbus];
 
     fn name(self) -> &'static str {
         match self {
             Suite::Bookworm => "bookworm",
             Suite::Trixie => "trixie",
+            Suite::TrixieNodbus => "trixie-nodbus",
         }
     }
 }
@@ -265,6 +269,10 @@ fn boot(suite: Suite, image: &Image, tracer: &Path, scenarios: &[String]) -> any
     inject.files.push((
         "/usr/local/lib/tracer-vm/story.sh".into(),
         vm.join("story.sh"),
+    ));
+    inject.files.push((
+        "/usr/local/lib/tracer-vm/journal-remote.sh".into(),
+        vm.join("journal-remote.sh"),
     ));
     let list = work.join("scenarios.txt");
     fs::write(&list, scenarios.join("\n") + "\n")?;
