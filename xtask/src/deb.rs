@@ -82,7 +82,10 @@ pub fn build(version: Option<&str>) -> anyhow::Result<PathBuf> {
     )?;
     let catalog = stage.join("usr/lib/systemd/catalog");
     mkdir(&catalog)?;
-    copy(&dist.join("tracer.catalog"), &catalog.join("tracer.catalog"))?;
+    copy(
+        &dist.join("tracer.catalog"),
+        &catalog.join("tracer.catalog"),
+    )?;
 
     let etc = stage.join("etc/tracer");
     mkdir(&etc)?;
@@ -160,29 +163,38 @@ pub fn build(version: Option<&str>) -> anyhow::Result<PathBuf> {
         "xtask: built {} ({count} man pages; Depends: {depends})",
         deb.display()
     );
-    lintian(&deb)?;
     Ok(deb)
 }
 
-/// Runs lintian on `deb` when it is installed and says what it found (tags are not an
-/// error here: the VM stage's check holds the package to the tags the note explains).
-fn lintian(deb: &Path) -> anyhow::Result<()> {
-    match Command::new("lintian")
+/// `cargo xtask deb`: set up (as `install` does), the package, then what lintian says of it (when it is installed;
+/// tags are not an error here: tests/vm.rs's package check holds the package to the
+/// tags it explains).
+pub fn task(version: Option<&str>) -> anyhow::Result<()> {
+    crate::setup()?;
+    let deb = build(version)?;
+    match lintian(&deb) {
+        Ok(tags) if tags.trim().is_empty() => eprintln!("xtask: lintian: no tags"),
+        Ok(tags) => eprintln!("xtask: lintian:\n{}", tags.trim_end()),
+        Err(e) => eprintln!("xtask: {e:#}"),
+    }
+    Ok(())
+}
+
+/// lintian's tags for `deb`, info and pedantic ones included, one a line.
+pub fn lintian(deb: &Path) -> anyhow::Result<String> {
+    let out = Command::new("lintian")
         .args(["-I", "--pedantic", "--tag-display-limit", "0"])
         .arg(deb)
         .output()
-    {
-        Ok(out) => {
-            let tags = String::from_utf8_lossy(&out.stdout);
-            if tags.trim().is_empty() {
-                eprintln!("xtask: lintian: no tags");
-            } else {
-                eprintln!("xtask: lintian:\n{}", tags.trim_end());
-            }
-        }
-        Err(e) => eprintln!("xtask: lintian not run ({e}): apt-get install lintian"),
-    }
-    Ok(())
+        .context("running lintian (apt-get install lintian; scripts/setup.sh installs it)")?;
+    // Exit 1 means tags of error or warning level were found; 2 and up, lintian failed.
+    ensure!(
+        out.status.code().is_some_and(|c| c <= 1),
+        "lintian failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Debian's version syntax, loosely: [epoch:]upstream[-revision], starting with a digit.
@@ -190,8 +202,7 @@ fn check_version(v: &str) -> anyhow::Result<()> {
     let upstream = v.split_once(':').map_or(v, |(_, rest)| rest);
     ensure!(
         upstream.starts_with(|c: char| c.is_ascii_digit())
-            && v
-                .chars()
+            && v.chars()
                 .all(|c| c.is_ascii_alphanumeric() || ".+-~:".contains(c)),
         "{v:?} is not a Debian version: use digits, letters and . + - ~ (e.g. 0.2.0+test1)"
     );
@@ -434,7 +445,8 @@ fn dir_modes(dir: &Path) -> anyhow::Result<()> {
 }
 
 fn copy(from: &Path, to: &Path) -> anyhow::Result<()> {
-    fs::copy(from, to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    fs::copy(from, to)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
     set_mode(to, 0o644)
 }
 
@@ -469,7 +481,9 @@ mod tests {
         }
         assert_eq!(unit.lines().count(), dist.lines().count());
         assert!(packaged_unit("[Service]\nExecStart=/opt/tracer daemon\n").is_err());
-        assert!(packaged_unit("ExecStart=/usr/local/bin/tracer\nBindPaths=/usr/local/x\n").is_err());
+        assert!(
+            packaged_unit("ExecStart=/usr/local/bin/tracer\nBindPaths=/usr/local/x\n").is_err()
+        );
     }
 
     #[test]

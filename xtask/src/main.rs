@@ -68,7 +68,7 @@ fn main() -> anyhow::Result<()> {
         Task::Run { args } => run(&args),
         Task::Test => test(),
         Task::Install => install(),
-        Task::Deb { version } => deb::build(version.as_deref()).map(drop),
+        Task::Deb { version } => deb::task(version.as_deref()),
         Task::Uninstall => uninstall(),
         Task::Docs => docs(),
         Task::Vm { vm } => vm::run(vm),
