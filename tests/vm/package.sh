@@ -89,7 +89,7 @@ upgrade)
     storm "$R/storm.pids" &
   storm=$!
   for i in $(seq 300); do
-    [ "$(wc -l < "$R/storm.pids")" -ge 300 ] && break
+    [ "$(wc -l < "$R/storm.pids")" -ge 100 ] && break
     sleep 0.1
   done
   wc -l < "$R/storm.pids" > "$R/storm-before-upgrade.txt"
