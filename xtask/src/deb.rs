@@ -48,9 +48,14 @@ const DIST_BIN: &str = "/usr/local/bin/tracer";
 /// Builds target/deb/tracer_VERSION_amd64.deb (VERSION: `version`, else the workspace's)
 /// from the release binary, and returns its path.
 pub fn build(version: Option<&str>) -> anyhow::Result<PathBuf> {
+    let tracer = crate::build_release()?;
+    build_from(&tracer, version)
+}
+
+/// The package of the release binary `tracer` (built already), as [`build`] makes it.
+pub fn build_from(tracer: &Path, version: Option<&str>) -> anyhow::Result<PathBuf> {
     let version = version.unwrap_or(env!("CARGO_PKG_VERSION"));
     check_version(version)?;
-    let tracer = crate::build_release()?;
     let out = root().join("target/deb");
     let stage = out.join(format!("{PACKAGE}_{version}_amd64"));
     if stage.exists() {
@@ -69,7 +74,7 @@ pub fn build(version: Option<&str>) -> anyhow::Result<PathBuf> {
             "-o",
         ])
         .arg(&bin)
-        .arg(&tracer))?;
+        .arg(tracer))?;
     set_mode(&bin, 0o755)?;
 
     let units = stage.join(UNIT_DIR);
@@ -100,7 +105,7 @@ pub fn build(version: Option<&str>) -> anyhow::Result<PathBuf> {
     // Man pages, one a subcommand, compressed as Debian wants them.
     let man1 = stage.join("usr/share/man/man1");
     mkdir(&man1)?;
-    let pages = generated(&tracer, &["manpage", "--dir"], Some(&man1))?;
+    let pages = generated(tracer, &["manpage", "--dir"], Some(&man1))?;
     let mut count = 0;
     for page in String::from_utf8_lossy(&pages).lines() {
         gzip(Path::new(page))?;
@@ -111,7 +116,7 @@ pub fn build(version: Option<&str>) -> anyhow::Result<PathBuf> {
         "tracer manpage wrote {count} pages; expected tracer.1 and one a subcommand"
     );
     for (shell, path) in COMPLETIONS {
-        let text = generated(&tracer, &["completions", shell], None)?;
+        let text = generated(tracer, &["completions", shell], None)?;
         let to = stage.join(path);
         mkdir(to.parent().unwrap())?;
         fs::write(&to, text).with_context(|| format!("writing {}", to.display()))?;

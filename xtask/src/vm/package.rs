@@ -24,8 +24,9 @@ pub fn newer_version() -> String {
 /// Builds both packages, and writes lintian's tags of the first to
 /// target/vm/package/lintian.txt (the two differ in their version alone).
 pub fn build() -> anyhow::Result<Debs> {
-    let a = deb::build(None)?;
-    let b = deb::build(Some(&newer_version()))?;
+    let tracer = crate::build_release()?;
+    let a = deb::build_from(&tracer, None)?;
+    let b = deb::build_from(&tracer, Some(&newer_version()))?;
     let dir = results_dir().join("package");
     fs::create_dir_all(&dir)?;
     let t = Instant::now();
