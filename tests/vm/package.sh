@@ -57,6 +57,7 @@ run() {
 }
 
 settle
+stamp "$phase: no job left"
 case "$phase" in
 install)
   { command -v cargo rustc rustup; ls -d /root/.cargo /root/.rustup; } > "$R/rust.txt" 2>/dev/null
@@ -81,6 +82,7 @@ upgrade)
   run journal-list-before tracer journal list --json
   run boot tracer boot --boot 0 --json
   dpkg-query -W -f='${Version}\n' tracer > "$R/version-before.txt" 2>&1
+  stamp "the boot's account taken"
   # The storm: short processes, each pid written down once it is started, until the
   # upgrade is over; then more, to at least 2000 and at least 200 after the upgrade.
   rm -f /run/tracer-vm-storm.stop
