@@ -2,7 +2,8 @@
 # Installs what building and testing tracer needs on a Debian 12 host, idempotently:
 # Debian packages (LLVM 22 for bpf-linker, bpftrace and strace for the benchmark, qemu
 # and mmdebstrap for the VM tests, prometheus for the scrape test and its promtool for the
-# metrics and alert-rule checks), rust-src for the nightly toolchain that builds the eBPF
+# metrics and alert-rule checks, dpkg-dev and lintian for `cargo xtask deb` and the VM
+# stage's package check), rust-src for the nightly toolchain that builds the eBPF
 # crate, bpf-linker built against LLVM 22, and a Python venv with PyPI's opentelemetry-proto
 # (the official OTLP definitions) for the daemon tests' OTLP receiver, tests/bin/otlp-receiver.py.
 # Quick when everything is already there. Needs root for apt (uses sudo when not root).
@@ -13,7 +14,8 @@ OTLP_PROTO_VERSION=1.45.2
 # Where the daemon tests look for it (tests/daemon.rs, otlp_python).
 OTLP_VENV="${TRACER_OTLP_VENV:-$HOME/.cache/tracer/otlp-venv}"
 APT_PACKAGES=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev bpftrace strace
-  mmdebstrap busybox-static cpio e2fsprogs xz-utils zstd kmod prometheus librsvg2-bin)
+  mmdebstrap busybox-static cpio e2fsprogs xz-utils zstd kmod prometheus librsvg2-bin
+  dpkg-dev lintian)
 # From bookworm-backports: the machine's qemu-utils 10 (backports) breaks bookworm's own
 # qemu-system-x86 7.2.
 BACKPORTS_PACKAGES=(qemu-system-x86)

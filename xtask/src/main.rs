@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's own tasks — set-up, the test suite, running, benchmarks.
 
 mod bench;
+mod deb;
 mod vm;
 
 use std::{
@@ -36,6 +37,15 @@ enum Task {
     /// per subcommand, the Prometheus rules and Grafana dashboard in
     /// /usr/local/share/tracer; enable and start it when systemd runs.
     Install,
+    /// Build the Debian package target/deb/tracer_VERSION_amd64.deb (what `install`
+    /// installs, at Debian's paths; `apt install ./target/deb/tracer_*.deb` on a host with
+    /// no Rust).
+    Deb {
+        /// The package's version (default: the workspace's); e.g. 0.2.0+test1 for a
+        /// package that upgrades the default one.
+        #[arg(long)]
+        version: Option<String>,
+    },
     /// Stop, disable and remove what `install` put in place (the journal in
     /// /var/lib/tracer is kept).
     Uninstall,
@@ -59,6 +69,7 @@ fn main() -> anyhow::Result<()> {
         Task::Run { args } => run(&args),
         Task::Test => test(),
         Task::Install => install(),
+        Task::Deb { version } => deb::task(version.as_deref()),
         Task::Uninstall => uninstall(),
         Task::Docs => docs(),
         Task::Vm { vm } => vm::run(vm),

@@ -7,6 +7,7 @@
 //! base never changes; results come back as a tar written by the guest to a second disk.
 
 mod image;
+mod package;
 
 use std::{
     fmt::Write as _,
@@ -35,8 +36,16 @@ pub enum Vm {
         /// Which images (default: all).
         #[arg(long = "suite", value_enum)]
         suites: Vec<Suite>,
-        /// Scenarios to run (default: all of tests/vm/scenarios.txt).
+        /// Scenarios to run (default: all of tests/vm/scenarios.txt, and then the
+        /// package flow, as `vm package` runs it).
         scenarios: Vec<String>,
+    },
+    /// The Debian package on a fresh copy of each image: `dpkg -i`, a reboot, an upgrade
+    /// across a storm of execs, `apt-get purge`; then the host-side check.
+    Package {
+        /// Which images (default: all).
+        #[arg(long = "suite", value_enum)]
+        suites: Vec<Suite>,
     },
 }
 
@@ -80,6 +89,7 @@ pub fn run(vm: Vm) -> anyhow::Result<()> {
             Ok(())
         }
         Vm::Test { suites, scenarios } => test(&or_all(suites), &scenarios),
+        Vm::Package { suites } => package::test(&or_all(suites)),
     }
 }
 
@@ -176,6 +186,15 @@ fn test(suites: &[Suite], selected: &[String]) -> anyhow::Result<()> {
     let tracer = crate::build_release()?;
     let t_build = t0.elapsed();
     let mut timings = vec![format!("tracer build {:.1} s", t_build.as_secs_f64())];
+    // A whole run has the package flow too (a run of named scenarios leaves it out).
+    let debs = if selected.is_empty() {
+        let t = Instant::now();
+        let debs = package::build()?;
+        timings.push(format!("packages {:.1} s", t.elapsed().as_secs_f64()));
+        Some(debs)
+    } else {
+        None
+    };
     for &suite in suites {
         let t = Instant::now();
         let image = build_image(suite)?;
@@ -191,6 +210,15 @@ fn test(suites: &[Suite], selected: &[String]) -> anyhow::Result<()> {
             suite.name(),
             t.elapsed().as_secs_f64()
         ));
+        if let Some(debs) = &debs {
+            let t = Instant::now();
+            package::boot(suite, &image, debs)?;
+            timings.push(format!(
+                "{} package boots {:.1} s",
+                suite.name(),
+                t.elapsed().as_secs_f64()
+            ));
+        }
     }
     let t = Instant::now();
     let mut check = cargo();
@@ -213,7 +241,15 @@ fn test(suites: &[Suite], selected: &[String]) -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
                 .join(","),
         )
-        .env("TRACER_VM_SCENARIOS", scenarios.join(","));
+        .env("TRACER_VM_SCENARIOS", scenarios.join(","))
+        .env(
+            "TRACER_VM_PACKAGE_SUITES",
+            if debs.is_some() {
+                package::suite_list(suites)
+            } else {
+                String::new()
+            },
+        );
     let result = sh(&mut check);
     timings.push(format!(
         "host-side checks {:.1} s",
