@@ -210,7 +210,9 @@ fn test(suites: &[Suite], selected: &[String]) -> anyhow::Result<()> {
             suite.name(),
             t.elapsed().as_secs_f64()
         ));
-        if let Some(debs) = &debs {
+        if let Some(debs) = &debs
+            && package::runs_on(suite)
+        {
             let t = Instant::now();
             package::boot(suite, &image, debs)?;
             timings.push(format!(
