@@ -141,11 +141,7 @@ pub fn verdict(u: &SystemdUnit) -> Verdict<'_> {
             command: service.and_then(ServiceFacts::failed_command).or_else(|| {
                 // A mount's helper (mount(8)), as systemd ran it.
                 let t = u.typed.as_ref()?;
-                t.exec_mount
-                    .iter()
-                    .filter(|c| c.failed())
-                    .max_by_key(|c| c.exit_us)
-                    .map(|c| ("ExecMount", c))
+                ExecCommand::last_failed(&t.exec_mount).map(|c| ("ExecMount", c))
             }),
             service,
             unit: u,

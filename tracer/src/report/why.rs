@@ -465,12 +465,17 @@ fn why_of<'a>(h: &'a UnitHistory, sd: Option<&'a SystemdUnit>) -> Why<'a> {
                 "fix what ExecReload= runs (its error is in `journalctl -u UNIT`), then reload again".into()
             });
         }
-    } else if explanation.starts_with(&format!("{name}: not failed")) {
+    } else if failed.is_none() {
         // What only systemd could say (a start it refused, a timeout) is not in the
         // kernel's record: said, rather than taken for a success.
-        evidence.push(
-            "systemd was not asked: this is the kernel's account alone; a failure only systemd sees (a start it refused for the start limit or a dependency, a timeout, a protocol) would not show here".into(),
-        );
+        evidence.push(format!(
+            "{}: this is the kernel's account alone; a failure only systemd sees (a start it refused for the start limit or a dependency, a timeout, a protocol) would not show here",
+            if sd.is_none() {
+                "systemd was not asked"
+            } else {
+                "systemd's account is of an earlier activation"
+            }
+        ));
     }
     // A reload that failed leaves the unit running: the kernel's record of it.
     if let Some(run) = h.runs.last() {
@@ -545,11 +550,7 @@ fn reload_failed(u: &SystemdUnit) -> Option<String> {
     if s.reload_result.is_empty() || s.reload_result == "success" {
         return None;
     }
-    let cmd = s
-        .exec_reload
-        .iter()
-        .filter(|c| c.failed())
-        .max_by_key(|c| c.exit_us)
+    let cmd = crate::systemd::ExecCommand::last_failed(&s.exec_reload)
         .map_or_else(String::new, |c| {
             format!(": ExecReload={} ended with {}", c.line(), c.ending())
         });

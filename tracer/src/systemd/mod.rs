@@ -118,6 +118,11 @@ impl ExecCommand {
         self.exit_us > 0 && !(self.code == CLD_EXITED && self.status == 0)
     }
 
+    /// Of `cmds`, the one that failed last.
+    pub fn last_failed(cmds: &[Self]) -> Option<&Self> {
+        cmds.iter().filter(|c| c.failed()).max_by_key(|c| c.exit_us)
+    }
+
     /// How it ended, in words ("exit status 3", "signal SIGTERM").
     pub fn ending(&self) -> String {
         match self.code {

@@ -27,7 +27,7 @@ use crate::clock::BootClock;
 const QUEUE: usize = 1024;
 
 /// Manager methods that queue a job for the unit named by their first argument.
-const MANAGER_METHODS: [&str; 11] = [
+const MANAGER_METHODS: [&str; 10] = [
     "StartUnit",
     "StartUnitReplace",
     "StartUnitWithFlags",
@@ -38,7 +38,6 @@ const MANAGER_METHODS: [&str; 11] = [
     "ReloadOrRestartUnit",
     "ReloadOrTryRestartUnit",
     "EnqueueUnitJob",
-    "KillUnit",
 ];
 
 /// Unit methods that queue a job for the unit at the call's path.
@@ -174,19 +173,14 @@ async fn monitor(
             continue;
         }
         let body = msg.body();
-        let first: Option<String> = if iface.as_str() == MANAGER {
-            body.deserialize::<(String,)>()
-                .ok()
-                .map(|(s,)| s)
-                .or_else(|| body.deserialize::<(String, String)>().ok().map(|(s, _)| s))
-                .or_else(|| {
-                    body.deserialize::<(String, String, String)>()
-                        .ok()
-                        .map(|(s, ..)| s)
-                })
-        } else {
-            None
-        };
+        // (Each Manager method's first argument is the unit's name, whatever follows.)
+        let first: Option<String> = (iface.as_str() == MANAGER)
+            .then(|| body.deserialize::<zbus::zvariant::Structure>().ok())
+            .flatten()
+            .and_then(|args| match args.fields().first() {
+                Some(zbus::zvariant::Value::Str(s)) => Some(s.as_str().to_owned()),
+                _ => None,
+            });
         if let Some(call) = job_call(
             iface.as_str(),
             member.as_str(),
