@@ -1342,13 +1342,18 @@ fn ask(socket: &Path, request: &str) -> String {
 }
 
 /// Issue 15, finding 4: a client's filter of any size was taken and globbed against every
-/// event, and reports could be asked for as fast as a client could send.
+/// event, and reports could be asked for as fast as a client could send. Reports are
+/// bounded per second, root's apart from everyone else's (another user's flood does not
+/// keep root from its answers), and the command line asks again when refused for load: a
+/// script asking for one report after another gets them all.
 #[test]
 fn costly_clients_are_refused() {
+    use std::os::unix::process::CommandExt as _;
     if !privileged() {
         return;
     }
-    let d = Daemon::start("costly", "");
+    const NOBODY: u32 = 65534;
+    let d = Daemon::start("costly", "socket_group = \"nogroup\"\n");
     let pattern = "*a".repeat(30_000);
     let reply = ask(
         &d.socket(),
@@ -1358,15 +1363,58 @@ fn costly_clients_are_refused() {
         reply.contains("malformed filter") && reply.contains("60000 bytes"),
         "{reply}"
     );
-    let replies: Vec<String> = (0..60)
-        .map(|_| ask(&d.socket(), "{\"op\":\"units\",\"json\":false}"))
-        .collect();
+    const UNITS: &str = "{\"op\":\"units\",\"json\":false}";
+    // Another user asks for 60 at once (a raw client: the command line would wait).
+    let flood = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import socket, sys\n\
+             busy = 0\n\
+             for _ in range(60):\n\
+             \x20   s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n\
+             \x20   s.sendall(sys.argv[2].encode() + b'\\n')\n\
+             \x20   busy += b'busy' in s.makefile('rb').readline()\n\
+             print(busy)",
+        ])
+        .arg(d.socket())
+        .arg(UNITS)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    let theirs: u32 = String::from_utf8_lossy(&flood.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&flood.stderr)));
+    assert!(
+        theirs > 0 && theirs < 60,
+        "{theirs} of nobody's 60 reports asked at once refused"
+    );
+    let reply = ask(&d.socket(), UNITS);
+    assert!(
+        reply.contains("\"ok\":true"),
+        "root asks after nobody's flood: {reply}"
+    );
+    let replies: Vec<String> = (0..60).map(|_| ask(&d.socket(), UNITS)).collect();
     let busy = replies.iter().filter(|r| r.contains("busy")).count();
     assert!(
         busy > 0 && busy < 60,
         "{busy} of 60 reports asked at once refused: {:?}",
         &replies[..3]
     );
+    // The command line, refused for load, asks again: 40 reports in a row, all answered.
+    for i in 0..40 {
+        let out = Command::new(CLI)
+            .args(["units"])
+            .env("TRACER_SOCKET", d.socket())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tracer units #{i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 /// The Python that has PyPI's opentelemetry-proto (scripts/setup.sh makes its venv);

@@ -62,6 +62,11 @@ impl Guest {
 
     /// A JSON file of the results (`tracer/why-x.json`); Null when it is missing or not
     /// JSON (a command that failed wrote its error there).
+    /// A result file's text ("(missing)" when there is none).
+    fn text(&self, file: &str) -> String {
+        fs::read_to_string(self.dir.join(file)).unwrap_or_else(|_| "(missing)".into())
+    }
+
     fn json(&self, file: &str) -> Value {
         fs::read_to_string(self.dir.join(file))
             .ok()
@@ -1514,8 +1519,14 @@ fn check_daemon(g: &Guest, scenarios: &[String]) -> Vec<String> {
             || live["cause"] != replayed["cause"]
             || (live["state"] != replayed["state"] && !systemd_only)
         {
+            // (Not JSON: what it said instead, an error.)
+            let said = if live.is_null() {
+                g.text(&format!("tracer/why-daemon-{s}.json"))
+            } else {
+                live.to_string()
+            };
             problems.push(format!(
-                "{}/{s}: the daemon said {live}, its journal replayed says {replayed}",
+                "{}/{s}: the daemon said {said}, its journal replayed says {replayed}",
                 g.suite
             ));
         }

@@ -2,7 +2,11 @@
 //! stream. No daemon (no socket, or nobody answering) is not an error: the caller then
 //! works standalone.
 
-use std::{io, path::PathBuf};
+use std::{
+    io,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
@@ -33,8 +37,32 @@ async fn connect() -> io::Result<Option<UnixStream>> {
     }
 }
 
-/// Asks the daemon for a report; None when no daemon runs.
+/// How long a report refused for load is asked for again, in all, before the refusal
+/// is the answer: the daemon takes a burst of reports, then a few a second, and a script
+/// asking for one unit after another should get its answers, more slowly.
+const BUSY_RETRY_FOR: Duration = Duration::from_secs(20);
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+const LONGEST_RETRY: Duration = Duration::from_secs(1);
+
+/// Asks the daemon for a report; None when no daemon runs. A refusal for load is asked
+/// again (pauses doubling from 50 ms to 1 s, for up to 20 s).
 pub async fn query(q: &Query) -> anyhow::Result<Option<Reply>> {
+    let deadline = Instant::now() + BUSY_RETRY_FOR;
+    let mut pause = FIRST_RETRY;
+    loop {
+        match ask(q).await? {
+            Some(reply) if reply.is_busy() && Instant::now() + pause < deadline => {
+                tracing::debug!("the daemon is busy; asking again in {pause:?}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(LONGEST_RETRY);
+            }
+            reply => return Ok(reply),
+        }
+    }
+}
+
+/// One request for a report, one reply.
+async fn ask(q: &Query) -> anyhow::Result<Option<Reply>> {
     let Some(sock) = connect().await? else {
         return Ok(None);
     };

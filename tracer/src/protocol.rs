@@ -42,6 +42,9 @@ pub enum Reply {
     Error(String),
 }
 
+/// How the daemon's refusals for load begin (`busy: ...`).
+pub const BUSY: &str = "busy: ";
+
 /// The reply as it is on the wire: `{"ok":true,"output":...}` or `{"ok":false,"error":...}`.
 #[derive(Serialize, Deserialize)]
 /// (Fields in this order: the replies are byte for byte what earlier daemons sent.)
@@ -81,6 +84,12 @@ impl Reply {
         } else {
             Self::Error(wire.error.unwrap_or_else(|| "the daemon failed".into()))
         })
+    }
+
+    /// A refusal for load (too many reports asked for just now): worth asking again
+    /// shortly, unlike every other error.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Error(e) if e.starts_with(BUSY))
     }
 
     pub fn into_result(self) -> Result<String, String> {

@@ -6,7 +6,13 @@
 
 pub mod json;
 
-use std::{io, os::unix::fs::PermissionsExt, path::Path, sync::Arc, time::Duration};
+use std::{
+    io,
+    os::unix::fs::PermissionsExt,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
@@ -19,7 +25,7 @@ use crate::{
     enrich::Enriched,
     event::EventKind,
     filter::Matcher,
-    protocol::{Filter, Query, Reply, Request},
+    protocol::{BUSY, Filter, Query, Reply, Request},
     sink::conn::{Backoff, Place, Waiting},
     systemd::Snapshot,
 };
@@ -240,8 +246,9 @@ fn chown_group(path: &Path, gid: u32) -> io::Result<()> {
 const MAX_STREAMING: usize = 64;
 /// Reports being asked for at once (each waits for systemd and for the loop) ...
 const MAX_ASKING: usize = 8;
-/// ... and how many may be asked for, all clients together: this many at once, then
-/// this many a second (each costs the loop that reads the ring buffer a render).
+/// ... and how many may be asked for: this many at once, then this many a second (each
+/// costs the loop that reads the ring buffer a render), by root, and as many again by all
+/// other users together, so that they cannot keep root from its answers.
 const ASK_BURST: f64 = 20.0;
 const ASKS_PER_SECOND: f64 = 10.0;
 /// Connections that have not sent their request yet (a new one closes the oldest).
@@ -260,7 +267,8 @@ struct Shared {
     clock: BootClock,
     streaming: Arc<Semaphore>,
     asking: Arc<Semaphore>,
-    asks: std::sync::Mutex<crate::rate::Bucket>,
+    /// Root's allowance of reports, and everyone else's.
+    asks: std::sync::Mutex<[crate::rate::Bucket; 2]>,
 }
 
 /// Serves the socket: each client gets the feed of events or asks `queries` for a report.
@@ -281,11 +289,9 @@ pub async fn serve(
         clock,
         streaming: Arc::new(Semaphore::new(MAX_STREAMING)),
         asking: Arc::new(Semaphore::new(MAX_ASKING)),
-        asks: std::sync::Mutex::new(crate::rate::Bucket::new(
-            ASK_BURST,
-            ASKS_PER_SECOND,
-            std::time::Instant::now(),
-        )),
+        asks: std::sync::Mutex::new(
+            [(); 2].map(|()| crate::rate::Bucket::new(ASK_BURST, ASKS_PER_SECOND, Instant::now())),
+        ),
     });
     let waiting = Waiting::new(MAX_WAITING);
     let mut backoff = Backoff::new("the daemon's socket");
@@ -305,7 +311,8 @@ pub async fn serve(
 
 /// One client: a request line, then a stream of event lines or one reply.
 async fn serve_client(sock: UnixStream, mut place: Place, shared: &Shared) -> io::Result<()> {
-    let viewer = Viewer::of(sock.peer_cred().ok().map(|c| c.uid()), shared.others);
+    let uid = sock.peer_cred().ok().map(|c| c.uid());
+    let viewer = Viewer::of(uid, shared.others);
     let (read, mut write) = sock.into_split();
     let mut reader = BufReader::new(read.take(64 * 1024));
     let mut line = String::new();
@@ -341,7 +348,7 @@ async fn serve_client(sock: UnixStream, mut place: Place, shared: &Shared) -> io
             let Ok(_streaming) = shared.streaming.try_acquire() else {
                 return reply_error(
                     &mut write,
-                    &format!("busy: {MAX_STREAMING} clients are streaming already; try later"),
+                    &format!("{BUSY}{MAX_STREAMING} clients are streaming already; try later"),
                 )
                 .await;
             };
@@ -354,22 +361,27 @@ async fn serve_client(sock: UnixStream, mut place: Place, shared: &Shared) -> io
         Ok(Request::Query(q)) => q,
         Err(e) => return reply_error(&mut write, &e).await,
     };
-    let within_rate = shared
-        .asks
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take(std::time::Instant::now());
+    let root = uid == Some(0);
+    let within_rate = shared.asks.lock().unwrap_or_else(|e| e.into_inner())[usize::from(!root)]
+        .take(Instant::now());
     if !within_rate {
         return reply_error(
             &mut write,
-            &format!("busy: more than {ASKS_PER_SECOND} reports a second are asked for; try later"),
+            &format!(
+                "{BUSY}more than {ASKS_PER_SECOND} reports a second are asked for{}; try later",
+                if root {
+                    ""
+                } else {
+                    " by users other than root"
+                }
+            ),
         )
         .await;
     }
     let Ok(_asking) = shared.asking.try_acquire() else {
         return reply_error(
             &mut write,
-            &format!("busy: {MAX_ASKING} reports are being made already; try later"),
+            &format!("{BUSY}{MAX_ASKING} reports are being made already; try later"),
         )
         .await;
     };
