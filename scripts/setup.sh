@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing tracer needs on a Debian 12 host, idempotently:
-# Debian packages (LLVM 22 for bpf-linker, bpftrace and strace for the benchmark, qemu
+# Debian packages (LLVM 22 for bpf-linker; bpftrace, auditd, libbpf-tools and strace for
+# the benchmark and its peers; python3 for the daemon tests' raw socket client; qemu
 # and mmdebstrap for the VM tests, prometheus for the scrape test and its promtool for the
 # metrics and alert-rule checks, dpkg-dev and lintian for `cargo xtask deb` and the VM
 # stage's package check), rust-src for the nightly toolchain that builds the eBPF
@@ -15,7 +16,7 @@ OTLP_PROTO_VERSION=1.45.2
 OTLP_VENV="${TRACER_OTLP_VENV:-$HOME/.cache/tracer/otlp-venv}"
 APT_PACKAGES=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev bpftrace strace
   mmdebstrap busybox-static cpio e2fsprogs xz-utils zstd kmod prometheus librsvg2-bin
-  dpkg-dev lintian)
+  dpkg-dev lintian auditd libbpf-tools python3)
 # From bookworm-backports: the machine's qemu-utils 10 (backports) breaks bookworm's own
 # qemu-system-x86 7.2.
 BACKPORTS_PACKAGES=(qemu-system-x86)

@@ -2,13 +2,12 @@
 
 use std::{
     io::BufReader,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Stdio},
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 
-use super::{Sample, interrupt_and_collect, storm};
+use super::{Sample, interrupt_and_collect, storm, wait_for_perf_events};
 
 /// The bpftrace program equivalent to what `tracer events` reports about processes.
 const BPFTRACE_PROGRAM: &str = r#"
@@ -25,7 +24,7 @@ pub(super) fn measure(n: u32) -> anyhow::Result<Sample> {
         .stderr(Stdio::piped())
         .spawn()
         .context("starting bpftrace")?;
-    wait_for_perf_events(&mut child, 3)?;
+    wait_for_perf_events(&mut child, "bpftrace", 3)?;
     let rate = storm(n, 1)?;
     let mut err = BufReader::new(child.stderr.take().context("no stderr pipe")?);
     let rest = interrupt_and_collect(&mut child, &mut err)?;
@@ -40,35 +39,4 @@ pub(super) fn measure(n: u32) -> anyhow::Result<Sample> {
         lost: Some(lost),
         daemon: None,
     })
-}
-
-/// Waits until the child holds `want` perf-event fds: bpftrace attaches each tracepoint
-/// program through one, so then it is tracing (with -o it prints nothing to say so).
-fn wait_for_perf_events(child: &mut Child, want: usize) -> anyhow::Result<()> {
-    let fds = format!("/proc/{}/fd", child.id());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            bail!("bpftrace exited ({status}) before it was attached");
-        }
-        let perf = std::fs::read_dir(&fds)
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| {
-                        std::fs::read_link(e.path())
-                            .is_ok_and(|l| l.to_string_lossy().contains("perf_event"))
-                    })
-                    .count()
-            })
-            .unwrap_or(0);
-        if perf >= want {
-            // The attach ioctl follows the open at once; leave it a moment.
-            std::thread::sleep(Duration::from_millis(200));
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("bpftrace did not attach within a minute");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }

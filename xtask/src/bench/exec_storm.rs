@@ -11,7 +11,7 @@ use anyhow::{Context as _, bail};
 use super::{
     Sample, bpftrace,
     daemon::{self, DaemonStats},
-    interrupt_and_collect, kernel_cost, median, storm, wait_for_line,
+    interrupt_and_collect, kernel_cost, median, peers, storm, wait_for_line,
 };
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -20,6 +20,10 @@ enum Setup {
     Tracer,
     Daemon,
     Bpftrace,
+    /// auditd with execve and execveat rules.
+    Auditd,
+    /// libbpf-tools' execsnoop -x.
+    Execsnoop,
     /// Two storms at once, no tracer.
     None2,
     /// Two storms at once under the daemon.
@@ -39,6 +43,8 @@ impl Setup {
             Setup::Tracer => "tracer events --json > /dev/null",
             Setup::Daemon => "tracer daemon + 1 stream client",
             Setup::Bpftrace => "bpftrace one-liner > /dev/null",
+            Setup::Auditd => "auditd, execve + execveat rules",
+            Setup::Execsnoop => "libbpf-tools execsnoop -x",
             Setup::None2 => "2 parallel storms, no tracer",
             Setup::Daemon2 => "2 parallel storms, tracer daemon",
             Setup::DaemonLean => "tracer daemon, failed_execs = false",
@@ -95,20 +101,21 @@ pub(super) fn run(
     Ok(())
 }
 
-/// The setups of one round, in order; bpftrace's only when it is installed.
+/// The setups of one round, in order; each peer's only when it is installed.
 fn setups() -> Vec<Setup> {
     let mut setups = vec![Setup::None, Setup::Tracer, Setup::Daemon, Setup::DaemonLean];
-    if Command::new("bpftrace")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        setups.push(Setup::Bpftrace);
-    } else {
-        eprintln!(
-            "bench: bpftrace is not installed (scripts/setup.sh installs it); comparing without it"
-        );
+    for (setup, program) in [
+        (Setup::Bpftrace, "bpftrace"),
+        (Setup::Execsnoop, "execsnoop"),
+        (Setup::Auditd, "auditd"),
+    ] {
+        if peers::installed(program) {
+            setups.push(setup);
+        } else {
+            eprintln!(
+                "bench: {program} is not installed (scripts/setup.sh installs it); comparing without it"
+            );
+        }
     }
     setups.extend([Setup::None2, Setup::Daemon2]);
     setups
@@ -248,24 +255,27 @@ fn print_table(n: u32, rounds: u32, setups: &[Setup], samples: &[(Setup, Sample)
             of(|v| v.lost),
         );
     }
-    if setups.contains(&Setup::Bpftrace) {
-        print_vs_bpftrace(samples);
-    }
+    print_vs_peers(setups, samples);
 }
 
-/// tracer's throughput against bpftrace's, both relative to no tracer.
-fn print_vs_bpftrace(samples: &[(Setup, Sample)]) {
-    let b = ratio(samples, Setup::Bpftrace, Setup::None);
-    println!();
-    for (s, what) in [
-        (Setup::Tracer, "tracer events"),
-        (Setup::Daemon, "tracer daemon"),
-    ] {
+/// The daemon's throughput against each peer's, both relative to no tracer.
+fn print_vs_peers(setups: &[Setup], samples: &[(Setup, Sample)]) {
+    let peers: Vec<Setup> = [Setup::Bpftrace, Setup::Execsnoop, Setup::Auditd]
+        .into_iter()
+        .filter(|p| setups.contains(p))
+        .collect();
+    if !peers.is_empty() {
+        println!();
+    }
+    let daemon = ratio(samples, Setup::Daemon, Setup::None);
+    for p in peers {
+        let theirs = ratio(samples, p, Setup::None);
         println!(
-            "{what}'s throughput relative to bpftrace's: {:.3} ({what} slows the storm {:.1}%, bpftrace {:.1}%)",
-            ratio(samples, s, Setup::Bpftrace),
-            100.0 * (1.0 - ratio(samples, s, Setup::None)),
-            100.0 * (1.0 - b)
+            "tracer daemon's throughput relative to {}'s: {:.3} (the daemon slows the storm {:.1}%, it {:.1}%)",
+            p.label(),
+            ratio(samples, Setup::Daemon, p),
+            100.0 * (1.0 - daemon),
+            100.0 * (1.0 - theirs)
         );
     }
 }
@@ -283,6 +293,8 @@ fn measure(setup: Setup, n: u32, bins: &Bins) -> anyhow::Result<Sample> {
         Setup::DaemonLean => daemon::measure(n, 1, tracer, Some(daemon::LEAN_CONFIG)),
         Setup::Tracer => measure_tracer_events(n, tracer),
         Setup::Bpftrace => bpftrace::measure(n),
+        Setup::Auditd => peers::measure_auditd(n),
+        Setup::Execsnoop => peers::measure_execsnoop(n),
         Setup::BaselineDaemon | Setup::BaselineDaemon2 => {
             let baseline = bins.baseline.context("no --baseline binary")?;
             daemon::measure(n, setup.storms(), baseline, None)

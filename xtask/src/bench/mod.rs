@@ -17,6 +17,7 @@ mod bpftrace;
 mod daemon;
 mod exec_storm;
 mod kernel_cost;
+mod peers;
 mod soak;
 
 use std::{
@@ -181,6 +182,38 @@ fn interrupt_and_collect(
     err.read_to_string(&mut rest)?;
     child.wait()?;
     Ok(rest)
+}
+
+/// Waits until the child (`who`) holds `want` perf-event fds: tools built on libbpf or
+/// bpftrace attach each tracepoint program through one (and open one per CPU for a perf
+/// buffer), so then it is tracing, whether or not it prints anything to say so.
+fn wait_for_perf_events(child: &mut Child, who: &str, want: usize) -> anyhow::Result<()> {
+    let fds = format!("/proc/{}/fd", child.id());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("{who} exited ({status}) before it was attached");
+        }
+        let perf = std::fs::read_dir(&fds)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| {
+                        std::fs::read_link(e.path())
+                            .is_ok_and(|l| l.to_string_lossy().contains("perf_event"))
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
+        if perf >= want {
+            // The attach ioctl follows the open at once; leave it a moment.
+            std::thread::sleep(Duration::from_millis(200));
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{who} did not attach within a minute");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
