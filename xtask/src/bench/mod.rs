@@ -176,8 +176,17 @@ fn interrupt_and_collect(
     child: &mut Child,
     err: &mut BufReader<ChildStderr>,
 ) -> anyhow::Result<String> {
+    signal_and_collect(child, err, libc::SIGINT)
+}
+
+/// `signal`, wait, and return what the child wrote to stderr after the ready line.
+fn signal_and_collect(
+    child: &mut Child,
+    err: &mut BufReader<ChildStderr>,
+    signal: libc::c_int,
+) -> anyhow::Result<String> {
     // SAFETY: kill with a pid we own.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as libc::pid_t, signal) };
     let mut rest = String::new();
     err.read_to_string(&mut rest)?;
     child.wait()?;

@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use super::{Sample, interrupt_and_collect, storm, wait_for_perf_events};
+use super::{Sample, interrupt_and_collect, signal_and_collect, storm, wait_for_perf_events};
 
 /// Whether `program` is on this machine (scripts/setup.sh installs the peers).
 pub(super) fn installed(program: &str) -> bool {
@@ -75,7 +75,8 @@ pub(super) fn measure_auditd(n: u32) -> anyhow::Result<Sample> {
     let _ = auditctl(&["-D"]);
     let _ = auditctl(&["-e", "0"]);
     let mut err = BufReader::new(child.stderr.take().context("no stderr pipe")?);
-    let rest = interrupt_and_collect(&mut child, &mut err)?;
+    // (auditd ignores SIGINT.)
+    let rest = signal_and_collect(&mut child, &mut err, libc::SIGTERM)?;
     let (rate, lost) = result.with_context(|| format!("auditd said: {rest}"))?;
     let seen = count_lines(&log, |l| {
         l.starts_with("type=SYSCALL") && l.contains(&format!("key=\"{AUDIT_KEY}\""))
