@@ -91,6 +91,11 @@ impl DaemonRun {
         })
     }
 
+    /// Its files: tracer.toml, state/ (the journal), run/ (the socket).
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub(super) fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -5,6 +5,9 @@
 //! (both cores busy). Then, apart from the timed rounds, where the kernel-side cost of an
 //! exec goes: each program's run time, and the syscall slow path.
 //!
+//! `cargo xtask bench scale`: how the costs grow with processes, cgroups, units, clients
+//! and journal size ([`scale`]).
+//!
 //! `cargo xtask bench soak`: the daemon under a long storm (two in parallel, plus cgroups
 //! created and removed), its resident memory sampled over time.
 //!
@@ -18,6 +21,7 @@ mod daemon;
 mod exec_storm;
 mod kernel_cost;
 mod peers;
+mod scale;
 mod soak;
 
 use std::{
@@ -42,6 +46,10 @@ pub enum Bench {
         #[arg(long, value_name = "BIN")]
         baseline: Option<std::path::PathBuf>,
     },
+    /// How the costs grow with the host: start-up with 1k-30k processes and 100-10k
+    /// cgroups present, memory with 100-10k live processes and 32 stream clients, answers
+    /// and the boot plot with 100-5000 units, replay of 1-100 MiB journals.
+    Scale,
     /// The daemon (journal, metrics, one stream client, unit model) under STORMS parallel
     /// storms run in a scope unit of their own, with a scope cgroup created and removed
     /// every 10 execs, until it has seen EVENTS events or DURATION has passed; its RSS
@@ -86,6 +94,7 @@ pub fn run(bench: Bench) -> anyhow::Result<()> {
             let tracer = crate::build_release()?;
             exec_storm::run(n, rounds, &tracer, baseline.as_deref())
         }
+        Bench::Scale => scale::run(&crate::build_release()?),
         Bench::Soak {
             events,
             duration,
