@@ -48,8 +48,13 @@ pub enum Bench {
     },
     /// How the costs grow with the host: start-up with 1k-30k processes and 100-10k
     /// cgroups present, memory with 100-10k live processes and 32 stream clients, answers
-    /// and the boot plot with 100-5000 units, replay of 1-100 MiB journals.
-    Scale,
+    /// with 100-5000 units, the boot plot with 50-1000, replay of 1-100 MiB journals.
+    Scale {
+        /// Only these groups of curves (repeatable): startup, memory, answers, plot,
+        /// replay.
+        #[arg(long)]
+        only: Vec<String>,
+    },
     /// The daemon (journal, metrics, one stream client, unit model) under STORMS parallel
     /// storms run in a scope unit of their own, with a scope cgroup created and removed
     /// every 10 execs, until it has seen EVENTS events or DURATION has passed; its RSS
@@ -94,7 +99,7 @@ pub fn run(bench: Bench) -> anyhow::Result<()> {
             let tracer = crate::build_release()?;
             exec_storm::run(n, rounds, &tracer, baseline.as_deref())
         }
-        Bench::Scale => scale::run(&crate::build_release()?),
+        Bench::Scale { only } => scale::run(&crate::build_release()?, &only),
         Bench::Soak {
             events,
             duration,

@@ -87,25 +87,36 @@ impl Curve {
     }
 }
 
-pub(super) fn run(tracer: &Path) -> anyhow::Result<()> {
+/// The groups of curves, by the names `--only` takes.
+pub(super) const GROUPS: [&str; 5] = ["startup", "memory", "answers", "plot", "replay"];
+
+pub(super) fn run(tracer: &Path, only: &[String]) -> anyhow::Result<()> {
+    for g in only {
+        if !GROUPS.contains(&g.as_str()) {
+            bail!("no curves named {g}: choose among {}", GROUPS.join(", "));
+        }
+    }
+    let wanted = |g: &str| only.is_empty() || only.iter().any(|o| o == g);
     let _pids = PidMax::at_least(80_000)?;
-    let curves = [
-        startup_with_processes(tracer, &[1_000, 10_000, 30_000])?,
-        startup_with_cgroups(tracer, &[100, 1_000, 10_000])?,
-        rss_with_live_processes(tracer, &[100, 1_000, 10_000])?,
-    ];
-    let [answers_units, answers_why, plot_time, plot_size] =
-        answers_and_plot(tracer, &[100, 1_000, 5_000])?;
-    let [replay_events, replay_read, replay_boot] = replay(tracer, &[1, 10, 100])?;
-    for c in curves.iter().chain(&[
-        answers_units,
-        answers_why,
-        plot_time,
-        plot_size,
-        replay_events,
-        replay_read,
-        replay_boot,
-    ]) {
+    out_of_pids_limits(40_000)?;
+    let mut curves = Vec::new();
+    if wanted("startup") {
+        curves.push(startup_with_processes(tracer, &[1_000, 10_000, 30_000])?);
+        curves.push(startup_with_cgroups(tracer, &[100, 1_000, 10_000])?);
+    }
+    if wanted("memory") {
+        curves.push(rss_with_live_processes(tracer, &[100, 1_000, 10_000])?);
+    }
+    if wanted("answers") {
+        curves.extend(answers(tracer, &[100, 1_000, 5_000])?);
+    }
+    if wanted("plot") {
+        curves.extend(plot(tracer, &[50, 200, 1_000])?);
+    }
+    if wanted("replay") {
+        curves.extend(replay(tracer, &[1, 10, 100])?);
+    }
+    for c in &curves {
         c.print();
     }
     Ok(())
@@ -194,13 +205,10 @@ fn rss_with_live_processes(tracer: &Path, ns: &[usize]) -> anyhow::Result<Curve>
 }
 
 /// With N live units (a scope cgroup with one process each, made while the daemon runs):
-/// `tracer units --json` and `tracer why` through the daemon (the median of 5 each), and
-/// `tracer boot --plot` over the journal that saw them come.
-fn answers_and_plot(tracer: &Path, ns: &[usize]) -> anyhow::Result<[Curve; 4]> {
+/// `tracer units --json` and `tracer why` through the daemon (the median of 5 each).
+fn answers(tracer: &Path, ns: &[usize]) -> anyhow::Result<[Curve; 2]> {
     let mut units = Curve::new("tracer units --json through the daemon", "live units", "ms");
     let mut why = Curve::new("tracer why UNIT through the daemon", "live units", "ms");
-    let mut plot_time = Curve::new("tracer boot --plot FILE.svg", "units", "ms");
-    let mut plot_size = Curve::new("the boot plot's size", "units", "KiB");
     for &n in ns {
         let d = DaemonRun::start(tracer, None)?;
         let tree = Cgroups::make("tracer-bench.slice", n, "tracer-bench-", ".scope")?;
@@ -236,40 +244,110 @@ fn answers_and_plot(tracer: &Path, ns: &[usize]) -> anyhow::Result<[Curve; 4]> {
         let unit = format!("tracer-bench-{}.scope", n / 2);
         let (ms, _) = ask(&["why", &unit, "--json"])?;
         why.add(n as f64, ms, format!("of {unit}"));
-        let svg = d.dir().join("plot.svg");
-        let t = Instant::now();
-        let out = Command::new(tracer)
-            .args(["boot", "--plot"])
-            .arg(&svg)
-            .arg("--state-dir")
-            .arg(d.dir().join("state"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .context("running tracer boot")?;
-        let ms = t.elapsed().as_secs_f64() * 1e3;
-        if !out.status.success() {
-            bail!(
-                "tracer boot --plot: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let kib = std::fs::metadata(&svg).map_or(0, |m| m.len()) as f64 / 1024.0;
-        let drawn = std::fs::read_to_string(&svg)
-            .unwrap_or_default()
-            .matches("tracer-bench-")
-            .count();
-        plot_time.add(n as f64, ms, format!("{kib:.0} KiB"));
-        plot_size.add(
-            n as f64,
-            kib,
-            format!("{drawn} mentions of the bench's units"),
-        );
         drop(herd);
         drop(tree);
         d.finish()?;
     }
-    Ok([units, why, plot_time, plot_size])
+    Ok([units, why])
+}
+
+/// `tracer boot --plot FILE.svg` over a recorded boot (systemd 252's, from the fixtures)
+/// with N more services started beside one of its own: healthy.service's first start
+/// (its cgroup made, its process moved in and exec'd) repeated under other names, pids
+/// and cgroup ids.
+fn plot(tracer: &Path, ns: &[usize]) -> anyhow::Result<[Curve; 2]> {
+    let mut time = Curve::new("tracer boot --events --plot FILE.svg", "units", "ms");
+    let mut size = Curve::new("the boot plot's size", "units", "KiB");
+    let fixture = crate::root().join("tests/fixtures/vm-bookworm-systemd252.jsonl");
+    let boot = std::fs::read_to_string(&fixture)
+        .with_context(|| format!("reading {}", fixture.display()))?;
+    const UNIT: &str = "/system.slice/healthy.service";
+    // Its first run: the cgroup made, the process moved in, its exec.
+    let first_run: Vec<&str> = boot
+        .lines()
+        .filter(|l| l.contains(&format!("\"{UNIT}\"")))
+        .take_while(|l| !l.contains("\"kind\":\"exit\""))
+        .filter(|l| !l.contains("\"comm\":\"systemctl\""))
+        .take(4)
+        .collect();
+    let field = |l: &str, key: &str| -> Option<u64> {
+        let rest = l.split(&format!("\"{key}\":")).nth(1)?;
+        rest.split([',', '}']).next()?.parse().ok()
+    };
+    let exec = first_run
+        .iter()
+        .find(|l| l.contains("\"kind\":\"exec\""))
+        .context("no exec of healthy.service in the fixture")?;
+    let (pid, cgid) = (
+        field(exec, "pid").context("no pid")?,
+        field(exec, "cgroup_id").context("no cgroup_id")?,
+    );
+    let dir = std::env::temp_dir().join(format!("tracer-bench-plot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    for &n in ns {
+        let mut lines: Vec<String> = boot.lines().map(str::to_owned).collect();
+        for i in 0..n {
+            let (new_pid, new_cgid) = (1_000_000 + i, 1_000_000 + i);
+            for l in &first_run {
+                lines.push(
+                    l.replace(UNIT, &format!("/system.slice/tracer-bench-{i}.service"))
+                        .replace(
+                            &format!("\"cgroup_id\":{cgid},"),
+                            &format!("\"cgroup_id\":{new_cgid},"),
+                        )
+                        .replace(
+                            &format!("\"cgroup_target_id\":{cgid},"),
+                            &format!("\"cgroup_target_id\":{new_cgid},"),
+                        )
+                        .replace(&format!("\"pid\":{pid},"), &format!("\"pid\":{new_pid},"))
+                        .replace(&format!("\"tgid\":{pid},"), &format!("\"tgid\":{new_pid},"))
+                        .replace(
+                            &format!("\"target_pid\":{pid},"),
+                            &format!("\"target_pid\":{new_pid},"),
+                        ),
+                );
+            }
+        }
+        lines.sort_by_key(|l| field(l, "ts_ns").unwrap_or(0));
+        let events = dir.join(format!("boot-{n}.jsonl"));
+        std::fs::write(&events, lines.join("\n") + "\n")?;
+        let svg = dir.join(format!("plot-{n}.svg"));
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            let out = Command::new(tracer)
+                .args(["boot", "--events"])
+                .arg(&events)
+                .arg("--plot")
+                .arg(&svg)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+                .context("running tracer boot")?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            if !out.status.success() {
+                bail!(
+                    "tracer boot --plot: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        let text = std::fs::read_to_string(&svg).unwrap_or_default();
+        let kib = text.len() as f64 / 1024.0;
+        let drawn = text.matches("tracer-bench-").count();
+        time.add(
+            n as f64,
+            median(times),
+            format!("{kib:.0} KiB, median of 3"),
+        );
+        size.add(
+            n as f64,
+            kib,
+            format!("the bench's units named {drawn} times"),
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok([time, size])
 }
 
 /// Journals of 1, 10, 100 MiB (a daemon's recording of a storm, its frames repeated to
@@ -549,6 +627,56 @@ impl StreamReader {
         let _ = self.1.shutdown(std::net::Shutdown::Both);
         self.0.join().unwrap_or(0)
     }
+}
+
+/// Moves this process to the root of each cgroup hierarchy where a pids.max on its way
+/// is below `need` (a session's or a service's TasksMax, a container's limit): the herds
+/// of processes are the bench's load, not the host's.
+fn out_of_pids_limits(need: u64) -> anyhow::Result<()> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let own = std::fs::read_to_string("/proc/self/cgroup")?;
+    for l in mounts.lines() {
+        let Some((left, right)) = l.split_once(" - ") else {
+            continue;
+        };
+        let mut r = right.split_whitespace();
+        let (fstype, opts) = (r.next().unwrap_or(""), r.nth(1).unwrap_or(""));
+        // The pids controller's hierarchy: cgroup2, or cgroup v1 with the pids option.
+        let id = match fstype {
+            "cgroup2" => "0::".to_owned(),
+            "cgroup" if opts.split(',').any(|o| o == "pids") => {
+                let Some(line) = own.lines().find(|c| {
+                    c.split(':')
+                        .nth(1)
+                        .is_some_and(|ctl| ctl.split(',').any(|x| x == "pids"))
+                }) else {
+                    continue;
+                };
+                format!("{}:", line.split(':').take(2).collect::<Vec<_>>().join(":"))
+            }
+            _ => continue,
+        };
+        let Some(mount) = left.split_whitespace().nth(4) else {
+            continue;
+        };
+        let Some(path) = own.lines().find_map(|c| c.strip_prefix(&id)) else {
+            continue;
+        };
+        let mut dir = PathBuf::from(mount);
+        let mut limited = false;
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            dir.push(part);
+            let max = std::fs::read_to_string(dir.join("pids.max")).unwrap_or_default();
+            limited |= max.trim().parse::<u64>().is_ok_and(|m| m < need);
+        }
+        if limited {
+            let procs = Path::new(mount).join("cgroup.procs");
+            std::fs::write(&procs, std::process::id().to_string())
+                .with_context(|| format!("moving the bench to {}", procs.display()))?;
+            eprintln!("bench: moved to {mount}'s root: pids.max on {path} is below {need}");
+        }
+    }
+    Ok(())
 }
 
 /// kernel.pid_max raised to at least N for the bench, put back after.
