@@ -30,6 +30,9 @@ struct Curve {
     points: Vec<(f64, f64)>,
     /// What else each point measured, said beside it.
     notes: Vec<String>,
+    /// y is a rate of the work x stands for: the growth is then that of the time taken,
+    /// x / y.
+    rate: bool,
 }
 
 impl Curve {
@@ -40,6 +43,15 @@ impl Curve {
             y,
             points: Vec::new(),
             notes: Vec::new(),
+            rate: false,
+        }
+    }
+
+    /// A curve whose y is a rate (events a second over x MiB).
+    fn of_rate(title: &'static str, x: &'static str, y: &'static str) -> Self {
+        Self {
+            rate: true,
+            ..Self::new(title, x, y)
         }
     }
 
@@ -52,11 +64,13 @@ impl Curve {
         self.notes.push(note);
     }
 
-    /// The exponent between successive points: log(y2/y1) / log(x2/x1).
+    /// The exponent between successive points: log(y2/y1) / log(x2/x1), of the time
+    /// taken (x / y) for a rate.
     fn exponents(&self) -> Vec<f64> {
+        let cost = |(x, y): (f64, f64)| if self.rate { x / y } else { y };
         self.points
             .windows(2)
-            .map(|w| (w[1].1 / w[0].1).ln() / (w[1].0 / w[0].0).ln())
+            .map(|w| (cost(w[1]) / cost(w[0])).ln() / (w[1].0 / w[0].0).ln())
             .collect()
     }
 
@@ -73,7 +87,8 @@ impl Curve {
         let worst = k.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         println!();
         println!(
-            "growth between successive points: {} ({})",
+            "growth {}between successive points: {} ({})",
+            if self.rate { "of the time taken " } else { "" },
             k.iter()
                 .map(|k| format!("x^{k:.2}"))
                 .collect::<Vec<_>>()
@@ -354,17 +369,17 @@ fn plot(tracer: &Path, ns: &[usize]) -> anyhow::Result<[Curve; 2]> {
 /// the size): `tracer events -b --json` (lines counted), `tracer events -b -n 1` (every
 /// record read and decoded, one printed) and `tracer boot`, each timed.
 fn replay(tracer: &Path, mibs: &[u64]) -> anyhow::Result<[Curve; 3]> {
-    let mut json = Curve::new(
+    let mut json = Curve::of_rate(
         "replay: tracer events -b --json > pipe",
         "journal MiB",
         "million events/s",
     );
-    let mut read = Curve::new(
+    let mut read = Curve::of_rate(
         "replay: tracer events -b -n 1 (every record read)",
         "journal MiB",
         "million events/s",
     );
-    let mut boot = Curve::new("replay: tracer boot -b", "journal MiB", "million events/s");
+    let mut boot = Curve::of_rate("replay: tracer boot -b", "journal MiB", "million events/s");
     // A recording to repeat: the daemon's journal of one storm.
     let d = DaemonRun::start(tracer, None)?;
     storm(5000, 1)?;
@@ -715,6 +730,15 @@ mod tests {
         let k = c.exponents();
         assert!((k[0] - 1.0).abs() < 1e-9, "{k:?}");
         assert!((k[1] - 2f64.log10()).abs() < 1e-9, "{k:?}");
+        // A rate that holds is linear time; one that halves with ten times the work is
+        // worse than linear.
+        let mut r = Curve::of_rate("r", "x", "y");
+        r.add(1.0, 2.0, String::new());
+        r.add(10.0, 2.0, String::new());
+        r.add(100.0, 1.0, String::new());
+        let k = r.exponents();
+        assert!((k[0] - 1.0).abs() < 1e-9, "{k:?}");
+        assert!((k[1] - (1.0 + 2f64.log10())).abs() < 1e-9, "{k:?}");
     }
 
     #[test]
