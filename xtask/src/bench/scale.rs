@@ -137,15 +137,16 @@ pub(super) fn run(tracer: &Path, only: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Start → attached and peak RSS with N idle processes present.
-fn startup_with_processes(tracer: &Path, ns: &[usize]) -> anyhow::Result<Curve> {
-    let mut c = Curve::new(
-        "daemon start-up with processes present",
-        "processes",
-        "ms start → attached",
-    );
+/// Start → attached and peak RSS with N of something present at start, made by
+/// `present(n)` and held until it is dropped.
+fn startup_with<T>(
+    tracer: &Path,
+    c: &mut Curve,
+    ns: &[usize],
+    present: impl Fn(usize) -> anyhow::Result<T>,
+) -> anyhow::Result<()> {
     for &n in ns {
-        let herd = Herd::spawn(n, |_| None)?;
+        let held = present(n)?;
         let d = DaemonRun::start(tracer, None)?;
         std::thread::sleep(Duration::from_secs(1));
         let hwm = status_kib(d.pid(), "VmHWM:");
@@ -156,8 +157,19 @@ fn startup_with_processes(tracer: &Path, ns: &[usize]) -> anyhow::Result<Curve> 
         );
         c.add(n as f64, d.attach_ms, note);
         d.finish()?;
-        drop(herd);
+        drop(held);
     }
+    Ok(())
+}
+
+/// Start → attached and peak RSS with N idle processes present.
+fn startup_with_processes(tracer: &Path, ns: &[usize]) -> anyhow::Result<Curve> {
+    let mut c = Curve::new(
+        "daemon start-up with processes present",
+        "processes",
+        "ms start → attached",
+    );
+    startup_with(tracer, &mut c, ns, |n| Herd::spawn(n, |_| None))?;
     Ok(c)
 }
 
@@ -168,20 +180,9 @@ fn startup_with_cgroups(tracer: &Path, ns: &[usize]) -> anyhow::Result<Curve> {
         "cgroups",
         "ms start → attached",
     );
-    for &n in ns {
-        let tree = Cgroups::make("tracer-bench-scale", n, "cg", "")?;
-        let d = DaemonRun::start(tracer, None)?;
-        std::thread::sleep(Duration::from_secs(1));
-        let hwm = status_kib(d.pid(), "VmHWM:");
-        let note = format!(
-            "peak RSS {:.1} MiB, {:.0} ms spawn → ready line",
-            hwm as f64 / 1024.0,
-            d.ready_ms
-        );
-        c.add(n as f64, d.attach_ms, note);
-        d.finish()?;
-        drop(tree);
-    }
+    startup_with(tracer, &mut c, ns, |n| {
+        Cgroups::make("tracer-bench-scale", n, "cg", "")
+    })?;
     Ok(c)
 }
 
