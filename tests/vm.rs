@@ -60,13 +60,13 @@ impl Guest {
         Show::load(&self.dir.join("units").join(format!("{scenario}.show")))
     }
 
-    /// A JSON file of the results (`tracer/why-x.json`); Null when it is missing or not
-    /// JSON (a command that failed wrote its error there).
     /// A result file's text ("(missing)" when there is none).
     fn text(&self, file: &str) -> String {
         fs::read_to_string(self.dir.join(file)).unwrap_or_else(|_| "(missing)".into())
     }
 
+    /// A JSON file of the results (`tracer/why-x.json`); Null when it is missing or not
+    /// JSON (a command that failed wrote its error there).
     fn json(&self, file: &str) -> Value {
         fs::read_to_string(self.dir.join(file))
             .ok()
