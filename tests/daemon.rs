@@ -2225,3 +2225,120 @@ fn pinned_programs_with_another_ring_size_are_replaced() {
     let (_, status) = d.stop();
     assert!(status.success());
 }
+
+/// A group of sleeping processes, killed with the group when dropped.
+struct Herd(Child);
+
+impl Herd {
+    fn of(n: usize) -> Self {
+        use std::os::unix::process::CommandExt;
+        let mut child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!(
+                "for i in $(seq {n}); do sleep 300 & done; echo up; wait"
+            ))
+            .process_group(0)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "up");
+        Self(child)
+    }
+}
+
+impl Drop for Herd {
+    fn drop(&mut self) {
+        // SAFETY: kill with our own child's process group.
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+/// Issue 18: the programs are attached before /proc is read, and what they record
+/// meanwhile is kept. With 3000 processes to read and a storm of short sleeps running
+/// through the start (a few hundred alive at once: the walk finds many of those started
+/// after the attach), every exec from the storm's first one seen on is journaled, and no
+/// process is journaled both as found running its new program and with that exec.
+#[test]
+fn processes_started_while_proc_is_read_are_seen_once() {
+    if !privileged() {
+        return;
+    }
+    let _herd = Herd::of(3000);
+    let dir = Daemon::fresh_dir("walk");
+    let pids = dir.join("storm.pids");
+    let stop = dir.join("storm.stop");
+    let mut storm = KilledOnDrop(
+        Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!(
+                "while [ ! -e '{}' ]; do /bin/sleep 0.5 & echo $! >> '{}'; /bin/sleep 0.002; done",
+                stop.display(),
+                pids.display()
+            ))
+            .spawn()
+            .unwrap(),
+    );
+    let mut d = Daemon::start_in(dir, "", free_port());
+    let log = d.log();
+    std::fs::write(&stop, "").unwrap();
+    assert!(storm.0.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, status) = d.stop();
+    assert!(status.success(), "{}", d.log());
+
+    let storm_pids: Vec<u32> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let boot = journal::find_boot(&d.state().join("journal"), "0").unwrap();
+    let (mut execs, mut found_sleeping, mut found) = (
+        std::collections::HashSet::new(),
+        std::collections::HashSet::new(),
+        0usize,
+    );
+    journal::read_boot(&boot, |i| match i {
+        Item::Event(ev) if ev.kind_name() == "exec" => {
+            execs.insert(ev.tgid);
+        }
+        Item::Process { info, .. } => {
+            found += 1;
+            if info.exe.as_deref().is_some_and(|e| e.ends_with("/sleep")) {
+                found_sleeping.insert(info.pid);
+            }
+        }
+        _ => {}
+    })
+    .unwrap();
+    assert!(found >= 3000, "the herd is found at start: {found}");
+    let storm_found = storm_pids
+        .iter()
+        .filter(|p| found_sleeping.contains(p))
+        .count();
+    let twice: Vec<&u32> = found_sleeping.intersection(&execs).collect();
+    assert!(twice.is_empty(), "found running and exec'd: {twice:?}");
+    let first = storm_pids
+        .iter()
+        .position(|p| execs.contains(p))
+        .expect("the storm's execs after the attach are journaled");
+    let lost: Vec<&u32> = storm_pids[first..]
+        .iter()
+        .filter(|p| !execs.contains(p))
+        .collect();
+    let early = ready_field(&log, "attach_ms");
+    eprintln!(
+        "storm: {} execs, the first journaled is #{first}, {} lost after it; {storm_found} found at start asleep; attached in {early} ms",
+        storm_pids.len(),
+        lost.len(),
+    );
+    assert!(lost.is_empty(), "lost after the first seen: {lost:?}");
+    assert!(
+        storm_pids.len() > first + 10,
+        "the storm ran on after the start"
+    );
+}

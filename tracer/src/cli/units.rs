@@ -256,7 +256,7 @@ async fn model(src: &Source) -> anyhow::Result<Model<LiveFacts>> {
         apply_recording(path, &mut model)?;
         return Ok(model);
     }
-    let started = crate::startup::start(&ProbeOptions::default(), true)?;
+    let mut started = crate::startup::start(&ProbeOptions::default(), true)?;
     started.seed(&mut model);
     let crate::startup::Started {
         mut probe,

@@ -38,7 +38,7 @@ use crate::{
         otlp::{self, Exporter},
         stream::{self, Publisher, Question},
     },
-    startup::{self, Started},
+    startup::{self, Early, Started},
     systemd::{self, Snapshot},
 };
 
@@ -465,8 +465,6 @@ struct Pipeline {
     /// became of them once its queue was finished at the stop.
     otlp: Option<Exporter>,
     otlp_at_stop: Option<(otlp::Tally, u64)>,
-    /// While the backlog of resumed programs is drained: the processes it holds events of.
-    backlog: Option<std::collections::HashSet<u32>>,
 }
 
 impl Pipeline {
@@ -540,32 +538,24 @@ impl Pipeline {
             ask_systemd: None,
             otlp,
             otlp_at_stop: None,
-            backlog: None,
         };
-        let drained = pipeline.seed(&mut probe, &start.running);
+        let drained = pipeline.seed(&probe, &start.running, &start.early);
         Ok((probe, pipeline, drained))
     }
 
-    /// What the programs recorded while no daemon read them (pinned ones resumed), then the
-    /// processes the start-up found: into the journal and the model in that order, each
-    /// process once. A process that the backlog saw (started, forked or ended while no
-    /// daemon ran) is left out of the snapshot: its events say more, and its end is not
-    /// undone by being found running a moment before. Returns the records drained.
-    fn seed(&mut self, probe: &mut Probe, running: &[crate::procfs::ProcInfo]) -> u64 {
-        let mut drained = 0;
-        if *probe.pinned() == crate::probe::Pinned::Resumed {
-            self.backlog = Some(std::collections::HashSet::new());
-            drained = probe.drain_raw(|raw| self.take(raw)) as u64;
-            self.stream.publish();
-        }
-        let seen = self.backlog.take().unwrap_or_default();
+    /// The processes the start-up found, then the records the programs wrote while they
+    /// were read (with, for pinned programs resumed, what they recorded while no daemon
+    /// read them): into the journal and the model in that order, each process once. A
+    /// process those records describe (see [`Early::described`]) is left out of the
+    /// walk's: its records say more. Returns the records drained from resumed programs.
+    fn seed(&mut self, probe: &Probe, running: &[crate::procfs::ProcInfo], early: &Early) -> u64 {
+        let described = early.described();
         let (mut failed, mut found) = (Vec::new(), 0);
-        for p in running.iter().filter(|p| !seen.contains(&p.pid)) {
+        for p in running.iter().filter(|p| !described.contains(&p.pid)) {
             self.model.found_at_start(p);
             failed.extend(self.journal.append_process(p).err());
             found += 1;
         }
-        failed.extend(self.journal.flush().err());
         if let Some(e) = failed.first() {
             tracing::warn!(
                 "{} of the processes the start-up found could not be journaled: {e}",
@@ -573,8 +563,22 @@ impl Pipeline {
             );
         }
         self.journal_errors += failed.len() as u64;
+        for raw in early.iter() {
+            self.take(raw);
+        }
+        self.stream.publish();
+        if let Err(e) = self.journal.flush() {
+            tracing::warn!("the start-up's records could not be written to the journal: {e}");
+            self.journal_errors += 1;
+        }
+        let drained = if *probe.pinned() == crate::probe::Pinned::Resumed {
+            early.len() as u64
+        } else {
+            0
+        };
         tracing::info!(
             processes = found,
+            early_records = early.len(),
             cgroups = self.cgroups.len(),
             drained,
             "found at start"
@@ -671,12 +675,6 @@ impl Pipeline {
                 return;
             }
         };
-        if let Some(seen) = &mut self.backlog {
-            seen.insert(ev.tgid);
-            if let EventKind::Fork { child_pid } = ev.kind {
-                seen.insert(child_pid);
-            }
-        }
         if let Some(m) = &mut self.managers {
             m.follow(&ev);
         }
