@@ -100,6 +100,9 @@ impl<F: Facts> Model<F> {
             self.next_serial += 1;
         }
         let h = self.units.get_mut(&name).expect("inserted above");
+        if last_ended(h) {
+            self.ended_units -= 1;
+        }
         if let Some(prev) = h.runs.last_mut()
             && prev.is_open()
         {
@@ -148,7 +151,7 @@ impl<F: Facts> Model<F> {
 
     /// Past [`MAX_ENDED_UNITS`] units whose last run ended, forgets the oldest quarter.
     fn forget_ended_units(&mut self) {
-        if self.units.len() <= MAX_ENDED_UNITS {
+        if self.ended_units <= MAX_ENDED_UNITS {
             return;
         }
         let mut ended: Vec<(u64, &String)> = self
@@ -156,9 +159,7 @@ impl<F: Facts> Model<F> {
             .iter()
             .filter_map(|(name, h)| Some((h.runs.last()?.ended_ns?, name)))
             .collect();
-        if ended.len() <= MAX_ENDED_UNITS {
-            return;
-        }
+        debug_assert_eq!(ended.len(), self.ended_units);
         ended.sort_unstable();
         let forget: Vec<String> = ended[..ended.len() - MAX_ENDED_UNITS * 3 / 4]
             .iter()
@@ -167,6 +168,7 @@ impl<F: Facts> Model<F> {
         for name in &forget {
             self.units.remove(name);
         }
+        self.ended_units -= forget.len();
         self.procs
             .values_mut()
             .filter(|p| {
@@ -203,12 +205,10 @@ impl<F: Facts> Model<F> {
         let Some(h) = self.units.get_mut(unit) else {
             return;
         };
-        let Some(run) = h
-            .runs
-            .iter_mut()
-            .rev()
-            .find(|r| r.cgroup_id == Some(cgroup_id) || (r.cgroup_id.is_none() && r.is_open()))
-        else {
+        if !last_ended(h) && h.runs.last().is_some_and(|r| ended_by(r, cgroup_id)) {
+            self.ended_units += 1;
+        }
+        let Some(run) = h.runs.iter_mut().rev().find(|r| ended_by(r, cgroup_id)) else {
             return;
         };
         run.ended_ns = Some(ts);
@@ -291,4 +291,15 @@ fn session_uid(path: &str) -> Option<u32> {
             .parse()
             .ok()
     })
+}
+
+/// Whether the last run of `h` has ended.
+fn last_ended(h: &UnitHistory) -> bool {
+    h.runs.last().is_some_and(|r| r.ended_ns.is_some())
+}
+
+/// Whether the end of cgroup `cgroup_id` ends `run` (its own, or one open without a
+/// cgroup known).
+fn ended_by(run: &Run, cgroup_id: u64) -> bool {
+    run.cgroup_id == Some(cgroup_id) || (run.cgroup_id.is_none() && run.is_open())
 }

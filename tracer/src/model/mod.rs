@@ -72,6 +72,9 @@ pub struct Model<F: Facts> {
     cfg: ModelConfig,
     procs: IdMap<u32, Proc>,
     units: BTreeMap<String, UnitHistory>,
+    /// How many of `units` have their last run ended (kept in step by `begin_run` and
+    /// `end_run`, so that forgetting ended units costs a scan only when it forgets).
+    ended_units: usize,
     signals: IdMap<u32, SignalSeen>,
     oom_victims: IdMap<u32, u64>,
     /// The kernel's record of a service manager's check that refused a command, kept
@@ -94,6 +97,7 @@ impl<F: Facts> Model<F> {
             cfg,
             procs: IdMap::default(),
             units: BTreeMap::new(),
+            ended_units: 0,
             signals: IdMap::default(),
             oom_victims: IdMap::default(),
             access_refusals: IdMap::default(),

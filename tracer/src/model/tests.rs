@@ -74,6 +74,48 @@ fn units_that_came_and_went_are_forgotten_past_the_cap() {
 }
 
 #[test]
+fn live_units_past_the_cap_are_kept_and_ended_ones_still_bounded() {
+    let mut m = Fed::new(Model::new(RecordedFacts::default(), ModelConfig::default()));
+    let mkdir = |id: u64, name: &str| EventKind::CgroupMkdir {
+        cgroup: cgroup(id, &format!("/system.slice/{name}")),
+    };
+    let live = 3 * MAX_ENDED_UNITS as u64 / 2;
+    for i in 0..live {
+        m.apply(&ev(
+            10 + i,
+            1,
+            1,
+            "systemd",
+            mkdir(1000 + i, &format!("live-{i}.scope")),
+        ));
+    }
+    // Each of these ends, then is started again, then ends for good: a unit that starts
+    // again is no longer an ended one.
+    for i in 0..2 * MAX_ENDED_UNITS as u64 {
+        let (id, name) = (100_000 + 2 * i, format!("gone-{i}.scope"));
+        let ts = 100_000 + 10 * i;
+        m.apply(&ev(ts, 1, 1, "systemd", mkdir(id, &name)));
+        let rmdir = |id| EventKind::CgroupRmdir {
+            cgroup: cgroup(id, &format!("/system.slice/{name}")),
+        };
+        m.apply(&ev(ts + 1, 1, 1, "systemd", rmdir(id)));
+        m.apply(&ev(ts + 2, 1, 1, "systemd", mkdir(id + 1, &name)));
+        m.apply(&ev(ts + 3, 1, 1, "systemd", rmdir(id + 1)));
+    }
+    let kept_live = (0..live)
+        .filter(|i| m.unit(&format!("live-{i}.scope")).is_some())
+        .count() as u64;
+    assert_eq!(kept_live, live, "no live unit is forgotten");
+    let ended = m.units().count() - live as usize;
+    assert!(ended <= MAX_ENDED_UNITS + 1, "{ended} ended units kept");
+    assert!(
+        m.unit(&format!("gone-{}.scope", 2 * MAX_ENDED_UNITS - 1))
+            .is_some()
+    );
+    assert!(m.unit("gone-0.scope").is_none());
+}
+
+#[test]
 fn a_run_keeps_a_bounded_number_of_helpers() {
     let mut m = Fed::new(Model::new(RecordedFacts::default(), ModelConfig::default()));
     let path = "/user.slice/user-0.slice/session-1.scope";
