@@ -1183,18 +1183,41 @@ impl Link {
 /// systemd's snapshot now, or None (with the reason logged at debug level) when systemd
 /// cannot be asked.
 pub async fn try_snapshot(limit: Duration) -> Option<Snapshot> {
-    let r = async {
-        let sd = Systemd::connect_within(limit).await?;
-        match tokio::time::timeout(limit, sd.snapshot()).await {
-            Ok(r) => r,
-            Err(_) => Err(SystemdError::Unreachable(format!(
-                "no complete answer within {limit:?}"
-            ))),
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let r = async {
+            let sd = Systemd::connect_within(left).await?;
+            match tokio::time::timeout(left, sd.snapshot()).await {
+                Ok(r) => r,
+                Err(_) => Err(SystemdError::Unreachable(format!(
+                    "no complete answer within {limit:?}"
+                ))),
+            }
+        }
+        .await;
+        match r {
+            Ok(s) => return Some(s),
+            // A call that failed once connected (one of its questions timed out while pid 1
+            // was busy, as at the end of a slow boot): asked again on a new connection,
+            // while time is left. systemd not there at all is said at once.
+            Err(e @ SystemdError::Call { .. })
+                if deadline.saturating_duration_since(tokio::time::Instant::now())
+                    > SNAPSHOT_RETRY =>
+            {
+                tracing::debug!("{e}; asking again");
+                tokio::time::sleep(SNAPSHOT_RETRY).await;
+            }
+            Err(e) => {
+                tracing::debug!("{e}");
+                return None;
+            }
         }
     }
-    .await;
-    r.map_err(|e| tracing::debug!("{e}")).ok()
 }
+
+/// The pause before a snapshot that failed is asked again.
+const SNAPSHOT_RETRY: Duration = Duration::from_millis(500);
 
 /// Once boot has finished (systemd's FinishTimestamp is set), takes systemd's account of
 /// it (its timestamps, every unit's, the ordering dependencies) for the journal, so that
